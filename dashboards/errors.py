@@ -1,0 +1,5 @@
+"""The dashboards' bad-input error (the CLI prints it as one line, exit 2)."""
+
+
+class InputError(ValueError):
+    """A runs table, objective or path the user gave is wrong; the message says what would be right."""
