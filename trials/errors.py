@@ -13,3 +13,7 @@ def require(ok: bool, message: str) -> None:
     """Raise ConfigError(message) unless `ok`."""
     if not ok:
         raise ConfigError(message)
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or inf: the trial fails, and says so."""

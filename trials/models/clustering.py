@@ -82,7 +82,8 @@ class SuperTokenClustering(nn.Module):
         h, w = height // g, width // g
         in_dtype = x.dtype
         with torch.autocast(device_type=x.device.type, enabled=False):
-            x = x.float()
+            if x.dtype in (torch.float16, torch.bfloat16):
+                x = x.float()
             pixels = cells_to_pixels(x, g)  # (B, L, P, C)
             with torch.no_grad():
                 affinity, affinity_sum = self._affinity(x, pixels, h, w)

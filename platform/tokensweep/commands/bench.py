@@ -1,0 +1,118 @@
+"""`tokensweep bench`: inference and training images/sec of named models, one CSV row each (timm-style columns)."""
+
+import argparse
+import csv
+import io
+import sys
+
+from tokensweep.errors import SpecError
+
+DEFAULT_MODELS = ("vit_s_patch", "vit_s_conv", "vit_s_supertoken")
+COLUMNS = (
+    "model", "embedding", "img_size", "batch_size", "param_count", "embed_param_count", "gflops",
+    "infer_samples_per_sec", "infer_step_ms", "infer_spread",
+    "train_samples_per_sec", "train_step_ms", "train_spread",
+    "peak_mem_mb", "joules_per_image",
+    "device", "device_type", "precision", "torch_version", "threads",
+)  # fmt: skip
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="throughput of named models (CSV)",
+        description="Measure inference and training images/sec (warm-up, device sync, median of timed steps) "
+        "on a fixed synthetic batch; one CSV row per model, with the environment of every figure.",
+        epilog="example: tokensweep bench vit_s_patch vit_s_supertoken --batch 32 --threads 2",
+    )
+    p.add_argument("models", nargs="*", default=list(DEFAULT_MODELS), help=f"default: {' '.join(DEFAULT_MODELS)}")
+    p.add_argument("--batch", type=int, default=64, help="images per step (default 64)")
+    p.add_argument("--img-size", type=int, default=None, help="default: each model's own (224 for vit_s_*)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"), help="auto: bf16 on CUDA")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--steps", type=int, default=10, help="timed steps; the median is reported")
+    p.add_argument("--no-train", action="store_true", help="inference only")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="model override for every model, e.g. cluster_iters=2 (repeatable)")  # fmt: skip
+    p.add_argument("--out", metavar="FILE.csv", help="write the CSV here (atomically) instead of stdout")
+    p.set_defaults(func=run)
+
+
+def parse_overrides(items: list[str]) -> dict:
+    import tomllib
+
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(f"--set expects KEY=VALUE (e.g. cluster_iters=2), got {item!r}")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = text
+    return out
+
+
+def check_args(args) -> None:
+    for name in ("batch", "warmup", "steps", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < (0 if name == "warmup" else 1):
+            raise SpecError(f"--{name} must be a positive integer, got {value}")
+
+
+def bench_rows(args) -> list[dict]:
+    from trials import create_model, resolve_model
+    from trials.measure import benchmark_model, count_params, flops_per_image, resolve_device, resolve_precision
+
+    overrides = parse_overrides(args.overrides)
+    if args.img_size is not None:
+        overrides["img_size"] = args.img_size
+    specs = {name: resolve_model(name, **overrides) for name in args.models}  # all names checked up front
+    device = resolve_device(args.device)
+    precision = resolve_precision(args.precision, device)
+    rows = []
+    for name, spec in specs.items():
+        model = create_model(name, **overrides).to(device)
+        row = benchmark_model(
+            model, spec.img_size, args.batch, device, precision, args.threads, args.warmup, args.steps, not args.no_train
+        )
+        row.update(
+            model=name,
+            embedding=spec.embedding,
+            img_size=spec.img_size,
+            param_count=count_params(model),
+            embed_param_count=count_params(model.embed),
+            gflops=flops_per_image(model, spec.img_size, device) / 1e9,
+            infer_samples_per_sec=row["infer_images_per_sec"],
+            infer_step_ms=row["infer_step_s"] * 1e3,
+            train_samples_per_sec=row.get("train_images_per_sec"),
+            train_step_ms=row["train_step_s"] * 1e3 if "train_step_s" in row else None,
+            peak_mem_mb=row.get("train_peak_mem_mb") or row.get("infer_peak_mem_mb"),
+            joules_per_image=row.get("infer_joules_per_image"),
+        )
+        rows.append(row)
+        print(f"{name}: {row['infer_samples_per_sec']:.1f} img/s inference", file=sys.stderr, flush=True)
+    return rows
+
+
+def to_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+def run(args: argparse.Namespace) -> int:
+    check_args(args)
+    text = to_csv(bench_rows(args))
+    if args.out:
+        from dashboards.atomic import write_text_atomic
+
+        write_text_atomic(args.out, text)
+    else:
+        sys.stdout.write(text)
+    return 0

@@ -1,0 +1,118 @@
+"""SuperTokenClustering against a straightforward re-implementation of STViT's algorithm.
+
+The reference below follows hhb072/STViT's stoken_forward step by step (unfold and fold as
+identity convolutions over B*C single-channel maps), written independently of the module.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from trials import SuperTokenClustering
+
+EYE = torch.eye(9).reshape(9, 1, 3, 3)
+
+
+def ref_unfold(x):  # (B, C, h, w) -> (B, C*9, h*w)
+    b, c, h, w = x.shape
+    return F.conv2d(x.reshape(b * c, 1, h, w), EYE.to(x), padding=1).reshape(b, c * 9, h * w)
+
+
+def ref_fold(x):  # (B, C*9, h, w) -> (B, C, h, w)
+    b, c9, h, w = x.shape
+    return F.conv_transpose2d(x.reshape(b * c9 // 9, 9, h, w), EYE.to(x), padding=1).reshape(b, c9 // 9, h, w)
+
+
+def reference_clustering(x, grid, iters, eps=1e-12):
+    b, c, height, width = x.shape
+    hh, ww = height // grid, width // grid
+    scale = c**-0.5
+    stoken = F.adaptive_avg_pool2d(x, (hh, ww))
+    pixel = x.reshape(b, c, hh, grid, ww, grid).permute(0, 2, 4, 3, 5, 1).reshape(b, hh * ww, grid * grid, c)
+    with torch.no_grad():
+        for idx in range(iters):
+            stoken = ref_unfold(stoken).transpose(1, 2).reshape(b, hh * ww, c, 9)
+            affinity = (pixel @ stoken * scale).softmax(-1)
+            affinity_sum = ref_fold(affinity.sum(2).transpose(1, 2).reshape(b, 9, hh, ww))
+            if idx < iters - 1:
+                stoken = pixel.transpose(-1, -2) @ affinity
+                stoken = ref_fold(stoken.permute(0, 2, 3, 1).reshape(b * c, 9, hh, ww)).reshape(b, c, hh, ww)
+                stoken = stoken / (affinity_sum + eps)
+    stoken = pixel.transpose(-1, -2) @ affinity
+    stoken = ref_fold(stoken.permute(0, 2, 3, 1).reshape(b * c, 9, hh, ww)).reshape(b, c, hh, ww)
+    return stoken / (affinity_sum.detach() + eps)
+
+
+@pytest.mark.parametrize("grid,iters,size", [(2, 1, 8), (2, 3, 28), (4, 2, 16), (1, 2, 6), (2, 4, 12)])
+def test_matches_reference_forward_and_backward(grid, iters, size):
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, size, size, dtype=torch.float64, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    out = SuperTokenClustering(grid, iters)(x)
+    ref = reference_clustering(x_ref, grid, iters)
+    # float64 on both sides: differences are rounding only, far below 1e-10
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+    weight = torch.randn_like(out)
+    (out * weight).sum().backward()
+    (ref * weight).sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-10, atol=1e-10)
+
+
+def test_shape_and_no_parameters():
+    module = SuperTokenClustering(grid=2, iters=3)
+    assert module(torch.randn(3, 5, 28, 28)).shape == (3, 5, 14, 14)
+    assert sum(p.numel() for p in module.parameters()) == 0
+
+
+def test_constant_map_is_a_fixed_point():
+    # every pixel equals its cell mean, so every weighted mean returns the same value
+    x = torch.full((1, 4, 8, 8), 0.7)
+    for mask in (False, True):
+        torch.testing.assert_close(SuperTokenClustering(2, 3, mask_border=mask)(x), torch.full((1, 4, 4, 4), 0.7))
+
+
+def test_mask_border_changes_only_what_padding_touches():
+    torch.manual_seed(1)
+    x = torch.randn(2, 6, 16, 16)
+    plain = SuperTokenClustering(2, 1, mask_border=False)(x)
+    masked = SuperTokenClustering(2, 1, mask_border=True)(x)
+    assert not torch.allclose(plain, masked)
+    # with one iteration, the interior super tokens whose whole 5x5-cell support avoids the border agree
+    torch.testing.assert_close(plain[..., 2:-2, 2:-2], masked[..., 2:-2, 2:-2])
+
+
+def test_output_is_a_convex_combination_of_pixels():
+    torch.manual_seed(2)
+    x = torch.rand(2, 3, 12, 12)
+    out = SuperTokenClustering(2, 3, mask_border=True)(x)
+    assert out.min() >= x.min() - 1e-6 and out.max() <= x.max() + 1e-6
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_stable_under_half_precision_autocast(dtype):
+    torch.manual_seed(3)
+    # large activations: exp() of their affinities overflows in fp16 without the float32 path
+    x = (torch.randn(2, 16, 28, 28) * 30).requires_grad_(True)
+    with torch.autocast("cpu", dtype=dtype):
+        out = SuperTokenClustering(2, 3)(x.to(dtype))
+    assert out.dtype == dtype
+    assert torch.isfinite(out).all()
+    out.float().sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_gradient_flows_only_through_final_weighted_mean():
+    # the affinity is computed without gradient: for a fixed affinity the output is linear in x,
+    # so the gradient of sum(out) equals the column sums of the (detached) assignment weights
+    torch.manual_seed(4)
+    x = torch.randn(1, 4, 8, 8, dtype=torch.float64, requires_grad=True)
+    out = SuperTokenClustering(2, 2)(x)
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    assert torch.allclose(grad[:, 0], grad[:, 1])  # same weights for every channel
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="iters"):
+        SuperTokenClustering(2, 0)
+    with pytest.raises(ValueError, match="divisible"):
+        SuperTokenClustering(2, 1)(torch.randn(1, 2, 7, 8))

@@ -1,0 +1,106 @@
+"""Inference and training images/sec of a model, measured with the one timing protocol.
+
+A fixed synthetic batch of random images, warm-up, device synchronisation, the median over
+timed steps, a fixed CPU thread count; peak device memory and (where NVML exposes it) energy
+per image on CUDA. Training is measured on a copy of the model so the measurement never
+changes trained weights.
+"""
+
+import copy
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from trials.measure.energy import EnergyMeter
+from trials.measure.env import PRECISION_DTYPES, environment
+from trials.measure.timing import Timing, cpu_threads, time_steps
+
+
+@dataclass(frozen=True)
+class Throughput:
+    images_per_sec: float
+    step_s: float
+    spread: float  # inter-quartile range / median
+    peak_mem_mb: float | None
+    joules_per_image: float | None
+
+    @classmethod
+    def from_timing(cls, t: Timing, batch: int, peak_mem_mb, joules) -> "Throughput":
+        return cls(t.per_sec(batch), t.median_s, t.spread, peak_mem_mb, joules)
+
+
+def autocast(device: torch.device, precision: str):
+    dtype = PRECISION_DTYPES[precision]
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+
+def _measure(step, device: torch.device, batch: int, warmup: int, steps: int) -> Throughput:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    meter = EnergyMeter(device)
+    with meter:
+        timing = time_steps(step, device, warmup=warmup, steps=steps)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    joules = meter.joules / (batch * (warmup + steps)) if meter.joules is not None else None
+    return Throughput.from_timing(timing, batch, peak, joules)
+
+
+def inference_throughput(
+    model: nn.Module, img_size: int, batch: int, device: torch.device, precision: str, warmup: int = 3, steps: int = 10
+) -> Throughput:
+    was_training = model.training
+    model.eval()
+    x = torch.randn(batch, 3, img_size, img_size, device=device)
+
+    def step():
+        with torch.inference_mode(), autocast(device, precision):
+            model(x)
+
+    try:
+        return _measure(step, device, batch, warmup, steps)
+    finally:
+        model.train(was_training)
+
+
+def train_throughput(
+    model: nn.Module, img_size: int, batch: int, device: torch.device, precision: str, warmup: int = 3, steps: int = 10
+) -> Throughput:
+    """Forward, backward and an AdamW step on a copy of the model."""
+    model = copy.deepcopy(model).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    num_classes = model.head.out_features if hasattr(model, "head") else 1000
+    x = torch.randn(batch, 3, img_size, img_size, device=device)
+    y = torch.randint(0, num_classes, (batch,), device=device)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step():
+        with autocast(device, precision):
+            loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return _measure(step, device, batch, warmup, steps)
+
+
+def benchmark_model(
+    model: nn.Module,
+    img_size: int,
+    batch: int,
+    device: torch.device,
+    precision: str,
+    threads: int | None = None,
+    warmup: int = 3,
+    steps: int = 10,
+    train: bool = True,
+) -> dict:
+    """Flat timm-style row: infer_* and train_* figures plus the environment they were measured in."""
+    with cpu_threads(threads if device.type == "cpu" else None):
+        row = environment(device, precision, batch)
+        infer = inference_throughput(model, img_size, batch, device, precision, warmup, steps)
+        row.update({f"infer_{k}": v for k, v in asdict(infer).items()})
+        if train:
+            tr = train_throughput(model, img_size, batch, device, precision, warmup, steps)
+            row.update({f"train_{k}": v for k, v in asdict(tr).items()})
+    return row

@@ -1,0 +1,45 @@
+"""Checkpoints written atomically and loaded safely.
+
+A checkpoint directory holds `checkpoint.pt`. It is written to a temporary file in the same
+directory, fsynced, then renamed over the old one, so a crash mid-write leaves the previous
+checkpoint intact and never a half-written file that resume would load. Loading uses
+torch.load(weights_only=True): a checkpoint is data, never code.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from trials.errors import ConfigError
+
+FILENAME = "checkpoint.pt"
+
+
+def save_checkpoint(directory: str | os.PathLike, state: dict) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, directory / FILENAME)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return directory / FILENAME
+
+
+def check_checkpoint(directory: str | os.PathLike) -> Path:
+    """The checkpoint file in `directory`; a one-line ConfigError if there is none."""
+    path = Path(directory) / FILENAME
+    if not path.is_file():
+        raise ConfigError(f"no checkpoint at {str(path)!r}; resume needs a directory holding {FILENAME}")
+    return path
+
+
+def load_checkpoint(directory: str | os.PathLike) -> dict:
+    return torch.load(check_checkpoint(directory), map_location="cpu", weights_only=True)

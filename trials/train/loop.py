@@ -1,0 +1,237 @@
+"""run_trial: one trial from config to final metrics, with a report hook per epoch.
+
+The hook is how Ray Tune (or anything else) watches a trial without `trials` importing it:
+`report(metrics, checkpoint_dir)` is called after every epoch with that epoch's metrics and a
+directory holding its checkpoint; the last call also carries the final measurements (params,
+FLOPs, images/sec, environment), so a searcher that only sees the last result sees them.
+"""
+
+import contextlib
+import math
+import random
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trials.config import TrialConfig
+from trials.data import build_loaders, build_mixer, soft_cross_entropy
+from trials.errors import ConfigError, NonFiniteLoss
+from trials.measure import count_params, flops_per_image, resolve_device, resolve_precision
+from trials.measure.env import environment
+from trials.measure.throughput import autocast, inference_throughput, train_throughput
+from trials.measure.timing import cpu_threads
+from trials.models import create_model
+from trials.train.checkpoint import check_checkpoint, load_checkpoint, save_checkpoint
+from trials.train.optim import build_optimizer, lr_at, set_lr
+from trials.train.progress import Progress
+
+Report = Callable[[dict, str], None]
+NAN_CHECK_EVERY = 10  # steps between finiteness checks (each forces a device sync)
+
+
+@dataclass
+class Schedule:
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def run_trial(
+    config: TrialConfig | dict,
+    report: Report | None = None,
+    resume_from: str | None = None,
+    checkpoint_dir: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train and evaluate one model; return the final metrics.
+
+    resume_from: a checkpoint directory from an earlier report; training continues after its epoch.
+    checkpoint_dir: where epoch checkpoints are kept (replaced atomically); default a temp dir
+    that lives only for the report call.
+    """
+    if not isinstance(config, TrialConfig):
+        config = TrialConfig.from_dict(config)
+    if resume_from is not None:
+        check_checkpoint(resume_from)
+    device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
+    with cpu_threads(config.threads):
+        return _train(config, device, precision, report, resume_from, checkpoint_dir, progress)
+
+
+def _train(config, device, precision, report, resume_from, checkpoint_dir, show_progress) -> dict:
+    seed_everything(config.seed)
+    train_loader, val_loader, num_classes = build_loaders(config, device)
+    model = create_model(config.model, num_classes=num_classes, **config.model_overrides()).to(device)
+    optimizer = build_optimizer(model, config.lr, config.weight_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    mixer = build_mixer(config, num_classes)
+
+    steps = min(len(train_loader), config.max_steps_per_epoch or math.inf)
+    schedule = Schedule(steps, steps * config.epochs, round(config.warmup_epochs * steps))
+    start_epoch, metrics = 0, {}
+    if resume_from is not None:
+        start_epoch, metrics = _restore(resume_from, config, model, optimizer, scaler)
+
+    bar = Progress(config.epochs, steps, enabled=show_progress)
+    for epoch in range(start_epoch + 1, config.epochs + 1):
+        bar.start_epoch(epoch)
+        _reseed_shuffle(train_loader, config.seed, epoch)
+        started = time.perf_counter()
+        train = train_one_epoch(model, train_loader, optimizer, scaler, mixer, schedule, epoch, config, device, precision, bar)
+        elapsed = time.perf_counter() - started
+        metrics = {
+            "epoch": epoch,
+            **train,
+            **evaluate(model, val_loader, device, precision),
+            "epoch_time_s": time.perf_counter() - started,
+            "train_images_per_sec_epoch": train["images"] / elapsed,
+        }
+        metrics.pop("images")
+        if epoch == config.epochs and config.measure:
+            metrics.update(measure_model(model, config, device, precision))
+        if config.dataset != "tiny":
+            metrics["bad_images"] = train_loader.bad_images + val_loader.bad_images
+        bar.end_epoch(metrics)
+        state = {
+            "epoch": epoch,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(),
+            "metrics": metrics,
+            "config": config.to_dict(),
+        }
+        with _checkpoint_location(checkpoint_dir) as directory:
+            save_checkpoint(directory, state)
+            if report is not None:
+                report(dict(metrics), directory)
+    return metrics
+
+
+def _restore(resume_from, config, model, optimizer, scaler) -> tuple[int, dict]:
+    state = load_checkpoint(resume_from)
+    saved = state["config"]
+    for key in ("model", "img_size", "conv_depth", "extra_conv", "cluster_iters", "channels", "mask_border"):
+        ours = getattr(config, key)
+        theirs = tuple(saved[key]) if isinstance(saved[key], list) else saved[key]
+        if ours != theirs:
+            raise ConfigError(
+                f"checkpoint in {resume_from!r} was trained with {key}={theirs!r}, this trial has {key}={ours!r}"
+            )
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scaler.load_state_dict(state["scaler"])
+    return int(state["epoch"]), dict(state["metrics"])
+
+
+@contextlib.contextmanager
+def _checkpoint_location(checkpoint_dir: str | None) -> Iterator[str]:
+    if checkpoint_dir is not None:
+        yield checkpoint_dir
+        return
+    with tempfile.TemporaryDirectory(prefix="tokensweep-ckpt-") as tmp:
+        yield tmp
+
+
+def _reseed_shuffle(loader, seed: int, epoch: int) -> None:
+    """Each epoch's order depends only on (seed, epoch), so a resumed trial sees the batches it would have."""
+    generator = getattr(loader, "generator", None)
+    if generator is not None:
+        generator.manual_seed(seed * 1_000_003 + epoch)
+
+
+def train_one_epoch(model, loader, optimizer, scaler, mixer, schedule, epoch, config, device, precision, bar) -> dict:
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    images, step_in_epoch, lr = 0, 0, 0.0
+    tick = time.perf_counter()
+    for x, y in loader:
+        if step_in_epoch >= schedule.steps_per_epoch:
+            break
+        step = (epoch - 1) * schedule.steps_per_epoch + step_in_epoch
+        lr = lr_at(step, schedule.total_steps, schedule.warmup_steps, config.lr, config.min_lr)
+        set_lr(optimizer, lr)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x, targets = mixer(x, y)
+        with autocast(device, precision):
+            loss = soft_cross_entropy(model(x), targets)
+        scaler.scale(loss).backward()
+        if config.clip_grad is not None:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+
+        loss_sum += loss.detach().float()
+        images += x.shape[0]
+        step_in_epoch += 1
+        if step_in_epoch % NAN_CHECK_EVERY == 0 or bar.interactive:
+            _check_finite(loss_sum, epoch, step_in_epoch)
+        if bar.interactive:
+            bar.step(loss.item(), images / (time.perf_counter() - tick))
+    _check_finite(loss_sum, epoch, step_in_epoch)
+    return {"train_loss": loss_sum.item() / max(1, step_in_epoch), "lr": lr, "images": images}
+
+
+def _check_finite(loss_sum: torch.Tensor, epoch: int, step: int) -> None:
+    if not torch.isfinite(loss_sum).item():
+        raise NonFiniteLoss(f"non-finite training loss (NaN or inf) in epoch {epoch} by step {step}")
+
+
+@torch.no_grad()
+def evaluate(model, loader, device, precision) -> dict:
+    """Top-1, top-5 (percent) and mean cross-entropy on the validation split."""
+    model.eval()
+    loss_sum, correct1, correct5, seen = 0.0, 0, 0, 0
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with autocast(device, precision):
+            logits = model(x)
+        logits = logits.float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        hits = top == y[:, None]
+        correct1 += hits[:, 0].sum().item()
+        correct5 += hits.any(dim=1).sum().item()
+        seen += y.shape[0]
+    return {"val_loss": loss_sum / seen, "top1": 100.0 * correct1 / seen, "top5": 100.0 * correct5 / seen}
+
+
+def measure_model(model: nn.Module, config: TrialConfig, device, precision) -> dict:
+    """The final figures: parameters, FLOPs/image, inference and training images/sec, peak memory, energy."""
+    img_size = model.spec.img_size
+    batch = config.bench_batch
+    infer = inference_throughput(model, img_size, batch, device, precision, steps=config.bench_steps)
+    train = train_throughput(model, img_size, batch, device, precision, steps=config.bench_steps)
+    env = environment(device, precision, batch)
+    figures = {
+        "params": count_params(model),
+        "embed_params": count_params(model.embed),
+        "flops": flops_per_image(model, img_size, device),
+        "images_per_sec": infer.images_per_sec,
+        "train_images_per_sec": train.images_per_sec,
+        "device": env["device"],
+        "precision": precision,
+        "torch_version": env["torch_version"],
+        "threads": env["threads"],
+        "bench_batch": batch,
+        "gpu_shared": config.gpu_shared,
+    }
+    if train.peak_mem_mb is not None:
+        figures["peak_mem_mb"] = train.peak_mem_mb
+    if infer.joules_per_image is not None:
+        figures["joules_per_image"] = infer.joules_per_image
+    return figures
