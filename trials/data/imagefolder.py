@@ -1,0 +1,143 @@
+"""An ImageFolder data set (`root/<split>/<class>/*.jpg`) decoded with Pillow, no torchvision.
+
+A file that does not decode (truncated, or not an image at all) does not raise inside
+`__getitem__`: it comes back as a `BadImage` marker. `collate_images` sets markers aside, and the
+loader in the main process then fails with a one-line error naming the file (bad_images="fail")
+or skips and counts it ("skip"). Deciding in the main process keeps the message one line even
+when the file was read in a DataLoader worker, and lets the count cross worker processes.
+"""
+
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, default_collate
+
+from trials.errors import ConfigError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
+class BadImageError(ConfigError):
+    """A file in the data set does not decode as an image (with bad_images='fail')."""
+
+
+class BadImage(NamedTuple):
+    """What a data set returns for a sample whose file does not decode."""
+
+    path: str
+    reason: str
+
+
+def is_image_file(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+
+
+def find_classes(split_dir: str | Path) -> list[str]:
+    """The sorted class folder names of a split; ConfigError if the split is missing or has none."""
+    split_dir = Path(split_dir)
+    if not split_dir.is_dir():
+        raise ConfigError(
+            f"{split_dir} does not exist or is not a directory "
+            f"(expected an ImageFolder split: {split_dir}/<class>/<image files>)"
+        )
+    classes = sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
+    if not classes:
+        raise ConfigError(f"{split_dir} holds no class folders (expected {split_dir}/<class>/<image files>)")
+    return classes
+
+
+def list_images(class_dir: Path) -> list[str]:
+    """Image files under one class folder (sub-folders included, symlinks followed), sorted."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found.extend(os.path.join(dirpath, f) for f in sorted(filenames) if is_image_file(f))
+    return found
+
+
+def scan_split(split_dir: str | Path, classes: list[str] | None = None) -> tuple[list[str], list[tuple[str, int]]]:
+    """(classes, [(path, label), ...]) of a split.
+
+    `classes`: the label order to use (the train split's), so that val labels match train; a
+    val class folder that train lacks is an error. Every class folder present must hold images.
+    """
+    split_dir = Path(split_dir)
+    present = find_classes(split_dir)
+    if classes is None:
+        classes = present
+    unknown = sorted(set(present) - set(classes))
+    if unknown:
+        raise ConfigError(
+            f"{split_dir} has {len(unknown)} class folder(s) the train split lacks: {_first_few(unknown)}"
+        )
+    index = {name: i for i, name in enumerate(classes)}
+    samples = []
+    for name in present:
+        files = list_images(split_dir / name)
+        if not files:
+            raise ConfigError(
+                f"class folder {split_dir / name} holds no images (looked for {', '.join(IMAGE_EXTENSIONS)})"
+            )
+        samples.extend((path, index[name]) for path in files)
+    return list(classes), samples
+
+
+def _first_few(names: list[str], n: int = 5) -> str:
+    more = f", ... ({len(names) - n} more)" if len(names) > n else ""
+    return ", ".join(names[:n]) + more
+
+
+def load_rgb(path: str) -> Image.Image:
+    """Decode fully (so truncation shows here, not later) and convert to RGB."""
+    with Image.open(path) as img:
+        return img.convert("RGB")
+
+
+class ImageFolder(Dataset):
+    """Samples of one split; `transform(img, generator)` turns a PIL image into a tensor.
+
+    `seed` seeds the generator the transform draws from; DataLoader workers reseed it with their
+    own seed (see `reseed`), so augmentations are reproducible and differ between workers.
+    """
+
+    def __init__(self, split_dir: str | Path, transform, classes: list[str] | None = None, seed: int = 0):
+        self.split_dir = Path(split_dir)
+        self.classes, self.samples = scan_split(self.split_dir, classes)
+        self.targets = [label for _, label in self.samples]
+        self.transform = transform
+        self.rng = torch.Generator().manual_seed(seed)
+
+    def reseed(self, seed: int) -> None:
+        self.rng.manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        path, label = self.samples[index]
+        try:
+            img = load_rgb(path)
+        except _DECODE_ERRORS as err:
+            return BadImage(path, f"{type(err).__name__}: {err}".splitlines()[0])
+        return self.transform(img, self.rng), label
+
+
+def collate_images(batch: list) -> tuple[torch.Tensor | None, torch.Tensor | None, list[BadImage]]:
+    """(images, labels, bad) with BadImage markers set aside; images/labels None if none are good."""
+    good = [s for s in batch if not isinstance(s, BadImage)]
+    bad = [s for s in batch if isinstance(s, BadImage)]
+    if not good:
+        return None, None, bad
+    x, y = default_collate(good)
+    return x, y, bad
+
+
+def bad_image_error(bad: BadImage) -> BadImageError:
+    return BadImageError(
+        f"cannot read image {bad.path} ({bad.reason}); "
+        "delete or replace it, or set bad_images='skip' to skip such files"
+    )

@@ -1,0 +1,107 @@
+"""ImageNet-100 (CMC's 100-class subset) as symlinks into the user's own ImageNet-1k copy.
+
+`build_imagenet100(source, dest)` checks everything first (both splits, all 100 classes, val sorted
+into class folders), then links into a temporary folder beside `dest` and renames it into place,
+so an error never leaves a half-built `dest`. Run again on a complete `dest`, it does nothing.
+"""
+
+import os
+import shutil
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+from trials.data.imagefolder import is_image_file
+from trials.errors import ConfigError
+
+SPLITS = ("train", "val")
+
+
+def imagenet100_wnids() -> list[str]:
+    """The 100 WordNet ids, in file order (the same as sorted order)."""
+    text = resources.files("trials.data").joinpath("imagenet100.txt").read_text()
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def _first_few(names: list[str], n: int = 5) -> str:
+    more = f", ... ({len(names) - n} more)" if len(names) > n else ""
+    return ", ".join(names[:n]) + more
+
+
+def check_source(source: Path, wnids: list[str]) -> None:
+    """ConfigError unless source/train/<wnid> and source/val/<wnid> exist for every wnid."""
+    for split in SPLITS:
+        if not (source / split).is_dir():
+            raise ConfigError(
+                f"{source / split} does not exist; --source must be an ImageNet-1k folder with "
+                "train/<wnid>/ and val/<wnid>/ (e.g. the extracted ILSVRC2012 train and val sets)"
+            )
+    _check_val_is_sorted(source / "val")
+    for split in SPLITS:
+        missing = [w for w in wnids if not (source / split / w).is_dir()]
+        if missing:
+            raise ConfigError(
+                f"{source / split} lacks {len(missing)} of the {len(wnids)} ImageNet-100 classes: "
+                f"{_first_few(missing)}; is --source a complete ImageNet-1k copy?"
+            )
+
+
+def _check_val_is_sorted(val_dir: Path) -> None:
+    """The official val tarball is 50,000 files in one folder; we need one folder per class."""
+    with os.scandir(val_dir) as entries:
+        has_class_dirs, loose_images = False, 0
+        for entry in entries:
+            if entry.is_dir() and entry.name.startswith("n"):
+                has_class_dirs = True
+                break
+            if entry.is_file() and is_image_file(entry.name):
+                loose_images += 1
+    if not has_class_dirs and loose_images:
+        raise ConfigError(
+            f"{val_dir} holds image files but no class folders: it is the flat layout of the official "
+            "val tarball (ILSVRC2012_val_*.JPEG); sort it into val/<wnid>/ folders first, e.g. with the "
+            "ground-truth labels (LOC_val_solution.csv) or the widely used valprep.sh script"
+        )
+
+
+def _is_complete(dest: Path, source: Path, wnids: list[str]) -> bool:
+    """dest holds exactly the links this source would give."""
+    for split in SPLITS:
+        split_dir = dest / split
+        if not split_dir.is_dir() or sorted(os.listdir(split_dir)) != sorted(wnids):
+            return False
+        for w in wnids:
+            link = split_dir / w
+            if not link.is_symlink() or Path(os.readlink(link)) != source / split / w:
+                return False
+    return True
+
+
+def build_imagenet100(source: str | Path, dest: str | Path) -> Path:
+    """Make dest/{train,val}/<wnid> symlinks to source/{train,val}/<wnid> for the 100 classes."""
+    source, dest = Path(source).expanduser().resolve(), Path(dest).expanduser().absolute()
+    if not source.is_dir():
+        raise ConfigError(f"--source {source} does not exist or is not a directory")
+    wnids = imagenet100_wnids()
+    check_source(source, wnids)
+    if _is_complete(dest, source, wnids):
+        return dest
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise ConfigError(
+            f"{dest} already exists and is not a complete ImageNet-100 built from {source}; "
+            "remove it or choose another --dest"
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+    try:
+        for split in SPLITS:
+            (tmp / split).mkdir()
+            for w in wnids:
+                os.symlink(source / split / w, tmp / split / w, target_is_directory=True)
+        if dest.exists():
+            dest.rmdir()  # empty, checked above
+        os.rename(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest

@@ -1,0 +1,192 @@
+"""`build_loaders(config, device)`: the train and val loaders a TrialConfig asks for.
+
+- tiny: the generated set, in memory. With workers=0 (smoke runs, CI) train images get only a
+  cheap tensor-level random crop + flip (+ random erasing if asked); with workers > 0 they go
+  through the full recipe (RandomResizedCrop, flip, RandAugment, erasing) like real images.
+- imagefolder: `data_dir/train` and `data_dir/val`; imagenet100: the same, with the 100 classes.
+
+Shuffling draws from a torch.Generator seeded from config.seed (`loader.generator`), and so do
+augmentations (per worker), so two runs with the same seed see the same batches.
+"""
+
+import os
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, get_worker_info
+
+from trials.data.imagefolder import ImageFolder, bad_image_error, collate_images
+from trials.data.imagenet100 import imagenet100_wnids
+from trials.data.tiny import make_tiny
+from trials.data.transforms import EvalTransform, TrainTransform, normalize, pad_crop_flip, random_erasing
+from trials.errors import ConfigError, require
+from trials.models.registry import resolve_model
+
+TINY_DATA_SEED = 0  # the tiny set is a fixed benchmark: config.seed varies training, not the data
+
+
+class InMemoryImages(Dataset):
+    """uint8 images (N, 3, H, W) + labels; `augment(x_uint8, generator)` -> float tensor, else normalise."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, classes, augment=None, seed: int = 0):
+        self.images, self.labels, self.classes = images, labels, list(classes)
+        self.augment = augment
+        self.rng = torch.Generator().manual_seed(seed)
+
+    def reseed(self, seed: int) -> None:
+        self.rng.manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        x = self.images[index]
+        x = normalize(x) if self.augment is None else self.augment(x, self.rng)
+        return x, int(self.labels[index])
+
+
+class CheapAugment:
+    """Pad-and-crop + flip on the uint8 tensor, then normalise and (maybe) erase: microseconds."""
+
+    def __init__(self, img_size: int, erasing: float):
+        self.padding, self.erasing = max(1, img_size // 8), erasing
+
+    def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        return random_erasing(normalize(pad_crop_flip(x, self.padding, g)), self.erasing, g)
+
+
+class PilAugment:
+    """The full train recipe (TrainTransform) applied to a uint8 tensor via PIL."""
+
+    def __init__(self, transform: TrainTransform):
+        self.transform = transform
+
+    def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        return self.transform(Image.fromarray(x.permute(1, 2, 0).numpy()), g)
+
+
+class Loader:
+    """A DataLoader yielding (images, labels) that applies the bad-image policy.
+
+    bad_images="fail": the first undecodable file raises BadImageError (one line, names the file).
+    bad_images="skip": such files are left out of their batch; `bad_images` counts distinct files.
+    """
+
+    def __init__(self, loader: DataLoader, bad_images: str = "fail"):
+        self.loader, self.policy = loader, bad_images
+        self.skipped: set[str] = set()
+
+    @property
+    def bad_images(self) -> int:
+        return len(self.skipped)
+
+    @property
+    def generator(self) -> torch.Generator | None:
+        """The shuffle generator: reseed it to replay an epoch's order."""
+        return self.loader.generator
+
+    @property
+    def dataset(self) -> Dataset:
+        return self.loader.dataset
+
+    @property
+    def batch_size(self) -> int:
+        return self.loader.batch_size
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        if self.loader.num_workers == 0 and self.generator is not None:
+            # Augmentations in this process: tie them to the shuffle generator, so an epoch
+            # replayed from a reseeded generator gets the same crops too.
+            _reseed_dataset(self.dataset, int(torch.randint(2**62, (), generator=self.generator)))
+        for x, y, bad in self.loader:
+            for sample in bad:
+                if self.policy == "fail":
+                    raise bad_image_error(sample)
+                self.skipped.add(sample.path)
+            if x is not None:
+                yield x, y
+
+
+def _reseed_dataset(dataset: Dataset, seed: int) -> None:
+    if hasattr(dataset, "reseed"):
+        dataset.reseed(seed)
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Each worker's copy of the dataset draws augmentations from its own seed (base seed + id)."""
+    info = get_worker_info()
+    _reseed_dataset(info.dataset, info.seed % 2**63)
+
+
+def make_loader(dataset: Dataset, config, train: bool, pin_memory: bool) -> Loader:
+    generator = torch.Generator().manual_seed(config.seed) if train else None
+    loader = DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        shuffle=train,
+        drop_last=train,
+        generator=generator,
+        num_workers=config.workers,
+        persistent_workers=config.workers > 0,
+        pin_memory=pin_memory,
+        collate_fn=collate_images,
+        worker_init_fn=_seed_worker if config.workers > 0 else None,
+    )
+    return Loader(loader, config.bad_images)
+
+
+def tiny_datasets(config, img_size: int) -> tuple[Dataset, Dataset, int]:
+    data = make_tiny(
+        config.tiny_classes, config.tiny_train_per_class, config.tiny_val_per_class, img_size, TINY_DATA_SEED
+    )
+    if config.workers == 0:
+        augment = CheapAugment(img_size, config.random_erasing)
+    else:
+        augment = PilAugment(TrainTransform(img_size, config.randaugment, config.random_erasing))
+    train = InMemoryImages(data.train_x, data.train_y, data.classes, augment, seed=config.seed)
+    val = InMemoryImages(data.val_x, data.val_y, data.classes)
+    return train, val, len(data.classes)
+
+
+def folder_datasets(config, img_size: int) -> tuple[Dataset, Dataset, int]:
+    root = config.data_dir
+    train_tf = TrainTransform(img_size, config.randaugment, config.random_erasing)
+    train = ImageFolder(os.path.join(root, "train"), train_tf, seed=config.seed)
+    val = ImageFolder(os.path.join(root, "val"), EvalTransform(img_size), classes=train.classes)
+    if config.dataset == "imagenet100":
+        check_imagenet100_classes(root, train.classes)
+    require(len(train.classes) >= 2, f"{root}/train has {len(train.classes)} class folder; a classifier needs >= 2")
+    return train, val, len(train.classes)
+
+
+def check_imagenet100_classes(root: str, classes: list[str]) -> None:
+    expected = imagenet100_wnids()
+    if sorted(classes) == sorted(expected):
+        return
+    missing = sorted(set(expected) - set(classes))
+    extra = sorted(set(classes) - set(expected))
+    raise ConfigError(
+        f"{root}/train has {len(classes)} class folders, not the 100 ImageNet-100 classes "
+        f"(missing {len(missing)}: {', '.join(missing[:3]) or '-'}; unexpected {len(extra)}: "
+        f"{', '.join(extra[:3]) or '-'}); build it with `tokensweep data imagenet100`, "
+        "or use dataset='imagefolder' for another class set"
+    )
+
+
+def build_loaders(config, device="cpu") -> tuple[Loader, Loader, int]:
+    """(train_loader, val_loader, num_classes) for `config`; both loaders yield (images, labels)."""
+    img_size = resolve_model(config.model, **config.model_overrides()).img_size
+    if config.dataset == "tiny":
+        train_set, val_set, num_classes = tiny_datasets(config, img_size)
+    else:
+        train_set, val_set, num_classes = folder_datasets(config, img_size)
+    require(
+        len(train_set) >= config.batch_size,
+        f"the train split has {len(train_set)} images, fewer than batch_size={config.batch_size}: "
+        "no full batch to train on; lower batch_size or add images",
+    )
+    pin = torch.device(device).type == "cuda"
+    return make_loader(train_set, config, True, pin), make_loader(val_set, config, False, pin), num_classes
