@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from difflib import get_close_matches
 
 from trials.errors import ConfigError, require
-from trials.models.registry import resolve_model
 
 DATASETS = ("tiny", "imagefolder", "imagenet100")
 DEVICES = ("auto", "cpu", "cuda")
@@ -154,6 +153,8 @@ class TrialConfig:
         check(self.threads is None or self.threads >= 1, "threads", "an integer >= 1 or unset")
         check(self.bench_batch >= 1, "bench_batch", "an integer >= 1")
         check(self.bench_steps >= 1, "bench_steps", "an integer >= 1")
+        from trials.models.registry import resolve_model  # imports torch: only when validating
+
         try:
             resolve_model(self.model, **self.model_overrides())
         except ConfigError as err:

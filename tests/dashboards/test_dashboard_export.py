@@ -1,0 +1,97 @@
+"""`runs_table` / `tokensweep export` against a real MLflow sqlite store."""
+
+import socket
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from dashboard_store import CHANNELS, EXPERIMENT, make_store
+from dashboards.errors import InputError
+from dashboards.runs import RUNS_SCHEMA
+from tokensweep.cli import main
+from tokensweep.tracking.export import parse_param, runs_table
+
+pytestmark = pytest.mark.slow  # starts MLflow
+
+
+def rows_by_name(table: pa.Table) -> dict:
+    return {row["run_name"]: row for row in table.to_pylist()}
+
+
+def test_one_typed_row_per_trial_run(mlflow_store):
+    table = runs_table(mlflow_store.experiment, mlflow_store.uri)
+    assert table.schema.remove_metadata() == RUNS_SCHEMA  # typed columns, in the documented order
+    assert table.schema.metadata[b"tokensweep.experiment"] == EXPERIMENT.encode()
+    assert table.column("run_name").to_pylist() == [
+        "patch-0", "conv-0", "st-2", "st-3", "st-1-failed", "st-4-no-speed"
+    ]  # trials only (no parent), in start order
+    rows = rows_by_name(table)
+    st = rows["st-2"]
+    assert st["conv_depth"] == 6 and st["cluster_iters"] == 2 and st["img_size"] == 32 and st["epochs"] == 2
+    assert st["extra_conv"] is False and st["mask_border"] is False and rows["st-4-no-speed"]["mask_border"] is True
+    assert st["lr"] == 0.002 and st["channels"] == CHANNELS and st["dataset"] == "tiny"
+    assert st["top1"] == 52.0 and st["top5"] == 90.0  # latest value, not epoch 1's
+    assert st["images_per_sec"] == 1500.0 and st["flops"] == 2.1e8
+    assert st["peak_mem_mb"] is None and st["joules_per_image"] is None  # not measured on CPU: null
+    assert st["device"] == "cpu: Test CPU" and st["precision"] == "fp32" and st["gpu_shared"] is False
+    assert st["parent_run_id"] == mlflow_store.parent_run_id and st["trial_id"] == "trial_002"
+    assert st["start_time"] is not None and st["end_time"] >= st["start_time"]
+    patch = rows["patch-0"]
+    assert patch["conv_depth"] is None and patch["extra_conv"] is None and patch["channels"] is None  # "None"
+    failed = rows["st-1-failed"]
+    assert failed["status"] == "FAILED" and failed["failure_reason"].startswith("NonFiniteLoss")
+    assert rows["st-4-no-speed"]["images_per_sec"] is None
+    assert rows["patch-0"]["sweep_search"] is None and rows["patch-0"]["optuna_trial_number"] is None
+
+
+def test_optuna_sweeps_carry_their_search_and_trial_numbers(mlflow_store, tmp_path):
+    store = make_store(tmp_path, experiment="opt", search="optuna", db_dir=mlflow_store.db_dir)
+    rows = rows_by_name(runs_table("opt", store.uri))
+    assert rows["st-3"]["sweep_search"] == "optuna" and rows["st-3"]["optuna_trial_number"] == 3
+
+
+def test_export_command_writes_parquet_atomically(mlflow_store, tmp_path, capsys):
+    out = tmp_path / "sub" / "runs.parquet"
+    assert main(["export", EXPERIMENT, "--tracking-uri", mlflow_store.uri, "--out", str(out)]) == 0
+    assert pq.read_table(out).num_rows == 6 and [p.name for p in out.parent.iterdir()] == ["runs.parquet"]
+    assert "wrote 6 runs" in capsys.readouterr().out
+
+
+def test_default_tracking_uri_is_the_environment_variable(mlflow_store, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store.uri)
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", EXPERIMENT]) == 0 and (tmp_path / "runs.parquet").is_file()
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "experiment, uri, message",
+    [
+        ("tiny-swep", None, "no experiment 'tiny-swep' at sqlite:"),
+        (EXPERIMENT, "sqlite:////nonexistent/dir/mlflow.db", "no MLflow store at sqlite:////nonexistent/dir/mlflow.db"),
+        (EXPERIMENT, f"http://127.0.0.1:{closed_port()}", "cannot reach the MLflow tracking server at http://127.0.0.1:"),
+    ],
+)
+def test_bad_sources_are_one_line_errors(mlflow_store, experiment, uri, message, capsys):
+    uri = uri or mlflow_store.uri
+    with pytest.raises(InputError, match=message):
+        runs_table(experiment, uri)
+    assert main(["export", experiment, "--tracking-uri", uri]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tokensweep export: error: ") and err.count("\n") == 1, err
+    if experiment == "tiny-swep":
+        assert "did you mean 'tiny-sweep'?" in err and "; existing experiments: 'Default', " in err
+        assert "'tiny-sweep'" in err.split("existing experiments:")[1]
+
+
+def test_unparsable_params_name_the_run_and_param():
+    with pytest.raises(InputError, match="run x: param conv_depth is 'six', expected int64"):
+        parse_param("six", pa.int64(), "run x: param conv_depth")
+    assert parse_param("3.0", pa.int64(), "") == 3 and parse_param("True", pa.bool_(), "") is True
+    assert parse_param("None", pa.float64(), "") is None and parse_param("", pa.string(), "") is None
