@@ -1,0 +1,190 @@
+"""`tokensweep run SPEC.toml`: validate a sweep spec, then run it on Ray Tune with MLflow tracking.
+
+Everything the user typed is checked before Ray, MLflow or Optuna is imported: a bad spec or flag
+is one line on stderr and exit code 2, with nothing written to the tracking store or Tune storage.
+"""
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from tokensweep.errors import SpecError
+
+TRACKING_SCHEMES = ("sqlite:///", "http://", "https://", "postgresql", "mysql", "mssql", "databricks")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "run",
+        help="run a sweep spec (platform/sweeps/*.toml) on Ray Tune, tracked in MLflow",
+        description=(
+            "Validate SPEC (and --set overrides), then run its trials on Ray Tune: a local Ray by "
+            "default, a cluster with --address. Every trial is an MLflow child run under one parent "
+            "run per sweep; --resume continues an interrupted sweep without re-running finished trials."
+        ),
+    )
+    p.add_argument("spec", help="sweep spec TOML file, e.g. platform/sweeps/smoke.toml")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec value, value parsed as TOML (repeatable): --set trial.epochs=2 --set search.num_samples=4",
+    )
+    p.add_argument("--data-dir", help="data set root (ImageFolder with train/ and val/); default $TOKENSWEEP_DATA")
+    p.add_argument(
+        "--address",
+        help="Ray cluster: 'auto' (the running one), host:port, ray://host:10001, or 'local' (start a new "
+        "local Ray). Default: $RAY_ADDRESS if set (as inside `ray job submit`), else local",
+    )
+    p.add_argument("--storage", default=None, help="Tune storage root, a path or s3://... (default ./ray_results)")
+    p.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db)",
+    )
+    p.add_argument(
+        "--optuna-storage",
+        help="Optuna RDB URL for [search] sweeps (default sqlite:///<dir of mlflow.db, or cwd>/optuna.db)",
+    )
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue the sweep of the same name from its Tune state")
+    group.add_argument("--fresh", action="store_true", help="delete the same-named sweep's Tune state (and Optuna study) and start over")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a new local Ray (default: all)")
+    p.add_argument("--dry-run", action="store_true", help="validate and list the trials; start nothing")
+    p.add_argument("-q", "--quiet", action="store_true", help="no Tune progress tables")
+    p.set_defaults(func=run)
+
+
+def choose_ray_auth(address: str | None, environ=None) -> None:
+    """Set RAY_AUTH_MODE deliberately for a new local Ray; call before Ray is imported.
+
+    Ray >= 2.59 turns token authentication on for a new local cluster when RAY_AUTH_MODE is unset
+    (generating ~/.ray/auth_token), and reads the variable once, at import. We keep token auth - a
+    local cluster's ports listen on the machine's address, not only on loopback - but set it
+    explicitly, so trials, `ray job submit` and `ray status` in this environment agree. A value the
+    user set wins; connecting to an existing cluster (--address, $RAY_ADDRESS) follows its setting.
+    """
+    environ = os.environ if environ is None else environ
+    if (address or environ.get("RAY_ADDRESS") or "local") in ("local", "none"):
+        environ.setdefault("RAY_AUTH_MODE", "token")
+
+
+def check_tracking_uri(uri: str) -> None:
+    if not uri.startswith(TRACKING_SCHEMES):
+        raise SpecError(
+            f"--tracking-uri {uri!r}: expected sqlite:///path/mlflow.db, http(s)://server or a database URL "
+            "(MLflow 3 has no ./mlruns file store)"
+        )
+    if uri.startswith("sqlite:///"):
+        directory = Path(uri[len("sqlite:///") :]).parent
+        if not directory.is_dir():
+            raise SpecError(f"--tracking-uri {uri!r}: directory {str(directory)!r} does not exist")
+
+
+def resolve_storage(storage: str | None) -> str:
+    if storage is None:
+        return str(Path("ray_results").resolve())
+    if "://" in storage:
+        return storage.rstrip("/")
+    path = Path(storage).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise SpecError(f"--storage {storage!r} is a file, not a directory")
+    return str(path)
+
+
+def command_line(args) -> str:
+    parts = ["tokensweep", "run", args.spec]
+    for item in args.overrides:
+        parts += ["--set", item]
+    for flag in ("data_dir", "address", "storage", "tracking_uri", "optuna_storage", "num_cpus"):
+        value = getattr(args, flag)
+        if value is not None:
+            parts += ["--" + flag.replace("_", "-"), str(value)]
+    for flag in ("resume", "fresh"):
+        if getattr(args, flag):
+            parts.append("--" + flag)
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def print_plan(spec) -> None:
+    print(f"sweep {spec.name!r}: {spec.search}, {spec.num_trials} trial(s), {spec.cpus:g} CPU(s) per trial")
+    if spec.search == "grid":
+        for v in spec.variants:
+            print(f"  {v.name}")
+    else:
+        objectives = ", ".join(f"{m} ({mode})" for m, mode in spec.objectives)
+        print(f"  optuna over {', '.join(p.key for p in spec.params)}; objectives: {objectives}")
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    from tokensweep.spec import load_spec
+    from tokensweep.tracking.uris import resolve_tracking_uri
+
+    spec = load_spec(args.spec, args.overrides, data_dir=args.data_dir)
+    tracking_uri = resolve_tracking_uri(args.tracking_uri)
+    check_tracking_uri(tracking_uri)
+    storage = resolve_storage(args.storage)
+    if args.num_cpus is not None and args.num_cpus < 1:
+        raise SpecError(f"--num-cpus must be >= 1, got {args.num_cpus}")
+    if args.dry_run:
+        print_plan(spec)
+        return 0
+
+    validated = time.perf_counter()
+    choose_ray_auth(args.address)
+    from tokensweep.tune_runner import RunOptions, run_sweep  # Ray and MLflow from here on
+
+    imported = time.perf_counter()
+
+    options = RunOptions(
+        tracking_uri=tracking_uri,
+        storage=storage,
+        address=args.address,
+        optuna_storage=args.optuna_storage,
+        resume=args.resume,
+        fresh=args.fresh,
+        command=command_line(args),
+        verbose=0 if args.quiet else 1,
+        num_cpus=args.num_cpus,
+    )
+    outcome = run_sweep(spec, options)
+    outcome.timings = {
+        "validate_s": validated - started,
+        "import_s": imported - validated,
+        **outcome.timings,
+        "total_s": time.perf_counter() - started,
+    }
+    _print_outcome(spec, outcome, tracking_uri)
+    return outcome.exit_code
+
+
+def _fmt(value, digits=2) -> str:
+    if isinstance(value, (int, float)):
+        return f"{value:.{digits}f}"
+    return "-"
+
+
+def _print_outcome(spec, outcome, tracking_uri: str) -> None:
+    rows = outcome.trials
+    ok = sum(1 for _, status, _ in rows if status == "TERMINATED")
+    failed = sum(1 for _, status, _ in rows if status == "ERROR")
+    print(f"\nsweep {spec.name!r}: {len(rows)} trial(s), {ok} finished, {failed} failed; MLflow parent run {outcome.parent_run_id}")
+    width = max([len(name) for name, _, _ in rows] + [5])
+    print(f"  {'trial':<{width}}  {'status':<10}  {'top1':>6}  {'images/s':>9}")
+    for name, status, metrics in rows:
+        print(f"  {name:<{width}}  {status:<10}  {_fmt(metrics.get('top1')):>6}  {_fmt(metrics.get('images_per_sec'), 0):>9}")
+    t = outcome.timings
+    phases = ("validate_s", "import_s", "ray_start_s", "mlflow_setup_s", "tune_s", "ray_shutdown_s")
+    parts = [f"{k[:-2].replace('_', ' ')} {t[k]:.1f}s" for k in phases if k in t]
+    print(f"time: {t.get('total_s', 0):.1f}s ({', '.join(parts)})")
+    if tracking_uri.startswith("sqlite:///"):
+        print(f"compare runs: mlflow ui --backend-store-uri {tracking_uri}")
+    print(f"Tune state: {outcome.tune_path}")
+    if outcome.tracking_errors:
+        print(f"warning: {outcome.tracking_errors} MLflow write(s) failed (see the log above); the runs may be incomplete")
+    sys.stdout.flush()

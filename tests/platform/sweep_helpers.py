@@ -1,0 +1,182 @@
+"""Helpers of the platform tests: the CLI in a subprocess, a Ray head, MLflow readers.
+
+Ray auth in tests is deliberate: token authentication (Ray's default for new local clusters since
+2.59) with a token of the test session's own (RAY_AUTH_TOKEN_PATH), so tests neither need nor
+touch ~/.ray/auth_token, and every Ray process of a test agrees on the mode.
+"""
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SWEEPS = REPO / "platform" / "sweeps"
+BIN = Path(sys.executable).parent
+CLI = [sys.executable, "-m", "tokensweep.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def base_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MLFLOW_", "PYTEST_", "TOKENSWEEP_"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+@pytest.fixture(scope="session")
+def ray_token_env(tmp_path_factory) -> dict:
+    """Environment for anything that starts or joins a test Ray: token auth, the session's own token."""
+    token = tmp_path_factory.mktemp("ray-auth") / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    token.chmod(0o600)
+    return base_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=token)
+
+
+def run_cli(args, cwd, env, timeout=300, check_rc=None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(CLI + [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check_rc is not None and proc.returncode != check_rc:
+        raise AssertionError(
+            f"tokensweep {' '.join(map(str, args))} -> rc {proc.returncode}, expected {check_rc}\n"
+            f"--- stdout ---\n{proc.stdout[-6000:]}\n--- stderr ---\n{proc.stderr[-8000:]}"
+        )
+    return proc
+
+
+class RayHead:
+    """`ray start --head --block` in the foreground: stopping it (SIGTERM) stops this head only.
+
+    `ray stop` would stop every Ray on the machine, including other people's.
+    """
+
+    def __init__(self, env: dict, num_cpus: int = 2):
+        self.port, self.dashboard_port = free_port(), free_port()
+        self.temp_dir = tempfile.mkdtemp(prefix="tsray", dir="/tmp")  # short: Ray's socket paths are length-limited
+        self.env = env
+        self.log = open(Path(self.temp_dir, "ray-start.log"), "w")
+        cmd = [
+            str(BIN / "ray"), "start", "--head", "--block",
+            f"--port={self.port}", "--node-ip-address=127.0.0.1",
+            "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}", "--include-dashboard=true",
+            f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+            f"--num-cpus={num_cpus}", "--num-gpus=0", f"--temp-dir={self.temp_dir}", "--disable-usage-stats",
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.address = f"127.0.0.1:{self.port}"
+        self.dashboard = f"http://127.0.0.1:{self.dashboard_port}"
+        self._wait_ready()
+
+    def _wait_ready(self, timeout=120):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ray start exited {self.proc.returncode}: {Path(self.log.name).read_text()[-3000:]}")
+            try:  # the job API answers once the dashboard is up (401 without a token also means up)
+                urllib.request.urlopen(f"{self.dashboard}/api/version", timeout=2)
+                return
+            except urllib.error.HTTPError:
+                return
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError("Ray head did not come up")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # the session we started: ray start and its children
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        try:  # whatever of that session is still shutting down gracefully: a test head holds nothing to save
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=30)
+        self.log.close()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ray_head(ray_token_env):
+    head = RayHead(ray_token_env)
+    yield head
+    head.stop()
+
+
+# --- reading MLflow ---------------------------------------------------------------------------------
+
+
+def sweep_runs(db: Path, experiment: str) -> tuple[list, list]:
+    """(parents, children) of a sweep's experiment, as MLflow Run objects."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{db}")
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None, f"no MLflow experiment {experiment!r} in {db}"
+    runs = client.search_runs([exp.experiment_id], max_results=10_000)
+    parents = [r for r in runs if r.data.tags.get("tokensweep.role") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("tokensweep.role") == "trial"]
+    return parents, children
+
+
+def metric_steps(db: Path, run_id: str, key: str) -> list[int]:
+    from mlflow.tracking import MlflowClient
+
+    return [m.step for m in MlflowClient(f"sqlite:///{db}").get_metric_history(run_id, key)]
+
+
+def trial_statuses(db: Path) -> list[str]:
+    """Child-run statuses straight from the sqlite file (cheap enough to poll while a sweep runs)."""
+    if not db.exists():
+        return []
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+            rows = conn.execute(
+                "select r.status from runs r join tags t on t.run_uuid = r.run_uuid "
+                "where t.key = 'tokensweep.role' and t.value = 'trial'"
+            ).fetchall()
+    except sqlite3.Error:
+        return []
+    return [r[0] for r in rows]
+
+
+CHILD_PARAMS = {"model", "embedding", "img_size", "epochs", "batch_size", "lr", "seed", "dataset"}
+SUPERTOKEN_PARAMS = {"conv_depth", "extra_conv", "cluster_iters", "channels", "mask_border"}
+FINAL_METRICS = {"top1", "top5", "params", "embed_params", "flops", "images_per_sec", "train_images_per_sec"}
+TUNE_KEYS = {"training_iteration", "time_total_s", "time_this_iter_s", "timestamp", "pid", "done", "iterations_since_restore"}
+
+
+def check_child_schema(run, db: Path) -> None:
+    """One trial's child run has the params, metrics and tags the platform promises."""
+    params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+    assert CHILD_PARAMS <= set(params), set(params)
+    if params["embedding"] == "supertoken":
+        assert SUPERTOKEN_PARAMS <= set(params)
+        assert len(params["channels"].split(",")) == 6
+    else:
+        assert not SUPERTOKEN_PARAMS & set(params)  # knobs its embedding does not have
+    assert FINAL_METRICS <= set(metrics), set(metrics)
+    assert not TUNE_KEYS & set(metrics), TUNE_KEYS & set(metrics)
+    for key in ("device", "precision", "torch_version", "gpu_shared", "trial_id", "mlflow.parentRunId", "ray_node_id"):
+        assert tags.get(key), (key, tags)
+    epochs = int(params["epochs"])
+    assert metric_steps(db, run.info.run_id, "top1") == list(range(1, epochs + 1))
+    for key in ("train_loss", "val_loss", "top5", "lr"):
+        assert len(metric_steps(db, run.info.run_id, key)) == epochs, key

@@ -1,0 +1,230 @@
+"""End to end on real Ray and real MLflow: smoke sweep, kill + resume, Optuna, `ray job submit`, two nodes.
+
+Each test runs `tokensweep run` as a separate process (as a user would). The tests that need a
+running cluster share one Ray head (`ray_head`, session scope); the smoke test starts its own local
+Ray, which is what `tokensweep run platform/sweeps/smoke.toml` does.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sweep_helpers import (
+    BIN,
+    CLI,
+    SWEEPS,
+    check_child_schema,
+    metric_steps,
+    run_cli,
+    sweep_runs,
+    trial_statuses,
+)
+
+pytestmark = pytest.mark.slow
+SMOKE = SWEEPS / "smoke.toml"
+
+
+def _report_time(stdout: str, label: str) -> None:
+    m = re.search(r"^time: .*$", stdout, re.M)
+    print(f"\n[{label}] {m[0] if m else 'no timing line'}")
+
+
+def test_smoke_sweep_end_to_end_on_local_ray(tmp_path, ray_token_env):
+    started = time.perf_counter()
+    proc = run_cli(["run", SMOKE, "--quiet"], cwd=tmp_path, env=ray_token_env, timeout=600, check_rc=0)
+    wall = time.perf_counter() - started
+    _report_time(proc.stdout, f"smoke, local Ray, wall {wall:.1f}s")
+    db = tmp_path / "mlflow.db"
+    parents, children = sweep_runs(db, "smoke")
+    assert len(parents) == 1
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    tags = parent.data.tags
+    assert tags["tokensweep.search"] == "grid" and tags["tokensweep.command"].startswith("tokensweep run ")
+    assert tags.get("mlflow.source.git.commit") or tags.get("tokensweep.git_commit") is None
+    assert len(children) >= 4
+    assert {c.data.params["embedding"] for c in children} == {"patch", "conv", "supertoken"}
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.info.run_name == child.data.tags.get("mlflow.runName")
+        check_child_schema(child, db)
+    assert len({c.data.tags["trial_id"] for c in children}) == len(children)
+    # MLflow system metrics, sampled inside the trials (interval 2 s in smoke.toml)
+    assert any(k.startswith("system/cpu_utilization") for c in children for k in c.data.metrics)
+    assert (tmp_path / "ray_results" / "smoke").is_dir()
+    assert "compare runs: mlflow ui --backend-store-uri sqlite:///" in proc.stdout
+    # the same sweep again needs --resume or --fresh: one line, exit 2, nothing new in MLflow
+    again = run_cli(["run", SMOKE], cwd=tmp_path, env=ray_token_env, timeout=120, check_rc=2)
+    assert len(again.stderr.strip().splitlines()) == 1 and "--resume" in again.stderr
+    assert len(sweep_runs(db, "smoke")[0]) == 1
+
+
+def test_resume_after_driver_is_killed(tmp_path, ray_head):
+    """SIGKILL the driver mid-sweep, then --resume: one run per trial, finished trials not re-run."""
+    env = ray_head.env
+    db = tmp_path / "mlflow.db"
+    args = ["run", SMOKE, "--address", ray_head.address, "--set", "trial.epochs=4", "--quiet"]
+    log = open(tmp_path / "first.log", "w")
+    proc = subprocess.Popen(CLI + [str(a) for a in args], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline, first_finished = time.time() + 300, None
+        while time.time() < deadline:
+            statuses = trial_statuses(db)
+            if first_finished is None and "FINISHED" in statuses:
+                first_finished = time.time()
+            # kill once a trial finished >= 3 s ago (Tune snapshots its state every 2 s) and another runs
+            if first_finished and time.time() - first_finished > 3 and "RUNNING" in statuses:
+                break
+            assert proc.poll() is None, "sweep ended before it could be interrupted:\n" + Path(log.name).read_text()[-4000:]
+            time.sleep(0.2)
+        else:
+            pytest.fail("sweep never reached a finished + a running trial")
+        os.kill(proc.pid, signal.SIGKILL)  # the driver we started; its trial actors die with it
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+
+    _, before = sweep_runs(db, "smoke")
+    finished_before = {c.data.tags["trial_id"]: c for c in before if c.info.status == "FINISHED"}
+    assert finished_before and any(c.info.status == "RUNNING" for c in before)
+
+    resumed = run_cli(args + ["--resume"], cwd=tmp_path, env=env, timeout=600, check_rc=0)
+    _report_time(resumed.stdout, "resume")
+    parents, children = sweep_runs(db, "smoke")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert parents[0].data.tags["tokensweep.resumes"] == "1"
+    trial_ids = [c.data.tags["trial_id"] for c in children]
+    assert len(trial_ids) == len(set(trial_ids)) == 4, trial_ids  # never a second run for a trial
+    assert {c.info.run_id for c in children} >= {c.info.run_id for c in before}
+    for child in children:
+        assert child.info.status == "FINISHED"
+        steps = metric_steps(db, child.info.run_id, "top1")
+        assert set(steps) == {1, 2, 3, 4}
+        if child.data.tags["trial_id"] in finished_before:
+            assert steps == [1, 2, 3, 4]  # not trained again
+            assert child.info.end_time == finished_before[child.data.tags["trial_id"]].info.end_time
+    # --resume of a sweep that does not exist: one line, exit 2
+    missing = run_cli(["run", SMOKE, "--set", "sweep.name=never-ran", "--resume", "--address", ray_head.address], cwd=tmp_path, env=env, timeout=120, check_rc=2)
+    assert missing.stderr.strip().splitlines() == [
+        f"tokensweep run: error: --resume: no sweep named 'never-ran' in {tmp_path / 'ray_results'} (nothing to resume; run without --resume)"
+    ]
+
+
+def test_optuna_channels_search_with_tiny_budget(tmp_path, ray_head):
+    # 2 epochs: the objectives are only in the last of several reports (Tune's strict metric check)
+    tiny = [
+        "trial.dataset=tiny", "trial.model=vit_tiny_supertoken", "trial.epochs=2", "trial.batch_size=64",
+        "trial.workers=0", "trial.randaugment=false", "trial.mixup=0", "trial.cutmix=0", "trial.random_erasing=0",
+        "trial.warmup_epochs=0", "trial.bench_steps=3", "trial.bench_batch=16",
+        "search.num_samples=3", "resources.gpus=0", "resources.cpus=1",
+    ]  # fmt: skip
+    args = ["run", SWEEPS / "channels-optuna.toml", "--address", ray_head.address, "--quiet"]
+    for item in tiny:
+        args += ["--set", item]
+    proc = run_cli(args, cwd=tmp_path, env=ray_head.env, timeout=600, check_rc=0)
+    _report_time(proc.stdout, "optuna")
+
+    import optuna
+
+    study = optuna.load_study(study_name="channels-optuna", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 3
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MAXIMIZE"]
+    assert study.best_trials  # the Pareto set of (top1, images_per_sec)
+    assert all(len(t.values) == 2 and t.values[1] > 0 for t in complete)
+
+    db = tmp_path / "mlflow.db"
+    parents, children = sweep_runs(db, "channels-optuna")
+    assert len(parents) == 1 and parents[0].data.tags["tokensweep.search"] == "optuna"
+    assert len(children) == 3
+    numbers = sorted(int(c.data.params["optuna_trial_number"]) for c in children)
+    assert numbers == sorted(t.number for t in complete)
+    by_number = {t.number: t for t in complete}
+    for child in children:
+        check_child_schema(child, db)
+        trial = by_number[int(child.data.params["optuna_trial_number"])]
+        widths = [trial.params[f"channels[{i}]"] for i in range(6)]
+        assert child.data.params["channels"] == ",".join(map(str, widths))
+        assert child.data.metrics["top1"] == pytest.approx(trial.values[0])
+        assert child.data.metrics["images_per_sec"] == pytest.approx(trial.values[1])
+
+
+def test_ray_job_submit_to_a_head_on_loopback(tmp_path, ray_head):
+    """`ray start --head --dashboard-host=127.0.0.1` (the ray_head fixture) + `ray job submit` of the smoke sweep."""
+    db = tmp_path / "mlflow.db"
+    entrypoint = (
+        f"tokensweep run {SMOKE} --set trial.epochs=1 --tracking-uri sqlite:///{db} "
+        f"--storage {tmp_path / 'ray_results'} --quiet"
+    )
+    proc = subprocess.run(
+        [str(BIN / "ray"), "job", "submit", "--address", ray_head.dashboard, "--", *entrypoint.split()],
+        cwd=tmp_path, env=ray_head.env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert re.search(r"Job 'raysubmit_\w+' succeeded", proc.stdout + proc.stderr)
+    parents, children = sweep_runs(db, "smoke")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(children) >= 4 and all(c.info.status == "FINISHED" for c in children)
+    for child in children:
+        check_child_schema(child, db)
+
+
+def test_trials_spread_over_two_nodes(tmp_path, ray_token_env):
+    helper = Path(__file__).with_name("two_node_cluster.py")
+    cluster = subprocess.Popen(
+        [sys.executable, str(helper)], env=ray_token_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=open(tmp_path / "cluster.log", "w"), text=True,
+    )  # fmt: skip
+    try:
+        line = cluster.stdout.readline()
+        assert line.startswith("ADDRESS "), (line, (tmp_path / "cluster.log").read_text()[-3000:])
+        address = line.split()[1]
+        args = ["run", SMOKE, "--address", address, "--set", "trial.epochs=2", "--set", "resources.cpus=1", "--quiet"]
+        args += ["--set", "scheduler.type=asha", "--set", "scheduler.grace_period=1"]  # ASHA on a cluster
+        run_cli(args, cwd=tmp_path, env=ray_token_env, timeout=600, check_rc=0)
+    finally:
+        cluster.stdin.close()  # the helper shuts its two nodes down
+        try:
+            cluster.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            cluster.terminate()
+            cluster.wait(timeout=30)
+    _, children = sweep_runs(tmp_path / "mlflow.db", "smoke")
+    assert len(children) >= 4 and all(c.info.status == "FINISHED" for c in children)
+    nodes = {c.data.tags["ray_node_id"] for c in children}
+    assert len(nodes) == 2, nodes
+    for child in children:  # ASHA may stop a trial after epoch 1: then it says so
+        stopped = child.data.tags.get("tokensweep.stopped_early") == "true"
+        assert "images_per_sec" in child.data.metrics or stopped
+
+
+def test_failed_trial_is_retried_then_recorded(tmp_path, ray_head):
+    """A trial that raises: retried from its checkpoint (max_failures), then FAILED with its reason."""
+    data = tmp_path / "broken-images"
+    for split in ("train", "val"):
+        for cls in ("a", "b"):
+            (data / split / cls).mkdir(parents=True)
+            (data / split / cls / "x.jpg").write_bytes(b"not a jpeg")
+    spec = tmp_path / "broken.toml"
+    spec.write_text(
+        '[sweep]\nname = "broken"\n'
+        '[trial]\nmodel = "vit_tiny_patch"\ndataset = "imagefolder"\nbatch_size = 2\nepochs = 1\nworkers = 0\n'
+        'warmup_epochs = 0.0\n[failure]\nmax_failures = 1\n[tracking]\nsystem_metrics = false\n'
+    )
+    proc = run_cli(["run", spec, "--data-dir", data, "--address", ray_head.address, "--quiet"], cwd=tmp_path, env=ray_head.env, timeout=300, check_rc=1)
+    assert "1 failed" in proc.stdout
+    parents, children = sweep_runs(tmp_path / "mlflow.db", "broken")
+    assert parents[0].info.status == "FAILED" and parents[0].data.tags["tokensweep.failed_trials"] == "1"
+    (child,) = children
+    assert child.info.status == "FAILED"
+    assert child.data.tags["failure_reason"].startswith("BadImageError: cannot read image"), child.data.tags
+    assert child.data.tags["tokensweep.retries"] == "1"

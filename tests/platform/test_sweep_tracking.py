@@ -1,0 +1,158 @@
+"""MLflow tracking of sweeps, without Ray: run identity, resume, filtering, failure, concurrency."""
+
+import multiprocessing
+import sqlite3
+
+import pytest
+
+from tokensweep.tracking.uris import default_optuna_storage, resolve_tracking_uri, sqlite_path
+
+
+def test_tracking_uri_defaults_to_absolute_sqlite(tmp_path):
+    assert resolve_tracking_uri(None, environ={}, cwd=str(tmp_path)) == f"sqlite:///{tmp_path}/mlflow.db"
+    assert resolve_tracking_uri("sqlite:///x/m.db", environ={}, cwd=str(tmp_path)) == f"sqlite:///{tmp_path}/x/m.db"
+    assert resolve_tracking_uri(None, environ={"MLFLOW_TRACKING_URI": "http://h:5000"}) == "http://h:5000"
+    assert resolve_tracking_uri("http://a:1", environ={"MLFLOW_TRACKING_URI": "http://h:5000"}) == "http://a:1"
+    assert sqlite_path(f"sqlite:///{tmp_path}/m.db") == f"{tmp_path}/m.db"
+    assert default_optuna_storage(f"sqlite:///{tmp_path}/m.db") == f"sqlite:///{tmp_path}/optuna.db"
+    assert default_optuna_storage("http://h:5000", cwd=str(tmp_path)) == f"sqlite:///{tmp_path}/optuna.db"
+
+
+def test_split_result_keeps_trial_values_and_drops_tune_bookkeeping():
+    from tokensweep.tracking.mlflow_log import split_result
+
+    metrics, tags = split_result(
+        {
+            "epoch": 3, "top1": 50.0, "images_per_sec": 10.5, "params": 100, "device": "cpu: X", "threads": 2,
+            "gpu_shared": False, "training_iteration": 3, "time_total_s": 1.0, "timestamp": 5, "done": True,
+            "pid": 7, "hostname": "h", "node_ip": "1.2.3.4", "config": {"a": 1}, "config/a": 1, "trial_id": "t",
+            "checkpoint_dir_name": "c", "date": "d", "time_this_iter_s": 1.0, "iterations_since_restore": 1,
+            "time_since_restore": 1.0, "top5": float("nan"),
+        }
+    )  # fmt: skip
+    assert metrics == {"top1": 50.0, "images_per_sec": 10.5, "params": 100.0}
+    assert tags == {"device": "cpu: X", "threads": "2", "gpu_shared": "false"}
+
+
+def test_retry_retries_only_lock_errors():
+    from mlflow.exceptions import MlflowException
+
+    from tokensweep.tracking.mlflow_log import retry
+
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise MlflowException("(sqlite3.OperationalError) database is locked")
+        return "ok"
+
+    assert retry(flaky, base_delay=0.001) == "ok" and len(calls) == 3
+    with pytest.raises(ValueError):
+        retry(lambda: (_ for _ in ()).throw(ValueError("no")), base_delay=0.001)
+
+
+def _runs(db, where=""):
+    with sqlite3.connect(db) as conn:
+        return conn.execute(f"select run_uuid, status, name from runs {where}").fetchall()
+
+
+def test_parent_and_child_runs_are_reused_never_duplicated(tmp_path):
+    from tokensweep.tracking.mlflow_log import SweepTracker
+
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    t = SweepTracker(uri, "sw")
+    kwargs = dict(
+        search="grid", tune_path="/r/sw", command="tokensweep run s.toml", spec_text="[sweep]\nname='sw'\n",
+        spec_name="s.toml", resolved={"sweep": {"name": "sw"}},
+    )  # fmt: skip
+    parent = t.start_parent(**kwargs)
+    a = t.start_child("abc_00000", "vit_tiny_patch", {"model": "vit_tiny_patch", "epochs": 2}, {"gpu_shared": False})
+    assert t.start_child("abc_00000", "vit_tiny_patch", {}, {}) == a
+    t.log_result(a, {"epoch": 1, "top1": 10.0, "training_iteration": 1, "device": "cpu"}, step=1)
+    b = t.start_child("abc_00001", "vit_tiny_conv", {"model": "vit_tiny_conv"}, {})
+    t.end_child(a, "FINISHED")
+
+    # the driver dies; a new one resumes the same Tune experiment
+    t2 = SweepTracker(uri, "sw")
+    assert t2.start_parent(**kwargs, resume=True) == parent
+    assert t2.start_child("abc_00000", "vit_tiny_patch", {"model": "vit_tiny_patch"}, {}) == a
+    assert t2.start_child("abc_00001", "vit_tiny_conv", {}, {}) == b
+    t2.end_child(a, "FINISHED")
+    t2.end_child(b, "FAILED", "NonFiniteLoss: non-finite training loss (NaN or inf) in epoch 2 by step 10")
+    c = t2.start_child("abc_00002", "vit_tiny_supertoken", {}, {})
+    assert t2.close_running_children("KILLED") == 1
+    t2.end_parent("FAILED", {"tokensweep.failed_trials": 1})
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    runs = {r.info.run_id: r for r in client.search_runs([t.experiment_id])}
+    assert set(runs) == {parent, a, b, c}
+    assert runs[parent].info.status == "FAILED" and runs[parent].data.tags["tokensweep.role"] == "sweep"
+    assert runs[parent].data.tags["tokensweep.resumes"] == "1"
+    assert runs[a].info.status == "FINISHED" and runs[a].data.tags["mlflow.parentRunId"] == parent
+    assert runs[a].data.tags["trial_id"] == "abc_00000" and runs[a].info.run_name == "vit_tiny_patch"
+    assert runs[a].data.metrics == {"top1": 10.0} and runs[a].data.tags["device"] == "cpu"
+    assert runs[a].data.params == {"model": "vit_tiny_patch", "epochs": "2"}
+    assert runs[b].info.status == "FAILED" and runs[b].data.tags["failure_reason"].startswith("NonFiniteLoss")
+    assert runs[c].info.status == "KILLED"
+    artifacts = [f.path for f in client.list_artifacts(parent, "spec")]
+    assert artifacts == ["spec/resolved.json", "spec/s.toml"]
+    assert client.get_experiment(t.experiment_id).artifact_location == (tmp_path / "mlartifacts" / "sw").as_uri()
+
+
+def _hammer(uri: str, worker: int, n: int, queue) -> None:
+    try:
+        from mlflow.entities import Metric
+
+        from tokensweep.tracking.mlflow_log import RetryingClient
+
+        client = RetryingClient(uri)
+        exp = client.get_experiment_by_name("busy")
+        run = client.create_run(exp.experiment_id, run_name=f"w{worker}")
+        for step in range(n):
+            client.log_batch(run.info.run_id, metrics=[Metric(f"m{k}", float(step), 0, step) for k in range(5)])
+        client.set_terminated(run.info.run_id)
+        queue.put(("ok", worker))
+    except Exception as err:  # pragma: no cover - reported below
+        queue.put(("error", f"{type(err).__name__}: {err}"))
+
+
+@pytest.mark.slow
+def test_concurrent_writers_on_sqlite_do_not_fail(tmp_path):
+    """Processes writing one sqlite store at once (as trials' system-metric monitors do) all succeed.
+
+    (MLflow's sqlite sessions wait up to 20 s for the lock; RetryingClient covers what still fails
+    at once, e.g. a read transaction that must upgrade to a write.)
+    """
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    MlflowClient(uri).create_experiment("busy")
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_hammer, args=(uri, w, 15, queue)) for w in range(4)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=240) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    assert all(kind == "ok" for kind, _ in results), results
+    assert len(_runs(tmp_path / "mlflow.db", "where status = 'FINISHED'")) == 4
+
+
+def test_starting_over_closes_the_old_parent_and_its_children(tmp_path):
+    from tokensweep.tracking.mlflow_log import SweepTracker
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    kwargs = dict(search="grid", tune_path="/r/sw", command="c", spec_text="", spec_name="s.toml", resolved={})
+    old = SweepTracker(uri, "sw")
+    old_parent = old.start_parent(**kwargs)
+    child = old.start_child("t_00000", "a", {}, {})  # then the driver is killed: both stay RUNNING
+    new = SweepTracker(uri, "sw")
+    new_parent = new.start_parent(**kwargs)  # --fresh
+    assert new_parent != old_parent
+    status = {r[0]: r[1] for r in _runs(tmp_path / "mlflow.db")}
+    assert status[old_parent] == "KILLED" and status[child] == "KILLED" and status[new_parent] == "RUNNING"
