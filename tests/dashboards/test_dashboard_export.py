@@ -95,3 +95,20 @@ def test_unparsable_params_name_the_run_and_param():
         parse_param("six", pa.int64(), "run x: param conv_depth")
     assert parse_param("3.0", pa.int64(), "") == 3 and parse_param("True", pa.bool_(), "") is True
     assert parse_param("None", pa.float64(), "") is None and parse_param("", pa.string(), "") is None
+
+
+def test_newest_sweep_only_unless_all_sweeps(fresh_store):
+    """A sweep run again (--fresh) gets a new parent run in the same experiment: its old trials are
+    not this sweep's results, so they are left out unless asked for."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(fresh_store.uri)
+    exp_id = client.get_experiment_by_name(fresh_store.experiment).experiment_id
+    parent = client.create_run(exp_id, run_name="again", tags={"tokensweep.role": "sweep"}).info.run_id
+    tags = {"mlflow.parentRunId": parent, "tokensweep.role": "trial", "trial_id": "trial_000"}
+    client.create_run(exp_id, run_name="patch-again", tags=tags)
+
+    newest = runs_table(fresh_store.experiment, fresh_store.uri)
+    assert newest.column("run_name").to_pylist() == ["patch-again"]
+    everything = runs_table(fresh_store.experiment, fresh_store.uri, all_sweeps=True)
+    assert everything.num_rows == 7 and set(everything.column("parent_run_id").to_pylist()) == {fresh_store.parent_run_id, parent}

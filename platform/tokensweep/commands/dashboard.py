@@ -35,6 +35,11 @@ def register(sub) -> None:
     p.add_argument("--x-scale", default="auto", choices=("auto", "log", "linear"), help="x axis (default: auto)")
     p.add_argument("--y", default="top1", metavar="METRIC", help="y objective (default: %(default)s)")
     p.add_argument("--y-dir", default="max", choices=("max", "min"), help="maximise or minimise y (default: max)")
+    p.add_argument(
+        "--all-sweeps",
+        action="store_true",
+        help="include the trials of every sweep in the experiment (default: the newest sweep's only)",
+    )
     p.add_argument("--no-log", action="store_true", help="do not log the files to the sweep's MLflow parent run")
     p.add_argument("--serve", action="store_true", help="serve --out over HTTP and keep it up to date")
     p.add_argument("--host", default="127.0.0.1", help="--serve address (default: %(default)s, loopback only)")
@@ -55,7 +60,7 @@ def read_runs(args: argparse.Namespace):
         return load_runs(args.runs)
     from tokensweep.tracking.export import runs_table
 
-    return runs_table(args.experiment, args.tracking_uri)
+    return runs_table(args.experiment, args.tracking_uri, args.all_sweeps)
 
 
 def build(args: argparse.Namespace, refresh_seconds: int | None = None) -> dict[str, Path]:

@@ -16,13 +16,18 @@ def register(sub) -> None:
         "--tracking-uri",
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in this directory)",
     )
+    p.add_argument(
+        "--all-sweeps",
+        action="store_true",
+        help="include the trials of every sweep in the experiment (default: the newest sweep's only)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from tokensweep.tracking.export import runs_table, write_parquet
 
-    table = runs_table(args.experiment, args.tracking_uri)
+    table = runs_table(args.experiment, args.tracking_uri, args.all_sweeps)
     path = write_parquet(table, args.out)
     print(f"wrote {table.num_rows} runs x {table.num_columns} columns of {args.experiment!r} to {path}")
     return 0

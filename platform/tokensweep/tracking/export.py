@@ -168,15 +168,23 @@ def to_table(rows: list[dict], experiment_name: str) -> pa.Table:
     return table.replace_schema_metadata({EXPERIMENT_METADATA_KEY: experiment_name.encode()})
 
 
-def runs_table(experiment_name: str, tracking_uri: str | None = None) -> pa.Table:
-    """One row per trial run (tag tokensweep.role=trial) of the experiment, ordered by start time, run id."""
+def runs_table(experiment_name: str, tracking_uri: str | None = None, all_sweeps: bool = False) -> pa.Table:
+    """One row per trial run (tag tokensweep.role=trial) of the experiment, ordered by start time, run id.
+
+    By default only the trials of the newest sweep (parent run): a sweep run again with --fresh
+    starts a new parent in the same experiment, and its old trials are not this sweep's results.
+    all_sweeps=True keeps every sweep's trials (the parent_run_id column tells them apart).
+    """
     uri = resolve_tracking_uri(tracking_uri)
     check_reachable(uri)
     client = _client(uri)
     experiment = find_experiment(client, experiment_name, uri)
-    sweeps = search_all_runs(client, experiment.experiment_id, SWEEP_FILTER, uri)
+    sweeps = search_all_runs(client, experiment.experiment_id, SWEEP_FILTER, uri)  # oldest first
     search_by_parent = {s.info.run_id: s.data.tags.get(SEARCH_TAG) for s in sweeps}
     trials = search_all_runs(client, experiment.experiment_id, TRIAL_FILTER, uri)
+    if sweeps and not all_sweeps:
+        newest = sweeps[-1].info.run_id
+        trials = [t for t in trials if t.data.tags.get("mlflow.parentRunId") == newest]
     rows = sorted((run_row(r, search_by_parent) for r in trials), key=lambda r: (r["start_time"] or 0, r["run_id"]))
     return to_table(rows, experiment_name)
 
