@@ -2,8 +2,16 @@
 
 from trials.measure.counts import count_params, flops_per_image
 from trials.measure.env import device_name, environment, resolve_device, resolve_precision
-from trials.measure.throughput import Throughput, benchmark_model, inference_throughput, train_throughput
-from trials.measure.timing import Timing, cpu_threads, time_steps
+from trials.measure.memory import peak_memory_bytes
+from trials.measure.throughput import (
+    Throughput,
+    benchmark_model,
+    inference_throughput,
+    make_inference_step,
+    make_train_step,
+    train_throughput,
+)
+from trials.measure.timing import Timing, cpu_threads, ratio_of_medians, time_interleaved, time_steps
 
 __all__ = [
     "Throughput",
@@ -15,8 +23,13 @@ __all__ = [
     "environment",
     "flops_per_image",
     "inference_throughput",
+    "make_inference_step",
+    "make_train_step",
+    "peak_memory_bytes",
+    "ratio_of_medians",
     "resolve_device",
     "resolve_precision",
+    "time_interleaved",
     "time_steps",
     "train_throughput",
 ]

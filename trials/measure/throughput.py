@@ -46,27 +46,19 @@ def _measure(step, device: torch.device, batch: int, warmup: int, steps: int) ->
     return Throughput.from_timing(timing, batch, peak, joules)
 
 
-def inference_throughput(
-    model: nn.Module, img_size: int, batch: int, device: torch.device, precision: str, warmup: int = 3, steps: int = 10
-) -> Throughput:
-    was_training = model.training
-    model.eval()
+def make_inference_step(model: nn.Module, img_size: int, batch: int, device: torch.device, precision: str):
+    """The timed inference call: a fixed random batch, inference mode, autocast. Put the model in eval first."""
     x = torch.randn(batch, 3, img_size, img_size, device=device)
 
     def step():
         with torch.inference_mode(), autocast(device, precision):
             model(x)
 
-    try:
-        return _measure(step, device, batch, warmup, steps)
-    finally:
-        model.train(was_training)
+    return step
 
 
-def train_throughput(
-    model: nn.Module, img_size: int, batch: int, device: torch.device, precision: str, warmup: int = 3, steps: int = 10
-) -> Throughput:
-    """Forward, backward and an AdamW step on a copy of the model."""
+def make_train_step(model: nn.Module, img_size: int, batch: int, device: torch.device, precision: str):
+    """The timed training call: forward, backward and an AdamW step on a copy of the model."""
     model = copy.deepcopy(model).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     num_classes = model.head.out_features if hasattr(model, "head") else 1000
@@ -81,7 +73,25 @@ def train_throughput(
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    return _measure(step, device, batch, warmup, steps)
+    return step
+
+
+def inference_throughput(
+    model: nn.Module, img_size: int, batch: int, device: torch.device, precision: str, warmup: int = 3, steps: int = 10
+) -> Throughput:
+    was_training = model.training
+    model.eval()
+    try:
+        return _measure(make_inference_step(model, img_size, batch, device, precision), device, batch, warmup, steps)
+    finally:
+        model.train(was_training)
+
+
+def train_throughput(
+    model: nn.Module, img_size: int, batch: int, device: torch.device, precision: str, warmup: int = 3, steps: int = 10
+) -> Throughput:
+    """Forward, backward and an AdamW step on a copy of the model."""
+    return _measure(make_train_step(model, img_size, batch, device, precision), device, batch, warmup, steps)
 
 
 def benchmark_model(
