@@ -549,6 +549,12 @@ class _Validator:
                 raise self._data_err(
                     label, f"data path {value!r} does not exist or is not a directory (expected an ImageFolder root with train/ and val/)"
                 )
+            try:  # an unreadable data path: isdir() below would call its train/ missing instead
+                os.listdir(path)
+            except PermissionError:
+                raise self._data_err(label, f"data path {value!r} is not readable (permission denied)") from None
+            except OSError as err:
+                raise self._data_err(label, f"cannot read data path {value!r}: {err.strerror or err}") from None
             dataset = base.get("dataset", self.TrialConfig.dataset)
             missing = [split for split in ("train", "val") if not os.path.isdir(os.path.join(path, split))]
             if dataset != "tiny" and missing:

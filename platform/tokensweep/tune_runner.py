@@ -19,6 +19,7 @@ import os
 import shutil
 import socket
 import sys
+import threading
 import time
 
 import ray
@@ -26,7 +27,14 @@ from ray import tune
 
 from tokensweep.errors import SpecError
 from tokensweep.spec import SUPERTOKEN_ONLY, SweepSpec, apply_search_values, search_trial_name
-from tokensweep.tracking.mlflow_log import SweepTracker, start_system_metrics
+from tokensweep.tracking.mlflow_log import (
+    PendingWrites,
+    SweepTracker,
+    is_unavailable,
+    start_system_metrics,
+    use_driver_http_settings,
+)
+from tokensweep.tracking.uris import redact, split_credentials
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +68,38 @@ def trial_dirname(trial) -> str:
     return f"{safe[:80]}_{trial.trial_id}"
 
 
+class _BackgroundMonitor:
+    """Starts the trial's system-metrics monitor on a thread: finding the trial's run asks the tracking
+    server, and a server that is down right then (MLflow retries for minutes) must not hold up training.
+    Metrics about the machine never fail the trial."""
+
+    def __init__(self, start, *args):
+        self._lock = threading.Lock()
+        self._monitor = None
+        self._finished = False
+        threading.Thread(target=self._start, args=(start, *args), name="system-metrics-start", daemon=True).start()
+
+    def _start(self, start, *args) -> None:
+        try:
+            monitor = start(*args)
+        except Exception as err:
+            log.warning("system metrics are off for this trial: %s", redact(str(err)))
+            return
+        with self._lock:
+            if not self._finished:
+                self._monitor = monitor
+                return
+        if monitor is not None:  # the trial ended first
+            monitor.finish()
+
+    def finish(self) -> None:
+        with self._lock:
+            self._finished = True
+            monitor = self._monitor
+        if monitor is not None:
+            monitor.finish()
+
+
 def train_trial(config: dict) -> None:
     """The Tune function trainable: one `trials.run_trial`, reporting every epoch with its checkpoint."""
     import trials
@@ -74,12 +114,13 @@ def train_trial(config: dict) -> None:
 
     monitor = None
     if platform.get("system_metrics"):
-        try:
-            monitor = start_system_metrics(
-                platform["tracking_uri"], context.get_trial_id(), platform["experiment"], platform["system_metrics_interval_s"]
-            )
-        except Exception as err:  # metrics about the machine must never fail the trial
-            log.warning("system metrics are off for this trial: %s", err)
+        monitor = _BackgroundMonitor(
+            start_system_metrics,
+            platform["tracking_uri"],
+            context.get_trial_id(),
+            platform["experiment"],
+            platform["system_metrics_interval_s"],
+        )
 
     def report(metrics: dict, checkpoint_dir: str) -> None:
         tune.report(
@@ -133,7 +174,16 @@ def failure_reason(trial) -> str:
     """One line: the exception that ended the trial, e.g. 'NonFiniteLoss: non-finite training loss ...'."""
     exc = None
     try:
-        exc = trial.get_pickled_error()
+        # the driver's own copy first: get_pickled_error() reads storage, which is synced later - at
+        # on_trial_recover time it still holds no error (or the previous one)
+        local = getattr(trial, "pickled_error_file", None)
+        if local and os.path.isfile(local):
+            import cloudpickle
+
+            with open(local, "rb") as f:
+                exc = cloudpickle.load(f)
+        else:
+            exc = trial.get_pickled_error()
     except Exception:
         pass
     seen = set()
@@ -150,7 +200,12 @@ def failure_reason(trial) -> str:
         first = next((line for line in text if line.strip()), "")
         return f"{type(exc).__name__}: {first}"[:1000]
     try:
-        text = trial.get_error() or ""
+        local = getattr(trial, "error_file", None)
+        if local and os.path.isfile(local):
+            with open(local) as f:
+                text = f.read()
+        else:
+            text = trial.get_error() or ""
     except Exception:
         text = ""
     lines = [line for line in str(text).splitlines() if line.strip()]
@@ -158,19 +213,25 @@ def failure_reason(trial) -> str:
 
 
 class MlflowTrialLogger(tune.Callback):
-    """Writes each trial's child run from the driver (see tokensweep.tracking.mlflow_log)."""
+    """Writes each trial's child run from the driver (see tokensweep.tracking.mlflow_log).
+
+    Every write goes through `PendingWrites`: while the tracking server is unreachable, writes wait in
+    order and are replayed when it answers again (and at the end of the sweep, `drain`), so an outage
+    delays records but loses none; what cannot be delivered in the end is counted, not dropped silently.
+    """
 
     def __init__(self, tracking_uri: str, sweep_name: str, experiment_id: str, parent_run_id: str):
         self.tracking_uri = tracking_uri
         self.sweep_name = sweep_name
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
-        self.errors = 0
         self._tracker = None
+        self._pending = None
 
     def __getstate__(self):  # pickled into the Tune experiment state: no clients, no connections
         state = self.__dict__.copy()
         state["_tracker"] = None
+        state["_pending"] = None
         return state
 
     @property
@@ -182,12 +243,25 @@ class MlflowTrialLogger(tune.Callback):
             self._tracker = tracker
         return self._tracker
 
+    @property
+    def pending(self) -> PendingWrites:
+        if self._pending is None:
+            self._pending = PendingWrites(f"MLflow at {redact(self.tracking_uri)}")
+        return self._pending
+
+    @property
+    def errors(self) -> int:
+        """MLflow writes that failed or were never delivered."""
+        return self.pending.failed + self.pending.lost
+
+    def drain(self, timeout_s: float) -> int:
+        return self.pending.drain(timeout_s)
+
     def _safe(self, what: str, fn, *args) -> None:
-        try:
-            fn(*args)
-        except Exception:
-            self.errors += 1
-            log.exception("MLflow logging failed (%s); the sweep goes on", what)
+        self.pending.submit(what, fn, *args)
+
+    def on_step_end(self, iteration, trials, **info):
+        self.pending.poke()  # replay waiting writes even while no trial reports
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._safe("start trial run", self._start, trial)
@@ -200,7 +274,7 @@ class MlflowTrialLogger(tune.Callback):
         self.tracker.start_child(trial.trial_id, str(trial), params, tags)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        self._safe("log result", self._result, trial, result)
+        self._safe("log result", self._result, trial, dict(result))  # a copy: it may be replayed later
 
     def _result(self, trial, result) -> None:
         run_id = self.tracker.child_id(trial.trial_id)
@@ -208,16 +282,35 @@ class MlflowTrialLogger(tune.Callback):
             self._start(trial)
             run_id = self.tracker.child_id(trial.trial_id)
         step = int(result.get("epoch") or result.get("training_iteration") or 0)
+        # A trial restarted from a checkpoint older than its last logged epoch reports those epochs
+        # again: a worker killed after reporting an epoch but before Tune registered its checkpoint,
+        # or a driver killed between two experiment snapshots (--resume). Each epoch is logged once.
+        if step <= self.tracker.last_logged_step(run_id):
+            log.info("trial %s: epoch %d is already in MLflow (run %s); not logged again", trial, step, run_id)
+            return
         self.tracker.log_result(run_id, result, step)
 
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        self._safe("finish trial run", self._complete, trial)
+    def on_trial_save(self, iteration, trials, trial, **info):
+        checkpoint = trial.latest_checkpoint_result
+        epoch = (checkpoint.metrics or {}).get("epoch") if checkpoint is not None else None
+        if epoch is not None:
+            self._safe("note checkpoint", self._note_checkpoint, trial, str(epoch))
 
-    def _complete(self, trial) -> None:
+    def _note_checkpoint(self, trial, epoch: str) -> None:
+        """Tag `tokensweep.checkpoint_epoch`: the epoch a retried or resumed trial would continue after."""
+        run_id = self.tracker.child_id(trial.trial_id)
+        if run_id is not None:
+            from mlflow.entities import RunTag
+
+            self.tracker.client.log_batch(run_id, tags=[RunTag("tokensweep.checkpoint_epoch", epoch)])
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._safe("finish trial run", self._complete, trial, dict(trial.last_result or {}))
+
+    def _complete(self, trial, last: dict) -> None:
         run_id = self.tracker.child_id(trial.trial_id)
         if run_id is None:
             return
-        last = trial.last_result or {}
         epochs = trial_values(trial.config).get("epochs")
         epoch = last.get("epoch")
         if isinstance(epoch, int) and isinstance(epochs, int) and epoch < epochs:
@@ -233,17 +326,16 @@ class MlflowTrialLogger(tune.Callback):
         self._safe("fail trial run", self._end, trial, "FAILED", failure_reason(trial))
 
     def on_trial_recover(self, iteration, trials, trial, **info):
+        # read now: a write replayed after an outage would see the trial's later state
+        retries, reason = str(trial.num_failures), failure_reason(trial)
+
         def note():
             run_id = self.tracker.child_id(trial.trial_id)
             if run_id:
                 from mlflow.entities import RunTag
 
                 self.tracker.client.log_batch(
-                    run_id,
-                    tags=[
-                        RunTag("tokensweep.retries", str(trial.num_failures)),
-                        RunTag("tokensweep.last_failure", failure_reason(trial)),
-                    ],
+                    run_id, tags=[RunTag("tokensweep.retries", retries), RunTag("tokensweep.last_failure", reason)]
                 )
 
         self._safe("note retry", note)
@@ -485,9 +577,11 @@ def run_sweep(spec: SweepSpec, options: RunOptions) -> SweepOutcome:
     # snapshots (forced by num_to_keep) is expected here.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    options = dataclasses.replace(options, tracking_uri=_credentials_to_environment(options.tracking_uri))
     t = time.perf_counter()
     _init_ray(options)
     timings["ray_start_s"] = time.perf_counter() - t  # ray.init: a new local Ray, or connecting
+    use_driver_http_settings()  # after ray.init: a local Ray's trials keep MLflow's own HTTP retries
     try:
         if not _is_uri(options.storage) and len([n for n in ray.nodes() if n.get("Alive")]) > 1:
             print(
@@ -517,13 +611,13 @@ def run_sweep(spec: SweepSpec, options: RunOptions) -> SweepOutcome:
             _warn_if_spec_changed(tracker, parent, spec)
         elif options.resume:
             print(
-                f"tokensweep run: note: no parent run of this sweep in {options.tracking_uri}; "
+                f"tokensweep run: note: no parent run of this sweep in {redact(options.tracking_uri)}; "
                 "started a new one (trials finished before are not in it)",
                 file=sys.stderr,
             )
         timings["mlflow_setup_s"] = time.perf_counter() - t  # store (tables on first use), experiment, parent run
         callback = MlflowTrialLogger(options.tracking_uri, spec.name, tracker.experiment_id, parent)
-        status, outcome_trials = "FAILED", []
+        status, outcome_trials, end_failed = "FAILED", [], 0
         try:
             t = time.perf_counter()
             _fit(spec, options, tune_path, callback, optuna_url)
@@ -537,28 +631,65 @@ def run_sweep(spec: SweepSpec, options: RunOptions) -> SweepOutcome:
             status, tags = "KILLED", {"tokensweep.stopped": "interrupted"}
             raise
         except Exception as err:
-            status, tags = "FAILED", {"failure_reason": f"{type(err).__name__}: {err}"[:1000]}
+            status, tags = "FAILED", {"failure_reason": redact(f"{type(err).__name__}: {err}")[:1000]}
             raise
         finally:
-            closed = tracker.close_running_children("KILLED")
-            if callback.errors:
-                tags["tokensweep.tracking_errors"] = callback.errors
-            timings["sweep_s"] = time.perf_counter() - t0
-            tags.update({f"tokensweep.time.{k}": f"{v:.1f}" for k, v in timings.items()})
-            tracker.end_parent(status, tags)
-            if closed:
-                log.warning("%d trial run(s) had not ended; marked KILLED", closed)
+            # writes kept while the tracking server was unreachable: deliver them before the runs end
+            callback.drain(float(os.environ.get(TRACKING_WAIT_ENV, DEFAULT_TRACKING_WAIT_S)))
+            try:
+                closed = tracker.close_running_children("KILLED")
+                if callback.errors:
+                    tags["tokensweep.tracking_errors"] = callback.errors
+                timings["sweep_s"] = time.perf_counter() - t0
+                tags.update({f"tokensweep.time.{k}": f"{v:.1f}" for k, v in timings.items()})
+                tracker.end_parent(status, tags)
+                if closed:
+                    log.warning("%d trial run(s) had not ended; marked KILLED", closed)
+            except Exception as err:
+                if not is_unavailable(err):
+                    raise
+                end_failed = 1  # say so, and keep whatever exception is on its way out
+                print(
+                    f"tokensweep run: error: MLflow at {redact(options.tracking_uri)} is unreachable at the end of "
+                    f"the sweep; its parent run {parent} and unfinished trial runs were not closed",
+                    file=sys.stderr,
+                )
     finally:
         t = time.perf_counter()
         ray.shutdown()
         timings["ray_shutdown_s"] = time.perf_counter() - t
-    code = 0 if status == "FINISHED" and not callback.errors else 1
-    return SweepOutcome(code, parent, tune_path, outcome_trials, timings, callback.errors)
+    errors = callback.errors + end_failed
+    code = 0 if status == "FINISHED" and not errors else 1
+    return SweepOutcome(code, parent, tune_path, outcome_trials, timings, errors)
+
+
+TRACKING_WAIT_ENV = "TOKENSWEEP_TRACKING_WAIT_S"
+DEFAULT_TRACKING_WAIT_S = 120.0  # how long a finished sweep waits for an unreachable tracking server
+
+
+def _credentials_to_environment(tracking_uri: str, environ=None) -> str:
+    """http(s)://user:password@host -> http(s)://host, with the credentials in MLflow's own variables.
+
+    MLflow prints "View run ... at: <tracking URI>" and Tune saves every trial's config, so a password
+    inside the URI would end up on the terminal and in Tune's storage. MLFLOW_TRACKING_USERNAME/PASSWORD
+    carry it instead: to this driver, and to the trials of a new local Ray (whose workers inherit this
+    environment; call before ray.init). On a cluster, set them in the nodes' environment for the trials'
+    system metrics. When both variables are already set, MLflow uses them rather than the URI's, so they
+    stay; with one or none set MLflow would use the URI's pair, so both are set from it.
+    """
+    environ = os.environ if environ is None else environ
+    bare, user, password = split_credentials(tracking_uri)
+    if password is None:
+        return tracking_uri
+    if not (environ.get("MLFLOW_TRACKING_USERNAME") and environ.get("MLFLOW_TRACKING_PASSWORD")):
+        environ["MLFLOW_TRACKING_USERNAME"] = user or ""
+        environ["MLFLOW_TRACKING_PASSWORD"] = password
+    return bare
 
 
 def _fit(spec: SweepSpec, options: RunOptions, tune_path: str, callback, optuna_url):
     platform = {
-        "tracking_uri": options.tracking_uri,
+        "tracking_uri": options.tracking_uri,  # without user:password (see _credentials_to_environment)
         "experiment": spec.name,
         "system_metrics": spec.system_metrics,
         "system_metrics_interval_s": spec.system_metrics_interval_s,

@@ -8,7 +8,7 @@
     train_loader.bad_images  # files skipped so far with bad_images="skip"
 """
 
-from trials.data.imagefolder import BadImage, BadImageError, ImageFolder, collate_images, scan_split
+from trials.data.imagefolder import BadImage, BadImageError, ImageFolder, check_imagefolder, collate_images, scan_split
 from trials.data.imagenet100 import build_imagenet100, imagenet100_wnids
 from trials.data.loaders import TINY_DATA_SEED, InMemoryImages, Loader, build_loaders
 from trials.data.mix import Mixer, build_mixer, smoothed_one_hot, soft_cross_entropy
@@ -32,6 +32,7 @@ __all__ = [
     "build_imagenet100",
     "build_loaders",
     "build_mixer",
+    "check_imagefolder",
     "collate_images",
     "imagenet100_wnids",
     "make_tiny",

@@ -39,24 +39,65 @@ def is_image_file(name: str) -> bool:
 def find_classes(split_dir: str | Path) -> list[str]:
     """The sorted class folder names of a split; ConfigError if the split is missing or has none."""
     split_dir = Path(split_dir)
-    if not split_dir.is_dir():
+    try:  # (Path.is_dir() would say False for a folder we may not read: say why instead)
+        os.stat(split_dir)
+        entries = list(os.scandir(split_dir)) if split_dir.is_dir() else None
+    except PermissionError:
+        raise ConfigError(f"cannot read {split_dir}: permission denied") from None
+    except OSError:
+        entries = None
+    if entries is None:
         raise ConfigError(
             f"{split_dir} does not exist or is not a directory "
             f"(expected an ImageFolder split: {split_dir}/<class>/<image files>)"
         )
-    classes = sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
+    classes = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
     if not classes:
         raise ConfigError(f"{split_dir} holds no class folders (expected {split_dir}/<class>/<image files>)")
     return classes
 
 
+def _unreadable(err: OSError):
+    """os.walk's onerror: it would skip a folder it cannot list; an unreadable class folder is an error."""
+    raise ConfigError(f"cannot read {err.filename}: {err.strerror or err}")
+
+
 def list_images(class_dir: Path) -> list[str]:
     """Image files under one class folder (sub-folders included, symlinks followed), sorted."""
     found = []
-    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+    for dirpath, dirnames, filenames in os.walk(class_dir, onerror=_unreadable, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         found.extend(os.path.join(dirpath, f) for f in sorted(filenames) if is_image_file(f))
     return found
+
+
+def _has_images(class_dir: Path) -> bool:
+    for _, dirnames, filenames in os.walk(class_dir, onerror=_unreadable, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        if any(is_image_file(f) for f in filenames):
+            return True
+    return False
+
+
+def check_imagefolder(root: str | Path) -> list[str]:
+    """A quick look at an ImageFolder root before a sweep starts: train/ and val/ hold class folders,
+    each with at least one image file (the first one found is enough), val has no class train lacks.
+    Returns the train classes. Decoding every file is left to the trials (bad_images)."""
+    root = Path(root)
+    train = find_classes(root / "train")
+    val = find_classes(root / "val")
+    unknown = sorted(set(val) - set(train))
+    if unknown:
+        raise ConfigError(f"{root / 'val'} has {len(unknown)} class folder(s) the train split lacks: {_first_few(unknown)}")
+    for split, classes in (("train", train), ("val", val)):
+        for name in classes:
+            if not _has_images(root / split / name):
+                raise ConfigError(
+                    f"class folder {root / split / name} holds no images (looked for {', '.join(IMAGE_EXTENSIONS)})"
+                )
+    if len(train) < 2:
+        raise ConfigError(f"{root}/train has {len(train)} class folder; a classifier needs >= 2")
+    return train
 
 
 def scan_split(split_dir: str | Path, classes: list[str] | None = None) -> tuple[list[str], list[tuple[str, int]]]:

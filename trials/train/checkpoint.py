@@ -7,6 +7,8 @@ torch.load(weights_only=True): a checkpoint is data, never code.
 """
 
 import os
+import pickle
+import re
 import tempfile
 from pathlib import Path
 
@@ -42,4 +44,18 @@ def check_checkpoint(directory: str | os.PathLike) -> Path:
 
 
 def load_checkpoint(directory: str | os.PathLike) -> dict:
-    return torch.load(check_checkpoint(directory), map_location="cpu", weights_only=True)
+    """The saved state; a one-line ConfigError for a file that holds code or is not a whole checkpoint."""
+    path = check_checkpoint(directory)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch's message is many lines and suggests weights_only=False: never, for a file we did not write
+        found = re.search(r"(?i)unsupported global:?\s+(?:global\s+)?([\w.]+)", str(err))
+        what = f" (it references {found[1]})" if found else ""
+        raise ConfigError(
+            f"refusing checkpoint {str(path)!r}: it holds objects other than tensors and plain data{what}; "
+            "checkpoints are loaded with weights_only=True and never run code"
+        ) from None
+    except (RuntimeError, EOFError, KeyError, ValueError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". ")[0]
+        raise ConfigError(f"checkpoint {str(path)!r} is unreadable (truncated or not a checkpoint): {first[:200]}") from None

@@ -60,29 +60,51 @@ def register(subparsers) -> None:
 
 
 def choose_ray_auth(address: str | None, environ=None) -> None:
-    """Set RAY_AUTH_MODE deliberately for a new local Ray; call before Ray is imported.
+    """Set RAY_AUTH_MODE (and loopback-only ports) deliberately for a new local Ray; call before Ray is imported.
 
     Ray >= 2.59 turns token authentication on for a new local cluster when RAY_AUTH_MODE is unset
-    (generating ~/.ray/auth_token), and reads the variable once, at import. We keep token auth - a
-    local cluster's ports listen on the machine's address, not only on loopback - but set it
-    explicitly, so trials, `ray job submit` and `ray status` in this environment agree. A value the
-    user set wins; connecting to an existing cluster (--address, $RAY_ADDRESS) follows its setting.
+    (generating ~/.ray/auth_token), and reads the variable once, at import. We keep token auth and
+    set it explicitly, so trials, `ray job submit` and `ray status` in this environment agree.
+
+    A new local Ray also listens on the machine's network address by default (GCS, raylet, and
+    unauthenticated Prometheus metrics endpoints on 0.0.0.0); RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 is
+    Ray's single-machine mode, which binds all of them to 127.0.0.1 - nothing else joins the Ray that
+    `tokensweep run` starts for itself. Values the user set win (set it to 1 to listen on the network);
+    connecting to an existing cluster (--address, $RAY_ADDRESS) follows that cluster's settings.
     """
     environ = os.environ if environ is None else environ
     if (address or environ.get("RAY_ADDRESS") or "local") in ("local", "none"):
         environ.setdefault("RAY_AUTH_MODE", "token")
+        environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 def check_tracking_uri(uri: str) -> None:
+    from tokensweep.tracking.uris import redact
+
     if not uri.startswith(TRACKING_SCHEMES):
         raise SpecError(
-            f"--tracking-uri {uri!r}: expected sqlite:///path/mlflow.db, http(s)://server or a database URL "
+            f"--tracking-uri {redact(uri)!r}: expected sqlite:///path/mlflow.db, http(s)://server or a database URL "
             "(MLflow 3 has no ./mlruns file store)"
         )
     if uri.startswith("sqlite:///"):
         directory = Path(uri[len("sqlite:///") :]).parent
         if not directory.is_dir():
             raise SpecError(f"--tracking-uri {uri!r}: directory {str(directory)!r} does not exist")
+
+
+def check_tracking_server(uri: str) -> None:
+    """A tracking server that does not answer: one line and exit 2 in seconds, before Ray starts.
+
+    (Otherwise MLflow's client retries its first request for ~4 minutes, after Ray has started.)
+    """
+    from tokensweep.tracking.uris import redact, server_unreachable
+
+    reason = server_unreachable(uri)
+    if reason is not None:
+        raise SpecError(
+            f"cannot reach the MLflow tracking server at {redact(uri)} ({reason}); start it, or pass another "
+            "--tracking-uri / MLFLOW_TRACKING_URI"
+        )
 
 
 def resolve_storage(storage: str | None) -> str:
@@ -107,7 +129,33 @@ def command_line(args) -> str:
     for flag in ("resume", "fresh"):
         if getattr(args, flag):
             parts.append("--" + flag)
-    return " ".join(shlex.quote(p) for p in parts)
+    # logged as the parent run's tokensweep.command tag: no password of a URI (--tracking-uri, --storage,
+    # --optuna-storage, a --set value) goes to MLflow
+    from tokensweep.tracking.uris import redact
+
+    return redact(" ".join(shlex.quote(p) for p in parts))
+
+
+def check_data(spec) -> None:
+    """Every ImageFolder root the sweep's trials read: class folders present and not empty, readable.
+
+    Before Ray starts, so that a data set without images is one line and exit 2, not a sweep of failed
+    trials; cheap (one image per class folder is enough). Files that do not decode are the trials'
+    business (bad_images = "fail" | "skip").
+    """
+    from trials.data import check_imagefolder
+    from trials.data.loaders import check_imagenet100_classes
+    from trials.errors import ConfigError
+
+    values = [v.values for v in spec.variants] if spec.search == "grid" else [spec.base]
+    roots = sorted({(v.get("dataset", "tiny"), v["data_dir"]) for v in values if v.get("dataset", "tiny") != "tiny"})
+    for dataset, root in roots:
+        try:
+            classes = check_imagefolder(root)
+            if dataset == "imagenet100":
+                check_imagenet100_classes(root, classes)
+        except ConfigError as err:
+            raise SpecError(f"data path {root}: {err}") from None
 
 
 def print_plan(spec) -> None:
@@ -126,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
     from tokensweep.tracking.uris import resolve_tracking_uri
 
     spec = load_spec(args.spec, args.overrides, data_dir=args.data_dir)
+    check_data(spec)
     tracking_uri = resolve_tracking_uri(args.tracking_uri)
     check_tracking_uri(tracking_uri)
     storage = resolve_storage(args.storage)
@@ -134,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print_plan(spec)
         return 0
+    check_tracking_server(tracking_uri)
 
     validated = time.perf_counter()
     choose_ray_auth(args.address)

@@ -6,9 +6,7 @@ run, so that the dashboards and anyone with pandas/DuckDB can read a sweep witho
 """
 
 import os
-import urllib.error
 import urllib.parse
-import urllib.request
 from difflib import get_close_matches
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import pyarrow as pa
 from dashboards.atomic import atomic_path
 from dashboards.errors import InputError
 from dashboards.runs import EXPERIMENT_METADATA_KEY, METRIC_COLUMNS, PARAM_COLUMNS, RUNS_SCHEMA
-from tokensweep.tracking.uris import resolve_tracking_uri
+from tokensweep.tracking.uris import redact, resolve_tracking_uri, server_unreachable
 
 # The platform's tags (as in tracking.mlflow_log, which imports MLflow at import time).
 ROLE_TAG = "tokensweep.role"
@@ -42,13 +40,11 @@ def check_reachable(uri: str) -> None:
                 "or pass --tracking-uri / set MLFLOW_TRACKING_URI"
             )
     elif parsed.scheme in ("http", "https"):
-        try:
-            urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10).close()
-        except urllib.error.HTTPError:
-            pass  # it answered: reachable (older servers or proxies may lack /health)
-        except (urllib.error.URLError, OSError) as err:
-            reason = getattr(err, "reason", err)
-            raise InputError(f"cannot reach the MLflow tracking server at {uri}: {reason}") from None
+        # any HTTP answer counts (older servers or proxies may lack /health); user:password@ in the URI
+        # is left out of the probe (urllib cannot take it) and out of the message
+        reason = server_unreachable(uri, timeout=10)
+        if reason is not None:
+            raise InputError(f"cannot reach the MLflow tracking server at {redact(uri)}: {reason}")
 
 
 def _client(uri: str):
@@ -65,7 +61,7 @@ def _mlflow_call(uri: str, call, *args, **kwargs):
         return call(*args, **kwargs)
     except MlflowException as err:
         first_line = (str(err.message).strip().splitlines() or ["(no message)"])[0]
-        raise InputError(f"cannot read MLflow at {uri}: {first_line}") from None
+        raise InputError(f"cannot read MLflow at {redact(uri)}: {redact(first_line)}") from None
 
 
 def find_experiment(client, name: str, uri: str):
@@ -78,7 +74,7 @@ def find_experiment(client, name: str, uri: str):
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     listing = ", ".join(repr(n) for n in names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
     state = " (it is deleted)" if experiment is not None else ""
-    raise InputError(f"no experiment {name!r}{state} at {uri}{hint}; existing experiments: {listing or '(none)'}")
+    raise InputError(f"no experiment {name!r}{state} at {redact(uri)}{hint}; existing experiments: {listing or '(none)'}")
 
 
 def search_all_runs(client, experiment_id: str, filter_string: str, uri: str) -> list:

@@ -16,11 +16,14 @@ This module imports MLflow at import time: import it only once a spec has been v
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import os
 import random
+import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -28,7 +31,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from tokensweep.tracking.uris import default_optuna_storage, resolve_tracking_uri, sqlite_path
+from tokensweep.tracking.uris import default_optuna_storage, redact, resolve_tracking_uri, sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,8 @@ TUNE_KEYS = frozenset(
         "epoch",  # the step, not a metric
     }
 )
+# A metric every epoch's report carries: its history tells which epochs a run already has.
+STEP_METRIC = "epoch_time_s"
 # Values of a trial's report logged as tags rather than metrics.
 TAG_KEYS = ("device", "precision", "torch_version", "threads", "gpu_shared", "bench_batch", "ray_node_id", "ray_hostname")
 
@@ -116,6 +121,165 @@ def retry(fn, *args, attempts: int = 12, base_delay: float = 0.05, **kwargs):
             log.debug("transient MLflow store error (%s); retrying in %.2fs", err, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
+
+
+# A tracking server that does not answer (stopped, restarting, behind a proxy that says 502-504).
+_UNAVAILABLE = (
+    "connection refused",
+    "failed to establish a new connection",
+    "max retries exceeded",
+    "connection aborted",
+    "connection reset",
+    "remotedisconnected",
+    "timed out",
+    "temporarily unavailable",
+    "name or service not known",
+    "too many 502 error responses",
+    "too many 503 error responses",
+    "too many 504 error responses",
+)
+
+
+def is_unavailable(err: BaseException) -> bool:
+    """Did a write fail because the store could not be reached right now (worth keeping and retrying)?"""
+    text = f"{type(err).__name__}: {err}".lower()
+    return is_transient(err) or any(marker in text for marker in _UNAVAILABLE)
+
+
+# The driver's MLflow HTTP client: fail a request in seconds when the server is down (MLflow's default
+# is 7 retries with exponential backoff, ~4 minutes, and a 120 s timeout per try, during which Tune's
+# event loop - which runs the tracking callback - would stand still). PendingWrites keeps what failed
+# and replays it later instead. A server that accepts connections but never answers costs up to
+# 2 x 15 s per replay attempt.
+DRIVER_HTTP_SETTINGS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+}
+
+
+def use_driver_http_settings(environ=None) -> None:
+    """Set DRIVER_HTTP_SETTINGS in this process (values the user set win). Call after ray.init, so that
+    the trials of a local Ray keep MLflow's patient defaults for their system metrics."""
+    environ = os.environ if environ is None else environ
+    for key, value in DRIVER_HTTP_SETTINGS.items():
+        environ.setdefault(key, value)
+
+
+class PendingWrites:
+    """Tracking writes, in order, that wait while the store is unreachable; replayed when it answers.
+
+    `submit(what, fn, *args)` calls fn at once when nothing is waiting. If the store cannot be reached
+    (`is_unavailable`), the write waits in a FIFO, and so does every later one - never reordered, so a
+    run is not marked FINISHED before its last metrics arrive. Later submits (and `poke`, called on
+    every Tune step) replay the queue, at most once per `retry_every_s`, so a dead server costs one
+    quick failed request every few seconds rather than blocking. `drain` waits for the queue to empty
+    at the end of a sweep; what it cannot deliver is counted in `lost` and reported, never dropped
+    silently. Any other error (a bug, a refused value) is counted in `failed`, logged, and skipped.
+    """
+
+    def __init__(self, label: str = "MLflow", retry_every_s: float = 3.0, clock=time.monotonic, sleep=time.sleep):
+        self.label = label
+        self.retry_every_s = retry_every_s
+        self.clock, self.sleep = clock, sleep
+        self.queue: collections.deque = collections.deque()
+        self.failed = 0  # writes that raised something other than "unreachable"
+        self.lost = 0  # writes still waiting when drain gave up
+        self.delivered_late = 0  # writes that waited, then arrived
+        self.outages = 0
+        self._next_try = 0.0
+
+    @property
+    def waiting(self) -> int:
+        return len(self.queue)
+
+    def submit(self, what: str, fn, *args) -> None:
+        self.queue.append((what, fn, args))
+        if len(self.queue) == 1:
+            self._run_queue()
+        else:
+            self.poke()
+
+    def poke(self) -> None:
+        """Replay waiting writes if the last try was long enough ago."""
+        if self.queue and self.clock() >= self._next_try:
+            self._run_queue()
+
+    def _run_queue(self) -> bool:
+        """Deliver waiting writes in order; stop at the first that finds the store unreachable."""
+        was_waiting = self._next_try > 0  # an outage began: what is delivered now arrives late
+        while self.queue:
+            what, fn, args = self.queue[0]
+            try:
+                fn(*args)
+            except Exception as err:
+                if is_unavailable(err):
+                    if self._next_try == 0:
+                        self.outages += 1
+                        print(
+                            f"tokensweep run: note: {self.label} is unreachable ({_why_unreachable(err)}); keeping its "
+                            f"writes in order and retrying every {self.retry_every_s:g}s",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                    self._next_try = self.clock() + self.retry_every_s
+                    return False
+                self.failed += 1
+                log.error("MLflow logging failed (%s); the sweep goes on: %s", what, _one_line(err))
+                log.debug("MLflow logging failure", exc_info=True)
+            else:
+                if was_waiting:
+                    self.delivered_late += 1
+            self.queue.popleft()
+        if self._next_try > 0:
+            print(f"tokensweep run: note: {self.label} answers again; every waiting write delivered", file=sys.stderr, flush=True)
+            self._next_try = 0.0
+        return True
+
+    def drain(self, timeout_s: float) -> int:
+        """Replay until the queue is empty or `timeout_s` passed; return (and count in `lost`) what is left."""
+        if not self.queue:
+            return 0
+        deadline = self.clock() + timeout_s
+        print(
+            f"tokensweep run: note: waiting up to {timeout_s:g}s for {self.label} to deliver "
+            f"{len(self.queue)} write(s)",
+            file=sys.stderr,
+            flush=True,
+        )
+        while self.queue:
+            self.poke()
+            if not self.queue or self.clock() >= deadline:
+                break
+            self.sleep(min(self.retry_every_s, max(0.0, deadline - self.clock()), 1.0))
+        left = len(self.queue)
+        if left:
+            self.lost += left
+            whats = collections.Counter(what for what, _, _ in self.queue)
+            summary = ", ".join(f"{n} x {what}" for what, n in whats.items())
+            print(
+                f"tokensweep run: error: {self.label} stayed unreachable; {left} write(s) were not recorded "
+                f"({summary}): those runs are incomplete",
+                file=sys.stderr,
+                flush=True,
+            )
+            self.queue.clear()
+        return left
+
+
+def _one_line(err: BaseException) -> str:
+    text = f"{type(err).__name__}: {err}"
+    return redact(" ".join(text.split()))[:500]
+
+
+def _why_unreachable(err: BaseException) -> str:
+    """'Connection refused' rather than MLflow's three lines of urllib3 retry history."""
+    text = str(err)
+    m = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text) or re.search(
+        r"(?i)(read timed out|connect timeout|too many \d+ error responses|connection aborted|remotedisconnected|database is locked)", text
+    )
+    return m[1].strip() if m else _one_line(err)[:200]
 
 
 class RetryingClient:
@@ -178,6 +342,7 @@ class SweepTracker:
         self.parent_run_id: str | None = None
         self.resumed_parent = False  # start_parent(resume=True) found the sweep's parent run
         self._children: dict[str, str] = {}  # tune trial id -> run id
+        self._last_step: dict[str, int] = {}  # run id -> the last epoch (step) logged to it
 
     # experiment and parent
     def ensure_experiment(self) -> str:
@@ -304,12 +469,20 @@ class SweepTracker:
         )
         run_id = run.info.run_id
         self._children[trial_id] = run_id
+        self._last_step[run_id] = 0
         if params:
             self.client.log_batch(run_id, params=[Param(k, _tag_value(v)) for k, v in params.items()])
         return run_id
 
     def child_id(self, trial_id: str) -> str | None:
         return self._children.get(trial_id) or self.find_child(trial_id)
+
+    def last_logged_step(self, run_id: str) -> int:
+        """The last epoch logged to a trial's run (0: none); read from MLflow once for a reused run."""
+        if run_id not in self._last_step:
+            history = self.client.get_metric_history(run_id, STEP_METRIC)
+            self._last_step[run_id] = max((m.step for m in history), default=0)
+        return self._last_step[run_id]
 
     def log_result(self, run_id: str, result: dict, step: int) -> None:
         metrics, tags = split_result(result)
@@ -319,6 +492,8 @@ class SweepTracker:
             metrics=[Metric(k, v, ts, step) for k, v in metrics.items()],
             tags=[RunTag(k, v) for k, v in tags.items()],
         )
+        if STEP_METRIC in metrics:
+            self._last_step[run_id] = max(step, self._last_step.get(run_id, 0))
 
     def end_child(self, run_id: str, status: str, reason: str | None = None) -> None:
         tags = [RunTag("failure_reason", reason[:5000])] if reason else []
@@ -380,6 +555,7 @@ def start_system_metrics(tracking_uri: str, trial_id: str, experiment_name: str,
 
 
 __all__ = [
+    "PendingWrites",
     "RetryingClient",
     "SweepTracker",
     "default_optuna_storage",

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
+
+# scheme://user:password@host -> the password part (any URL: tracking URI, Optuna storage, in messages)
+_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*):(?P<secret>[^/\s@]+)@")
 
 
 def resolve_tracking_uri(flag: str | None = None, environ=None, cwd: str | None = None) -> str:
@@ -37,3 +44,52 @@ def default_optuna_storage(tracking_uri: str, cwd: str | None = None) -> str:
     db = sqlite_path(tracking_uri)
     directory = Path(db).parent if db else Path(cwd or os.getcwd()).resolve()
     return f"sqlite:///{directory / 'optuna.db'}"
+
+
+# --- secrets in URIs ---------------------------------------------------------------------------------
+
+
+def redact(text: str) -> str:
+    """Hide the password of every `scheme://user:password@host` in `text` (URIs, messages, command lines)."""
+    return _USERINFO.sub(lambda m: f"{m['head']}:***@", str(text))
+
+
+def split_credentials(uri: str) -> tuple[str, str | None, str | None]:
+    """http(s)://user:password@host... -> (http(s)://host..., user, password); other URIs unchanged.
+
+    MLflow reads a server's basic-auth credentials from MLFLOW_TRACKING_USERNAME/PASSWORD too; the
+    sweep passes them to its trials that way rather than inside the URI (which Tune would save in
+    every trial's config and result files).
+    """
+    parsed = urllib.parse.urlsplit(uri)
+    if parsed.scheme not in ("http", "https") or parsed.password is None:
+        return uri, None, None
+    host = parsed.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parsed.port}" if parsed.port else "")
+    bare = urllib.parse.urlunsplit((parsed.scheme, netloc, parsed.path, parsed.query, parsed.fragment))
+    return bare, urllib.parse.unquote(parsed.username or ""), urllib.parse.unquote(parsed.password)
+
+
+# --- reachability ----------------------------------------------------------------------------------------
+
+
+def server_unreachable(uri: str, timeout: float = 5.0) -> str | None:
+    """Why an http(s) tracking server does not answer (None: it answers, or not a server URI).
+
+    Any HTTP answer counts (401 behind basic auth, 404 from an old server without /health): only a
+    refused connection, a timeout or an unresolvable host make it unreachable. Without this check
+    MLflow retries each request for ~4 minutes (7 retries, exponential backoff) before failing.
+    """
+    bare, _, _ = split_credentials(uri)
+    if urllib.parse.urlsplit(bare).scheme not in ("http", "https"):
+        return None
+    try:
+        urllib.request.urlopen(f"{bare.rstrip('/')}/health", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return None
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        return str(getattr(reason, "strerror", None) or reason)
+    return None
