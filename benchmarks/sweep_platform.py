@@ -1,102 +1,190 @@
-"""Target 3 (hook): the sweep platform's overhead. Runs only where `tokensweep run` exists.
+"""Target 3: what the sweep platform costs over a plain loop of the same trials.
 
-Measures the smoke sweep (platform/sweeps/smoke.toml, 1 epoch per trial) through the platform
-(`tokensweep run`: Ray Tune + MLflow) against the same trials run directly in this process with
-trials.run_trial; the difference is what the platform costs. Both write to a temporary directory.
-TODO(issue #5, target 3): align the figures with the target's exact wording once the platform
-is finished; until then this section reports what it measured and sets no pass/fail.
+The same 8 smoke-sized trials (platform/sweeps/smoke.toml's four trials x seeds 0 and 1) run
+  - through the platform: `tokensweep run` (Ray Tune, an MLflow sqlite store, a checkpoint every
+    epoch), fresh stores in a temporary directory, and
+  - through a plain loop: one fresh Python process calling `trials.run_trial` for each trial,
+each in its own subprocess, with the same torch threads per trial and one trial at a time
+(resources.cpus = all the benchmark's threads, so the sweep cannot win by running trials side by side).
+
+    fixed start-up = interpreter start + what `tokensweep run` reports before Tune starts
+                     (validating the spec, importing Ray/MLflow, starting Ray, creating the store)
+    sweep beyond start-up = sweep wall - fixed start-up   (Tune, the trials, MLflow, Ray shutdown)
+    ratio = sweep beyond start-up / loop wall             (the loop's wall includes its imports:
+                                                           the sweep's trial worker imports torch too)
+
+Rounds run loop, sweep, sweep, loop (ABBA) so a drift in the machine's load hits both alike; the
+figures are medians over rounds.
 """
 
-import contextlib
-import io
+import json
+import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from pathlib import Path
 
 from benchmarks.common import SectionResult, Settings, Target, env_columns
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE_SPEC = REPO / "platform" / "sweeps" / "smoke.toml"
-SWEEP_TIMEOUT_S = 600
+SEEDS = (0, 1)  # 4 smoke trials x 2 seeds = the target's 8 trials
+ROUNDS = ("loop", "sweep", "sweep", "loop")
+RUN_TIMEOUT_S = 600
+RATIO_GOAL = 1.15
+STARTUP_GOAL_S = 12.0
+PHASES = ("validate", "import", "ray start", "mlflow setup", "tune", "ray shutdown")
 
 
-def tokensweep_run_available() -> bool:
-    """True where the `tokensweep` CLI has its `run` command (the sweep platform is built)."""
-    exe = shutil.which("tokensweep") or str(Path(sys.executable).with_name("tokensweep"))
-    if not Path(exe).exists() or not SMOKE_SPEC.exists():
-        return False
-    done = subprocess.run([exe, "run", "--help"], capture_output=True, text=True, timeout=60)
-    return done.returncode == 0
+def tokensweep_exe() -> str:
+    return shutil.which("tokensweep") or str(Path(sys.executable).with_name("tokensweep"))
 
 
-def smoke_trials() -> list[dict]:
-    """The smoke spec's trials as TrialConfig values (its [trial] table over its [grid]), 1 epoch each."""
-    with open(SMOKE_SPEC, "rb") as f:
-        spec = tomllib.load(f)
-    base = {**spec["trial"], "epochs": 1, "warmup_epochs": 0.0, "threads": spec["resources"]["cpus"]}
-    trials = []
-    for embedding in spec["grid"]["embedding"]:
-        iters = spec["grid"].get("cluster_iters", [None]) if embedding == "supertoken" else [None]
-        for i in iters:
-            values = {**base, "model": base["model"].rsplit("_", 1)[0] + f"_{embedding}"}
-            trials.append(values if i is None else {**values, "cluster_iters": i})
-    return trials
+def sweep_overrides(threads: int) -> list[str]:
+    return [f"grid.seed={list(SEEDS)}", f"resources.cpus={threads}"]
 
 
-def direct_seconds() -> tuple[float, int]:
-    """Wall time of the smoke sweep's trials run one after another with trials.run_trial."""
-    from trials import TrialConfig, run_trial
+def trial_values(threads: int) -> list[dict]:
+    """The TrialConfig dicts `tokensweep run` would run for the benchmark's spec, grid order."""
+    from tokensweep.spec import load_spec
 
-    trials = smoke_trials()
+    spec = load_spec(SMOKE_SPEC, sweep_overrides(threads))
+    return [spec.trial_values(v.values) for v in spec.variants]
+
+
+def run_loop(trials_json: Path) -> float:
+    """Wall seconds of a fresh process that imports trials and runs every trial in order."""
     start = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # progress lines
-        for values in trials:
-            run_trial(TrialConfig.from_dict(values))
-    return time.perf_counter() - start, len(trials)
+    done = subprocess.run([sys.executable, "-m", "benchmarks.sweep_platform", "--loop", str(trials_json)],
+                          capture_output=True, text=True, timeout=RUN_TIMEOUT_S, cwd=REPO)  # fmt: skip
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"the plain loop failed ({done.returncode}): {done.stderr.strip()[-300:]}")
+    return wall
 
 
-def platform_seconds(settings: Settings) -> float:
-    """Wall time of `tokensweep run` on the smoke spec, 1 epoch per trial, fresh stores."""
-    with tempfile.TemporaryDirectory(prefix="tokensweep-bench-platform-") as tmp:
-        cmd = [str(Path(sys.executable).with_name("tokensweep")), "run", str(SMOKE_SPEC), "--fresh", "-q",
-               "--set", "trial.epochs=1", "--set", "trial.warmup_epochs=0.0", "--storage", f"{tmp}/ray", "--tracking-uri", f"sqlite:///{tmp}/mlflow.db",
-               "--num-cpus", str(settings.threads)]  # fmt: skip
-        start = time.perf_counter()
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=SWEEP_TIMEOUT_S, cwd=tmp)
-        elapsed = time.perf_counter() - start
+def run_sweep(threads: int, tmp: Path) -> dict:
+    """Wall seconds of `tokensweep run` and the phase times it prints (`time: 61.2s (validate 1.6s, ...)`)."""
+    cmd = [tokensweep_exe(), "run", str(SMOKE_SPEC), "--fresh", "-q", "--storage", str(tmp / "ray"),
+           "--tracking-uri", f"sqlite:///{tmp}/mlflow.db", "--num-cpus", str(threads)]  # fmt: skip
+    for item in sweep_overrides(threads):
+        cmd += ["--set", item]
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, cwd=tmp)
+    wall = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"tokensweep run failed ({done.returncode}): {done.stderr.strip()[-300:]}")
-    return elapsed
+    return {"wall_s": wall, **parse_phase_times(done.stdout)}
+
+
+def parse_phase_times(stdout: str) -> dict:
+    line = next((ln for ln in stdout.splitlines() if ln.startswith("time: ")), None)
+    if line is None:
+        raise RuntimeError("tokensweep run printed no 'time:' line")
+    times = {"total_s": float(re.match(r"time: ([\d.]+)s", line)[1])}
+    for phase in PHASES:
+        m = re.search(rf"\b{phase} ([\d.]+)s", line)
+        if m is None:
+            raise RuntimeError(f"tokensweep run's 'time:' line has no {phase!r}: {line}")
+        times[phase.replace(" ", "_") + "_s"] = float(m[1])
+    return times
+
+
+def fixed_startup_s(sweep: dict) -> float:
+    """Everything before Tune's first trial: interpreter start, validation, imports, Ray, MLflow store."""
+    interpreter = sweep["wall_s"] - sweep["total_s"]
+    return interpreter + sweep["validate_s"] + sweep["import_s"] + sweep["ray_start_s"] + sweep["mlflow_setup_s"]
+
+
+def measure(settings: Settings) -> tuple[list[float], list[dict], int]:
+    threads = settings.threads
+    values = trial_values(threads)
+    loops, sweeps = [], []
+    with tempfile.TemporaryDirectory(prefix="tokensweep-bench-platform-") as tmp:
+        trials_json = Path(tmp) / "trials.json"
+        trials_json.write_text(json.dumps(values))
+        for i, kind in enumerate(ROUNDS):
+            if kind == "loop":
+                loops.append(run_loop(trials_json))
+            else:
+                round_dir = Path(tmp) / f"sweep{i}"
+                round_dir.mkdir()
+                sweeps.append(run_sweep(threads, round_dir))
+            print(f"  {kind}: {loops[-1] if kind == 'loop' else sweeps[-1]['wall_s']:.1f} s", flush=True)
+    return loops, sweeps, len(values)
 
 
 def run(settings: Settings) -> SectionResult:
-    result = SectionResult("platform", md_columns=("status", "direct_s", "platform_s", "overhead_s",
-                                                   "overhead_per_trial_s", "trials"))  # fmt: skip
-    if settings.quick or not tokensweep_run_available():
-        reason = "quick mode" if settings.quick else "`tokensweep run` is not available yet"
-        result.rows.append({"status": f"skipped: {reason}", **env_columns(settings, "fp32", 0)})
-        result.targets.append(Target("platform overhead per trial", None, None, "s", False, reason))
+    columns = ("round", "kind", "wall_s", "fixed_startup_s", "beyond_startup_s", "ray_start_s", "mlflow_setup_s",
+               "tune_s", "trials")  # fmt: skip
+    result = SectionResult("platform", md_columns=columns)
+    env = env_columns(settings, "fp32", 0)
+    if settings.quick or not SMOKE_SPEC.exists():
+        reason = "quick mode" if settings.quick else f"{SMOKE_SPEC} is missing"
+        result.rows.append({"round": "skipped", "kind": reason, **env})
+        result.targets += [Target("sweep beyond start-up vs plain loop, 8 trials", None, RATIO_GOAL, "x", False, reason),
+                           Target("fixed start-up (imports, Ray, MLflow store)", None, STARTUP_GOAL_S, " s", False, reason)]  # fmt: skip
         return result
     try:
-        direct, trials_run = direct_seconds()
-        through_platform = platform_seconds(settings)
+        loops, sweeps, n = measure(settings)
     except (RuntimeError, subprocess.TimeoutExpired) as err:
-        result.rows.append({"status": f"failed: {err}", **env_columns(settings, "fp32", 0)})
-        result.targets.append(Target("platform overhead per trial", None, None, "s", False, "run failed"))
+        result.rows.append({"round": "failed", "kind": str(err)[:300], **env})
+        result.targets.append(Target("sweep beyond start-up vs plain loop, 8 trials", None, RATIO_GOAL, "x", False, "run failed"))
         return result
-    overhead = through_platform - direct
-    result.rows.append({"status": "measured", "direct_s": direct, "platform_s": through_platform,
-                        "overhead_s": overhead, "overhead_per_trial_s": overhead / trials_run,
-                        "trials": trials_run, **env_columns(settings, "fp32", 0)})  # fmt: skip
-    # No goal yet (see the module docstring): the figure is reported, not judged.
-    result.targets.append(Target("platform overhead per trial", overhead / trials_run, None, "s", False,
-                                 "hook: target 3 pending"))  # fmt: skip
+    loops_iter, sweeps_iter = iter(loops), iter(sweeps)
+    for i, kind in enumerate(ROUNDS):
+        if kind == "loop":
+            wall = next(loops_iter)
+            result.rows.append({"round": i, "kind": "plain loop (trials.run_trial)", "wall_s": wall,
+                                "beyond_startup_s": wall, "trials": n, **env})  # fmt: skip
+        else:
+            s = next(sweeps_iter)
+            fixed = fixed_startup_s(s)
+            result.rows.append({"round": i, "kind": "tokensweep run", "wall_s": s["wall_s"], "fixed_startup_s": fixed,
+                                "beyond_startup_s": s["wall_s"] - fixed, "trials": n, **s, **env})  # fmt: skip
+    loop = statistics.median(loops)
+    beyond = statistics.median(s["wall_s"] - fixed_startup_s(s) for s in sweeps)
+    startup = statistics.median(fixed_startup_s(s) for s in sweeps)
+    phases = {p: statistics.median(s[p] for s in sweeps) for p in ("validate_s", "import_s", "ray_start_s", "mlflow_setup_s")}
+    per_trial = (beyond - loop) / n
+    result.targets += [
+        Target("sweep beyond start-up vs plain loop, 8 trials", beyond / loop, RATIO_GOAL, "x", False,
+               f"median of {len(sweeps)} rounds each: sweep {beyond:.1f} s beyond start-up, loop {loop:.1f} s; "
+               f"{per_trial:+.2f} s per trial"),
+        Target("fixed start-up (imports, Ray, MLflow store)", startup, STARTUP_GOAL_S, " s", False,
+               ", ".join(f"{k[:-2].replace('_', ' ')} {v:.1f} s" for k, v in phases.items())),
+    ]  # fmt: skip
     result.notes = [
-        "direct_s: the smoke sweep's 4 trials (1 epoch each) run one after another in this process; "
-        "platform_s: `tokensweep run` on the same spec (Ray start-up, Tune, MLflow) in a subprocess.",
+        f"The same {n} trials (smoke.toml's trial x grid, seeds {list(SEEDS)}; 3 epochs, tiny generated data, "
+        f"vit_tiny_*) with {settings.threads} torch threads each and one trial at a time, through `tokensweep run` "
+        "(Ray Tune, MLflow sqlite store, a checkpoint per epoch, system metrics) and through a plain loop of "
+        "trials.run_trial in a fresh process; each in its own subprocess, rounds in ABBA order, medians.",
+        "fixed_startup_s: interpreter start plus the validate, import, Ray start and MLflow setup phases "
+        "`tokensweep run` prints; beyond_startup_s: the rest of the sweep's wall time (Tune, the trials' worker "
+        "with its torch import, MLflow writes, checkpoints, Ray shutdown). The loop's wall includes its imports.",
+        "Trials reuse their Ray actor (Tune reuse_actors): the worker imports torch and builds the data once, "
+        "not once per trial.",
     ]
     return result
+
+
+def loop_main(trials_json: str) -> None:
+    """The plain loop's process: run every trial of the file in order, output silenced."""
+    import contextlib
+    import io
+
+    from trials import TrialConfig, run_trial
+
+    for values in json.loads(Path(trials_json).read_text()):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            run_trial(TrialConfig.from_dict(values))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--loop":
+        loop_main(sys.argv[2])
+    else:
+        sys.exit("usage: python -m benchmarks.sweep_platform --loop TRIALS.json (run by `python -m benchmarks platform`)")

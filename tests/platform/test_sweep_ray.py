@@ -179,7 +179,7 @@ def test_ray_job_submit_to_a_head_on_loopback(tmp_path, ray_head):
 
 
 def test_trials_spread_over_two_nodes(tmp_path, ray_token_env):
-    helper = Path(__file__).with_name("two_node_cluster.py")
+    helper = Path(__file__).parents[1] / "two_node_cluster.py"
     cluster = subprocess.Popen(
         [sys.executable, str(helper)], env=ray_token_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=open(tmp_path / "cluster.log", "w"), text=True,

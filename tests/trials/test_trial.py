@@ -32,7 +32,8 @@ def test_tiny_trial_learns_above_twice_chance(model):
 
 
 def quick(**overrides) -> TrialConfig:
-    return TrialConfig.smoke(model="vit_tiny_supertoken", tiny_train_per_class=20, tiny_val_per_class=10, batch_size=32, measure=False, **overrides)
+    values = dict(model="vit_tiny_supertoken", tiny_train_per_class=20, tiny_val_per_class=10, batch_size=32, measure=False)
+    return TrialConfig.smoke(**{**values, **overrides})
 
 
 class Crash(Exception):
@@ -64,6 +65,15 @@ def test_resume_after_a_crash_reproduces_the_uninterrupted_run(tmp_path):
 def test_resume_of_a_finished_trial_returns_its_metrics(tmp_path):
     first = run_trial(quick(epochs=1), checkpoint_dir=str(tmp_path), progress=False)
     again = run_trial(quick(epochs=1), resume_from=str(tmp_path), progress=False)
+    assert again == first
+
+
+def test_last_checkpoint_with_final_measurements_resumes(tmp_path):
+    """A trial killed after its last epoch's checkpoint (before its end was recorded) is resumed from it;
+    that checkpoint holds the final measurements (device, torch version...) and must load weights_only."""
+    first = run_trial(quick(epochs=1, measure=True, bench_batch=4, bench_steps=1), checkpoint_dir=str(tmp_path), progress=False)
+    assert FINAL_KEYS <= first.keys()
+    again = run_trial(quick(epochs=1, measure=True, bench_batch=4, bench_steps=1), resume_from=str(tmp_path), progress=False)
     assert again == first
 
 

@@ -51,7 +51,7 @@ def environment(device: torch.device, precision: str, batch_size: int) -> dict:
         "device_type": device.type,
         "precision": precision,
         "batch_size": batch_size,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),  # a plain str: TorchVersion would not load with weights_only
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count() or 0,
     }

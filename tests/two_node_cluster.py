@@ -1,6 +1,6 @@
 """A two-node Ray cluster on this machine whose worker node can be removed on command.
 
-Like tests/platform/two_node_cluster.py (which only holds its nodes), plus the removal. Run as a
+Shared by tests/platform (trials spread over two nodes) and tests/reliability (a node lost). Run as a
 subprocess: prints `ADDRESS <gcs address>` and `WORKER <node id>` once both 1-CPU nodes are up; a line
 `remove` on stdin kills the worker node's processes (raylet, object store, its trial workers) without
 a graceful drain - a machine lost - and prints `REMOVED`; end of stdin (or SIGTERM) shuts the rest down.
@@ -15,7 +15,7 @@ import tempfile
 def main() -> int:
     from ray.cluster_utils import Cluster
 
-    temp_dir = tempfile.mkdtemp(prefix="tsrel", dir="/tmp")  # short: Ray's socket paths are length-limited
+    temp_dir = tempfile.mkdtemp(prefix="ts2n", dir="/tmp")  # short: Ray's socket paths are length-limited
     cluster = Cluster(
         initialize_head=True,
         head_node_args={"num_cpus": 1, "num_gpus": 0, "temp_dir": temp_dir, "include_dashboard": False},
