@@ -113,3 +113,16 @@ def test_bad_overrides_give_one_line_errors(name, overrides, fragment):
 def test_public_api():
     for name in ("create_model", "SuperTokenClustering", "run_trial", "TrialConfig"):
         assert hasattr(trials, name)
+
+
+def test_flops_count_every_matmul_and_attention_on_cpu():
+    """FLOPs of vit_s_patch by hand (2 per multiply-add): patch projection, per block qkv + proj + MLP and
+    attention's QK^T and AV, the head. torch's counter has no formula for CPU flash attention by itself."""
+    from trials.measure import flops_per_image
+
+    d, mlp, depth, classes, tokens = 384, 1152, 12, 100, 197
+    patch = 2 * 196 * (3 * 16 * 16) * d
+    linears = 2 * tokens * (d * 3 * d + d * d + 2 * d * mlp)
+    attention = 2 * 2 * tokens * tokens * d
+    head = 2 * d * classes
+    assert flops_per_image(create_model("vit_s_patch"), 224) == patch + depth * (linears + attention) + head

@@ -2,8 +2,9 @@
 
 A fixed synthetic batch of random images, warm-up, device synchronisation, the median over
 timed steps, a fixed CPU thread count; peak device memory and (where NVML exposes it) energy
-per image on CUDA. Training is measured on a copy of the model so the measurement never
-changes trained weights.
+per image on CUDA. Both are measured on copies of the model, so a measurement never changes
+the caller's model: inference on its inference-ready copy (eval mode, BatchNorm folded into the
+convolutions, as deployed), training on a plain copy so trained weights stay as they were.
 """
 
 import copy
@@ -14,6 +15,7 @@ from torch import nn
 
 from trials.measure.energy import EnergyMeter
 from trials.measure.env import PRECISION_DTYPES, environment
+from trials.measure.inference_ready import inference_ready
 from trials.measure.timing import Timing, cpu_threads, time_steps
 
 
@@ -47,7 +49,8 @@ def _measure(step, device: torch.device, batch: int, warmup: int, steps: int) ->
 
 
 def make_inference_step(model: nn.Module, img_size: int, batch: int, device: torch.device, precision: str):
-    """The timed inference call: a fixed random batch, inference mode, autocast. Put the model in eval first."""
+    """The timed inference call on the model's inference-ready copy: a fixed random batch, inference mode, autocast."""
+    model = inference_ready(model, precision)
     x = torch.randn(batch, 3, img_size, img_size, device=device)
 
     def step():
@@ -79,12 +82,8 @@ def make_train_step(model: nn.Module, img_size: int, batch: int, device: torch.d
 def inference_throughput(
     model: nn.Module, img_size: int, batch: int, device: torch.device, precision: str, warmup: int = 3, steps: int = 10
 ) -> Throughput:
-    was_training = model.training
-    model.eval()
-    try:
-        return _measure(make_inference_step(model, img_size, batch, device, precision), device, batch, warmup, steps)
-    finally:
-        model.train(was_training)
+    """Images/sec of the model's inference-ready copy (eval mode, BatchNorm folded into convolutions)."""
+    return _measure(make_inference_step(model, img_size, batch, device, precision), device, batch, warmup, steps)
 
 
 def train_throughput(
