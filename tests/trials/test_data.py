@@ -24,6 +24,7 @@ from trials.data import (
     tiny_class_names,
     write_imagefolder,
 )
+from trials.data.device_augment import DeviceAugment
 from trials.data.tiny import generate_split
 from trials.data.transforms import RAND_AUGMENT_OPS
 from trials.errors import ConfigError
@@ -89,7 +90,8 @@ def test_tiny_loaders_in_memory():
     train, val, num_classes = build_loaders(config, "cpu")
     x, y = first_batch(train)
     assert num_classes == 10
-    assert x.shape == (64, 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert x.shape == (64, 3, 32, 32) and x.dtype == torch.uint8 and y.dtype == torch.int64
+    assert train.device_augment(x).dtype == torch.float32
     assert len(train) == 200 // 64 and sum(len(y) for _, y in val) == 50
 
 
@@ -120,7 +122,7 @@ def test_written_imagefolder_loads_through_the_real_loader(tiny_folder):
     assert num_classes == 3
     assert train.dataset.classes == list(tiny_class_names(3))
     x, y = first_batch(train)
-    assert x.shape == (4, 3, 32, 32) and x.dtype == torch.float32
+    assert x.shape == (4, 3, 32, 32) and x.dtype == torch.uint8
     assert y.dtype == torch.int64 and 0 <= y.min() and y.max() < 3
     labels = torch.cat([y for _, y in val])
     assert labels.tolist() == [c for c in range(3) for _ in range(4)]  # val unshuffled, class order
@@ -271,18 +273,19 @@ def test_build_imagenet100_refuses_a_foreign_dest(tmp_path):
 # --- transforms ---
 
 
-def test_transforms_give_normalised_float_tensors_of_img_size():
+def test_transforms_give_uint8_tensors_of_img_size_normalised_on_the_device():
     img = Image.new("RGB", (50, 40), (200, 30, 90))
-    for transform in (TrainTransform(32, randaugment=True, random_erasing=1.0), EvalTransform(32)):
+    for transform in (TrainTransform(32, randaugment=True), EvalTransform(32)):
         x = transform(img, torch.Generator().manual_seed(0))
-        assert x.shape == (3, 32, 32) and x.dtype == torch.float32
-    x = EvalTransform(32)(img)
+        assert x.shape == (3, 32, 32) and x.dtype == torch.uint8
+    x = DeviceAugment()(EvalTransform(32)(img)[None])[0]
+    assert x.dtype == torch.float32
     assert torch.allclose(x[0], torch.full((32, 32), (200 / 255 - 0.485) / 0.229), atol=1e-5)
 
 
 def test_train_transform_is_deterministic_given_a_generator():
     img = Image.fromarray(make_tiny(2, 1, 1, 64).train_x[0].permute(1, 2, 0).numpy())
-    transform = TrainTransform(32, randaugment=True, random_erasing=0.5)
+    transform = TrainTransform(32, randaugment=True)
     a = [transform(img, torch.Generator().manual_seed(s)) for s in (5, 5, 6)]
     assert torch.equal(a[0], a[1]) and not torch.equal(a[0], a[2])
 

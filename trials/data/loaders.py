@@ -1,12 +1,17 @@
 """`build_loaders(config, device)`: the train and val loaders a TrialConfig asks for.
 
 - tiny: the generated set, in memory. With workers=0 (smoke runs, CI) train images get only a
-  cheap tensor-level random crop + flip (+ random erasing if asked); with workers > 0 they go
-  through the full recipe (RandomResizedCrop, flip, RandAugment, erasing) like real images.
+  cheap tensor-level random crop + flip; with workers > 0 they go through the full recipe
+  (RandomResizedCrop, flip, RandAugment) like real images. Random erasing follows on the device.
 - imagefolder: `data_dir/train` and `data_dir/val`; imagenet100: the same, with the 100 classes.
+  A copy made by `tokensweep data imagenet100 --resize N [--predecode]` is read as it says in its
+  marker file (pre-decoded pixels: no JPEG decode in the workers); `loader.data_form` names it.
+
+Both loaders yield uint8 images; `loader.device_augment(x)` turns a batch moved to the training
+device into normalised float32 and, for training, applies random erasing (device_augment.py).
 
 Shuffling draws from a torch.Generator seeded from config.seed (`loader.generator`), and so do
-augmentations (per worker), so two runs with the same seed see the same batches.
+augmentations (per worker, and on the device), so two runs with the same seed see the same batches.
 """
 
 import os
@@ -15,10 +20,12 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
+from trials.data.device_augment import DeviceAugment
 from trials.data.imagefolder import ImageFolder, bad_image_error, collate_images
 from trials.data.imagenet100 import imagenet100_wnids
+from trials.data.prepared import PredecodedImages, data_form, read_prepared_form
 from trials.data.tiny import make_tiny
-from trials.data.transforms import EvalTransform, TrainTransform, normalize, pad_crop_flip, random_erasing
+from trials.data.transforms import EvalTransform, TrainTransform, pad_crop_flip
 from trials.errors import ConfigError, require
 from trials.models.registry import resolve_model
 
@@ -26,7 +33,7 @@ TINY_DATA_SEED = 0  # the tiny set is a fixed benchmark: config.seed varies trai
 
 
 class InMemoryImages(Dataset):
-    """uint8 images (N, 3, H, W) + labels; `augment(x_uint8, generator)` -> float tensor, else normalise."""
+    """uint8 images (N, 3, H, W) + labels; `augment(x_uint8, generator)` -> uint8 tensor, if given."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, classes, augment=None, seed: int = 0):
         self.images, self.labels, self.classes = images, labels, list(classes)
@@ -41,18 +48,18 @@ class InMemoryImages(Dataset):
 
     def __getitem__(self, index: int):
         x = self.images[index]
-        x = normalize(x) if self.augment is None else self.augment(x, self.rng)
+        x = x if self.augment is None else self.augment(x, self.rng)
         return x, int(self.labels[index])
 
 
 class CheapAugment:
-    """Pad-and-crop + flip on the uint8 tensor, then normalise and (maybe) erase: microseconds."""
+    """Pad-and-crop + flip on the uint8 tensor: microseconds."""
 
-    def __init__(self, img_size: int, erasing: float):
-        self.padding, self.erasing = max(1, img_size // 8), erasing
+    def __init__(self, img_size: int):
+        self.padding = max(1, img_size // 8)
 
     def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        return random_erasing(normalize(pad_crop_flip(x, self.padding, g)), self.erasing, g)
+        return pad_crop_flip(x, self.padding, g)
 
 
 class PilAugment:
@@ -66,14 +73,19 @@ class PilAugment:
 
 
 class Loader:
-    """A DataLoader yielding (images, labels) that applies the bad-image policy.
+    """A DataLoader yielding (uint8 images, labels) that applies the bad-image policy.
 
     bad_images="fail": the first undecodable file raises BadImageError (one line, names the file).
     bad_images="skip": such files are left out of their batch; `bad_images` counts distinct files.
+    `device_augment(x)`: what the consumer applies once x is on its device (normalise, erase).
+    `data_form`: what the images on disk are ("original", or the marker of a prepared copy).
     """
 
-    def __init__(self, loader: DataLoader, bad_images: str = "fail"):
+    def __init__(self, loader: DataLoader, bad_images: str = "fail", device_augment: DeviceAugment | None = None,
+                 data_form: str = "original"):  # fmt: skip
         self.loader, self.policy = loader, bad_images
+        self.device_augment = device_augment or DeviceAugment()
+        self.data_form = data_form
         self.skipped: set[str] = set()
 
     @property
@@ -97,10 +109,13 @@ class Loader:
         return len(self.loader)
 
     def __iter__(self):
-        if self.loader.num_workers == 0 and self.generator is not None:
-            # Augmentations in this process: tie them to the shuffle generator, so an epoch
-            # replayed from a reseeded generator gets the same crops too.
-            _reseed_dataset(self.dataset, int(torch.randint(2**62, (), generator=self.generator)))
+        if self.generator is not None:
+            # Tie this process's augmentations to the shuffle generator, so an epoch replayed from
+            # a reseeded generator gets the same crops (workers=0) and erased boxes too.
+            dataset_seed, device_seed = torch.randint(2**62, (2,), generator=self.generator).tolist()
+            if self.loader.num_workers == 0:
+                _reseed_dataset(self.dataset, dataset_seed)
+            self.device_augment.reseed(device_seed)
         for x, y, bad in self.loader:
             for sample in bad:
                 if self.policy == "fail":
@@ -121,7 +136,7 @@ def _seed_worker(worker_id: int) -> None:
     _reseed_dataset(info.dataset, info.seed % 2**63)
 
 
-def make_loader(dataset: Dataset, config, train: bool, pin_memory: bool) -> Loader:
+def make_loader(dataset: Dataset, config, train: bool, pin_memory: bool, data_form: str = "original") -> Loader:
     generator = torch.Generator().manual_seed(config.seed) if train else None
     loader = DataLoader(
         dataset,
@@ -135,7 +150,8 @@ def make_loader(dataset: Dataset, config, train: bool, pin_memory: bool) -> Load
         collate_fn=collate_images,
         worker_init_fn=_seed_worker if config.workers > 0 else None,
     )
-    return Loader(loader, config.bad_images)
+    device_step = DeviceAugment(config.random_erasing if train else 0.0, seed=config.seed)
+    return Loader(loader, config.bad_images, device_step, data_form)
 
 
 def tiny_datasets(config, img_size: int) -> tuple[Dataset, Dataset, int]:
@@ -143,9 +159,9 @@ def tiny_datasets(config, img_size: int) -> tuple[Dataset, Dataset, int]:
         config.tiny_classes, config.tiny_train_per_class, config.tiny_val_per_class, img_size, TINY_DATA_SEED
     )
     if config.workers == 0:
-        augment = CheapAugment(img_size, config.random_erasing)
+        augment = CheapAugment(img_size)
     else:
-        augment = PilAugment(TrainTransform(img_size, config.randaugment, config.random_erasing))
+        augment = PilAugment(TrainTransform(img_size, config.randaugment))
     train = InMemoryImages(data.train_x, data.train_y, data.classes, augment, seed=config.seed)
     val = InMemoryImages(data.val_x, data.val_y, data.classes)
     return train, val, len(data.classes)
@@ -153,9 +169,14 @@ def tiny_datasets(config, img_size: int) -> tuple[Dataset, Dataset, int]:
 
 def folder_datasets(config, img_size: int) -> tuple[Dataset, Dataset, int]:
     root = config.data_dir
-    train_tf = TrainTransform(img_size, config.randaugment, config.random_erasing)
-    train = ImageFolder(os.path.join(root, "train"), train_tf, seed=config.seed)
-    val = ImageFolder(os.path.join(root, "val"), EvalTransform(img_size), classes=train.classes)
+    train_tf = TrainTransform(img_size, config.randaugment)
+    form = read_prepared_form(root)
+    if form is not None and form.predecoded:
+        train = PredecodedImages(root, "train", train_tf, seed=config.seed)
+        val = PredecodedImages(root, "val", EvalTransform(img_size), classes=train.classes)
+    else:
+        train = ImageFolder(os.path.join(root, "train"), train_tf, seed=config.seed)
+        val = ImageFolder(os.path.join(root, "val"), EvalTransform(img_size), classes=train.classes)
     if config.dataset == "imagenet100":
         check_imagenet100_classes(root, train.classes)
     require(len(train.classes) >= 2, f"{root}/train has {len(train.classes)} class folder; a classifier needs >= 2")
@@ -181,12 +202,15 @@ def build_loaders(config, device="cpu") -> tuple[Loader, Loader, int]:
     img_size = resolve_model(config.model, **config.model_overrides()).img_size
     if config.dataset == "tiny":
         train_set, val_set, num_classes = tiny_datasets(config, img_size)
+        form = "generated"
     else:
         train_set, val_set, num_classes = folder_datasets(config, img_size)
+        form = data_form(config.data_dir)
     require(
         len(train_set) >= config.batch_size,
         f"the train split has {len(train_set)} images, fewer than batch_size={config.batch_size}: "
         "no full batch to train on; lower batch_size or add images",
     )
     pin = torch.device(device).type == "cuda"
-    return make_loader(train_set, config, True, pin), make_loader(val_set, config, False, pin), num_classes
+    train, val = make_loader(train_set, config, True, pin, form), make_loader(val_set, config, False, pin, form)
+    return train, val, num_classes

@@ -1,8 +1,10 @@
 """Image transforms of the DeiT recipe, with Pillow and torch only (torchvision does not work here).
 
 Train: RandomResizedCrop(0.08-1, 3/4-4/3) -> horizontal flip -> RandAugment rand-m9-mstd0.5-inc1
-(timm's ops and magnitudes) -> tensor + ImageNet normalisation -> random erasing.
-Eval: resize to img_size/0.875 -> center crop -> tensor + normalisation.
+(timm's ops and magnitudes) -> uint8 tensor.
+Eval: resize to img_size/0.875 -> center crop -> uint8 tensor.
+Both stop at uint8 CHW: ImageNet normalisation and random erasing run on the batch on the training
+device (trials.data.device_augment), which keeps loader workers cheaper and their batches 4x smaller.
 
 Every random draw goes through an optional torch.Generator `g` (None: torch's global RNG), so a
 dataset that owns a generator gets the same augmentations for the same seed, in any worker.
@@ -19,6 +21,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 EVAL_CROP_FRACTION = 0.875
 _MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
 _STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+_STATS_ON: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}  # mean/std copied once per device
 _FILL = tuple(round(255 * m) for m in IMAGENET_MEAN)  # timm fills uncovered pixels with the mean colour
 
 
@@ -179,15 +182,26 @@ class RandAugment:
 # --- tensors ---
 
 
+def to_uint8_tensor(img: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> uint8 CHW tensor (what loader workers hand over)."""
+    return torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1)
+
+
 def to_normalized_tensor(img: Image.Image) -> torch.Tensor:
     """uint8 HWC PIL image -> float CHW tensor normalised with the ImageNet mean/std."""
-    x = torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1)
-    return normalize(x)
+    return normalize(to_uint8_tensor(img))
+
+
+def _stats_on(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    if device not in _STATS_ON:
+        _STATS_ON[device] = (_MEAN.to(device), _STD.to(device))
+    return _STATS_ON[device]
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
-    """uint8 images (..., 3, H, W) -> float, ImageNet-normalised."""
-    return x.to(torch.float32, copy=True).div_(255.0).sub_(_MEAN).div_(_STD)
+    """uint8 images (..., 3, H, W) on any device -> float32, ImageNet-normalised, on that device."""
+    mean, std = _stats_on(x.device)
+    return x.to(torch.float32, copy=True).div_(255.0).sub_(mean).div_(std)
 
 
 def random_erasing(
@@ -197,7 +211,10 @@ def random_erasing(
     area: tuple[float, float] = (0.02, 1 / 3),
     log_ratio: tuple[float, float] = (math.log(0.3), math.log(1 / 0.3)),
 ) -> torch.Tensor:
-    """timm's RandomErasing(mode='pixel', count 1): with `prob`, one box of normal noise; in place."""
+    """timm's RandomErasing(mode='pixel', count 1): with `prob`, one box of normal noise; in place.
+
+    The one-image form, as loader workers used to run it; trials now erase whole batches on the
+    device with the same draws' distribution (device_augment.erase_boxes)."""
     if prob <= 0 or _uniform(g) >= prob:
         return x
     channels, height, width = x.shape
@@ -216,12 +233,11 @@ def random_erasing(
 
 
 class TrainTransform:
-    """PIL image -> augmented, normalised float tensor (3, img_size, img_size)."""
+    """PIL image -> augmented uint8 tensor (3, img_size, img_size); erasing follows on the device."""
 
-    def __init__(self, img_size: int, randaugment: bool = True, random_erasing: float = 0.25):
+    def __init__(self, img_size: int, randaugment: bool = True):
         self.img_size = img_size
         self.randaugment = RandAugment() if randaugment else None
-        self.erasing = random_erasing
 
     def __call__(self, img: Image.Image, g: torch.Generator | None = None) -> torch.Tensor:
         box = random_resized_crop_box(*img.size, g)
@@ -230,18 +246,18 @@ class TrainTransform:
             img = img.transpose(Image.FLIP_LEFT_RIGHT)
         if self.randaugment is not None:
             img = self.randaugment(img, g)
-        return random_erasing(to_normalized_tensor(img), self.erasing, g)
+        return to_uint8_tensor(img)
 
 
 class EvalTransform:
-    """PIL image -> resize shorter side to img_size/0.875, center crop img_size, normalise."""
+    """PIL image -> resize shorter side to img_size/0.875, center crop img_size, uint8 tensor."""
 
     def __init__(self, img_size: int, crop_fraction: float = EVAL_CROP_FRACTION):
         self.img_size = img_size
         self.resize_to = math.floor(img_size / crop_fraction)
 
     def __call__(self, img: Image.Image, g: torch.Generator | None = None) -> torch.Tensor:
-        return to_normalized_tensor(center_crop(resize_shorter(img, self.resize_to), self.img_size))
+        return to_uint8_tensor(center_crop(resize_shorter(img, self.resize_to), self.img_size))
 
 
 # --- cheap tensor-level augmentation for in-memory data ---

@@ -104,6 +104,7 @@ def _train(config, device, precision, report, resume_from, checkpoint_dir, show_
             metrics.update(measure_model(model, config, device, precision))
         if config.dataset != "tiny":
             metrics["bad_images"] = train_loader.bad_images + val_loader.bad_images
+            metrics["data_form"] = train_loader.data_form  # "original", or a resized / pre-decoded copy
         bar.end_epoch(metrics)
         state = {
             "epoch": epoch,
@@ -164,6 +165,7 @@ def train_one_epoch(model, loader, optimizer, scaler, mixer, schedule, epoch, co
         lr = lr_at(step, schedule.total_steps, schedule.warmup_steps, config.lr, config.min_lr)
         set_lr(optimizer, lr)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x = loader.device_augment(x)  # uint8 -> normalised float, random erasing: on the device
         x, targets = mixer(x, y)
         with autocast(device, precision):
             loss = soft_cross_entropy(model(x), targets)
@@ -198,6 +200,7 @@ def evaluate(model, loader, device, precision) -> dict:
     loss_sum, correct1, correct5, seen = 0.0, 0, 0, 0
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x = loader.device_augment(x)  # uint8 -> normalised float on the device
         with autocast(device, precision):
             logits = model(x)
         logits = logits.float()

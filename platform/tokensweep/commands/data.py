@@ -1,6 +1,7 @@
 """`tokensweep data`: prepare data sets on disk.
 
     tokensweep data imagenet100 --source /data/imagenet --dest /data/imagenet100
+    tokensweep data imagenet100 --source /data/imagenet --dest /data/in100-256 --resize 256 [--predecode]
     tokensweep data tiny --out /tmp/tiny --classes 10 --img-size 32
 """
 
@@ -17,16 +18,34 @@ def register(subparsers) -> None:
 
     imagenet = kinds.add_parser(
         "imagenet100",
-        help="link the 100 ImageNet-100 classes out of your ImageNet-1k copy (no copying)",
+        help="link (or copy, resized) the 100 ImageNet-100 classes out of your ImageNet-1k copy",
         description=(
             "Make DEST/train/<wnid> and DEST/val/<wnid> symlinks to SOURCE/train/<wnid> and "
-            "SOURCE/val/<wnid> for the 100 classes of CMC's ImageNet-100. SOURCE/val must be sorted "
-            "into class folders. Nothing is written unless all 100 classes are found; running it again "
-            "on a complete DEST does nothing. Then train with dataset='imagenet100', data_dir=DEST."
+            "SOURCE/val/<wnid> for the 100 classes of CMC's ImageNet-100; with --resize, JPEG copies "
+            "with that shorter side instead, which loader workers decode several times faster. "
+            "SOURCE/val must be sorted into class folders. Nothing is written unless all 100 classes "
+            "are found and every image decodes; running it again on a complete DEST does nothing. "
+            "Then train with dataset='imagenet100', data_dir=DEST."
         ),
     )
     imagenet.add_argument("--source", required=True, metavar="DIR", help="ImageNet-1k root holding train/ and val/")
     imagenet.add_argument("--dest", required=True, metavar="DIR", help="where to create the ImageNet-100 folder")
+    imagenet.add_argument(
+        "--resize",
+        type=int,
+        metavar="N",
+        help="write JPEG copies (quality 90) with shorter side N, e.g. 256, instead of links "
+        "(a one-off; trials then report data_form=resized_N)",
+    )
+    imagenet.add_argument(
+        "--predecode",
+        action="store_true",
+        help="with --resize: also store the copies' pixels undecoded in DEST/predecoded/ (~34 GB at 256), "
+        "which trials read with no JPEG decode at all",
+    )
+    imagenet.add_argument(
+        "--processes", type=int, metavar="N", help="processes for --resize/--predecode (default: all cores)"
+    )
     imagenet.set_defaults(func=run_imagenet100)
 
     tiny = kinds.add_parser(
@@ -58,8 +77,12 @@ def register(subparsers) -> None:
 def run_imagenet100(args: argparse.Namespace) -> int:
     from trials.data.imagenet100 import build_imagenet100
 
-    dest = build_imagenet100(args.source, args.dest)
-    print(f"ImageNet-100 ready at {dest} (100 classes, train/ and val/ linked to {args.source})")
+    dest = build_imagenet100(args.source, args.dest, args.resize, args.predecode, args.processes)
+    if args.resize is None:
+        print(f"ImageNet-100 ready at {dest} (100 classes, train/ and val/ linked to {args.source})")
+    else:
+        pixels = ", pixels pre-decoded" if args.predecode else ""
+        print(f"ImageNet-100 ready at {dest} (100 classes, copies with shorter side {args.resize}{pixels})")
     return 0
 
 
