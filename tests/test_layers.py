@@ -13,3 +13,16 @@ def test_import_contracts_hold():
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     assert "2 kept, 0 broken" in out  # both contracts were checked, not skipped
+
+
+def test_validating_a_sweep_loads_no_heavy_framework():
+    """`tokensweep run --dry-run` checks every trial of a spec (models, overrides, data) without loading
+    torch, Ray or MLflow: bad input is answered at once, and a sweep's fixed start-up stays short."""
+    code = (
+        "import sys; from tokensweep.cli import main; "
+        f"rc = main(['run', {str(ROOT / 'platform/sweeps/smoke.toml')!r}, '--dry-run']); "
+        "print(sorted(m for m in ('torch', 'ray', 'mlflow', 'optuna', 'numpy') if m in sys.modules), rc)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[] 0", result.stdout

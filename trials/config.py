@@ -153,7 +153,7 @@ class TrialConfig:
         check(self.threads is None or self.threads >= 1, "threads", "an integer >= 1 or unset")
         check(self.bench_batch >= 1, "bench_batch", "an integer >= 1")
         check(self.bench_steps >= 1, "bench_steps", "an integer >= 1")
-        from trials.models.registry import resolve_model  # imports torch: only when validating
+        from trials.models.registry import resolve_model  # the registry of variants (no torch)
 
         try:
             resolve_model(self.model, **self.model_overrides())

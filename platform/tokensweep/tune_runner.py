@@ -422,11 +422,17 @@ def _probe(address: str, timeout: float = 5.0) -> None:
         raise SpecError(f"--address {address}: nothing answers there ({err.strerror or err}); is the Ray head running?") from None
 
 
+def _ray_address(options: RunOptions) -> str:
+    return options.address or os.environ.get("RAY_ADDRESS") or "local"
+
+
+def _starts_local_ray(options: RunOptions) -> bool:
+    return _ray_address(options) in ("local", "none")
+
+
 def _init_ray(options: RunOptions) -> None:
-    address = options.address
-    if address is None:
-        address = os.environ.get("RAY_ADDRESS") or "local"
-    if address in ("local", "none"):
+    address = _ray_address(options)
+    if _starts_local_ray(options):
         # RAY_AUTH_MODE was chosen before Ray was imported: see tokensweep.commands.run.choose_ray_auth
         ray.init(address="local", num_cpus=options.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
     else:
@@ -441,9 +447,8 @@ def _resolve_gpus(spec: SweepSpec, options: RunOptions) -> SweepSpec:
     cluster_gpus = ray.cluster_resources().get("GPU", 0)
     if spec.gpus is None:
         return spec.with_gpus(1.0 if cluster_gpus > 0 else 0.0)
-    local = (options.address or os.environ.get("RAY_ADDRESS") or "local") in ("local", "none")
     if spec.gpus > 0 and cluster_gpus == 0:
-        if local:
+        if _starts_local_ray(options):
             raise SpecError(f"resources.gpus = {spec.gpus:g}, but this machine has no GPU visible to Ray (use gpus = 0)")
         print(
             f"tokensweep run: note: resources.gpus = {spec.gpus:g} but the cluster has no GPU now; "
@@ -580,7 +585,10 @@ def run_sweep(spec: SweepSpec, options: RunOptions) -> SweepOutcome:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     options = dataclasses.replace(options, tracking_uri=_credentials_to_environment(options.tracking_uri))
     t = time.perf_counter()
-    early_tracker = _open_tracker_while_ray_starts(options.tracking_uri, spec.name)
+    # A new local Ray can only fail by crashing, and its GPU check cannot refuse gpus = 0 or "auto":
+    # then the MLflow store is set up while Ray starts. Otherwise after, so bad input writes nothing.
+    overlap = _starts_local_ray(options) and not (spec.gpus or 0) > 0
+    early_tracker = _open_tracker_in_background(options.tracking_uri, spec.name) if overlap else None
     _init_ray(options)
     timings["ray_start_s"] = time.perf_counter() - t  # ray.init: a new local Ray, or connecting
     use_driver_http_settings()  # after ray.init: a local Ray's trials keep MLflow's own HTTP retries
@@ -593,7 +601,7 @@ def run_sweep(spec: SweepSpec, options: RunOptions) -> SweepOutcome:
             )
         spec = _resolve_gpus(spec, options)
         t = time.perf_counter()
-        tracker = early_tracker.result()
+        tracker = early_tracker.result() if early_tracker else _open_tracker(options.tracking_uri, spec.name)
         parent = tracker.start_parent(
             search=spec.search,
             tune_path=tune_path,
@@ -665,17 +673,16 @@ def run_sweep(spec: SweepSpec, options: RunOptions) -> SweepOutcome:
     return SweepOutcome(code, parent, tune_path, outcome_trials, timings, errors)
 
 
-def _open_tracker_while_ray_starts(tracking_uri: str, sweep_name: str) -> concurrent.futures.Future:
-    """The sweep's tracker, its store and experiment created on a thread: a new sqlite store builds its
-    tables (1-2.5 s here) while ray.init mostly waits for Ray's processes to come up."""
+def _open_tracker(tracking_uri: str, sweep_name: str) -> SweepTracker:
+    tracker = SweepTracker(tracking_uri, sweep_name)
+    tracker.ensure_experiment()  # creates the store on first use (a new sqlite file: its tables, 1-2.5 s)
+    return tracker
 
-    def open_tracker() -> SweepTracker:
-        tracker = SweepTracker(tracking_uri, sweep_name)
-        tracker.ensure_experiment()
-        return tracker
 
+def _open_tracker_in_background(tracking_uri: str, sweep_name: str) -> concurrent.futures.Future:
+    """_open_tracker on a thread, while ray.init mostly waits for Ray's processes to come up."""
     pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mlflow-setup")
-    future = pool.submit(open_tracker)
+    future = pool.submit(_open_tracker, tracking_uri, sweep_name)
     pool.shutdown(wait=False)
     return future
 

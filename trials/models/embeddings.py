@@ -10,8 +10,7 @@ import torch
 from torch import nn
 
 from trials.models.clustering import SuperTokenClustering
-
-PATCH = 16  # every embedding reduces the image by 16 per side, as ViT-S/16 does
+from trials.models.spec import DEFAULT_CHANNELS, PATCH
 
 
 def conv_bn_relu(c_in: int, c_out: int, stride: int) -> nn.Sequential:
@@ -68,7 +67,6 @@ class ConvEmbed(nn.Module):
         return x.flatten(2).transpose(1, 2)
 
 
-DEFAULT_CHANNELS = (16, 32, 32, 64, 64, 64)
 STRIDES = (2, 1, 2, 1, 2, 1)  # Table 5: modules 1, 3, 5 halve the map
 
 

@@ -1,41 +1,24 @@
-"""A timm-style model registry: one small function per variant, `create_model(name, **overrides)`.
+"""A timm-style model registry: one small function per variant returning its ModelSpec;
+`resolve_model(name, **overrides)` is what trials.models.factory.create_model builds.
 
 Every override is checked here, once, before anything is built, so that the CLI, a sweep spec
-and a direct call all get the same one-line error for the same bad value.
+and a direct call all get the same one-line error for the same bad value. No torch here: a spec
+is validated before torch loads.
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from difflib import get_close_matches
 
-from torch import nn
-
 from trials.errors import ConfigError, require
-from trials.models.embeddings import DEFAULT_CHANNELS, PATCH, ConvEmbed, PatchEmbed, SuperTokenEmbed
-from trials.models.vit import BackboneConfig, VisionTransformer
+from trials.models.spec import DEFAULT_CHANNELS, MAX_CONV_DEPTH, PATCH, ModelSpec
 
 EMBEDDINGS = ("patch", "conv", "supertoken")
-MAX_CONV_DEPTH = 6
 MAX_CLUSTER_ITERS = 16
 MAX_CHANNEL_WIDTH = 1024
 
 _COMMON = {"num_classes", "img_size", "drop_path"}
 _SUPERTOKEN = {"conv_depth", "extra_conv", "cluster_iters", "channels", "mask_border"}
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Everything that defines one variant; overrides replace fields of it."""
-
-    embedding: str
-    backbone: BackboneConfig
-    img_size: int = 224
-    conv_widths: tuple[int, ...] = (48, 96, 192, 384)  # EarlyConv stem (conv embedding only)
-    conv_depth: int = MAX_CONV_DEPTH
-    extra_conv: bool = False
-    cluster_iters: int = 3
-    channels: tuple[int, ...] = DEFAULT_CHANNELS
-    mask_border: bool = False
 
 
 _REGISTRY: dict[str, Callable[[], ModelSpec]] = {}
@@ -119,28 +102,3 @@ def resolve_model(name: str, **overrides) -> ModelSpec:
         else:
             fields[key] = value
     return replace(spec, backbone=backbone, **fields)
-
-
-def build_embedding(spec: ModelSpec) -> nn.Module:
-    dim = spec.backbone.dim
-    if spec.embedding == "patch":
-        return PatchEmbed(spec.img_size, dim)
-    if spec.embedding == "conv":
-        return ConvEmbed(spec.img_size, dim, spec.conv_widths)
-    return SuperTokenEmbed(
-        spec.img_size,
-        dim,
-        conv_depth=spec.conv_depth,
-        channels=spec.channels,
-        extra_conv=spec.extra_conv,
-        cluster_iters=spec.cluster_iters,
-        mask_border=spec.mask_border,
-    )
-
-
-def create_model(name: str, **overrides) -> VisionTransformer:
-    """Build a registered variant; `model.embed` is its embedding module."""
-    spec = resolve_model(name, **overrides)
-    model = VisionTransformer(build_embedding(spec), spec.backbone)
-    model.spec = spec
-    return model

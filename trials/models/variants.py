@@ -1,7 +1,7 @@
 """The registered variants. ViT-S for the paper; tiny ones for tests, CI and smoke sweeps."""
 
-from trials.models.registry import ModelSpec, register_model
-from trials.models.vit import BackboneConfig
+from trials.models.registry import register_model
+from trials.models.spec import BackboneConfig, ModelSpec
 
 VIT_S = BackboneConfig(dim=384, depth=12, heads=6, mlp_dim=1152, num_classes=100)
 # Small enough to learn the generated tiny data set in well under a minute on 2 CPU cores.

@@ -5,21 +5,11 @@ ViT-S as the EarlyConv baselines configure it (pycls ViT-P/C-4.0GF): width 384, 
 embedding's token grid.
 """
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-@dataclass(frozen=True)
-class BackboneConfig:
-    dim: int = 384
-    depth: int = 12
-    heads: int = 6
-    mlp_dim: int = 1152
-    num_classes: int = 100
-    drop_path: float = 0.0
+from trials.models.spec import BackboneConfig
 
 
 class DropPath(nn.Module):

@@ -143,12 +143,14 @@ def check_data(spec) -> None:
     trials; cheap (one image per class folder is enough). Files that do not decode are the trials'
     business (bad_images = "fail" | "skip").
     """
+    values = [v.values for v in spec.variants] if spec.search == "grid" else [spec.base]
+    roots = sorted({(v.get("dataset", "tiny"), v["data_dir"]) for v in values if v.get("dataset", "tiny") != "tiny"})
+    if not roots:
+        return  # generated data only: nothing to check, and no reason to load torch (trials.data) here
     from trials.data import check_imagefolder
     from trials.data.loaders import check_imagenet100_classes
     from trials.errors import ConfigError
 
-    values = [v.values for v in spec.variants] if spec.search == "grid" else [spec.base]
-    roots = sorted({(v.get("dataset", "tiny"), v["data_dir"]) for v in values if v.get("dataset", "tiny") != "tiny"})
     for dataset, root in roots:
         try:
             classes = check_imagefolder(root)
