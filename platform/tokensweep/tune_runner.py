@@ -1,4 +1,5 @@
-"""Run a validated SweepSpec on Ray Tune: the trainable, the MLflow callback and the driver.
+"""Run a validated SweepSpec on Ray Tune: the driver and its MLflow callback (the trainable, what runs
+in a trial's worker, is tokensweep.trainable).
 
 Imports Ray and MLflow at import time; `tokensweep run` imports this module only after the spec
 has been validated, so bad input never waits for (or starts) Ray.
@@ -20,37 +21,20 @@ import os
 import shutil
 import socket
 import sys
-import threading
 import time
 
 import ray
 from ray import tune
 
 from tokensweep.errors import SpecError
-from tokensweep.spec import SUPERTOKEN_ONLY, SweepSpec, apply_search_values, search_trial_name
-from tokensweep.tracking.mlflow_log import (
-    PendingWrites,
-    SweepTracker,
-    is_unavailable,
-    start_system_metrics,
-    use_driver_http_settings,
-)
+from tokensweep.spec import SUPERTOKEN_ONLY, SweepSpec, search_trial_name
+from tokensweep.trainable import RESERVED, train_trial, trial_values
+from tokensweep.tracking.mlflow_log import PendingWrites, SweepTracker, is_unavailable, use_driver_http_settings
 from tokensweep.tracking.uris import redact, split_credentials
 
 log = logging.getLogger(__name__)
 
-RESERVED = ("variant", "_variants", "trial", "_platform", "optuna_trial_number")
-
-
-# --- what a trial runs --------------------------------------------------------------------------------
-
-
-def trial_values(config: dict) -> dict:
-    """The TrialConfig dict of a trial, from its Tune config (grid variant or Optuna suggestion)."""
-    if "variant" in config:
-        return dict(config["_variants"][config["variant"]])
-    search = {k: v for k, v in config.items() if k not in RESERVED}
-    return apply_search_values(config["trial"], search)
+# --- trial names (the driver's) --------------------------------------------------------------------
 
 
 def trial_name(trial) -> str:
@@ -67,81 +51,6 @@ def trial_name(trial) -> str:
 def trial_dirname(trial) -> str:
     safe = "".join(c if c.isalnum() or c in "-_.=," else "_" for c in trial_name(trial))
     return f"{safe[:80]}_{trial.trial_id}"
-
-
-class _BackgroundMonitor:
-    """Starts the trial's system-metrics monitor on a thread: finding the trial's run asks the tracking
-    server, and a server that is down right then (MLflow retries for minutes) must not hold up training.
-    Metrics about the machine never fail the trial."""
-
-    def __init__(self, start, *args):
-        self._lock = threading.Lock()
-        self._monitor = None
-        self._finished = False
-        threading.Thread(target=self._start, args=(start, *args), name="system-metrics-start", daemon=True).start()
-
-    def _start(self, start, *args) -> None:
-        try:
-            monitor = start(*args)
-        except Exception as err:
-            log.warning("system metrics are off for this trial: %s", redact(str(err)))
-            return
-        with self._lock:
-            if not self._finished:
-                self._monitor = monitor
-                return
-        if monitor is not None:  # the trial ended first
-            monitor.finish()
-
-    def finish(self) -> None:
-        with self._lock:
-            self._finished = True
-            monitor = self._monitor
-        if monitor is not None:
-            monitor.finish()
-
-
-def train_trial(config: dict) -> None:
-    """The Tune function trainable: one `trials.run_trial`, reporting every epoch with its checkpoint."""
-    import trials
-
-    for name in ("mlflow.system_metrics", "ray.tune", "ray.train"):  # per-epoch INFO chatter
-        logging.getLogger(name).setLevel(logging.WARNING)
-    platform = config["_platform"]
-    values = trial_values(config)
-    context = tune.get_context()
-    node_id = ray.get_runtime_context().get_node_id()
-    host = socket.gethostname()
-
-    monitor = None
-    if platform.get("system_metrics"):
-        monitor = _BackgroundMonitor(
-            start_system_metrics,
-            platform["tracking_uri"],
-            context.get_trial_id(),
-            platform["experiment"],
-            platform["system_metrics_interval_s"],
-        )
-
-    def report(metrics: dict, checkpoint_dir: str) -> None:
-        tune.report(
-            {**metrics, "ray_node_id": node_id, "ray_hostname": host},
-            checkpoint=tune.Checkpoint.from_directory(checkpoint_dir),
-        )
-
-    try:
-        checkpoint = tune.get_checkpoint()
-        if checkpoint is None:
-            final = trials.run_trial(values, report, progress=False)
-        else:
-            with checkpoint.as_directory() as directory:
-                final = trials.run_trial(values, report, resume_from=directory, progress=False)
-        missing = [m for m in platform.get("objectives", ()) if m not in final]
-        if missing:  # the searcher would get nothing to learn from: fail loudly, not silently
-            raise RuntimeError(f"the trial's last report has no {', '.join(missing)} (the search objectives)")
-    finally:
-        if monitor is not None:
-            monitor.finish()
 
 
 # --- MLflow, from the driver ----------------------------------------------------------------------------
