@@ -1,0 +1,144 @@
+"""Reading a spec: the TOML text, `--set` overrides, and where each key came from (`file:line`)."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+import typing
+from pathlib import Path
+
+from tokensweep.errors import SpecError
+from tokensweep.spec.model import SweepSpec
+from tokensweep.spec.validate import Validator
+
+_HEADER_AOT = re.compile(r"^\[\[\s*([^\]]+?)\s*\]\]")
+_HEADER = re.compile(r"^\[\s*([^\]]+?)\s*\]")
+_KEY = re.compile(r"""^("(?P<dq>[^"]*)"|'(?P<sq>[^']*)'|(?P<bare>[A-Za-z0-9_.-]+))\s*=""")
+
+
+def _norm_table(name: str) -> str:
+    return ".".join(part.strip().strip("\"'") for part in name.split("."))
+
+
+def key_lines(text: str) -> dict[str, int]:
+    """'table.key' -> 1-based line, for simple `key = value` lines and table headers (best effort)."""
+    lines: dict[str, int] = {}
+    table = ""
+    aot: dict[str, int] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if m := _HEADER_AOT.match(line):
+            name = _norm_table(m[1])
+            index = aot.get(name, 0)
+            aot[name] = index + 1
+            table = f"{name}[{index}]"
+            lines.setdefault(table, number)
+            continue
+        if m := _HEADER.match(line):
+            table = _norm_table(m[1])
+            lines.setdefault(table, number)
+            continue
+        if m := _KEY.match(line):
+            key = m["dq"] if m["dq"] is not None else m["sq"] if m["sq"] is not None else m["bare"]
+            lines.setdefault(f"{table}.{key}" if table else key, number)
+    return lines
+
+
+class _Locator:
+    """Turns a dotted key into 'file:line: key' (or '--set key') for error messages."""
+
+    def __init__(self, source: str, text: str, set_keys: dict[str, str]):
+        self.source = source
+        self.lines = key_lines(text)
+        self.set_keys = set_keys  # dotted key -> the --set argument
+
+    def where(self, key: str) -> str:
+        probe = key
+        while True:
+            if probe in self.set_keys:
+                return f"--set {self.set_keys[probe]}: {key}"
+            if probe in self.lines:
+                return f"{self.source}:{self.lines[probe]}: {key}"
+            if "." not in probe:
+                return f"{self.source}: {key}"
+            probe = probe.rsplit(".", 1)[0]
+
+    def error(self, key: str, message: str) -> SpecError:
+        return SpecError(f"{self.where(key)} {message}")
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def parse_value(text: str):
+    """A --set value as TOML (2, 1e-3, true, [1, 2], "x"); anything TOML can't parse is a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_set(doc: dict, assignment: str) -> str:
+    """Apply one `--set a.b.c=value` to the parsed document; returns the dotted key."""
+    key, sep, value = assignment.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise SpecError(f"--set {assignment!r}: expected KEY=VALUE with a dotted key, e.g. trial.epochs=2")
+    parts = key.split(".")
+    node = doc
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if isinstance(child, list) and part == "variants":
+            raise SpecError(f"--set {assignment}: [[variants]] entries cannot be set from the command line")
+        if not isinstance(child, dict):
+            raise SpecError(f"--set {assignment}: {'.'.join(parts[: depth + 1])} is not a table")
+        node = child
+    node[parts[-1]] = parse_value(value.strip())
+    return key
+
+
+def read_spec_text(path: str | os.PathLike) -> str:
+    p = Path(path)
+    if not p.is_file():
+        hint = ""
+        if not p.suffix and Path(f"{p}.toml").is_file():
+            hint = f" (did you mean {p}.toml?)"
+        raise SpecError(f"sweep spec {str(path)!r} does not exist or is not a file{hint}")
+    try:
+        return p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise SpecError(f"cannot read sweep spec {str(path)!r}: {err}") from None
+
+
+def load_spec(
+    path: str | os.PathLike,
+    overrides: typing.Sequence[str] = (),
+    data_dir: str | None = None,
+    environ: typing.Mapping[str, str] | None = None,
+) -> SweepSpec:
+    """Read, override and validate a sweep spec file."""
+    return parse_spec(read_spec_text(path), str(path), overrides, data_dir, environ)
+
+
+def parse_spec(
+    text: str,
+    source: str = "<string>",
+    overrides: typing.Sequence[str] = (),
+    data_dir: str | None = None,
+    environ: typing.Mapping[str, str] | None = None,
+) -> SweepSpec:
+    environ = os.environ if environ is None else environ
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        # tomllib says "... (at line 3, column 7)": put the location first, like every other error
+        msg = str(err)
+        if m := re.search(r"\(at line (\d+), column \d+\)$", msg):
+            raise SpecError(f"{source}:{m[1]}: malformed TOML: {msg[: m.start()].strip()}") from None
+        raise SpecError(f"{source}: malformed TOML: {msg}") from None
+    set_keys = {apply_set(doc, item): item for item in overrides}
+    loc = _Locator(source, text, set_keys)
+    return Validator(doc, loc, text, source, tuple(overrides), data_dir, environ).build()
