@@ -37,7 +37,7 @@ def _report_time(stdout: str, label: str) -> None:
 
 def test_smoke_sweep_end_to_end_on_local_ray(tmp_path, ray_token_env):
     started = time.perf_counter()
-    proc = run_cli(["run", SMOKE, "--quiet"], cwd=tmp_path, env=ray_token_env, timeout=600, check_rc=0)
+    proc = run_cli(["run", SMOKE, "--quiet", "--num-cpus", "2"], cwd=tmp_path, env=ray_token_env, timeout=600, check_rc=0)
     wall = time.perf_counter() - started
     _report_time(proc.stdout, f"smoke, local Ray, wall {wall:.1f}s")
     db = tmp_path / "mlflow.db"
@@ -59,6 +59,11 @@ def test_smoke_sweep_end_to_end_on_local_ray(tmp_path, ray_token_env):
     # MLflow system metrics, sampled inside the trials (interval 2 s in smoke.toml)
     assert any(k.startswith("system/cpu_utilization") for c in children for k in c.data.metrics)
     assert (tmp_path / "ray_results" / "smoke").is_dir()
+    # trials reuse their Ray actor: 4 one-CPU trials on 2 CPUs run in at most 2 worker processes, not 4
+    from ray import tune
+
+    pids = {t.last_result["pid"] for t in tune.ExperimentAnalysis(str(tmp_path / "ray_results" / "smoke")).trials}
+    assert 1 <= len(pids) <= 2, pids
     assert "compare runs: mlflow ui --backend-store-uri sqlite:///" in proc.stdout
     # the same sweep again needs --resume or --fresh: one line, exit 2, nothing new in MLflow
     again = run_cli(["run", SMOKE], cwd=tmp_path, env=ray_token_env, timeout=120, check_rc=2)
