@@ -142,18 +142,25 @@ def metric_steps(db: Path, run_id: str, key: str) -> list[int]:
     return [m.step for m in MlflowClient(f"sqlite:///{db}").get_metric_history(run_id, key)]
 
 
-def trial_statuses(db: Path) -> list[str]:
-    """Child-run statuses straight from the sqlite file (cheap enough to poll while a sweep runs)."""
+def poll_db(db: Path, sql: str, params: tuple = ()) -> list[tuple]:
+    """Rows of a read-only query on a sweep's MLflow sqlite file while the sweep writes it; [] if the file
+    is not there yet or is busy (cheap enough to poll)."""
     if not db.exists():
         return []
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
-            rows = conn.execute(
-                "select r.status from runs r join tags t on t.run_uuid = r.run_uuid "
-                "where t.key = 'tokensweep.role' and t.value = 'trial'"
-            ).fetchall()
+            return conn.execute(sql, params).fetchall()
     except sqlite3.Error:
         return []
+
+
+def trial_statuses(db: Path) -> list[str]:
+    """Child-run statuses straight from the sqlite file."""
+    rows = poll_db(
+        db,
+        "select r.status from runs r join tags t on t.run_uuid = r.run_uuid "
+        "where t.key = 'tokensweep.role' and t.value = 'trial'",
+    )
     return [r[0] for r in rows]
 
 

@@ -11,13 +11,12 @@ says why, the others finish, and no epoch is trained (logged) twice.
 
 import os
 import signal
-import sqlite3
 import time
 
 import pytest
 
 from rel_helpers import add_bad_files, image_folder, start_cli, stop_process_group, trial_process, wait_for
-from sweep_helpers import metric_steps, sweep_runs
+from sweep_helpers import metric_steps, poll_db, sweep_runs
 
 pytestmark = pytest.mark.slow
 
@@ -75,30 +74,16 @@ system_metrics = false
 
 
 def _tag(db, run_name: str, key: str) -> str | None:
-    if not db.exists():
-        return None
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
-            row = conn.execute(
-                "select t.value from tags t join runs r on r.run_uuid = t.run_uuid where r.name = ? and t.key = ?",
-                (run_name, key),
-            ).fetchone()
-    except sqlite3.Error:
-        return None
-    return row[0] if row else None
+    rows = poll_db(
+        db, "select t.value from tags t join runs r on r.run_uuid = t.run_uuid where r.name = ? and t.key = ?", (run_name, key)
+    )
+    return rows[0][0] if rows else None
 
 
 def _steps(db, run_name: str, key: str = "top1") -> list[int]:
-    if not db.exists():
-        return []
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
-            rows = conn.execute(
-                "select m.step from metrics m join runs r on r.run_uuid = m.run_uuid where r.name = ? and m.key = ?",
-                (run_name, key),
-            ).fetchall()
-    except sqlite3.Error:
-        return []
+    rows = poll_db(
+        db, "select m.step from metrics m join runs r on r.run_uuid = m.run_uuid where r.name = ? and m.key = ?", (run_name, key)
+    )
     return sorted(r[0] for r in rows)
 
 

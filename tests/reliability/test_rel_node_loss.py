@@ -8,7 +8,6 @@ continues from its epoch-1 checkpoint (shared storage: both nodes are this machi
 """
 
 import json
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from rel_helpers import TINY_TRIAL, sets, start_cli, stop_process_group, wait_for
-from sweep_helpers import metric_steps, sweep_runs
+from sweep_helpers import metric_steps, poll_db, sweep_runs
 
 pytestmark = pytest.mark.slow
 
@@ -43,16 +42,11 @@ system_metrics = false
 
 def _node_of_running_trials(db: Path) -> dict[str, str]:
     """run name -> ray_node_id tag, for trial runs that have recorded an epoch."""
-    if not db.exists():
-        return {}
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
-            rows = conn.execute(
-                "select r.name, t.value from runs r join tags t on t.run_uuid = r.run_uuid "
-                "where t.key = 'ray_node_id' and r.status = 'RUNNING'"
-            ).fetchall()
-    except sqlite3.Error:
-        return {}
+    rows = poll_db(
+        db,
+        "select r.name, t.value from runs r join tags t on t.run_uuid = r.run_uuid "
+        "where t.key = 'ray_node_id' and r.status = 'RUNNING'",
+    )
     return dict(rows)
 
 

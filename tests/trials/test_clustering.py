@@ -1,47 +1,15 @@
 """SuperTokenClustering against a straightforward re-implementation of STViT's algorithm.
 
-The reference below follows hhb072/STViT's stoken_forward step by step (unfold and fold as
-identity convolutions over B*C single-channel maps), written independently of the module.
+The reference, `stvit_baseline` (benchmarks/clustering.py, also the speed baseline of issue 5),
+follows hhb072/STViT's stoken_forward step by step (unfold and fold as identity convolutions over
+B*C single-channel maps), written independently of the module.
 """
 
 import pytest
 import torch
-import torch.nn.functional as F
 
+from benchmarks.clustering import stvit_baseline
 from trials import SuperTokenClustering
-
-EYE = torch.eye(9).reshape(9, 1, 3, 3)
-
-
-def ref_unfold(x):  # (B, C, h, w) -> (B, C*9, h*w)
-    b, c, h, w = x.shape
-    return F.conv2d(x.reshape(b * c, 1, h, w), EYE.to(x), padding=1).reshape(b, c * 9, h * w)
-
-
-def ref_fold(x):  # (B, C*9, h, w) -> (B, C, h, w)
-    b, c9, h, w = x.shape
-    return F.conv_transpose2d(x.reshape(b * c9 // 9, 9, h, w), EYE.to(x), padding=1).reshape(b, c9 // 9, h, w)
-
-
-def reference_clustering(x, grid, iters, eps=1e-12):
-    b, c, height, width = x.shape
-    hh, ww = height // grid, width // grid
-    scale = c**-0.5
-    stoken = F.adaptive_avg_pool2d(x, (hh, ww))
-    pixel = x.reshape(b, c, hh, grid, ww, grid).permute(0, 2, 4, 3, 5, 1).reshape(b, hh * ww, grid * grid, c)
-    with torch.no_grad():
-        for idx in range(iters):
-            stoken = ref_unfold(stoken).transpose(1, 2).reshape(b, hh * ww, c, 9)
-            affinity = (pixel @ stoken * scale).softmax(-1)
-            affinity_sum = ref_fold(affinity.sum(2).transpose(1, 2).reshape(b, 9, hh, ww))
-            if idx < iters - 1:
-                stoken = pixel.transpose(-1, -2) @ affinity
-                stoken = ref_fold(stoken.permute(0, 2, 3, 1).reshape(b * c, 9, hh, ww)).reshape(b, c, hh, ww)
-                stoken = stoken / (affinity_sum + eps)
-    stoken = pixel.transpose(-1, -2) @ affinity
-    stoken = ref_fold(stoken.permute(0, 2, 3, 1).reshape(b * c, 9, hh, ww)).reshape(b, c, hh, ww)
-    return stoken / (affinity_sum.detach() + eps)
-
 
 @pytest.mark.parametrize("grid,iters,size", [(2, 1, 8), (2, 3, 28), (4, 2, 16), (1, 2, 6), (2, 4, 12)])
 def test_matches_reference_forward_and_backward(grid, iters, size):
@@ -49,7 +17,7 @@ def test_matches_reference_forward_and_backward(grid, iters, size):
     x = torch.randn(2, 8, size, size, dtype=torch.float64, requires_grad=True)
     x_ref = x.detach().clone().requires_grad_(True)
     out = SuperTokenClustering(grid, iters)(x)
-    ref = reference_clustering(x_ref, grid, iters)
+    ref = stvit_baseline(x_ref, grid, iters)
     # float64 on both sides: differences are rounding only, far below 1e-10
     torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
     weight = torch.randn_like(out)
