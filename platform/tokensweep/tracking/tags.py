@@ -1,0 +1,43 @@
+"""The tags the sweep platform writes on MLflow runs and experiments, declared once (no MLflow import).
+
+A trial's own names (metrics, params, measurement tags) are in `vocab`; these are the platform's
+bookkeeping: which run is a sweep and which a trial, how they link, how a trial ended.
+"""
+
+# MLflow's own tags, which its UI reads
+PARENT = "mlflow.parentRunId"
+GIT_COMMIT = "mlflow.source.git.commit"
+NOTE = "mlflow.note.content"
+SOURCE_NAME = "mlflow.source.name"
+SOURCE_TYPE = "mlflow.source.type"
+EXPERIMENT_KIND = "mlflow.experimentKind"
+
+# every run of a sweep
+ROLE = "tokensweep.role"  # "sweep" (the parent) | "trial" (a child)
+SWEEP = "tokensweep.sweep"  # the sweep's name (also the experiment's)
+
+# the parent run
+SEARCH = "tokensweep.search"  # grid | optuna
+TUNE_PATH = "tokensweep.tune_path"  # Tune's experiment folder: how a resumed sweep finds its parent
+COMMAND = "tokensweep.command"
+RESUME_COMMAND = "tokensweep.resume_command"
+RESUMES = "tokensweep.resumes"
+SPEC_SHA256 = "tokensweep.spec_sha256"
+TRIALS = "tokensweep.trials"
+DIRTY_COMMIT = "tokensweep.git_commit"  # the commit, "-dirty" when tracked files had changes
+FAILED_TRIALS = "tokensweep.failed_trials"
+UNFINISHED_TRIALS = "tokensweep.unfinished_trials"
+STOPPED = "tokensweep.stopped"  # why a sweep stopped before its end ("interrupted", "terminated")
+TRACKING_ERRORS = "tokensweep.tracking_errors"
+TIME_PREFIX = "tokensweep.time."  # + phase: seconds spent in each phase of the sweep
+
+# a trial's run
+TRIAL_ID = "trial_id"  # Tune's trial id: stable across Tuner.restore, so a resumed trial finds its run
+CONFIG_ID = "tokensweep.config_id"  # the same for every seed of one configuration
+CHECKPOINT_EPOCH = "tokensweep.checkpoint_epoch"
+STOPPED_EARLY = "tokensweep.stopped_early"
+STOPPED_AT_EPOCH = "tokensweep.stopped_at_epoch"
+RETRIES = "tokensweep.retries"
+LAST_FAILURE = "tokensweep.last_failure"
+PREVIOUS_FAILURE = "tokensweep.previous_failure"
+FAILURE_REASON = "failure_reason"  # also a vocab tag: the export's column of the same name
