@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.common import SectionResult, Settings, Target, env_columns
-from trials import SuperTokenClustering, create_model
+from trials import create_model
+from trials.models.clustering import SuperTokenClustering
 from trials.measure import train_throughput
 from trials.measure.memory import peak_memory_bytes
 from trials.measure.timing import cpu_threads, ratio_of_medians, time_interleaved

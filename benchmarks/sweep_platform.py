@@ -7,8 +7,9 @@ The same 8 smoke-sized trials (platform/sweeps/smoke.toml's four trials x seeds 
 each in its own subprocess, with the same torch threads per trial and one trial at a time
 (resources.cpus = all the benchmark's threads, so the sweep cannot win by running trials side by side).
 
-    fixed start-up = interpreter start + what `tokensweep run` reports before Tune starts
-                     (validating the spec, importing Ray/MLflow, starting Ray, creating the store)
+    fixed start-up = from launching `tokensweep run` to Tune's start, which the sweep's parent run
+                     records (tokensweep.tune_started_at): interpreter start, validating the spec,
+                     importing Ray/MLflow, starting Ray, creating the store
     sweep beyond start-up = sweep wall - fixed start-up   (Tune, the trials, MLflow, Ray shutdown)
     ratio = sweep beyond start-up / loop wall             (the loop's wall includes its imports:
                                                            the sweep's trial worker imports torch too)
@@ -18,7 +19,6 @@ figures are medians over rounds.
 """
 
 import json
-import re
 import shutil
 import statistics
 import subprocess
@@ -36,7 +36,7 @@ ROUNDS = ("loop", "sweep", "sweep", "loop")
 RUN_TIMEOUT_S = 600
 RATIO_GOAL = 1.15
 STARTUP_GOAL_S = 12.0
-PHASES = ("validate", "import", "ray start", "mlflow setup", "tune", "ray shutdown")
+PHASES = ("validate_s", "import_s", "ray_start_s", "mlflow_setup_s", "tune_s", "ray_shutdown_s")
 
 
 def tokensweep_exe() -> str:
@@ -57,7 +57,7 @@ def trial_values(threads: int) -> list[dict]:
     from tokensweep.spec import load_spec
 
     spec = load_spec(SMOKE_SPEC, sweep_overrides(threads))
-    return [spec.trial_values(v.values) for v in spec.variants]
+    return [v.values for v in spec.variants]
 
 
 def run_loop(trials_json: Path) -> float:
@@ -72,36 +72,41 @@ def run_loop(trials_json: Path) -> float:
 
 
 def run_sweep(threads: int, tmp: Path, overrides: list[str]) -> dict:
-    """Wall seconds of `tokensweep run` and the phase times it prints (`time: 61.2s (validate 1.6s, ...)`)."""
+    """Wall seconds of `tokensweep run`, its fixed start-up and the phase times its parent run records."""
+    tracking_uri = f"sqlite:///{tmp}/mlflow.db"
     cmd = [tokensweep_exe(), "run", str(SMOKE_SPEC), "--fresh", "-q", "--storage", str(tmp / "ray"),
-           "--tracking-uri", f"sqlite:///{tmp}/mlflow.db", "--num-cpus", str(threads)]  # fmt: skip
+           "--tracking-uri", tracking_uri, "--num-cpus", str(threads)]  # fmt: skip
     for item in overrides:
         cmd += ["--set", item]
-    start = time.perf_counter()
+    launched, start = time.time(), time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, cwd=tmp)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"tokensweep run failed ({done.returncode}): {done.stderr.strip()[-300:]}")
-    return {"wall_s": wall, **parse_phase_times(done.stdout)}
+    phases, tune_started = phase_times(tracking_uri, "smoke")
+    return {"wall_s": wall, "fixed_startup_s": tune_started - launched, **phases}
 
 
-def parse_phase_times(stdout: str) -> dict:
-    line = next((ln for ln in stdout.splitlines() if ln.startswith("time: ")), None)
-    if line is None:
-        raise RuntimeError("tokensweep run printed no 'time:' line")
-    times = {"total_s": float(re.match(r"time: ([\d.]+)s", line)[1])}
-    for phase in PHASES:
-        m = re.search(rf"\b{phase} ([\d.]+)s", line)
-        if m is None:
-            raise RuntimeError(f"tokensweep run's 'time:' line has no {phase!r}: {line}")
-        times[phase.replace(" ", "_") + "_s"] = float(m[1])
-    return times
+def phase_times(tracking_uri: str, experiment: str) -> tuple[dict, float]:
+    """The newest sweep's phase seconds and Tune's start (unix time), as its MLflow parent run records them."""
+    from mlflow import MlflowClient
 
+    from tokensweep.tracking import tags as T
 
-def fixed_startup_s(sweep: dict) -> float:
-    """Everything before Tune's first trial: interpreter start, validation, imports, Ray, MLflow store."""
-    interpreter = sweep["wall_s"] - sweep["total_s"]
-    return interpreter + sweep["validate_s"] + sweep["import_s"] + sweep["ray_start_s"] + sweep["mlflow_setup_s"]
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], f"tags.`{T.ROLE}` = 'sweep'", order_by=["attributes.start_time DESC"],
+                              max_results=1) if exp else []  # fmt: skip
+    if not runs:
+        raise RuntimeError(f"no sweep run of {experiment!r} in {tracking_uri}")
+    tags = runs[0].data.tags
+    missing = [p for p in PHASES if T.TIME_PREFIX + p not in tags and p != "ray_shutdown_s"] + (
+        [T.TUNE_STARTED] if T.TUNE_STARTED not in tags else [])  # fmt: skip
+    if missing:
+        raise RuntimeError(f"the sweep's parent run records no {', '.join(missing)}")
+    phases = {p: float(tags[T.TIME_PREFIX + p]) for p in PHASES if T.TIME_PREFIX + p in tags}
+    return phases, float(tags[T.TUNE_STARTED])
+
 
 
 def measure(settings: Settings) -> tuple[list[float], list[dict], dict, int]:
@@ -153,16 +158,16 @@ def run(settings: Settings) -> SectionResult:
                                 "beyond_startup_s": wall, "trials": n, **env})  # fmt: skip
         else:
             s = next(sweeps_iter)
-            fixed = fixed_startup_s(s)
+            fixed = s["fixed_startup_s"]
             result.rows.append({"round": i, "kind": "tokensweep run", "wall_s": s["wall_s"], "fixed_startup_s": fixed,
                                 "beyond_startup_s": s["wall_s"] - fixed, "trials": n, **s, **env})  # fmt: skip
-    side_beyond = side_by_side["wall_s"] - fixed_startup_s(side_by_side)
+    side_beyond = side_by_side["wall_s"] - side_by_side["fixed_startup_s"]
     result.rows.append({"round": len(ROUNDS), "kind": "tokensweep run, 1 CPU per trial (the spec's own resources)",
-                        "wall_s": side_by_side["wall_s"], "fixed_startup_s": fixed_startup_s(side_by_side),
+                        "wall_s": side_by_side["wall_s"], "fixed_startup_s": side_by_side["fixed_startup_s"],
                         "beyond_startup_s": side_beyond, "trials": n, **side_by_side, **env})  # fmt: skip
     loop = statistics.median(loops)
-    beyond = statistics.median(s["wall_s"] - fixed_startup_s(s) for s in sweeps)
-    startup = statistics.median(fixed_startup_s(s) for s in sweeps)
+    beyond = statistics.median(s["wall_s"] - s["fixed_startup_s"] for s in sweeps)
+    startup = statistics.median(s["fixed_startup_s"] for s in sweeps)
     phases = {p: statistics.median(s[p] for s in sweeps) for p in ("validate_s", "import_s", "ray_start_s", "mlflow_setup_s")}
     per_trial = (beyond - loop) / n
     result.targets += [
@@ -178,8 +183,8 @@ def run(settings: Settings) -> SectionResult:
         f"vit_tiny_*) with {settings.threads} torch threads each and one trial at a time, through `tokensweep run` "
         "(Ray Tune, MLflow sqlite store, a checkpoint per epoch, system metrics) and through a plain loop of "
         "trials.run_trial in a fresh process; each in its own subprocess, rounds in ABBA order, medians.",
-        "fixed_startup_s: interpreter start plus the validate, import, Ray start and MLflow setup phases "
-        "`tokensweep run` prints; beyond_startup_s: the rest of the sweep's wall time (Tune, the trials' worker "
+        "fixed_startup_s: from launching `tokensweep run` to Tune's start as its parent run records it (interpreter "
+        "start, validate, import, Ray start, MLflow setup); beyond_startup_s: the rest of the sweep's wall time (Tune, the trials' worker "
         "with its torch import, MLflow writes, checkpoints, Ray shutdown). The loop's wall includes its imports.",
         "Trials reuse their Ray actor (Tune reuse_actors): the worker imports torch and builds the data once, "
         "not once per trial.",

@@ -4,26 +4,41 @@
     model = trials.create_model("vit_s_supertoken", num_classes=100, cluster_iters=2)
     metrics = trials.run_trial(trials.TrialConfig.smoke())
 
-Public names load on first use (PEP 562), so `trials.errors` and `trials.config` import without
-torch and the CLI answers --help and bad input at once.
+Importing `trials` loads no torch: the config, the registry and the errors are plain Python, so the
+CLI answers --help and validates input at once. `create_model` and `run_trial` load torch when called.
 """
 
-import importlib
-
-_PUBLIC = {
-    "ConfigError": "trials.errors",
-    "NonFiniteLoss": "trials.errors",
-    "TrialConfig": "trials.config",
-    "SuperTokenClustering": "trials.models",
-    "create_model": "trials.models",
-    "list_models": "trials.models",
-    "resolve_model": "trials.models",
-    "run_trial": "trials.train",
-}
-__all__ = sorted(_PUBLIC)
+from trials.config import SMOKE, TrialConfig
+from trials.errors import ConfigError, NonFiniteLoss, PluginError
+from trials.models.knobs import Knob
+from trials.models.registry import list_models, load_plugin, register_embedding, resolve_model
 
 
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(_PUBLIC[name]), name)
-    raise AttributeError(f"module 'trials' has no attribute {name!r}")
+def create_model(name: str, **overrides):
+    """Build a registered model (see trials.models.factory.create_model)."""
+    from trials.models.factory import create_model as create
+
+    return create(name, **overrides)
+
+
+def run_trial(config, report=None, resume_from=None, checkpoint_dir=None, progress=True, log_path=None) -> dict:
+    """Train and evaluate one model; return the final metrics (see trials.train.loop.run_trial)."""
+    from trials.train.loop import run_trial as run
+
+    return run(config, report, resume_from, checkpoint_dir, progress, log_path)
+
+
+__all__ = [
+    "SMOKE",
+    "ConfigError",
+    "Knob",
+    "NonFiniteLoss",
+    "PluginError",
+    "TrialConfig",
+    "create_model",
+    "list_models",
+    "load_plugin",
+    "register_embedding",
+    "resolve_model",
+    "run_trial",
+]

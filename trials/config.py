@@ -1,129 +1,216 @@
 """TrialConfig: everything one trial needs, typed and validated in one place.
 
-Flags, TOML files and sweep specs all become a plain dict, then `TrialConfig.from_dict`, which
-rejects unknown keys (suggesting the closest one), wrong types and out-of-range values with a
-one-line ConfigError. Defaults are the paper's recipe (Table 2 + DeiT); `smoke()` is the tiny
-CPU configuration CI and the README's first command use.
+Flags, TOML files and sweep specs all become a plain dict, then `TrialConfig.from_dict`, the one
+validation: unknown keys (the closest one suggested), wrong types and out-of-range values are a
+one-line ConfigError whose `key` names the option. The dict is flat: `embedding` and `backbone` pick
+the model within its family (vit_<backbone>_<embedding>), and the embedding's knobs (cluster_iters,
+or a plugin's) sit beside the recipe's options. Defaults are the paper's recipe (Table 2 + DeiT);
+`SMOKE` is the tiny CPU preset of `trial --smoke`, `run --smoke` and CI.
 """
 
 import dataclasses
+import hashlib
+import json
 import os
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from difflib import get_close_matches
 
 from trials.errors import ConfigError, require
+from trials.models.backbones import BACKBONES
+from trials.models.registry import all_knobs, model_name, registered_embeddings, resolve_model, split_model_name
+from trials.models.spec import ModelSpec
 
 DATASETS = ("tiny", "imagefolder", "imagenet100")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BAD_IMAGE_POLICIES = ("fail", "skip")
+MODEL_PICKERS = ("backbone", "embedding")  # not fields: they pick `model` within its family
+
+# Tiny data, the tiny backbone, no augmentation: learns above 2x chance in well under a minute on 2 cores.
+SMOKE = dict(
+    backbone="tiny",
+    dataset="tiny",
+    epochs=6,
+    batch_size=64,
+    lr=2e-3,
+    warmup_epochs=1.0,
+    drop_path=0.0,
+    mixup=0.0,
+    cutmix=0.0,
+    randaugment=False,
+    random_erasing=0.0,
+    label_smoothing=0.0,
+    workers=0,
+    bench_batch=32,
+    bench_steps=5,
+)
+
+
+def opt(default, help: str, **kw):
+    """A TrialConfig field with its one-line help (the `tokensweep trial` flag's, and the docs')."""
+    return field(default=default, metadata={"help": help, **kw})
 
 
 @dataclass(frozen=True)
 class TrialConfig:
-    # --- model (None: the variant's default) ---
-    model: str = "vit_s_supertoken"
-    img_size: int | None = None
-    conv_depth: int | None = None
-    extra_conv: bool | None = None
-    cluster_iters: int | None = None
-    channels: tuple[int, ...] | None = None
-    mask_border: bool | None = None
-    drop_path: float = 0.1
+    # --- model ---
+    model: str = opt("vit_s_supertoken", "the model, vit_<backbone>_<embedding>", choices="models")
+    img_size: int | None = opt(None, "input size in pixels, a multiple of 16", unset="the backbone's: 224, 32 for tiny")
+    drop_path: float = opt(0.1, "stochastic depth rate of the last block")
+    knobs: dict = field(default_factory=dict)  # the embedding's knobs that are set; flat keys in from_dict
     # --- data ---
-    dataset: str = "tiny"
-    data_dir: str | None = None
-    tiny_classes: int = 10
-    tiny_train_per_class: int = 200
-    tiny_val_per_class: int = 50
-    randaugment: bool = True
-    random_erasing: float = 0.25
-    workers: int = 4
-    bad_images: str = "fail"  # a truncated or non-image file: "fail" the trial, or "skip" and count it
+    dataset: str = opt("tiny", "generated tiny data, any ImageFolder, or ImageNet-100", choices=DATASETS)
+    data_dir: str | None = opt(None, "ImageFolder root with train/ and val/", unset="none: tiny data only")
+    tiny_classes: int = opt(10, "classes of the generated data set")
+    tiny_train_per_class: int = opt(200, "generated training images per class")
+    tiny_val_per_class: int = opt(50, "generated validation images per class")
+    randaugment: bool = opt(True, "RandAugment m9 on training images")
+    random_erasing: float = opt(0.25, "random erasing probability")
+    workers: int = opt(4, "data loader worker processes")
+    bad_images: str = opt("fail", "an undecodable file: fail the trial, or skip and count it", choices=BAD_IMAGE_POLICIES)
     # --- recipe (paper Table 2 and the DeiT recipe it builds on) ---
-    epochs: int = 300
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_epochs: float = 5.0
-    min_lr: float = 1e-5
-    clip_grad: float | None = 5.0
-    label_smoothing: float = 0.1
-    mixup: float = 0.8
-    cutmix: float = 1.0
-    mix_switch_prob: float = 0.5
-    seed: int = 0
-    max_steps_per_epoch: int | None = None  # cap for smoke runs; None: the whole train split
+    epochs: int = opt(300, "training epochs")
+    batch_size: int = opt(128, "images per step")
+    lr: float = opt(1e-3, "peak learning rate (AdamW)")
+    weight_decay: float = opt(0.05, "AdamW weight decay (none on norms, biases, position embeddings, class token)")
+    warmup_epochs: float = opt(5.0, "linear warm-up epochs (longer than the run: half the run)")
+    min_lr: float = opt(1e-5, "learning rate at the end of the cosine decay")
+    clip_grad: float | None = opt(5.0, "gradient norm clip", unset="none: no clipping")
+    label_smoothing: float = opt(0.1, "label smoothing")
+    mixup: float = opt(0.8, "mixup alpha (0: off)")
+    cutmix: float = opt(1.0, "cutmix alpha (0: off)")
+    mix_switch_prob: float = opt(0.5, "probability of cutmix rather than mixup for a batch")
+    seed: int = opt(0, "seed of initialisation, shuffling and augmentation")
+    max_steps_per_epoch: int | None = opt(None, "cap on training steps per epoch", unset="none: the whole train split")
     # --- execution and measurement ---
-    device: str = "auto"
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
-    threads: int | None = None  # CPU threads for torch; None: torch's default
-    measure: bool = True  # params, FLOPs and images/sec after the last epoch
-    bench_batch: int = 64
-    bench_steps: int = 10
-    gpu_shared: bool = False  # set by the platform when a trial shares its GPU
+    device: str = opt("auto", "where to train (auto: CUDA when there is a GPU)", choices=DEVICES)
+    precision: str = opt("auto", "auto: bf16 autocast on CUDA, fp32 on CPU", choices=PRECISIONS)
+    threads: int | None = opt(None, "CPU threads for torch", unset="torch's default")
+    measure: bool = opt(True, "measure params, FLOPs and images/sec after the last epoch")
+    bench_batch: int = opt(64, "batch of the throughput measurement")
+    bench_steps: int = opt(10, "timed steps of the throughput measurement (their median counts)")
+    gpu_shared: bool = opt(False, "set by the platform when trials share a GPU (throughput is then not comparable)")
+    # --- resolved, not set: the model this config builds ---
+    spec: ModelSpec = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "knobs", dict(self.knobs))
+        self.validate()
 
     @classmethod
-    def smoke(cls, model: str = "vit_tiny_supertoken", **overrides) -> "TrialConfig":
-        """Tiny data, tiny model, a few epochs: learns above 2x chance in well under a minute on 2 cores."""
-        base = dict(
-            model=model,
-            dataset="tiny",
-            epochs=6,
-            batch_size=64,
-            lr=2e-3,
-            warmup_epochs=1.0,
-            drop_path=0.0,
-            mixup=0.0,
-            cutmix=0.0,
-            randaugment=False,
-            random_erasing=0.0,
-            label_smoothing=0.0,
-            workers=0,
-            bench_batch=32,
-            bench_steps=5,
-        )
-        base.update(overrides)
-        return cls.from_dict(base)
+    def smoke(cls, **overrides) -> "TrialConfig":
+        """The SMOKE preset; `overrides` win (model="vit_tiny_patch", epochs=2, ...)."""
+        return cls.from_dict({**SMOKE, **overrides})
 
     @classmethod
     def from_dict(cls, values: dict, where: str = "") -> "TrialConfig":
-        """Validate and build; `where` prefixes error messages (e.g. 'spec.toml: trial.')."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        for key in values:
-            if key not in names:
-                close = get_close_matches(key, sorted(names), n=1)
+        """Validate and build from flat values; `where` prefixes error messages (e.g. 'trial.toml: ')."""
+        try:
+            model = cls.pick_model(values)
+            values = {k: v for k, v in values.items() if k not in ("model", *MODEL_PICKERS)}
+            options, knobs = cls._split_knobs(values)
+            hints = typing.get_type_hints(cls)
+            coerced = {k: _coerce(k, v, hints[k]) for k, v in options.items()}
+            return cls(model=model, knobs=knobs, **coerced)
+        except ConfigError as err:
+            raise ConfigError(f"{where}{err}", err.key) from None
+
+    @classmethod
+    def pick_model(cls, values: dict) -> str:
+        """The model `values` name: `model` (or the default), with `backbone` and `embedding` replacing its parts."""
+        backbone, embedding = split_model_name(values.get("model", cls.model))
+        picked = {"backbone": backbone, "embedding": embedding}
+        for key, choices in (("backbone", list(BACKBONES)), ("embedding", list(registered_embeddings()))):
+            if key in values:
+                value = values[key]
+                if value not in choices:
+                    close = get_close_matches(str(value), choices, n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    raise ConfigError(f"unknown {key} {value!r}{hint}; choose one of: {', '.join(choices)}", key)
+                picked[key] = value
+        return model_name(picked["backbone"], picked["embedding"])
+
+    @classmethod
+    def option_names(cls) -> set[str]:
+        """Every key from_dict takes: the options, `backbone` and `embedding`, every registered knob."""
+        return cls._options() | set(MODEL_PICKERS) | set(all_knobs())
+
+    @classmethod
+    def _options(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls) if f.init and f.name != "knobs"}
+
+    @classmethod
+    def _split_knobs(cls, values: dict) -> tuple[dict, dict]:
+        options = cls._options()
+        knobs = all_knobs()
+        plain, set_knobs = {}, {}
+        for key, value in values.items():
+            if key in options:
+                plain[key] = value
+            elif key in knobs:
+                set_knobs[key] = value
+            else:
+                close = get_close_matches(key, sorted(options | set(knobs) | set(MODEL_PICKERS)), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ConfigError(f"unknown trial option {where}{key!r}{hint}")
-        hints = typing.get_type_hints(cls)
-        coerced = {k: _coerce(f"{where}{k}", v, hints[k]) for k, v in values.items()}
-        config = cls(**coerced)
-        config.validate(where)
-        return config
+                raise ConfigError(f"unknown trial option {key!r}{hint}", key)
+        return plain, set_knobs
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Flat values (knobs beside the options) that from_dict turns back into this config."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init and f.name != "knobs"}
+        return {**out, **self.knobs}
 
     def replace(self, **changes) -> "TrialConfig":
         return TrialConfig.from_dict({**self.to_dict(), **changes})
 
-    def model_overrides(self) -> dict:
-        """The create_model overrides this config sets (None ones dropped)."""
-        keys = ("img_size", "conv_depth", "extra_conv", "cluster_iters", "channels", "mask_border", "drop_path")
-        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+    @property
+    def warmup(self) -> float:
+        """Warm-up epochs as trained: a warm-up longer than the run (the paper's 5 in a 2-epoch try) is cut
+        to half the run, so the learning rate still decays."""
+        return self.warmup_epochs if self.warmup_epochs <= self.epochs else self.epochs / 2
 
-    def validate(self, where: str = "") -> None:
+    def notes(self) -> list[str]:
+        """What this config does that its values do not say outright (callers print it once)."""
+        if self.warmup < self.warmup_epochs:
+            return [f"warmup_epochs {self.warmup_epochs:g} is longer than epochs {self.epochs}: "
+                    f"warming up over {self.warmup:g} epoch(s) instead, then cosine decay"]  # fmt: skip
+        return []
+
+    def params(self) -> dict:
+        """What defines the trial, as its MLflow params (vocab's param names and every knob, resolved)."""
+        spec = self.spec
+        knobs = {k.name: k.format(spec.knobs[k.name]) for k in registered_embeddings()[spec.embedding].knobs}
+        return {
+            "model": self.model,
+            "embedding": spec.embedding,
+            "backbone": spec.backbone_name,
+            **knobs,
+            "img_size": spec.img_size,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "seed": self.seed,
+            "dataset": self.dataset,
+        }
+
+    def config_id(self) -> str:
+        """The same for every seed of one configuration: a hash of everything but the seed."""
+        values = {k: v for k, v in self.to_dict().items() if k != "seed"}
+        return hashlib.sha256(json.dumps(values, sort_keys=True, default=list).encode()).hexdigest()[:12]
+
+    def validate(self) -> None:
         def check(ok: bool, key: str, rule: str) -> None:
-            require(ok, f"{where}{key} must be {rule}, got {getattr(self, key)!r}")
+            require(ok, f"{key} must be {rule}, got {getattr(self, key)!r}", key)
 
         check(self.dataset in DATASETS, "dataset", f"one of {', '.join(DATASETS)}")
         if self.dataset != "tiny":
-            require(self.data_dir is not None, f"{where}data_dir must be set for dataset {self.dataset!r}")
+            require(self.data_dir is not None, f"data_dir must be set for dataset {self.dataset!r}", "data_dir")
             require(
                 os.path.isdir(self.data_dir),
-                f"{where}data_dir {self.data_dir!r} does not exist or is not a directory "
+                f"data_dir {self.data_dir!r} does not exist or is not a directory "
                 "(expected an ImageFolder root with train/ and val/)",
+                "data_dir",
             )
         check(self.tiny_classes >= 2, "tiny_classes", "an integer >= 2")
         check(self.tiny_train_per_class >= 1, "tiny_train_per_class", "an integer >= 1")
@@ -135,7 +222,7 @@ class TrialConfig:
         check(1 <= self.batch_size <= 65_536, "batch_size", "an integer from 1 to 65536")
         check(0 < self.lr <= 10, "lr", "a number in (0, 10]")
         check(0 <= self.weight_decay <= 10, "weight_decay", "a number in [0, 10]")
-        check(0 <= self.warmup_epochs <= self.epochs, "warmup_epochs", f"a number in [0, epochs={self.epochs}]")
+        check(0 <= self.warmup_epochs <= 10_000, "warmup_epochs", "a number from 0 to 10000")
         check(0 <= self.min_lr <= self.lr, "min_lr", f"a number in [0, lr={self.lr}]")
         check(self.clip_grad is None or self.clip_grad > 0, "clip_grad", "a positive number or unset")
         check(0 <= self.label_smoothing < 1, "label_smoothing", "a number in [0, 1)")
@@ -153,12 +240,8 @@ class TrialConfig:
         check(self.threads is None or self.threads >= 1, "threads", "an integer >= 1 or unset")
         check(self.bench_batch >= 1, "bench_batch", "an integer >= 1")
         check(self.bench_steps >= 1, "bench_steps", "an integer >= 1")
-        from trials.models.registry import resolve_model  # the registry of variants (no torch)
-
-        try:
-            resolve_model(self.model, **self.model_overrides())
-        except ConfigError as err:
-            raise ConfigError(f"{where}{err}") from None
+        spec = resolve_model(self.model, img_size=self.img_size, drop_path=self.drop_path, **self.knobs)
+        object.__setattr__(self, "spec", spec)
 
 
 def _type_name(tp) -> str:
@@ -170,22 +253,18 @@ def _coerce(key: str, value, hint):
     args = typing.get_args(hint)
     optional = type(None) in args
     if value is None:
-        require(optional, f"{key} must be set (it cannot be empty)")
+        require(optional, f"{key} must be set (it cannot be empty)", key)
         return None
     base = next((a for a in args if a is not type(None)), hint) if args else hint
-    if typing.get_origin(base) is tuple:
-        ok = isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-        require(ok, f"{key} must be a list of integers, got {value!r}")
-        return tuple(value)
     if base is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        require(ok, f"{key} must be a number, got {value!r}")
+        require(ok, f"{key} must be a number, got {value!r}", key)
         return float(value)
     if base is int:
-        require(isinstance(value, int) and not isinstance(value, bool), f"{key} must be an integer, got {value!r}")
+        require(isinstance(value, int) and not isinstance(value, bool), f"{key} must be an integer, got {value!r}", key)
         return value
-    require(isinstance(value, base), f"{key} must be {_type_name(base)}, got {value!r}")
+    require(isinstance(value, base), f"{key} must be {_type_name(base)}, got {value!r}", key)
     return value
 
 
-__all__ = ["DATASETS", "TrialConfig"]
+__all__ = ["DATASETS", "SMOKE", "TrialConfig"]

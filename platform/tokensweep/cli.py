@@ -10,6 +10,7 @@ import importlib
 import sys
 
 from tokensweep.errors import USER_ERRORS
+from tokensweep.plugins import load_plugins, plugins_in
 
 COMMANDS = ("trial", "params", "bench", "data", "run", "export", "dashboard")
 
@@ -39,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        load_plugins(plugins_in(argv))  # before the parser: a plugin's knobs are flags
+    except USER_ERRORS as err:
+        print(f"tokensweep: error: {err}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0

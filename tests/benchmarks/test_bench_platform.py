@@ -1,15 +1,9 @@
 """The platform-overhead benchmark's bookkeeping: which trials it runs and how it reads the sweep's
 phase times. The timing itself runs in `python -m benchmarks platform`, never in a test."""
 
-import io
-from contextlib import redirect_stdout
-
 import pytest
 
-from benchmarks.sweep_platform import SMOKE_SPEC, fixed_startup_s, parse_phase_times, trial_values
-from tokensweep.commands.run import _print_outcome
-from tokensweep.spec import load_spec
-from tokensweep.tune_runner import SweepOutcome
+from benchmarks.sweep_platform import PHASES, phase_times, trial_values
 
 
 def test_the_benchmark_runs_eight_distinct_trials_one_at_a_time():
@@ -21,19 +15,25 @@ def test_the_benchmark_runs_eight_distinct_trials_one_at_a_time():
     assert {v["model"] for v in values} == {"vit_tiny_patch", "vit_tiny_conv", "vit_tiny_supertoken"}
 
 
-def test_phase_times_are_read_back_from_what_tokensweep_run_prints():
-    timings = {"validate_s": 1.3, "import_s": 2.5, "ray_start_s": 4.7, "mlflow_setup_s": 1.5, "tune_s": 30.0,
-               "ray_shutdown_s": 1.2, "total_s": 41.6}  # fmt: skip
-    outcome = SweepOutcome(0, "parent", "/tmp/tune", [("t", "TERMINATED", {"top1": 50.0})], timings, 0)
-    out = io.StringIO()
-    with redirect_stdout(out):
-        _print_outcome(load_spec(SMOKE_SPEC), outcome, "sqlite:///x.db")
-    parsed = parse_phase_times(out.getvalue())
-    assert parsed == pytest.approx(timings)  # one decimal each: printed exactly
-    # interpreter start (wall - total) + the four phases before Tune
-    assert fixed_startup_s({**parsed, "wall_s": 43.0}) == pytest.approx(1.4 + 1.3 + 2.5 + 4.7 + 1.5)
+def _sweep_run(uri: str, tags: dict) -> None:
+    from tokensweep.tracking.tracker import SweepTracker
+
+    tracker = SweepTracker(uri, "smoke")
+    tracker.start_parent(tune_path="/r/smoke", command="c", tags=tags, spec_text="", spec_name="s.toml", resolved={})
 
 
-def test_a_missing_phase_is_an_error_not_a_zero():
-    with pytest.raises(RuntimeError, match="ray start"):
-        parse_phase_times("time: 10.0s (validate 1.0s, import 1.0s, mlflow setup 1.0s, tune 5.0s, ray shutdown 1.0s)")
+def test_phase_times_are_read_from_the_parent_run(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    times = {"validate_s": 0.1, "import_s": 2.5, "ray_start_s": 4.7, "mlflow_setup_s": 1.5, "tune_s": 30.0}
+    _sweep_run(uri, {**{f"tokensweep.time.{k}": f"{v:.1f}" for k, v in times.items()},
+                     "tokensweep.tune_started_at": "1700000000.250"})  # fmt: skip
+    phases, started = phase_times(uri, "smoke")
+    assert phases == pytest.approx(times) and started == 1700000000.25
+    assert set(phases) <= set(PHASES)
+
+
+def test_a_missing_phase_is_an_error_not_a_zero(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    _sweep_run(uri, {"tokensweep.time.validate_s": "0.1", "tokensweep.tune_started_at": "1.0"})
+    with pytest.raises(RuntimeError, match="import_s"):
+        phase_times(uri, "smoke")

@@ -10,7 +10,7 @@ from benchmarks.__main__ import main
 from benchmarks.clustering import stvit_baseline
 from benchmarks.common import SectionResult, Target, format_targets
 from benchmarks.data import DraftTrainTransform, Uint8TrainTransform, load_rgb_draft, write_jpegs
-from trials import SuperTokenClustering
+from trials.models.clustering import SuperTokenClustering
 from trials.data import ImageFolder
 from trials.data.imagefolder import load_rgb
 

@@ -1,30 +1,45 @@
-"""The pieces of tokensweep.tune_runner that need no running Ray: configs, names, search space, params."""
+"""The pieces of the sweep package that need no running Ray: what Tune carries, names, searchers, params."""
 
 import types
 
-import pytest
-
 from sweep_helpers import SWEEPS
 from tokensweep.spec import load_spec, parse_spec
+from tokensweep.sweep import driver, searchers
+from tokensweep.sweep.space import Platform, TrialPayload, grid_config, search_base_config
+from tokensweep.tracking.tune_callback import failure_reason
 
-tune_runner = pytest.importorskip("tokensweep.tune_runner")
+PLATFORM = Platform("sqlite:////x.db", "smoke", True, 10.0, ())
 
 
 def _trial(config, trial_id="abcde_00001"):
     return types.SimpleNamespace(config=config, trial_id=trial_id)
 
 
-def test_grid_param_space_carries_names_and_values():
+def test_grid_trials_carry_only_their_own_values():
     spec = load_spec(SWEEPS / "smoke.toml")
-    space = tune_runner.build_param_space(spec, {"tracking_uri": "sqlite:////x.db"})
-    names = space["variant"]["grid_search"]
-    assert names == [v.name for v in spec.variants]
-    config = {"variant": names[2], "_variants": space["_variants"], "_platform": space["_platform"]}
-    values = tune_runner.trial_values(config)
-    assert values["model"] == "vit_tiny_supertoken" and values["cluster_iters"] == 1
-    assert values["threads"] == 1  # one CPU per trial -> one torch thread
-    assert tune_runner.trial_name(_trial(config)) == names[2]
-    assert tune_runner.trial_dirname(_trial(config)).endswith("_abcde_00001")
+    configs = [grid_config(i, v.name, v.values, PLATFORM) for i, v in enumerate(spec.variants)]
+    searcher = searchers.GridSearcher(configs)
+    handed = [searcher.suggest(f"t{i}") for i in range(len(configs))]
+    assert searcher.suggest("one more") == searchers.Searcher.FINISHED
+    assert [c["variant"] for c in handed] == [v.name for v in spec.variants]
+    payload = TrialPayload.decode(handed[2])
+    assert payload.values["model"] == "vit_tiny_supertoken" and payload.values["cluster_iters"] == 1
+    assert payload.values["threads"] == 1  # one CPU per trial -> one torch thread
+    assert payload.index == 2 and driver.trial_name(_trial(handed[2])) == spec.variants[2].name
+    assert driver.trial_dirname(_trial(handed[2])).endswith("_abcde_00001")
+    # nothing in a trial's config grows with the grid
+    assert all(set(c) == {"variant", "index", "trial", "_platform"} for c in handed)
+
+
+def test_grid_searcher_resumes_where_it_got_to(tmp_path):
+    spec = load_spec(SWEEPS / "smoke.toml")
+    configs = [grid_config(i, v.name, v.values, PLATFORM) for i, v in enumerate(spec.variants)]
+    first = searchers.GridSearcher(configs)
+    first.suggest("a"), first.suggest("b")
+    first.save(str(tmp_path / "state.json"))
+    again = searchers.GridSearcher(configs)
+    again.restore(str(tmp_path / "state.json"))
+    assert again.suggest("c")["index"] == 2
 
 
 def test_optuna_space_suggests_every_width_and_records_the_trial_number():
@@ -39,41 +54,58 @@ def test_optuna_space_suggests_every_width_and_records_the_trial_number():
     )
     study = optuna.create_study(directions=["maximize", "maximize"])
     trial = study.ask()
-    extra = tune_runner.OptunaSpace(spec.params)(trial)
+    extra = searchers.OptunaSpace(spec.params)(trial)
     assert extra == {"optuna_trial_number": 0}
     assert set(trial.params) == {"channels[0]", "channels[5]", "lr"}
-    config = {"trial": spec.base, **trial.params, **extra, "_platform": {}}
-    values = tune_runner.trial_values(config)
+    config = {**search_base_config(spec.base, PLATFORM), **trial.params, **extra}
+    payload = TrialPayload.decode(config)
+    values = payload.values
     assert values["channels"][0] == trial.params["channels[0]"] and values["channels"][5] in (32, 64)
     assert values["channels"][1:5] == [16, 16, 32, 32]  # the model's own widths
-    assert tune_runner.trial_name(_trial(config)).startswith("t000-channels=")
-    params = tune_runner.mlflow_params(values, 0)
+    assert driver.trial_name(_trial(config)).startswith("t000-channels=")
+    params, tags = driver.DescribeTrial(spec)(payload)
     assert params["optuna_trial_number"] == 0 and params["channels"].count(",") == 5
+    assert len(tags["tokensweep.config_id"]) == 12
 
 
-def test_mlflow_params_only_name_knobs_the_embedding_has():
-    patch = tune_runner.mlflow_params({"model": "vit_tiny_patch", "epochs": 20})
+def test_run_params_only_name_knobs_the_embedding_has():
+    text = '[sweep]\nname = "p"\n[trial]\nepochs = 20\n[grid]\nembedding = ["patch", "supertoken"]\ncluster_iters = [2]\n'
+    spec = parse_spec(text, "p.toml")
+    describe = driver.DescribeTrial(spec)
+    configs = [grid_config(i, v.name, v.values, PLATFORM) for i, v in enumerate(spec.variants)]
+    patch, _ = describe(TrialPayload.decode(configs[0]))
     assert patch == {
-        "model": "vit_tiny_patch", "embedding": "patch", "img_size": 32, "epochs": 20,
+        "model": "vit_s_patch", "embedding": "patch", "backbone": "s", "img_size": 224, "epochs": 20,
         "batch_size": 128, "lr": 1e-3, "seed": 0, "dataset": "tiny",
     }  # fmt: skip
-    st = tune_runner.mlflow_params({"model": "vit_tiny_supertoken", "cluster_iters": 2})
-    assert st["cluster_iters"] == 2 and st["conv_depth"] == 6 and st["channels"] == "8,16,16,32,32,32"
+    st, _ = describe(TrialPayload.decode(configs[1]))
+    assert st["cluster_iters"] == "2" and st["conv_depth"] == "6" and st["channels"] == "16,32,32,64,64,64"
+
+
+def test_config_id_is_the_same_for_every_seed_of_a_configuration():
+    spec = load_spec(SWEEPS / "smoke.toml", ["sweep.seeds=[0, 1, 2]"])
+    assert len(spec.variants) == 12
+    describe = driver.DescribeTrial(spec)
+    ids = {}
+    for i, v in enumerate(spec.variants):
+        params, tags = describe(TrialPayload.decode(grid_config(i, v.name, v.values, PLATFORM)))
+        ids.setdefault(tags["tokensweep.config_id"], set()).add(params["seed"])
+    assert len(ids) == 4 and all(seeds == {0, 1, 2} for seeds in ids.values())
 
 
 def test_asha_scheduler_from_spec():
     spec = load_spec(SWEEPS / "smoke.toml", ["scheduler.type=asha", "scheduler.grace_period=1"])
-    asha = tune_runner.build_scheduler(spec)
+    asha = searchers.asha_scheduler(spec)
     assert type(asha).__name__ == "AsyncHyperBandScheduler"
     assert asha._time_attr == "epoch" and asha._max_t == spec.max_t == 3
-    assert tune_runner.build_scheduler(load_spec(SWEEPS / "smoke.toml")) is None
+    assert searchers.asha_scheduler(load_spec(SWEEPS / "smoke.toml")) is None
 
 
 def test_spec_hash_ignores_resources_and_comments():
     a = load_spec(SWEEPS / "smoke.toml")
     b = load_spec(SWEEPS / "smoke.toml", ["resources.cpus=2", "tracking.system_metrics=false"])
     c = load_spec(SWEEPS / "smoke.toml", ["trial.epochs=5"])
-    assert tune_runner.spec_hash(a) == tune_runner.spec_hash(b) != tune_runner.spec_hash(c)
+    assert driver.spec_hash(a) == driver.spec_hash(b) != driver.spec_hash(c)
 
 
 def test_failure_reason_is_the_root_exception_in_one_line():
@@ -84,6 +116,6 @@ def test_failure_reason_is_the_root_exception_in_one_line():
 
     root = ValueError("non-finite training loss\nmore")
     trial = types.SimpleNamespace(get_pickled_error=lambda: Wrapper(root), get_error=lambda: None)
-    assert tune_runner.failure_reason(trial) == "ValueError: non-finite training loss"
+    assert failure_reason(trial) == "ValueError: non-finite training loss"
     text_only = types.SimpleNamespace(get_pickled_error=lambda: None, get_error=lambda: "Failure # 1\nboom: it broke\n")
-    assert tune_runner.failure_reason(text_only) == "boom: it broke"
+    assert failure_reason(text_only) == "boom: it broke"

@@ -9,7 +9,8 @@ import pytest
 from sweep_helpers import CLI, REPO, SWEEPS, base_env
 from tokensweep.cli import main
 from tokensweep.errors import SpecError
-from tokensweep.spec import apply_search_values, key_lines, load_spec, parse_spec, parse_value
+from tokensweep.spec import key_lines, load_spec, parse_spec, parse_value
+from tokensweep.sweep.space import apply_search_values
 
 SMOKE = SWEEPS / "smoke.toml"
 
@@ -86,7 +87,7 @@ def test_set_overrides_parse_as_toml_and_fall_back_to_strings():
     assert parse_value("vit_tiny_patch") == "vit_tiny_patch"
     s = load_spec(SMOKE, ["trial.epochs=1", "sweep.name=other", "resources.cpus=0.5"])
     assert s.name == "other" and all(v.values["epochs"] == 1 for v in s.variants)
-    assert s.trial_values(s.variants[0].values).get("threads") is None  # < 1 CPU: torch decides
+    assert s.variants[0].values.get("threads") is None  # < 1 CPU: torch decides
 
 
 def test_grid_drops_supertoken_knobs_for_other_embeddings_and_merges_duplicates():
@@ -106,7 +107,7 @@ def test_grid_drops_supertoken_knobs_for_other_embeddings_and_merges_duplicates(
 
 def test_fractional_gpu_marks_trials_shared():
     s = spec('[sweep]\nname = "x"\n[trial]\nmodel = "vit_tiny_patch"\n[resources]\ngpus = 0.5\ncpus = 2\n')
-    values = s.trial_values(s.variants[0].values)
+    values = s.variants[0].values
     assert values["gpu_shared"] is True and values["threads"] == 2
 
 
@@ -132,7 +133,7 @@ BAD = {
     "empty-search": ('[sweep]\nname = "x"\n[search]\nalgorithm = "optuna"\nobjectives = { top1 = "max" }\n[search.params]\n', r"^s\.toml:6: search\.params has no params: the search space is empty"),
     "empty-range": ('[sweep]\nname = "x"\n[trial]\nmodel = "vit_tiny_supertoken"\n[search]\nalgorithm = "optuna"\nobjectives = { top1 = "max" }\n[search.params]\n"channels[0]" = { low = 64, high = 8 }\n', r"^s\.toml:9: search\.params\.channels\[0\] low \(64\) is greater than high \(8\): empty search space"),
     "bad-objective": ('[sweep]\nname = "x"\n[search]\nalgorithm = "optuna"\nobjectives = { top1 = "max", img_per_sec = "max" }\n[search.params]\nlr = { low = 1e-4, high = 1e-2, log = true }\n', r"^s\.toml:5: search\.objectives\.img_per_sec unknown metric"),
-    "channel-out-of-range": ('[sweep]\nname = "x"\n[trial]\nmodel = "vit_tiny_supertoken"\n[search]\nalgorithm = "optuna"\nobjectives = { top1 = "max" }\n[search.params]\n"channels[5]" = { low = 8, high = 4096 }\n', r"^s\.toml:9: search\.params\.channels\[5\] channels must be 6 integer widths from 1 to 1024"),
+    "channel-out-of-range": ('[sweep]\nname = "x"\n[trial]\nmodel = "vit_tiny_supertoken"\n[search]\nalgorithm = "optuna"\nobjectives = { top1 = "max" }\n[search.params]\n"channels[5]" = { low = 8, high = 4096 }\n', r"^s\.toml:9: search\.params\.channels\[5\] channels must be 6 integers from 1 to 1024"),
     "knob-without-supertoken": ('[sweep]\nname = "x"\n[trial]\nmodel = "vit_tiny_conv"\nconv_depth = 2\n', r"^s\.toml:5: trial\.conv_depth applies only to supertoken models"),
     "grid-and-search": ('[sweep]\nname = "x"\n[grid]\nseed = [1]\n[search]\nalgorithm = "optuna"\n', r"^s\.toml:5: search a sweep has either"),
     "bad-gpus": ('[sweep]\nname = "x"\n[resources]\ngpus = -1\n', r'^s\.toml:4: resources\.gpus must be a number >= 0 or "auto"'),

@@ -19,17 +19,17 @@ def test_tracking_uri_defaults_to_absolute_sqlite(tmp_path):
 
 
 def test_split_result_keeps_trial_values_and_drops_tune_bookkeeping():
-    from tokensweep.tracking.mlflow_log import split_result
+    from tokensweep.tracking.tracker import split_result
+    from tokensweep.tracking.tune_callback import TUNE_KEYS
 
-    metrics, tags = split_result(
-        {
+    result = {
             "epoch": 3, "top1": 50.0, "images_per_sec": 10.5, "params": 100, "device": "cpu: X", "threads": 2,
             "gpu_shared": False, "training_iteration": 3, "time_total_s": 1.0, "timestamp": 5, "done": True,
             "pid": 7, "hostname": "h", "node_ip": "1.2.3.4", "config": {"a": 1}, "config/a": 1, "trial_id": "t",
             "checkpoint_dir_name": "c", "date": "d", "time_this_iter_s": 1.0, "iterations_since_restore": 1,
             "time_since_restore": 1.0, "top5": float("nan"),
-        }
-    )  # fmt: skip
+        }  # fmt: skip
+    metrics, tags = split_result({k: v for k, v in result.items() if k not in TUNE_KEYS})
     assert metrics == {"top1": 50.0, "images_per_sec": 10.5, "params": 100.0}
     assert tags == {"device": "cpu: X", "threads": "2", "gpu_shared": "false"}
 
@@ -37,7 +37,7 @@ def test_split_result_keeps_trial_values_and_drops_tune_bookkeeping():
 def test_retry_retries_only_lock_errors():
     from mlflow.exceptions import MlflowException
 
-    from tokensweep.tracking.mlflow_log import retry
+    from tokensweep.tracking.store import retry
 
     calls = []
 
@@ -58,19 +58,19 @@ def _runs(db, where=""):
 
 
 def test_parent_and_child_runs_are_reused_never_duplicated(tmp_path):
-    from tokensweep.tracking.mlflow_log import SweepTracker
+    from tokensweep.tracking.tracker import SweepTracker
 
     db = tmp_path / "mlflow.db"
     uri = f"sqlite:///{db}"
     t = SweepTracker(uri, "sw")
     kwargs = dict(
-        search="grid", tune_path="/r/sw", command="tokensweep run s.toml", spec_text="[sweep]\nname='sw'\n",
-        spec_name="s.toml", resolved={"sweep": {"name": "sw"}},
+        tune_path="/r/sw", command="tokensweep run s.toml", tags={"tokensweep.search": "grid"},
+        spec_text="[sweep]\nname='sw'\n", spec_name="s.toml", resolved={"sweep": {"name": "sw"}},
     )  # fmt: skip
     parent = t.start_parent(**kwargs)
     a = t.start_child("abc_00000", "vit_tiny_patch", {"model": "vit_tiny_patch", "epochs": 2}, {"gpu_shared": False})
     assert t.start_child("abc_00000", "vit_tiny_patch", {}, {}) == a
-    t.log_result(a, {"epoch": 1, "top1": 10.0, "training_iteration": 1, "device": "cpu"}, step=1)
+    t.log_result(a, {"top1": 10.0, "device": "cpu"}, step=1)  # as the Tune callback passes it, without Tune's keys
     b = t.start_child("abc_00001", "vit_tiny_conv", {"model": "vit_tiny_conv"}, {})
     t.end_child(a, "FINISHED")
 
@@ -107,7 +107,7 @@ def _hammer(uri: str, worker: int, n: int, queue) -> None:
     try:
         from mlflow.entities import Metric
 
-        from tokensweep.tracking.mlflow_log import RetryingClient
+        from tokensweep.tracking.store import RetryingClient
 
         client = RetryingClient(uri)
         exp = client.get_experiment_by_name("busy")
@@ -144,10 +144,10 @@ def test_concurrent_writers_on_sqlite_do_not_fail(tmp_path):
 
 
 def test_starting_over_closes_the_old_parent_and_its_children(tmp_path):
-    from tokensweep.tracking.mlflow_log import SweepTracker
+    from tokensweep.tracking.tracker import SweepTracker
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    kwargs = dict(search="grid", tune_path="/r/sw", command="c", spec_text="", spec_name="s.toml", resolved={})
+    kwargs = dict(tune_path="/r/sw", command="c", tags={}, spec_text="", spec_name="s.toml", resolved={})
     old = SweepTracker(uri, "sw")
     old_parent = old.start_parent(**kwargs)
     child = old.start_child("t_00000", "a", {}, {})  # then the driver is killed: both stay RUNNING

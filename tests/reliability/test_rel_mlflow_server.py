@@ -5,7 +5,7 @@ The sweep logs to it through a URI with user:password@ (and MLFLOW_TRACKING_PASS
 environment). Once both trials have recorded their first epoch, the server is stopped, kept down while
 the trials go on (and finish), then started again on the same port and database. The driver keeps
 the writes it could not make, in order, and delivers them when the server answers (PendingWrites in
-tokensweep.tracking.mlflow_log): every epoch of every trial arrives, every run ends FINISHED, no run
+tokensweep.tracking.outage): every epoch of every trial arrives, every run ends FINISHED, no run
 is duplicated. If the server never came back, the sweep says how many writes were lost and exits 1
 (tested without a server below, with a short wait).
 """
@@ -169,7 +169,7 @@ class Clock:
 
 
 def test_pending_writes_keep_order_and_report_what_is_lost(capsys):
-    from tokensweep.tracking.mlflow_log import PendingWrites
+    from tokensweep.tracking.outage import PendingWrites
 
     clock = Clock()
     pending = PendingWrites("MLflow at http://bob:***@h:1", retry_every_s=2, clock=clock, sleep=clock.sleep)
@@ -210,7 +210,7 @@ def test_pending_writes_keep_order_and_report_what_is_lost(capsys):
 
 
 def test_other_errors_are_counted_not_retried(capsys):
-    from tokensweep.tracking.mlflow_log import PendingWrites
+    from tokensweep.tracking.outage import PendingWrites
 
     calls = collections.Counter()
 
@@ -229,8 +229,10 @@ def test_other_errors_are_counted_not_retried(capsys):
 
 class FakeTrial:
     def __init__(self, trial_id, name, values):
+        from tokensweep.sweep.space import Platform, grid_config
+
         self.trial_id, self.name = trial_id, name
-        self.config = {"variant": name, "_variants": {name: values}, "_platform": {}}
+        self.config = grid_config(0, name, values, Platform("sqlite:////x.db", "dedup", False, 10.0, ()))
         self.last_result = {}
 
     def __str__(self):
@@ -242,24 +244,25 @@ def test_epochs_reported_again_after_a_restart_are_logged_once(tmp_path):
     or a driver resumed from an older experiment snapshot) reports epochs MLflow already has."""
     from mlflow.tracking import MlflowClient
 
-    from tokensweep.tracking.mlflow_log import SweepTracker
-    from tokensweep.tune_runner import MlflowTrialLogger
+    from tokensweep.tracking.tracker import SweepTracker
+    from tokensweep.tracking.tune_callback import MlflowTrialLogger
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     tracker = SweepTracker(uri, "dedup")
-    parent = tracker.start_parent(search="grid", tune_path="/r/dedup", command="c", spec_text="", spec_name="s.toml", resolved={})
+    parent = tracker.start_parent(tune_path="/r/dedup", command="c", tags={}, spec_text="", spec_name="s.toml", resolved={})
+    describe = lambda payload: ({"model": payload.values["model"]}, {})  # noqa: E731
     trial = FakeTrial("t_00000", "vit_tiny_patch", {"model": "vit_tiny_patch", "epochs": 3, "warmup_epochs": 0.0})
 
     def report(logger, epoch, top1):
         logger.on_trial_result(0, [], trial, {"epoch": epoch, "top1": top1, "epoch_time_s": 1.0, "training_iteration": epoch})
 
-    logger = MlflowTrialLogger(uri, "dedup", tracker.experiment_id, parent)
+    logger = MlflowTrialLogger(uri, "dedup", tracker.experiment_id, parent, describe)
     logger.on_trial_start(0, [], trial)
     report(logger, 1, 10.0)
     report(logger, 2, 20.0)
     report(logger, 1, 11.0)  # the restarted trial, from scratch
     report(logger, 2, 21.0)
-    again = MlflowTrialLogger(uri, "dedup", tracker.experiment_id, parent)  # a new driver (--resume)
+    again = MlflowTrialLogger(uri, "dedup", tracker.experiment_id, parent, describe)  # a new driver (--resume)
     again.on_trial_start(0, [], trial)
     report(again, 2, 22.0)
     report(again, 3, 30.0)

@@ -198,7 +198,7 @@ def test_passwords_in_uris_are_redacted_in_the_command_line_tag():
 
 
 def test_credentials_leave_the_uri_for_mlflows_own_variables():
-    from tokensweep.tune_runner import _credentials_to_environment
+    from tokensweep.tracking.uris import credentials_to_environment as _credentials_to_environment
 
     env = {}
     assert _credentials_to_environment("http://ann:never-logged@h:5000", env) == "http://h:5000"
@@ -216,7 +216,7 @@ UNSAFE_CALLS = {"eval", "exec", "compile", "__import__"}
 UNSAFE_ATTRS = {("pickle", "load"), ("pickle", "loads"), ("yaml", "load"), ("yaml", "unsafe_load"), ("marshal", "loads")}
 ALLOWED = {
     # Tune's own error pickle, written by this driver into its local staging dir (what Trial.get_pickled_error reads too)
-    ("platform/tokensweep/tune_runner.py", "cloudpickle.load"),
+    ("platform/tokensweep/tracking/tune_callback.py", "cloudpickle.load"),
 }
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from benchmarks.clustering import stvit_baseline
-from trials import SuperTokenClustering
+from trials.models.clustering import SuperTokenClustering
 
 @pytest.mark.parametrize("grid,iters,size", [(2, 1, 8), (2, 3, 28), (4, 2, 16), (1, 2, 6), (2, 4, 12)])
 def test_matches_reference_forward_and_backward(grid, iters, size):

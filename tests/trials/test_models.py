@@ -97,7 +97,7 @@ def test_clustering_config_reaches_the_module():
         ("vit_s_pach", {}, "unknown model 'vit_s_pach' (did you mean 'vit_s_patch'?)"),
         ("vit_s_supertoken", dict(conv_depth=7), "conv_depth must be an integer from 0 to 6, got 7"),
         ("vit_s_supertoken", dict(cluster_iters=0), "cluster_iters must be an integer from 1 to"),
-        ("vit_s_supertoken", dict(channels=[16, 32, 32, 64, 64]), "channels must be 6 integer widths"),
+        ("vit_s_supertoken", dict(channels=[16, 32, 32, 64, 64]), "channels must be 6 integers from 1 to 1024"),
         ("vit_s_patch", dict(img_size=100), "img_size must be a positive multiple of 16"),
         ("vit_s_patch", dict(conv_depth=2), "has no option 'conv_depth'"),
         ("vit_s_supertoken", dict(mask_border="yes"), "mask_border must be true or false"),
@@ -111,7 +111,7 @@ def test_bad_overrides_give_one_line_errors(name, overrides, fragment):
 
 
 def test_public_api():
-    for name in ("create_model", "SuperTokenClustering", "run_trial", "TrialConfig"):
+    for name in ("create_model", "run_trial", "TrialConfig", "register_embedding", "Knob"):
         assert hasattr(trials, name)
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trials import SuperTokenClustering
+from trials.models.clustering import SuperTokenClustering
 from trials.measure import peak_memory_bytes, ratio_of_medians, time_interleaved
 from trials.measure.timing import Timing, summarize
 from trials.models.clustering import (

@@ -3,9 +3,13 @@
 import math
 import os
 
+import json
+
 import pytest
 import torch
 from torch import nn
+
+import vocab
 
 from trials import NonFiniteLoss, TrialConfig, run_trial
 from trials.data import build_loaders, build_mixer
@@ -29,6 +33,8 @@ def test_tiny_trial_learns_above_twice_chance(model):
     assert all(EPOCH_KEYS <= r.keys() for r in reports)
     assert FINAL_KEYS <= reports[-1].keys() and not FINAL_KEYS & reports[0].keys()
     assert metrics["images_per_sec"] > 0 and metrics["flops"] > 0
+    declared = set(vocab.METRICS) | set(vocab.TAGS) | {"epoch"}  # epoch: the step, not a metric
+    assert {k for r in reports for k in r} <= declared, "every reported name is declared in vocab"
 
 
 def quick(**overrides) -> TrialConfig:
@@ -55,8 +61,12 @@ def test_resume_after_a_crash_reproduces_the_uninterrupted_run(tmp_path):
     assert load_checkpoint(ckpt)["epoch"] == 2
 
     resumed = []
-    final = run_trial(quick(epochs=3), report=lambda m, d: resumed.append(m), resume_from=str(ckpt), progress=False)
+    final = run_trial(quick(epochs=3), report=lambda m, d: resumed.append(m), resume_from=str(ckpt),
+                      checkpoint_dir=str(ckpt), progress=False)  # fmt: skip
     assert [r["epoch"] for r in resumed] == [3]
+    log = [json.loads(line) for line in (ckpt / "log.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in log] == [1, 2, 3]  # one JSON line per epoch, none twice after the resume
+    assert log[-1]["top1"] == final["top1"]
     for key in ("train_loss", "val_loss", "top1", "lr"):
         # same seed, same per-epoch shuffle and augmentation streams, same threads: identical up to float noise
         assert math.isclose(final[key], full[-1][key], rel_tol=1e-5, abs_tol=1e-6), key
@@ -87,7 +97,7 @@ def test_checkpoint_holds_only_data(tmp_path):
     run_trial(quick(epochs=1), checkpoint_dir=str(tmp_path), progress=False)
     state = torch.load(tmp_path / FILENAME, weights_only=True)  # would raise on pickled code
     assert {"model", "optimizer", "epoch", "metrics", "config"} <= state.keys()
-    assert [p.name for p in tmp_path.iterdir()] == [FILENAME]  # no temp file left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == [FILENAME, "log.jsonl"]  # no temp file left behind
 
 
 class NaNModel(nn.Module):

@@ -27,7 +27,6 @@ from trials.data.prepared import PredecodedImages, data_form, read_prepared_form
 from trials.data.tiny import make_tiny
 from trials.data.transforms import EvalTransform, TrainTransform, pad_crop_flip
 from trials.errors import ConfigError, require
-from trials.models.registry import resolve_model
 
 TINY_DATA_SEED = 0  # the tiny set is a fixed benchmark: config.seed varies training, not the data
 
@@ -199,7 +198,7 @@ def check_imagenet100_classes(root: str, classes: list[str]) -> None:
 
 def build_loaders(config, device="cpu") -> tuple[Loader, Loader, int]:
     """(train_loader, val_loader, num_classes) for `config`; both loaders yield (images, labels)."""
-    img_size = resolve_model(config.model, **config.model_overrides()).img_size
+    img_size = config.spec.img_size
     if config.dataset == "tiny":
         train_set, val_set, num_classes = tiny_datasets(config, img_size)
         form = "generated"

@@ -1,28 +1,38 @@
-"""Models: the ViT backbone, the three embeddings, super-token clustering and the registry.
+"""Models: one ViT backbone, the embeddings it is measured with, super-token clustering, the registry.
 
-The registry and the specs (which models exist, which overrides they take) import without torch;
-the modules themselves load on first use (PEP 562), as in `trials/__init__.py`.
+Torch-free (importable to validate a spec): the registry (trials.models.registry), the backbone sizes
+(trials.models.backbones), ModelSpec (trials.models.spec), Knob (trials.models.knobs). With torch:
+trials.models.factory (create_model, build_model), trials.models.vit, trials.models.embeddings,
+trials.models.clustering (SuperTokenClustering).
 """
 
-import importlib
-
-from trials.models import variants as _variants  # noqa: F401  (registers the variants; no torch)
-from trials.models.registry import EMBEDDINGS, list_models, register_model, resolve_model
+from trials.models.backbones import BACKBONES
+from trials.models.knobs import Knob
+from trials.models.registry import (
+    all_knobs,
+    registered_embeddings,
+    knob_owners,
+    list_models,
+    load_plugin,
+    model_name,
+    register_embedding,
+    resolve_model,
+    split_model_name,
+)
 from trials.models.spec import BackboneConfig, ModelSpec
 
-_LAZY = {
-    "create_model": "trials.models.factory",
-    "SuperTokenClustering": "trials.models.clustering",
-    "ConvEmbed": "trials.models.embeddings",
-    "PatchEmbed": "trials.models.embeddings",
-    "SuperTokenEmbed": "trials.models.embeddings",
-    "VisionTransformer": "trials.models.vit",
-}
-
-__all__ = sorted(["EMBEDDINGS", "BackboneConfig", "ModelSpec", "list_models", "register_model", "resolve_model", *_LAZY])
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'trials.models' has no attribute {name!r}")
+__all__ = [
+    "BACKBONES",
+    "BackboneConfig",
+    "Knob",
+    "ModelSpec",
+    "all_knobs",
+    "registered_embeddings",
+    "knob_owners",
+    "list_models",
+    "load_plugin",
+    "model_name",
+    "register_embedding",
+    "resolve_model",
+    "split_model_name",
+]

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from trials.models.clustering import SuperTokenClustering
-from trials.models.spec import DEFAULT_CHANNELS, PATCH
+from trials.models.spec import PATCH
 
 
 def conv_bn_relu(c_in: int, c_out: int, stride: int) -> nn.Sequential:
@@ -41,30 +41,27 @@ class PatchEmbed(nn.Module):
 
 
 class ConvEmbed(nn.Module):
-    """Table 4 / EarlyConv (Xiao et al. 2021): 3x3 stride-2 conv-BN-ReLU stem 48-96-192-384, then a 1x1 conv.
+    """Table 4 / EarlyConv (Xiao et al. 2021): 3x3 stride-2 conv-BN-ReLU stem, then a 1x1 conv to `dim`.
 
-    The paper's Table 4 prints widths 96-192-384-384, which would be ~2.9M parameters; its
-    Table 1 says 1.00M, which is EarlyConv's ViT-S stem (1,021,488 at dim 384). We build the
-    latter and record the discrepancy.
+    The stem's widths scale with the width: dim/8, dim/4, dim/2, dim (48-96-192-384 at ViT-S, EarlyConv's
+    own stem, 1,021,488 parameters). The paper's Table 4 prints 96-192-384-384, which would be ~2.9M
+    parameters; its Table 1 says 1.00M, which is EarlyConv's. We build the latter and record the discrepancy.
+    Four stride-2 layers make the 16x reduction of a 16x16 patch.
     """
 
-    def __init__(self, img_size: int, dim: int = 384, widths: Sequence[int] = (48, 96, 192, 384)):
+    def __init__(self, img_size: int, dim: int = 384):
         super().__init__()
         self.grid_size = img_size // PATCH
         layers, c_in = [], 3
-        for c_out in widths:
+        for c_out in (dim // 8, dim // 4, dim // 2, dim):
             layers.append(conv_bn_relu(c_in, c_out, stride=2))
             c_in = c_out
         self.stem = nn.Sequential(*layers)
         self.proj = nn.Conv2d(c_in, dim, kernel_size=1)
-        self._stride = 2 ** len(widths)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.contiguous(memory_format=torch.channels_last)  # faster convs (1.1-1.6x measured on CPU)
-        x = self.proj(self.stem(x))
-        if self._stride != PATCH:  # custom widths lists: pool to the 16x token grid
-            x = nn.functional.adaptive_avg_pool2d(x, self.grid_size)
-        return x.flatten(2).transpose(1, 2)
+        return self.proj(self.stem(x)).flatten(2).transpose(1, 2)
 
 
 STRIDES = (2, 1, 2, 1, 2, 1)  # Table 5: modules 1, 3, 5 halve the map
@@ -72,7 +69,8 @@ STRIDES = (2, 1, 2, 1, 2, 1)  # Table 5: modules 1, 3, 5 halve the map
 
 class SuperTokenEmbed(nn.Module):
     """Table 5: `conv_depth` conv modules, optionally one extra stride-2 conv, super-token
-    clustering down to the (S/16)x(S/16) token grid, then one FC layer to `dim`.
+    clustering down to the (S/16)x(S/16) token grid, then one FC layer to `dim`. The knobs'
+    defaults are declared once, with the registration (trials.models.builtin).
 
     The clustering grid is whatever makes the output S/16 per side: 2 after all six modules
     (28x28 -> 14x14 at 224 px), 16 with no modules (Table 7's first row), 1 with the extra conv.
@@ -81,12 +79,12 @@ class SuperTokenEmbed(nn.Module):
     def __init__(
         self,
         img_size: int,
-        dim: int = 384,
-        conv_depth: int = 6,
-        channels: Sequence[int] = DEFAULT_CHANNELS,
-        extra_conv: bool = False,
-        cluster_iters: int = 3,
-        mask_border: bool = False,
+        dim: int,
+        conv_depth: int,
+        channels: Sequence[int],
+        extra_conv: bool,
+        cluster_iters: int,
+        mask_border: bool,
     ):
         super().__init__()
         self.grid_size = img_size // PATCH

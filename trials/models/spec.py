@@ -1,11 +1,9 @@
 """What defines a model, as plain data: importable without torch, so that a sweep spec or a trial
 config is validated (trials.models.registry.resolve_model) before torch is even loaded."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 PATCH = 16  # every embedding reduces the image by 16 per side, as ViT-S/16 does
-DEFAULT_CHANNELS = (16, 32, 32, 64, 64, 64)  # the super-token embedding's six conv modules (Table 5)
-MAX_CONV_DEPTH = len(DEFAULT_CHANNELS)
 
 
 @dataclass(frozen=True)
@@ -16,18 +14,19 @@ class BackboneConfig:
     mlp_dim: int = 1152
     num_classes: int = 100
     drop_path: float = 0.0
+    img_size: int = 224  # the input size of this backbone's models unless overridden
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Everything that defines one variant; overrides replace fields of it."""
+    """One model, resolved: the registered name, its embedding and backbone, and every knob's value."""
 
+    name: str  # vit_<backbone>_<embedding>
     embedding: str
-    backbone: BackboneConfig
-    img_size: int = 224
-    conv_widths: tuple[int, ...] = (48, 96, 192, 384)  # EarlyConv stem (conv embedding only)
-    conv_depth: int = MAX_CONV_DEPTH
-    extra_conv: bool = False
-    cluster_iters: int = 3
-    channels: tuple[int, ...] = DEFAULT_CHANNELS
-    mask_border: bool = False
+    backbone_name: str
+    backbone: BackboneConfig  # num_classes and drop_path applied
+    img_size: int
+    knobs: dict = field(default_factory=dict)  # every knob the embedding declares, defaults included
+
+    def with_classes(self, num_classes: int) -> "ModelSpec":
+        return replace(self, backbone=replace(self.backbone, num_classes=num_classes))

@@ -4,15 +4,19 @@ The hook is how Ray Tune (or anything else) watches a trial without `trials` imp
 `report(metrics, checkpoint_dir)` is called after every epoch with that epoch's metrics and a
 directory holding its checkpoint; the last call also carries the final measurements (params,
 FLOPs, images/sec, environment), so a searcher that only sees the last result sees them.
+Every metric name is declared in `vocab`. `log_path` (and a checkpoint dir) get one JSON line per epoch, as DeiT's log.txt.
 """
 
 import contextlib
+import json
 import math
 import random
 import tempfile
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,13 +30,15 @@ from trials.measure import count_params, flops_per_image, resolve_device, resolv
 from trials.measure.env import environment
 from trials.measure.throughput import autocast, inference_throughput, train_throughput
 from trials.measure.timing import cpu_threads
-from trials.models import create_model
+from trials.models.factory import build_model
+from trials.models.registry import all_knobs
 from trials.train.checkpoint import check_checkpoint, load_checkpoint, save_checkpoint
 from trials.train.optim import build_optimizer, lr_at, set_lr
 from trials.train.progress import Progress
 
 Report = Callable[[dict, str], None]
 NAN_CHECK_EVERY = 10  # steps between finiteness checks (each forces a device sync)
+LOG_FILENAME = "log.jsonl"
 
 
 @dataclass
@@ -54,12 +60,14 @@ def run_trial(
     resume_from: str | None = None,
     checkpoint_dir: str | None = None,
     progress: bool = True,
+    log_path: str | None = None,
 ) -> dict:
     """Train and evaluate one model; return the final metrics.
 
     resume_from: a checkpoint directory from an earlier report; training continues after its epoch.
     checkpoint_dir: where epoch checkpoints are kept (replaced atomically); default a temp dir
-    that lives only for the report call.
+    that lives only for the report call. Its `log.jsonl` gets every epoch's metrics, one JSON line
+    each; `log_path` names another file for them.
     """
     if not isinstance(config, TrialConfig):
         config = TrialConfig.from_dict(config)
@@ -67,23 +75,26 @@ def run_trial(
         check_checkpoint(resume_from)
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
+    if log_path is None and checkpoint_dir is not None:
+        log_path = str(Path(checkpoint_dir, LOG_FILENAME))
     with cpu_threads(config.threads):
-        return _train(config, device, precision, report, resume_from, checkpoint_dir, progress)
+        return _train(config, device, precision, report, resume_from, checkpoint_dir, progress, log_path)
 
 
-def _train(config, device, precision, report, resume_from, checkpoint_dir, show_progress) -> dict:
+def _train(config, device, precision, report, resume_from, checkpoint_dir, show_progress, log_path) -> dict:
     seed_everything(config.seed)
     train_loader, val_loader, num_classes = build_loaders(config, device)
-    model = create_model(config.model, num_classes=num_classes, **config.model_overrides()).to(device)
+    model = build_model(config.spec.with_classes(num_classes)).to(device)
     optimizer = build_optimizer(model, config.lr, config.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     mixer = build_mixer(config, num_classes)
 
     steps = min(len(train_loader), config.max_steps_per_epoch or math.inf)
-    schedule = Schedule(steps, steps * config.epochs, round(config.warmup_epochs * steps))
+    schedule = Schedule(steps, steps * config.epochs, round(config.warmup * steps))
     start_epoch, metrics = 0, {}
     if resume_from is not None:
         start_epoch, metrics = _restore(resume_from, config, model, optimizer, scaler)
+    log = EpochLog(log_path, start_epoch)
 
     bar = Progress(config.epochs, steps, enabled=show_progress)
     for epoch in range(start_epoch + 1, config.epochs + 1):
@@ -106,6 +117,7 @@ def _train(config, device, precision, report, resume_from, checkpoint_dir, show_
             metrics["bad_images"] = train_loader.bad_images + val_loader.bad_images
             metrics["data_form"] = train_loader.data_form  # "original", or a resized / pre-decoded copy
         bar.end_epoch(metrics)
+        log.write(metrics)
         state = {
             "epoch": epoch,
             "model": model.state_dict(),
@@ -124,9 +136,10 @@ def _train(config, device, precision, report, resume_from, checkpoint_dir, show_
 def _restore(resume_from, config, model, optimizer, scaler) -> tuple[int, dict]:
     state = load_checkpoint(resume_from)
     saved = state["config"]
-    for key in ("model", "img_size", "conv_depth", "extra_conv", "cluster_iters", "channels", "mask_border"):
-        ours = getattr(config, key)
-        theirs = tuple(saved[key]) if isinstance(saved[key], list) else saved[key]
+    ours_all = config.to_dict()
+    for key in ("model", "img_size", *sorted((set(saved) | set(ours_all)) & set(all_knobs()))):
+        ours = ours_all.get(key)
+        theirs = tuple(saved[key]) if isinstance(saved.get(key), list) else saved.get(key)
         if ours != theirs:
             raise ConfigError(
                 f"checkpoint in {resume_from!r} was trained with {key}={theirs!r}, this trial has {key}={ours!r}"
@@ -135,6 +148,40 @@ def _restore(resume_from, config, model, optimizer, scaler) -> tuple[int, dict]:
     optimizer.load_state_dict(state["optimizer"])
     scaler.load_state_dict(state["scaler"])
     return int(state["epoch"]), dict(state["metrics"])
+
+
+class EpochLog:
+    """One JSON line per epoch (DeiT's log.txt). A resumed trial keeps the lines up to its checkpoint's
+    epoch and appends after them, so the file never holds an epoch twice."""
+
+    def __init__(self, path: str | None, start_epoch: int):
+        self.path = Path(path) if path else None
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        kept = [line for line in _read_lines(self.path) if _epoch_of(line) <= start_epoch]
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text("".join(kept))
+        os.replace(tmp, self.path)
+
+    def write(self, metrics: dict) -> None:
+        if self.path is not None:
+            with self.path.open("a") as f:
+                f.write(json.dumps(metrics, sort_keys=True) + "\n")
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return [line if line.endswith("\n") else line + "\n" for line in path.read_text().splitlines() if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def _epoch_of(line: str) -> int:
+    try:
+        return int(json.loads(line).get("epoch", 0))
+    except (ValueError, AttributeError):
+        return 1 << 30  # not one of ours: dropped
 
 
 @contextlib.contextmanager

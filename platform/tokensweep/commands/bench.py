@@ -6,6 +6,7 @@ import io
 import sys
 
 from tokensweep.errors import SpecError
+from tokensweep.plugins import add_plugin_flag
 
 DEFAULT_MODELS = ("vit_s_patch", "vit_s_conv", "vit_s_supertoken")
 COLUMNS = (
@@ -25,7 +26,10 @@ def register(sub) -> None:
         "on a fixed synthetic batch; one CSV row per model, with the environment of every figure.",
         epilog="example: tokensweep bench vit_s_patch vit_s_supertoken --batch 32 --threads 2",
     )
-    p.add_argument("models", nargs="*", default=list(DEFAULT_MODELS), help=f"default: {' '.join(DEFAULT_MODELS)}")
+    from trials import list_models
+
+    p.add_argument("models", nargs="*", default=list(DEFAULT_MODELS),
+                   help=f"registered models: {', '.join(list_models())} (default: {' '.join(DEFAULT_MODELS)})")  # fmt: skip
     p.add_argument("--batch", type=int, default=64, help="images per step (default 64)")
     p.add_argument("--img-size", type=int, default=None, help="default: each model's own (224 for vit_s_*)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -37,6 +41,7 @@ def register(sub) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="model override for every model, e.g. cluster_iters=2 (repeatable)")  # fmt: skip
     p.add_argument("--out", metavar="FILE.csv", help="write the CSV here (atomically) instead of stdout")
+    add_plugin_flag(p)
     p.set_defaults(func=run)
 
 

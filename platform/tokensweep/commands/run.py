@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from tokensweep.errors import SpecError
+from tokensweep.plugins import add_plugin_flag
 
 TRACKING_SCHEMES = ("sqlite:///", "http://", "https://", "postgresql", "mysql", "mssql", "databricks")
 
@@ -54,8 +55,12 @@ def register(subparsers) -> None:
     group.add_argument("--resume", action="store_true", help="continue the sweep of the same name from its Tune state")
     group.add_argument("--fresh", action="store_true", help="delete the same-named sweep's Tune state (and Optuna study) and start over")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a new local Ray (default: all)")
+    p.add_argument("--smoke", action="store_true",
+                   help="shrink the spec to the smoke preset: tiny backbone and data, a few epochs, 1 CPU per trial, "
+                   "3 Optuna trials (what CI runs for every shipped spec); --set still applies")  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="validate and list the trials; start nothing")
     p.add_argument("-q", "--quiet", action="store_true", help="no Tune progress tables")
+    add_plugin_flag(p)
     p.set_defaults(func=run)
 
 
@@ -126,7 +131,7 @@ def command_line(args) -> str:
         value = getattr(args, flag)
         if value is not None:
             parts += ["--" + flag.replace("_", "-"), str(value)]
-    for flag in ("resume", "fresh"):
+    for flag in ("resume", "fresh", "smoke"):
         if getattr(args, flag):
             parts.append("--" + flag)
     # logged as the parent run's tokensweep.command tag: no password of a URI (--tracking-uri, --storage,
@@ -144,7 +149,7 @@ def check_data(spec) -> None:
     business (bad_images = "fail" | "skip").
     """
     values = [v.values for v in spec.variants] if spec.search == "grid" else [spec.base]
-    roots = sorted({(v.get("dataset", "tiny"), v["data_dir"]) for v in values if v.get("dataset", "tiny") != "tiny"})
+    roots = sorted({(v["dataset"], v["data_dir"]) for v in values if v.get("dataset", "tiny") != "tiny"})
     if not roots:
         return  # generated data only: nothing to check, and no reason to load torch (trials.data) here
     from trials.data import check_imagefolder
@@ -161,7 +166,8 @@ def check_data(spec) -> None:
 
 
 def print_plan(spec) -> None:
-    print(f"sweep {spec.name!r}: {spec.search}, {spec.num_trials} trial(s), {spec.cpus:g} CPU(s) per trial")
+    smoke = ", smoke" if spec.smoke else ""
+    print(f"sweep {spec.name!r}: {spec.search}{smoke}, {spec.num_trials} trial(s), {spec.cpus:g} CPU(s) per trial")
     if spec.search == "grid":
         for v in spec.variants:
             print(f"  {v.name}")
@@ -175,7 +181,9 @@ def run(args: argparse.Namespace) -> int:
     from tokensweep.spec import load_spec
     from tokensweep.tracking.uris import resolve_tracking_uri
 
-    spec = load_spec(args.spec, args.overrides, data_dir=args.data_dir)
+    spec = load_spec(args.spec, args.overrides, data_dir=args.data_dir, smoke=args.smoke)
+    for note in spec.notes:
+        print(f"tokensweep run: note: {note}", file=sys.stderr)
     check_data(spec)
     tracking_uri = resolve_tracking_uri(args.tracking_uri)
     check_tracking_uri(tracking_uri)
@@ -189,7 +197,8 @@ def run(args: argparse.Namespace) -> int:
 
     validated = time.perf_counter()
     choose_ray_auth(args.address)
-    from tokensweep.tune_runner import RunOptions, run_sweep  # Ray and MLflow from here on
+    from tokensweep.sweep.driver import run_sweep  # Ray and MLflow from here on
+    from tokensweep.sweep.options import RunOptions
 
     imported = time.perf_counter()
 
@@ -204,13 +213,8 @@ def run(args: argparse.Namespace) -> int:
         verbose=0 if args.quiet else 1,
         num_cpus=args.num_cpus,
     )
-    outcome = run_sweep(spec, options)
-    outcome.timings = {
-        "validate_s": validated - started,
-        "import_s": imported - validated,
-        **outcome.timings,
-        "total_s": time.perf_counter() - started,
-    }
+    outcome = run_sweep(spec, options, {"validate_s": validated - started, "import_s": imported - validated})
+    outcome.timings["total_s"] = time.perf_counter() - started
     _print_outcome(spec, outcome, tracking_uri)
     return outcome.exit_code
 
@@ -223,13 +227,13 @@ def _fmt(value, digits=2) -> str:
 
 def _print_outcome(spec, outcome, tracking_uri: str) -> None:
     rows = outcome.trials
-    ok = sum(1 for _, status, _ in rows if status == "TERMINATED")
-    failed = sum(1 for _, status, _ in rows if status == "ERROR")
+    ok = sum(1 for t in rows if t.status == "TERMINATED")
+    failed = sum(1 for t in rows if t.status == "ERROR")
     print(f"\nsweep {spec.name!r}: {len(rows)} trial(s), {ok} finished, {failed} failed; MLflow parent run {outcome.parent_run_id}")
-    width = max([len(name) for name, _, _ in rows] + [5])
+    width = max([len(t.name) for t in rows] + [5])
     print(f"  {'trial':<{width}}  {'status':<10}  {'top1':>6}  {'images/s':>9}")
-    for name, status, metrics in rows:
-        print(f"  {name:<{width}}  {status:<10}  {_fmt(metrics.get('top1')):>6}  {_fmt(metrics.get('images_per_sec'), 0):>9}")
+    for t in rows:
+        print(f"  {t.name:<{width}}  {t.status:<10}  {_fmt(t.metrics.get('top1')):>6}  {_fmt(t.metrics.get('images_per_sec'), 0):>9}")
     t = outcome.timings
     phases = ("validate_s", "import_s", "ray_start_s", "mlflow_setup_s", "tune_s", "ray_shutdown_s")
     parts = [f"{k[:-2].replace('_', ' ')} {t[k]:.1f}s" for k in phases if k in t]

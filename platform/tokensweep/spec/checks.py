@@ -6,7 +6,7 @@ import math
 import typing
 from difflib import get_close_matches
 
-from tokensweep.spec.model import INDEXED
+from tokensweep.sweep.space import INDEXED
 
 
 def is_int(v) -> bool:

@@ -1,4 +1,8 @@
-"""What a sweep spec may say (its vocabulary) and what it becomes: the immutable SweepSpec."""
+"""What a sweep spec may say (its sections and keys) and what it becomes: the immutable SweepSpec.
+
+Metric names come from `vocab`; trial options, embeddings and knobs from `trials` (TrialConfig and
+the model registry): nothing here repeats them.
+"""
 
 from __future__ import annotations
 
@@ -6,37 +10,26 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 
-EMBEDDINGS = ("patch", "conv", "supertoken")
-SUPERTOKEN_ONLY = ("conv_depth", "extra_conv", "cluster_iters", "channels", "mask_border")
-EPOCH_METRICS = ("train_loss", "val_loss", "top1", "top5", "lr", "epoch_time_s")
-FINAL_METRICS = (
-    "params",
-    "embed_params",
-    "flops",
-    "images_per_sec",
-    "train_images_per_sec",
-    "peak_mem_mb",
-    "joules_per_image",
-    "bad_images",
-)
-MEASURED_METRICS = ("flops", "images_per_sec", "train_images_per_sec", "peak_mem_mb", "joules_per_image")
+import vocab
+
 MODES = ("max", "min")
-DEFAULT_MODES = {"train_loss": "min", "val_loss": "min", "epoch_time_s": "min", "flops": "min", "params": "min"}
+DEFAULT_MODES = {f.name: f.better for f in vocab.of_kind(vocab.EPOCH, vocab.FINAL) if f.better}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # sweep names: a directory, a study, an experiment
 TRIAL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+,-]{0,119}$")
 DATA_ENV = "TOKENSWEEP_DATA"
+DEFAULT_MAX_TRIALS = 10_000
+WARN_TRIALS = 1_000
 
 SECTIONS = ("sweep", "trial", "grid", "variants", "search", "resources", "scheduler", "failure", "tracking")
 SECTION_KEYS = {
-    "sweep": ("name", "description", "metric", "mode"),
-    "search": ("algorithm", "num_samples", "seed", "objectives", "params"),
+    "sweep": ("name", "description", "metric", "mode", "seeds", "plugins", "max_trials", "smoke"),
+    "search": ("algorithm", "num_samples", "seed", "objectives", "params", "confirm_seeds"),
     "resources": ("cpus", "gpus", "max_concurrent_trials"),
     "scheduler": ("type", "metric", "mode", "grace_period", "reduction_factor", "max_t"),
     "failure": ("max_failures", "keep_checkpoints"),
     "tracking": ("system_metrics", "system_metrics_interval_s"),
 }
 PARAM_KEYS = ("low", "high", "step", "log", "choices")
-INDEXED = re.compile(r"^(?P<key>[a-z_]+)\[(?P<index>\d+)\]$")
 
 
 # --- the result --------------------------------------------------------------------------------
@@ -44,17 +37,19 @@ INDEXED = re.compile(r"^(?P<key>[a-z_]+)\[(?P<index>\d+)\]$")
 
 @dataclass(frozen=True)
 class TrialVariant:
-    """One grid trial: its name and the TrialConfig values it sets (validated)."""
+    """One grid trial: its name, the TrialConfig values it sets (what Tune carries) and the config
+    they were validated as (the driver's MLflow params come from it, without building it again)."""
 
     name: str
     values: dict
+    config: object = field(default=None, repr=False, compare=False)  # trials.TrialConfig
 
 
 @dataclass(frozen=True)
 class SearchParam:
-    """One Optuna dimension: an int/float range or a list of choices for a TrialConfig option.
+    """One Optuna dimension: an int/float range or a list of choices for a trial option or knob.
 
-    `key` is an option name (`lr`) or an element of a list option (`channels[2]`).
+    `key` is an option name (`lr`) or an element of a tuple knob (`channels[2]`).
     """
 
     key: str
@@ -80,6 +75,10 @@ class SweepSpec:
     num_samples: int = 1
     seed: int | None = None
     objectives: tuple[tuple[str, str], ...] = ()  # optuna: (metric, max|min) ...
+    confirm_seeds: tuple[int, ...] = ()  # optuna: re-run the final Pareto set with these seeds
+    seeds: tuple[int, ...] = ()  # grid: every configuration once per seed (empty: the trials' own seed)
+    plugins: tuple[str, ...] = ()  # modules of user embeddings, imported by the driver and every worker
+    smoke: bool = False  # shrunk to the smoke preset (`--smoke` or [sweep] smoke = true)
     metric: str = "top1"
     mode: str = "max"
     cpus: float = 1.0
@@ -95,6 +94,7 @@ class SweepSpec:
     keep_checkpoints: int = 2
     system_metrics: bool = True
     system_metrics_interval_s: float = 10.0
+    notes: tuple[str, ...] = ()  # what validation has to say (printed once before the sweep)
     resolved: dict = field(default_factory=dict)  # the merged spec document (file + --set), JSON-able
 
     @property
@@ -107,12 +107,3 @@ class SweepSpec:
     @property
     def gpu_shared(self) -> bool:
         return self.gpus is not None and 0 < self.gpus < 1
-
-    def trial_values(self, values: dict) -> dict:
-        """The TrialConfig dict a trial runs: spec values plus what the platform sets."""
-        out = dict(values)
-        if out.get("threads") is None and self.cpus >= 1:
-            out["threads"] = int(self.cpus)  # torch would otherwise use every core of the node
-        if self.gpu_shared:
-            out["gpu_shared"] = True
-        return out

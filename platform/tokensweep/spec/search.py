@@ -1,28 +1,19 @@
-"""[search]: an Optuna search space, checked at both ends of every range; and applying its suggestions."""
+"""[search]: an Optuna search space, every range checked at both ends against the real TrialConfig."""
 
 from __future__ import annotations
 
-import typing
-
+import vocab
 from tokensweep.spec.checks import is_int, is_num, jsonable, root_key, suggest
-from tokensweep.spec.model import (
-    EPOCH_METRICS,
-    FINAL_METRICS,
-    INDEXED,
-    MEASURED_METRICS,
-    MODES,
-    PARAM_KEYS,
-    SECTION_KEYS,
-    SUPERTOKEN_ONLY,
-    SearchParam,
-)
+from tokensweep.spec.context import SpecContext
+from tokensweep.spec.grid import with_platform
+from tokensweep.spec.model import MODES, PARAM_KEYS, SECTION_KEYS, SearchParam
 from tokensweep.spec.names import fmt_value
+from tokensweep.sweep.space import INDEXED, apply_search_values
 
-if typing.TYPE_CHECKING:
-    from tokensweep.spec.validate import Validator
+NOT_SEARCHABLE = ("model", "embedding", "backbone", "dataset", "data_dir", "device")
 
 
-def build_search(checker: Validator, base: dict, base_where: dict) -> dict:
+def build_search(checker: SpecContext, base: dict, base_where: dict, platform: dict) -> dict:
     search = checker.table("search")
     checker.check_keys("search", search, SECTION_KEYS["search"])
     algorithm = search.get("algorithm")
@@ -38,7 +29,7 @@ def build_search(checker: Validator, base: dict, base_where: dict) -> dict:
         raise checker.err("search", "[search] needs objectives, e.g. objectives = { top1 = \"max\", images_per_sec = \"max\" }")
     if not isinstance(objectives_doc, dict) or not objectives_doc:
         raise checker.err("search.objectives", f"must be a non-empty table metric = \"max\"|\"min\", got {objectives_doc!r}")
-    all_metrics = EPOCH_METRICS + FINAL_METRICS
+    all_metrics = vocab.METRICS
     objectives = []
     for metric, mode in objectives_doc.items():
         if metric not in all_metrics:
@@ -54,31 +45,29 @@ def build_search(checker: Validator, base: dict, base_where: dict) -> dict:
     if not isinstance(params_doc, dict) or not params_doc:
         raise checker.err("search.params" if "params" in search else "search", "has no params: the search space is empty")
 
-    base = dict(base)
     where = dict(base_where)
-    checker.model_of(base, where)
+    base = with_platform(base, platform)
+    base["model"] = checker.pick_model(base, where)
+    base = {k: v for k, v in base.items() if k not in ("embedding", "backbone")}
     checker.require_data(base, where)
-    emb = checker.resolve_model(base["model"]).embedding
-    params = []
-    for key, spec in params_doc.items():
-        params.append(search_param(checker, key, spec, base, emb))
+    params = [search_param(checker, key, spec, base) for key, spec in params_doc.items()]
+    confirm = checker.int_list("search", search, "confirm_seeds")
     # every objective must be in the last report
     if not base.get("measure", True):
         for metric, _ in objectives:
-            if metric in MEASURED_METRICS:
+            if metric in vocab.MEASURED_METRICS:
                 raise checker.err(
                     "trial.measure", f"is false, but objective {metric!r} is only measured when trial.measure = true"
                 )
     # every end of every range (and every choice) against the real TrialConfig, then all together
-    checker.validate_trial(base, where)
+    checker.build_trial(base, where)
     for p in params:
         p_where = {**where, root_key(p.key): f"search.params.{p.key}"}
         for value in p.choices or (p.low, p.high):
-            values = apply_search_values(base, {p.key: value})
-            checker.validate_trial(values, p_where, f"at {p.key} = {value!r}")
+            checker.build_trial(apply_search_values(base, {p.key: value}), p_where, f"at {p.key} = {value!r}")
     for corner in ("low", "high"):
         values = apply_search_values(base, {p.key: _corner(p, corner) for p in params})
-        checker.validate_trial(values, where, f"with every search param at its {corner} end")
+        checker.build_trial(values, where, f"with every search param at its {corner} end")
     return dict(
         search="optuna",
         base=jsonable(base),
@@ -86,22 +75,31 @@ def build_search(checker: Validator, base: dict, base_where: dict) -> dict:
         num_samples=num_samples,
         seed=seed,
         objectives=tuple(objectives),
+        confirm_seeds=confirm,
     )
 
-def search_param(checker: Validator, key: str, spec, base: dict, emb: str) -> SearchParam:
+
+def search_param(checker: SpecContext, key: str, spec, base: dict) -> SearchParam:
+    from trials import TrialConfig
+    from trials.models import knob_owners, registered_embeddings, split_model_name
+
     full = f"search.params.{key}"
     m = INDEXED.match(key)
     root = m["key"] if m else key
-    if root not in checker.trial_fields or root in ("model", "dataset", "data_dir", "device"):
-        raise checker.err(full, f"is not a searchable trial option{suggest(root, sorted(checker.trial_fields))}")
-    if root in SUPERTOKEN_ONLY and emb != "supertoken":
-        raise checker.err(full, f"applies only to supertoken models, but model {base['model']!r} has a {emb} embedding")
+    searchable = sorted(TrialConfig.option_names() - set(NOT_SEARCHABLE))
+    if root not in searchable:
+        raise checker.err(full, f"is not a searchable trial option{suggest(root, searchable)}")
+    embedding = registered_embeddings()[split_model_name(base["model"])[1]]
+    owners = knob_owners(root)
+    if owners and embedding.knob(root) is None:
+        raise checker.err(full, f"applies only to {'/'.join(owners)} models, but model {base['model']!r} has a {embedding.name} embedding")
     if m:
-        if root != "channels":
-            raise checker.err(full, "only channels[i] may be indexed")
-        length = len(checker.resolve_model(base["model"]).channels)
-        if int(m["index"]) >= length:
-            raise checker.err(full, f"index {m['index']} is out of range: channels has {length} widths (channels[0]..channels[{length - 1}])")
+        knob = embedding.knob(root)
+        if knob is None or knob.type is not tuple:
+            raise checker.err(full, "only the elements of a tuple knob (e.g. channels[i]) may be indexed")
+        if int(m["index"]) >= knob.length:
+            last = knob.length - 1
+            raise checker.err(full, f"index {m['index']} is out of range: {root} has {knob.length} elements ({root}[0]..{root}[{last}])")
     if root in base and not m:
         raise checker.err(full, f"is also set in [trial] ({root} = {fmt_value(base[root])}); remove one")
     if not isinstance(spec, dict):
@@ -141,32 +139,8 @@ def search_param(checker: Validator, key: str, spec, base: dict, emb: str) -> Se
         raise checker.err(f"{full}.low", f"must be > 0 when log = true, got {low!r}")
     return SearchParam(key, "int" if integers else "float", low=low, high=high, step=step, log=log)
 
-# -- scheduler --
-
 
 def _corner(p: SearchParam, which: str):
     if p.kind == "choice":
         return p.choices[0] if which == "low" else p.choices[-1]
     return p.low if which == "low" else p.high
-
-
-def apply_search_values(base: dict, values: dict) -> dict:
-    """Merge Optuna's suggestions into the base trial values; `channels[i]` set single widths."""
-    out = dict(base)
-    indexed = {}
-    for key, value in values.items():
-        m = INDEXED.match(key)
-        if m:
-            indexed.setdefault(m["key"], {})[int(m["index"])] = value
-        else:
-            out[key] = value
-    if indexed:
-        from trials.models import resolve_model
-
-        spec = resolve_model(out.get("model", "vit_s_supertoken"))
-        for root, items in indexed.items():
-            current = list(out.get(root) or getattr(spec, root))
-            for i, v in items.items():
-                current[i] = int(v) if isinstance(v, float) and v.is_integer() else v
-            out[root] = current
-    return out

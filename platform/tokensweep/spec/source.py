@@ -9,8 +9,14 @@ import typing
 from pathlib import Path
 
 from tokensweep.errors import SpecError
-from tokensweep.spec.model import SweepSpec
-from tokensweep.spec.validate import Validator
+from tokensweep.spec.context import SpecContext
+from tokensweep.spec.model import DATA_ENV, SweepSpec
+from tokensweep.spec.validate import build_spec
+
+# `--smoke`, the platform's half: one CPU per trial, no GPU, a short search. The trials' half, the
+# tiny recipe, is trials.SMOKE; both apply before --set, so --set still changes anything.
+SMOKE_RESOURCES = {"cpus": 1, "gpus": 0}
+SMOKE_NUM_SAMPLES = 3
 
 _HEADER_AOT = re.compile(r"^\[\[\s*([^\]]+?)\s*\]\]")
 _HEADER = re.compile(r"^\[\s*([^\]]+?)\s*\]")
@@ -118,9 +124,39 @@ def load_spec(
     overrides: typing.Sequence[str] = (),
     data_dir: str | None = None,
     environ: typing.Mapping[str, str] | None = None,
+    smoke: bool = False,
 ) -> SweepSpec:
     """Read, override and validate a sweep spec file."""
-    return parse_spec(read_spec_text(path), str(path), overrides, data_dir, environ)
+    return parse_spec(read_spec_text(path), str(path), overrides, data_dir, environ, smoke)
+
+
+def apply_smoke(doc: dict, flag: bool) -> bool:
+    """Shrink the document to the smoke preset; return whether the sweep is a smoke sweep.
+
+    `[sweep] smoke = true`: the spec is written on top of the preset (its [trial] values win).
+    `--smoke` on any other spec: the preset wins over its [trial] (a paper spec runs tiny), and
+    its resources and search budget shrink too.
+    """
+    from trials import SMOKE
+
+    trial = doc.get("trial") if isinstance(doc.get("trial"), dict) else {}
+    if _declares_smoke(doc):
+        doc["trial"] = {**SMOKE, **trial}
+        return True
+    if not flag:
+        return False
+    doc["trial"] = {k: v for k, v in {**trial, **SMOKE}.items() if k != "data_dir"}
+    if isinstance(doc.get("resources"), dict) or "resources" not in doc:
+        doc["resources"] = {**doc.get("resources", {}), **SMOKE_RESOURCES}
+    search = doc.get("search")
+    if isinstance(search, dict) and isinstance(search.get("num_samples", 0), int):
+        search["num_samples"] = min(search.get("num_samples", SMOKE_NUM_SAMPLES), SMOKE_NUM_SAMPLES)
+    return True
+
+
+def _declares_smoke(doc: dict) -> bool:
+    sweep = doc.get("sweep")
+    return isinstance(sweep, dict) and sweep.get("smoke") is True
 
 
 def parse_spec(
@@ -129,6 +165,7 @@ def parse_spec(
     overrides: typing.Sequence[str] = (),
     data_dir: str | None = None,
     environ: typing.Mapping[str, str] | None = None,
+    smoke: bool = False,
 ) -> SweepSpec:
     environ = os.environ if environ is None else environ
     try:
@@ -139,6 +176,9 @@ def parse_spec(
         if m := re.search(r"\(at line (\d+), column \d+\)$", msg):
             raise SpecError(f"{source}:{m[1]}: malformed TOML: {msg[: m.start()].strip()}") from None
         raise SpecError(f"{source}: malformed TOML: {msg}") from None
+    if smoke and not _declares_smoke(doc):  # the preset's tiny data: no data path to find or check
+        data_dir, environ = None, {k: v for k, v in environ.items() if k != DATA_ENV}
+    smoke = apply_smoke(doc, smoke)
     set_keys = {apply_set(doc, item): item for item in overrides}
-    loc = _Locator(source, text, set_keys)
-    return Validator(doc, loc, text, source, tuple(overrides), data_dir, environ).build()
+    ctx = SpecContext(doc, _Locator(source, text, set_keys), text, source, tuple(overrides), set_keys)
+    return build_spec(ctx, data_dir, environ, smoke)

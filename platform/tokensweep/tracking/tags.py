@@ -30,6 +30,7 @@ UNFINISHED_TRIALS = "tokensweep.unfinished_trials"
 STOPPED = "tokensweep.stopped"  # why a sweep stopped before its end ("interrupted", "terminated")
 TRACKING_ERRORS = "tokensweep.tracking_errors"
 TIME_PREFIX = "tokensweep.time."  # + phase: seconds spent in each phase of the sweep
+TUNE_STARTED = "tokensweep.tune_started_at"  # unix time when Tune started: what came before is start-up
 
 # a trial's run
 TRIAL_ID = "trial_id"  # Tune's trial id: stable across Tuner.restore, so a resumed trial finds its run

@@ -72,6 +72,27 @@ def split_credentials(uri: str) -> tuple[str, str | None, str | None]:
     return bare, urllib.parse.unquote(parsed.username or ""), urllib.parse.unquote(parsed.password)
 
 
+
+def credentials_to_environment(tracking_uri: str, environ=None) -> str:
+    """http(s)://user:password@host -> http(s)://host, with the credentials in MLflow's own variables.
+
+    MLflow prints "View run ... at: <tracking URI>" and Tune saves every trial's config, so a password
+    inside the URI would end up on the terminal and in Tune's storage. MLFLOW_TRACKING_USERNAME/PASSWORD
+    carry it instead: to this driver, and to the trials of a new local Ray (whose workers inherit this
+    environment; call before ray.init). On a cluster, set them in the nodes' environment for the trials'
+    system metrics. When both variables are already set, MLflow uses them rather than the URI's, so they
+    stay; with one or none set MLflow would use the URI's pair, so both are set from it.
+    """
+    environ = os.environ if environ is None else environ
+    bare, user, password = split_credentials(tracking_uri)
+    if password is None:
+        return tracking_uri
+    if not (environ.get("MLFLOW_TRACKING_USERNAME") and environ.get("MLFLOW_TRACKING_PASSWORD")):
+        environ["MLFLOW_TRACKING_USERNAME"] = user or ""
+        environ["MLFLOW_TRACKING_PASSWORD"] = password
+    return bare
+
+
 # --- reachability ----------------------------------------------------------------------------------------
 
 

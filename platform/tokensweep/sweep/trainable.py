@@ -1,6 +1,6 @@
 """The Tune function trainable, `train_trial`: what runs in a trial's Ray worker.
 
-Kept apart from the driver (tokensweep.tune_runner) so a worker loads only what a trial needs:
+Kept apart from the driver (tokensweep.sweep.driver) so a worker loads only what a trial needs:
 Ray Tune and, on first use, trials (torch). MLflow loads only for the trial's system metrics, on
 their own thread, so MLflow's import (~0.8 s) is not ahead of a new worker's first trial.
 """
@@ -14,24 +14,14 @@ import threading
 import ray
 from ray import tune
 
-from tokensweep.spec import apply_search_values
+from tokensweep.sweep.space import TrialPayload
 from tokensweep.tracking.uris import redact
 
 log = logging.getLogger(__name__)
 
-RESERVED = ("variant", "_variants", "trial", "_platform", "optuna_trial_number")
-
-
-def trial_values(config: dict) -> dict:
-    """The TrialConfig dict of a trial, from its Tune config (grid variant or Optuna suggestion)."""
-    if "variant" in config:
-        return dict(config["_variants"][config["variant"]])
-    search = {k: v for k, v in config.items() if k not in RESERVED}
-    return apply_search_values(config["trial"], search)
-
 
 def _start_system_metrics(*args):
-    from tokensweep.tracking.mlflow_log import start_system_metrics  # MLflow: on the monitor's thread
+    from tokensweep.tracking.system_metrics import start_system_metrics  # MLflow: on the monitor's thread
 
     return start_system_metrics(*args)
 
@@ -74,20 +64,23 @@ def train_trial(config: dict) -> None:
 
     for name in ("mlflow.system_metrics", "ray.tune", "ray.train"):  # per-epoch INFO chatter
         logging.getLogger(name).setLevel(logging.WARNING)
-    platform = config["_platform"]
-    values = trial_values(config)
+    payload = TrialPayload.decode(config)
+    platform = payload.platform
+    for module in platform.plugins:  # the user's embeddings, before their knobs are read
+        trials.load_plugin(module)
+    trial_config = trials.TrialConfig.from_dict(payload.values)  # validated on the driver; built once here
     context = tune.get_context()
     node_id = ray.get_runtime_context().get_node_id()
     host = socket.gethostname()
 
     monitor = None
-    if platform.get("system_metrics"):
+    if platform.system_metrics:
         monitor = _BackgroundMonitor(
             _start_system_metrics,
-            platform["tracking_uri"],
+            platform.tracking_uri,
             context.get_trial_id(),
-            platform["experiment"],
-            platform["system_metrics_interval_s"],
+            platform.experiment,
+            platform.system_metrics_interval_s,
         )
 
     def report(metrics: dict, checkpoint_dir: str) -> None:
@@ -99,11 +92,11 @@ def train_trial(config: dict) -> None:
     try:
         checkpoint = tune.get_checkpoint()
         if checkpoint is None:
-            final = trials.run_trial(values, report, progress=False)
+            final = trials.run_trial(trial_config, report, progress=False)
         else:
             with checkpoint.as_directory() as directory:
-                final = trials.run_trial(values, report, resume_from=directory, progress=False)
-        missing = [m for m in platform.get("objectives", ()) if m not in final]
+                final = trials.run_trial(trial_config, report, resume_from=directory, progress=False)
+        missing = [m for m in platform.objectives if m not in final]
         if missing:  # the searcher would get nothing to learn from: fail loudly, not silently
             raise RuntimeError(f"the trial's last report has no {', '.join(missing)} (the search objectives)")
     finally:

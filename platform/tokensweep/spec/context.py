@@ -1,0 +1,127 @@
+"""The parsed spec document and its locations: what every section's check reads and reports through.
+
+Errors name the key where it was set (`file:line: key`, or `--set KEY=VALUE: key`); a trial value is
+checked by building its TrialConfig, whose error carries the option it is about (`ConfigError.key`).
+"""
+
+from __future__ import annotations
+
+import typing
+
+from tokensweep.errors import SpecError
+from tokensweep.spec.checks import is_int, is_num, strip_key, suggest
+from tokensweep.spec.model import DATA_ENV
+
+
+class SpecContext:
+    def __init__(self, doc: dict, loc, text: str, source: str, overrides: tuple, set_keys: dict):
+        self.doc, self.loc, self.text, self.source = doc, loc, text, source
+        self.overrides = overrides
+        self.set_keys = set_keys  # dotted key -> the --set argument that set it
+
+    # --- reporting ---
+    def err(self, key: str, message: str) -> SpecError:
+        return self.loc.error(key, message)
+
+    # --- reading sections ---
+    def table(self, name: str) -> dict:
+        value = self.doc.get(name, {})
+        if not isinstance(value, dict):
+            raise self.err(name, f"must be a table ([{name}]), got {value!r}")
+        return value
+
+    def check_keys(self, section: str, table: dict, allowed: typing.Iterable[str]) -> None:
+        allowed = list(allowed)
+        for key in table:
+            if key not in allowed:
+                raise self.err(
+                    f"{section}.{key}",
+                    f"is not a known option of [{section}]{suggest(key, allowed)}; known: {', '.join(allowed)}",
+                )
+
+    def int_opt(self, section, table, key, default, minimum, maximum=None):
+        if key not in table:
+            return default
+        v = table[key]
+        if not (is_int(v) and v >= minimum and (maximum is None or v <= maximum)):
+            rng = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+            raise self.err(f"{section}.{key}", f"must be an integer {rng}, got {v!r}")
+        return v
+
+    def num_opt(self, section, table, key, default, check, rule):
+        if key not in table:
+            return default
+        v = table[key]
+        if not (is_num(v) and check(v)):
+            raise self.err(f"{section}.{key}", f"must be {rule}, got {v!r}")
+        return float(v)
+
+    def choice_opt(self, section, table, key, default, choices):
+        if key not in table:
+            return default
+        v = table[key]
+        if v not in choices:
+            raise self.err(f"{section}.{key}", f"must be one of {', '.join(choices)}, got {v!r}{suggest(v, choices)}")
+        return v
+
+    def metric_opt(self, section, table, key, default, allowed):
+        if key not in table:
+            return default
+        v = table[key]
+        if v not in allowed:
+            raise self.err(f"{section}.{key}", f"unknown metric {v!r}{suggest(v, allowed)}; choose one of: {', '.join(allowed)}")
+        return v
+
+    def int_list(self, section: str, table: dict, key: str) -> tuple[int, ...]:
+        """A list of distinct integers >= 0 (seeds)."""
+        if key not in table:
+            return ()
+        v = table[key]
+        if not (isinstance(v, list) and v and all(is_int(x) and x >= 0 for x in v) and len(set(v)) == len(v)):
+            raise self.err(f"{section}.{key}", f"must be a non-empty list of distinct integers >= 0, e.g. [0, 1, 2], got {v!r}")
+        return tuple(v)
+
+    # --- trial values ---
+    def check_trial_keys(self, section: str, values: dict, extra: tuple[str, ...] = ()) -> None:
+        from trials import TrialConfig
+
+        allowed = sorted(TrialConfig.option_names() | set(extra))
+        for key in values:
+            if key not in allowed:
+                raise self.err(f"{section}.{key}", f"is not a trial option{suggest(key, allowed)} (see docs/sweeps.md)")
+
+    def pick_model(self, values: dict, where: dict[str, str]) -> str:
+        """The model the values' model/backbone/embedding name, checked; the key of an error is where it was set."""
+        from trials import ConfigError, TrialConfig
+
+        try:
+            return TrialConfig.pick_model(values)
+        except ConfigError as err:
+            raise self.trial_error(err, where) from None
+
+    def build_trial(self, values: dict, where: dict[str, str], context: str = ""):
+        """The TrialConfig of `values` (its one validation); an error points at the key that set the value."""
+        from trials import ConfigError, TrialConfig
+
+        try:
+            return TrialConfig.from_dict(values)
+        except ConfigError as err:
+            raise self.trial_error(err, where, context) from None
+
+    def trial_error(self, err, where: dict[str, str], context: str = "") -> SpecError:
+        suffix = f" ({context})" if context else ""
+        if err.key is None:
+            return SpecError(f"{self.source}: trial {err}{suffix}")
+        loc = where.get(err.key, f"trial.{err.key}")
+        text = strip_key(str(err), err.key) if loc.endswith(f".{err.key}") else str(err)
+        if loc.startswith(("--", "$")):  # --data-dir, $TOKENSWEEP_DATA: no file line to point at
+            return SpecError(f"{loc}: {err}{suffix}")
+        return self.err(loc, f"{text}{suffix}")
+
+    def require_data(self, values: dict, where: dict[str, str]) -> None:
+        from trials import TrialConfig
+
+        dataset = values.get("dataset", TrialConfig.dataset)
+        if dataset != "tiny" and "data_dir" not in values:
+            key = where.get("dataset", "trial.dataset")
+            raise self.err(key, f"is {dataset!r} but no data path is set: pass --data-dir DIR or set ${DATA_ENV}")

@@ -1,0 +1,12 @@
+"""The sweep: a validated SweepSpec run on Ray Tune (driver.run_sweep), its trials in Ray workers (trainable).
+
+    options.py      RunOptions (what the command line decided) and SweepOutcome
+    space.py        what Tune carries per trial, encoded and decoded (no Ray: validation uses it too)
+    searchers.py    the grid as a Tune searcher (one trial's values at a time), Optuna, ASHA
+    storage.py      where Tune keeps the sweep, and whether it may start, resume or start over
+    ray_session.py  starting or joining Ray
+    driver.py       run_sweep: the phases, the MLflow parent run, the summary
+    trainable.py    train_trial: what runs in a trial's worker
+
+Importing this package imports nothing else; driver.py imports Ray and MLflow.
+"""

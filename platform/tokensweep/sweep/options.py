@@ -1,0 +1,38 @@
+"""What the command line decided about a sweep (RunOptions) and how it ended (SweepOutcome)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    tracking_uri: str
+    storage: str  # absolute path or URI of Tune's storage root
+    address: str | None = None  # None: $RAY_ADDRESS if set, else a new local Ray; "local": always new
+    optuna_storage: str | None = None
+    resume: bool = False
+    fresh: bool = False
+    command: str = ""
+    verbose: int = 0  # 0: tokensweep's own compact progress; 1-3: Tune's tables as well
+    num_cpus: int | None = None  # local Ray only
+
+    def tune_path(self, name: str) -> str:
+        return self.storage.rstrip("/") + "/" + name
+
+
+@dataclasses.dataclass
+class TrialOutcome:
+    name: str
+    status: str  # Tune's: TERMINATED | ERROR | RUNNING | PENDING | PAUSED
+    metrics: dict
+
+
+@dataclasses.dataclass
+class SweepOutcome:
+    exit_code: int
+    parent_run_id: str | None
+    tune_path: str
+    trials: list[TrialOutcome]
+    timings: dict
+    tracking_errors: int = 0

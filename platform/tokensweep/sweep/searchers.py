@@ -1,0 +1,100 @@
+"""How Tune picks the next trial: the grid's variants in order, or Optuna; and when it stops one (ASHA)."""
+
+from __future__ import annotations
+
+import json
+
+from ray.tune.search import Searcher
+
+from tokensweep.spec import SweepSpec
+
+
+class GridSearcher(Searcher):
+    """The grid's trials in order, each config carrying only its own values.
+
+    Tune's own `grid_search` puts every variant into the spec it deep-copies for every grid point,
+    which is quadratic in the grid's size; a searcher hands out one config at a time. Its saved state
+    is where it got to (the configs themselves come back with the pickled Tuner on --resume).
+    """
+
+    def __init__(self, configs: list[dict]):
+        super().__init__()
+        self._configs = configs
+        self._next = 0
+
+    def suggest(self, trial_id: str):
+        if self._next >= len(self._configs):
+            return Searcher.FINISHED
+        config = self._configs[self._next]
+        self._next += 1
+        return config
+
+    def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
+        pass  # a grid learns nothing from results
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "w") as f:
+            json.dump({"next": self._next}, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path) as f:
+            self._next = int(json.load(f)["next"])
+
+
+class OptunaSpace:
+    """Define-by-run space for OptunaSearch: suggests each param and records the Optuna trial number."""
+
+    def __init__(self, params):
+        self.params = tuple(params)
+
+    def __call__(self, trial):
+        for p in self.params:
+            if p.kind == "choice":
+                trial.suggest_categorical(p.key, list(p.choices))
+            elif p.kind == "int":
+                trial.suggest_int(p.key, int(p.low), int(p.high), step=int(p.step or 1), log=p.log)
+            else:
+                trial.suggest_float(p.key, float(p.low), float(p.high), step=p.step, log=p.log)
+        return {"optuna_trial_number": trial.number}
+
+
+def optuna_searcher(spec: SweepSpec, storage_url: str):
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    connect = {"connect_args": {"timeout": 30}} if storage_url.startswith("sqlite") else None
+    storage = optuna.storages.RDBStorage(storage_url, engine_kwargs=connect)
+    metrics = [m for m, _ in spec.objectives]
+    modes = [mode for _, mode in spec.objectives]
+    return OptunaSearch(
+        space=OptunaSpace(spec.params),
+        metric=metrics if len(metrics) > 1 else metrics[0],
+        mode=modes if len(modes) > 1 else modes[0],
+        sampler=optuna.samplers.TPESampler(seed=spec.seed),
+        study_name=spec.name,
+        storage=storage,
+    )
+
+
+def delete_optuna_study(storage_url: str, name: str) -> None:
+    import optuna
+
+    try:
+        optuna.delete_study(study_name=name, storage=storage_url)
+    except KeyError:
+        pass
+
+
+def asha_scheduler(spec: SweepSpec):
+    if spec.scheduler != "asha":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(
+        time_attr="epoch",
+        metric=spec.scheduler_metric,
+        mode=spec.scheduler_mode,
+        max_t=spec.max_t,
+        grace_period=spec.grace_period,
+        reduction_factor=spec.reduction_factor,
+    )

@@ -1,0 +1,113 @@
+"""PendingWrites: tracking writes kept in order while the store is unreachable, replayed when it answers."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import sys
+import time
+
+from tokensweep.tracking.store import is_unavailable, one_line, why_unreachable
+
+log = logging.getLogger(__name__)
+
+
+class PendingWrites:
+    """Tracking writes, in order, that wait while the store is unreachable; replayed when it answers.
+
+    `submit(what, fn, *args)` calls fn at once when nothing is waiting. If the store cannot be reached
+    (`is_unavailable`), the write waits in a FIFO, and so does every later one - never reordered, so a
+    run is not marked FINISHED before its last metrics arrive. Later submits (and `poke`, called on
+    every Tune step) replay the queue, at most once per `retry_every_s`, so a dead server costs one
+    quick failed request every few seconds rather than blocking. `drain` waits for the queue to empty
+    at the end of a sweep; what it cannot deliver is counted in `lost` and reported, never dropped
+    silently. Any other error (a bug, a refused value) is counted in `failed`, logged, and skipped.
+    """
+
+    def __init__(self, label: str = "MLflow", retry_every_s: float = 3.0, clock=time.monotonic, sleep=time.sleep):
+        self.label = label
+        self.retry_every_s = retry_every_s
+        self.clock, self.sleep = clock, sleep
+        self.queue: collections.deque = collections.deque()
+        self.failed = 0  # writes that raised something other than "unreachable"
+        self.lost = 0  # writes still waiting when drain gave up
+        self.delivered_late = 0  # writes that waited, then arrived
+        self.outages = 0
+        self._next_try = 0.0
+
+    @property
+    def waiting(self) -> int:
+        return len(self.queue)
+
+    def submit(self, what: str, fn, *args) -> None:
+        self.queue.append((what, fn, args))
+        if len(self.queue) == 1:
+            self._run_queue()
+        else:
+            self.poke()
+
+    def poke(self) -> None:
+        """Replay waiting writes if the last try was long enough ago."""
+        if self.queue and self.clock() >= self._next_try:
+            self._run_queue()
+
+    def _run_queue(self) -> bool:
+        """Deliver waiting writes in order; stop at the first that finds the store unreachable."""
+        was_waiting = self._next_try > 0  # an outage began: what is delivered now arrives late
+        while self.queue:
+            what, fn, args = self.queue[0]
+            try:
+                fn(*args)
+            except Exception as err:
+                if is_unavailable(err):
+                    if self._next_try == 0:
+                        self.outages += 1
+                        print(
+                            f"tokensweep run: note: {self.label} is unreachable ({why_unreachable(err)}); keeping its "
+                            f"writes in order and retrying every {self.retry_every_s:g}s",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                    self._next_try = self.clock() + self.retry_every_s
+                    return False
+                self.failed += 1
+                log.error("MLflow logging failed (%s); the sweep goes on: %s", what, one_line(err))
+                log.debug("MLflow logging failure", exc_info=True)
+            else:
+                if was_waiting:
+                    self.delivered_late += 1
+            self.queue.popleft()
+        if self._next_try > 0:
+            print(f"tokensweep run: note: {self.label} answers again; every waiting write delivered", file=sys.stderr, flush=True)
+            self._next_try = 0.0
+        return True
+
+    def drain(self, timeout_s: float) -> int:
+        """Replay until the queue is empty or `timeout_s` passed; return (and count in `lost`) what is left."""
+        if not self.queue:
+            return 0
+        deadline = self.clock() + timeout_s
+        print(
+            f"tokensweep run: note: waiting up to {timeout_s:g}s for {self.label} to deliver "
+            f"{len(self.queue)} write(s)",
+            file=sys.stderr,
+            flush=True,
+        )
+        while self.queue:
+            self.poke()
+            if not self.queue or self.clock() >= deadline:
+                break
+            self.sleep(min(self.retry_every_s, max(0.0, deadline - self.clock()), 1.0))
+        left = len(self.queue)
+        if left:
+            self.lost += left
+            whats = collections.Counter(what for what, _, _ in self.queue)
+            summary = ", ".join(f"{n} x {what}" for what, n in whats.items())
+            print(
+                f"tokensweep run: error: {self.label} stayed unreachable; {left} write(s) were not recorded "
+                f"({summary}): those runs are incomplete",
+                file=sys.stderr,
+                flush=True,
+            )
+            self.queue.clear()
+        return left

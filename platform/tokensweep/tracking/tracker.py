@@ -1,0 +1,221 @@
+"""SweepTracker: the one writer of a sweep's MLflow runs, from the driver.
+
+One experiment per sweep name, one parent run per sweep, one child run per trial. All of it is
+written from the sweep's driver process, for three reasons:
+- one writer: a sqlite store sees its writes one at a time instead of 2-8 trial processes racing
+  for its lock ("database is locked"); what still contends (system-metric samples written by the
+  trials themselves, another sweep) goes through `retry`;
+- the driver sees every way a trial ends, including a worker process that dies, so no child run
+  is left RUNNING;
+- a sqlite file on the head node works even when trials run on other nodes.
+Child runs are found by their `trial_id` tag (Tune's trial id, stable across `Tuner.restore`)
+before one is created, so a resumed sweep never makes a second run for a trial.
+
+Imports MLflow at import time: import it only once a spec has been validated.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+
+import vocab
+from tokensweep.tracking import tags as T
+from tokensweep.tracking.git import git_commit
+from tokensweep.tracking.store import RetryingClient, quote
+from tokensweep.tracking.uris import sqlite_path
+
+# A metric every epoch's report carries: its history tells which epochs a run already has.
+STEP_METRIC = "epoch_time_s"
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def tag_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def split_result(result: dict) -> tuple[dict[str, float], dict[str, str]]:
+    """A trial's report -> (metrics, tags): vocab's tags and other text become tags, numbers metrics."""
+    metrics, tags = {}, {}
+    for key, value in result.items():
+        if value is None or key.startswith("_") or "/" in key:
+            continue
+        if key in vocab.TAGS or isinstance(value, (str, bool)):
+            tags[key] = tag_value(value)
+        elif isinstance(value, (int, float)) and math.isfinite(value):
+            metrics[key] = float(value)
+    return metrics, tags
+
+
+class SweepTracker:
+    """Driver-side writer of one sweep's MLflow runs: every write of the platform goes through it."""
+
+    def __init__(self, tracking_uri: str, sweep_name: str):
+        self.tracking_uri = tracking_uri
+        self.sweep_name = sweep_name
+        self.client = RetryingClient(tracking_uri)
+        self.experiment_id: str | None = None
+        self.parent_run_id: str | None = None
+        self.resumed_parent = False  # start_parent(resume=True) found the sweep's parent run
+        self._children: dict[str, str] = {}  # tune trial id -> run id
+        self._last_step: dict[str, int] = {}  # run id -> the last epoch (step) logged to it
+
+    # --- any run ---
+    def tag(self, run_id: str, **tags) -> None:
+        """Set tags (values as MLflow shows them: true/false, numbers as text) in one request."""
+        if tags:
+            self.client.log_batch(run_id, tags=[RunTag(k, tag_value(v)) for k, v in tags.items()])
+
+    def tags_of(self, run_id: str) -> dict[str, str]:
+        return self.client.get_run(run_id).data.tags
+
+    # --- experiment and parent ---
+    def ensure_experiment(self) -> str:
+        exp = self.client.get_experiment_by_name(self.sweep_name)
+        if exp is None:
+            kwargs = {}
+            db = sqlite_path(self.tracking_uri)
+            if db:  # artifacts beside the database, not wherever the first run happened to start
+                kwargs["artifact_location"] = Path(Path(db).parent, "mlartifacts", self.sweep_name).as_uri()
+            try:
+                self.experiment_id = self.client.create_experiment(self.sweep_name, tags={T.SWEEP: self.sweep_name}, **kwargs)
+            except MlflowException:  # created meanwhile by a concurrent process
+                self.experiment_id = self.client.get_experiment_by_name(self.sweep_name).experiment_id
+        else:
+            if exp.lifecycle_stage != "active":
+                self.client.restore_experiment(exp.experiment_id)
+            self.experiment_id = exp.experiment_id
+        return self.experiment_id
+
+    def find_parent(self, tune_path: str) -> str | None:
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{T.ROLE}` = 'sweep' and tags.`{T.TUNE_PATH}` = {quote(tune_path)}",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        return runs[0].info.run_id if runs else None
+
+    def start_parent(self, *, tune_path: str, command: str, tags: dict, spec_text: str, spec_name: str,
+                     resolved: dict, resume: bool = False) -> str:  # fmt: skip
+        """The sweep's parent run: found again on --resume (set RUNNING, its resume counted), else a new one."""
+        self.ensure_experiment()
+        run_id = self.find_parent(tune_path) if resume else None
+        if run_id is not None:
+            self.parent_run_id, self.resumed_parent = run_id, True
+            self.client.update_run(run_id, status="RUNNING")
+            resumes = int(self.tags_of(run_id).get(T.RESUMES, "0")) + 1
+            self.tag(run_id, **{T.RESUMES: resumes, T.RESUME_COMMAND: command[:5000]})
+            return run_id
+        self._close_stale_parents(tune_path)
+        all_tags = {T.ROLE: "sweep", T.TUNE_PATH: tune_path, T.COMMAND: command[:5000], T.SWEEP: self.sweep_name, **tags}
+        commit = git_commit()
+        if commit:
+            all_tags[T.GIT_COMMIT] = commit.removesuffix("-dirty")
+            all_tags[T.DIRTY_COMMIT] = commit  # "-dirty": uncommitted changes to tracked files
+        run = self.client.create_run(self.experiment_id, tags={k: tag_value(v) for k, v in all_tags.items()},
+                                     run_name=self.sweep_name)  # fmt: skip
+        self.parent_run_id = run.info.run_id
+        self.client.log_text(self.parent_run_id, spec_text, f"spec/{Path(spec_name).name or 'spec.toml'}")
+        self.client.log_dict(self.parent_run_id, resolved, "spec/resolved.json")
+        return self.parent_run_id
+
+    def _close_stale_parents(self, tune_path: str) -> None:
+        """A sweep started over (--fresh, or a driver killed before Tune saved any state) leaves its
+        old parent and children RUNNING: mark them KILLED."""
+        stale = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{T.ROLE}` = 'sweep' and tags.`{T.TUNE_PATH}` = {quote(tune_path)} "
+            "and attributes.status = 'RUNNING'",
+            max_results=1000,
+        )
+        for run in stale:
+            self.parent_run_id = run.info.run_id
+            self.close_running_children("KILLED")
+            self.client.set_terminated(run.info.run_id, status="KILLED")
+        self.parent_run_id = None
+
+    def end_parent(self, status: str, tags: dict | None = None) -> None:
+        if self.parent_run_id is None:
+            return
+        self.tag(self.parent_run_id, **(tags or {}))
+        self.client.set_terminated(self.parent_run_id, status=status)
+
+    # --- children ---
+    def find_child(self, trial_id: str) -> str | None:
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{T.TRIAL_ID}` = {quote(trial_id)} and tags.`{T.PARENT}` = {quote(self.parent_run_id)}",
+            max_results=2,
+        )
+        return runs[0].info.run_id if runs else None
+
+    def start_child(self, trial_id: str, name: str, params: dict, tags: dict) -> str:
+        """The trial's run: the existing one (set RUNNING again) or a new one with params logged."""
+        run_id = self._children.get(trial_id) or self.find_child(trial_id)
+        if run_id is not None:
+            self._children[trial_id] = run_id
+            run = self.client.get_run(run_id)
+            if run.info.status != "RUNNING":  # a resumed (or retried-on-resume) trial
+                reason = run.data.tags.get(T.FAILURE_REASON)
+                if reason:
+                    self.client.delete_tag(run_id, T.FAILURE_REASON)
+                    self.tag(run_id, **{T.PREVIOUS_FAILURE: reason})
+                self.client.update_run(run_id, status="RUNNING")
+            return run_id
+        all_tags = {T.PARENT: self.parent_run_id, T.ROLE: "trial", T.TRIAL_ID: trial_id, **tags}
+        run = self.client.create_run(self.experiment_id, tags={k: tag_value(v) for k, v in all_tags.items()}, run_name=name)
+        run_id = run.info.run_id
+        self._children[trial_id] = run_id
+        self._last_step[run_id] = 0
+        if params:
+            self.client.log_batch(run_id, params=[Param(k, tag_value(v)) for k, v in params.items()])
+        return run_id
+
+    def child_id(self, trial_id: str) -> str | None:
+        return self._children.get(trial_id) or self.find_child(trial_id)
+
+    def last_logged_step(self, run_id: str) -> int:
+        """The last epoch logged to a trial's run (0: none); read from MLflow once for a reused run."""
+        if run_id not in self._last_step:
+            history = self.client.get_metric_history(run_id, STEP_METRIC)
+            self._last_step[run_id] = max((m.step for m in history), default=0)
+        return self._last_step[run_id]
+
+    def log_result(self, run_id: str, result: dict, step: int) -> None:
+        metrics, tags = split_result(result)
+        ts = _now_ms()
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(k, v, ts, step) for k, v in metrics.items()],
+            tags=[RunTag(k, v) for k, v in tags.items()],
+        )
+        if STEP_METRIC in metrics:
+            self._last_step[run_id] = max(step, self._last_step.get(run_id, 0))
+
+    def end_child(self, run_id: str, status: str, reason: str | None = None) -> None:
+        if reason:
+            self.tag(run_id, **{T.FAILURE_REASON: reason[:5000]})
+        self.client.set_terminated(run_id, status=status)
+
+    def close_running_children(self, status: str = "KILLED") -> int:
+        """Mark every child of the parent still RUNNING (its trial did not end) as `status`."""
+        if self.parent_run_id is None:
+            return 0
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{T.PARENT}` = {quote(self.parent_run_id)} and attributes.status = 'RUNNING'",
+            max_results=10_000,
+        )
+        for run in runs:
+            self.client.set_terminated(run.info.run_id, status=status)
+        return len(runs)

@@ -1,0 +1,184 @@
+"""MlflowTrialLogger: a Tune callback on the driver that turns every trial event into SweepTracker writes.
+
+Every write goes through `PendingWrites`: while the tracking server is unreachable, writes wait in
+order and are replayed when it answers again (and at the end of the sweep, `drain`), so an outage
+delays records but loses none; what cannot be delivered in the end is counted, not dropped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+
+from ray import tune
+
+from tokensweep.sweep.space import TrialPayload
+from tokensweep.tracking import tags as T
+from tokensweep.tracking.outage import PendingWrites
+from tokensweep.tracking.tracker import SweepTracker
+from tokensweep.tracking.uris import redact
+
+log = logging.getLogger(__name__)
+
+# Tune's own bookkeeping in every result: never logged.
+TUNE_KEYS = frozenset(
+    {
+        "training_iteration", "time_total_s", "time_this_iter_s", "time_since_restore", "timesteps_total",
+        "timesteps_this_iter", "timesteps_since_restore", "episodes_total", "episodes_this_iter",
+        "iterations_since_restore", "timestamp", "date", "done", "trial_id", "experiment_tag", "node_ip",
+        "hostname", "pid", "config", "checkpoint_dir_name", "should_checkpoint", "__duplicate__", "__trial_info__",
+        "epoch",  # the step, not a metric
+    }
+)  # fmt: skip
+
+# (params, tags) of a trial's run from what Tune carries: the driver knows them without building it again
+Describe = Callable[[TrialPayload], tuple[dict, dict]]
+
+
+def failure_reason(trial) -> str:
+    """One line: the exception that ended the trial, e.g. 'NonFiniteLoss: non-finite training loss ...'."""
+    exc = _pickled_error(trial)
+    seen = set()
+    while exc is not None and id(exc) not in seen:  # the user's exception, not Ray's wrappers around it
+        seen.add(id(exc))
+        inner = getattr(exc, "cause", None)
+        if inner is None or inner is exc:
+            inner = exc.__cause__
+        if inner is None:
+            break
+        exc = inner
+    if exc is not None:
+        first = next((line for line in str(exc).strip().splitlines() if line.strip()), "")
+        return f"{type(exc).__name__}: {first}"[:1000]
+    lines = [line for line in _error_text(trial).splitlines() if line.strip()]
+    return (lines[-1] if lines else "trial failed (no error recorded)")[:1000]
+
+
+def _pickled_error(trial):
+    # the driver's own copy first: get_pickled_error() reads storage, which is synced later - at
+    # on_trial_recover time it still holds no error (or the previous one)
+    try:
+        local = getattr(trial, "pickled_error_file", None)
+        if local and os.path.isfile(local):
+            import cloudpickle
+
+            with open(local, "rb") as f:
+                return cloudpickle.load(f)
+        return trial.get_pickled_error()
+    except Exception:
+        return None
+
+
+def _error_text(trial) -> str:
+    try:
+        local = getattr(trial, "error_file", None)
+        if local and os.path.isfile(local):
+            with open(local) as f:
+                return f.read()
+        return str(trial.get_error() or "")
+    except Exception:
+        return ""
+
+
+class MlflowTrialLogger(tune.Callback):
+    """Picklable (Tune saves it with the experiment, and a Ray Client sweep runs it on the cluster):
+    its tracker and write queue are made on first use, in the process that runs it."""
+
+    def __init__(self, tracking_uri: str, sweep_name: str, experiment_id: str, parent_run_id: str, describe: Describe):
+        self.tracking_uri, self.sweep_name = tracking_uri, sweep_name
+        self.experiment_id, self.parent_run_id = experiment_id, parent_run_id
+        self.describe = describe
+        self._tracker = self._pending = None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_tracker": None, "_pending": None}  # no clients, no connections
+
+    @property
+    def tracker(self) -> SweepTracker:
+        if self._tracker is None:
+            self._tracker = SweepTracker(self.tracking_uri, self.sweep_name)
+            self._tracker.experiment_id, self._tracker.parent_run_id = self.experiment_id, self.parent_run_id
+        return self._tracker
+
+    @property
+    def pending(self) -> PendingWrites:
+        if self._pending is None:
+            self._pending = PendingWrites(f"MLflow at {redact(self.tracking_uri)}")
+        return self._pending
+
+    @property
+    def errors(self) -> int:
+        """MLflow writes that failed or were never delivered."""
+        return self.pending.failed + self.pending.lost
+
+    def drain(self, timeout_s: float) -> int:
+        return self.pending.drain(timeout_s)
+
+    def _submit(self, what: str, fn, *args) -> None:
+        self.pending.submit(what, fn, *args)
+
+    def on_step_end(self, iteration, trials, **info):
+        self.pending.poke()  # replay waiting writes even while no trial reports
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._submit("start trial run", self._start, trial)
+
+    def _start(self, trial) -> None:
+        params, tags = self.describe(TrialPayload.decode(trial.config))
+        self.tracker.start_child(trial.trial_id, str(trial), params, {T.SWEEP: self.sweep_name, **tags})
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self._submit("log result", self._result, trial, dict(result))  # a copy: it may be replayed later
+
+    def _result(self, trial, result) -> None:
+        run_id = self.tracker.child_id(trial.trial_id)
+        if run_id is None:
+            self._start(trial)
+            run_id = self.tracker.child_id(trial.trial_id)
+        step = int(result.get("epoch") or result.get("training_iteration") or 0)
+        # A trial restarted from a checkpoint older than its last logged epoch reports those epochs
+        # again: a worker killed after reporting an epoch but before Tune registered its checkpoint,
+        # or a driver killed between two experiment snapshots (--resume). Each epoch is logged once.
+        if step <= self.tracker.last_logged_step(run_id):
+            log.info("trial %s: epoch %d is already in MLflow (run %s); not logged again", trial, step, run_id)
+            return
+        self.tracker.log_result(run_id, {k: v for k, v in result.items() if k not in TUNE_KEYS}, step)
+
+    def on_trial_save(self, iteration, trials, trial, **info):
+        checkpoint = trial.latest_checkpoint_result
+        epoch = (checkpoint.metrics or {}).get("epoch") if checkpoint is not None else None
+        if epoch is not None:
+            self._submit("note checkpoint", self._tag, trial, {T.CHECKPOINT_EPOCH: epoch})
+
+    def _tag(self, trial, tags: dict) -> None:
+        run_id = self.tracker.child_id(trial.trial_id)
+        if run_id is not None:
+            self.tracker.tag(run_id, **tags)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._submit("finish trial run", self._complete, trial, dict(trial.last_result or {}))
+
+    def _complete(self, trial, last: dict) -> None:
+        run_id = self.tracker.child_id(trial.trial_id)
+        if run_id is None:
+            return
+        epochs = TrialPayload.decode(trial.config).values.get("epochs")
+        epoch = last.get("epoch")
+        if isinstance(epoch, int) and isinstance(epochs, int) and epoch < epochs:
+            # stopped by the scheduler (ASHA): a finished run without the final measurements
+            self.tracker.tag(run_id, **{T.STOPPED_EARLY: True, T.STOPPED_AT_EPOCH: epoch})
+        self.tracker.end_child(run_id, "FINISHED")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._submit("fail trial run", self._end, trial, "FAILED", failure_reason(trial))
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        # read now: a write replayed after an outage would see the trial's later state
+        tags = {T.RETRIES: trial.num_failures, T.LAST_FAILURE: failure_reason(trial)}
+        self._submit("note retry", self._tag, trial, tags)
+
+    def _end(self, trial, status: str, reason: str | None) -> None:
+        run_id = self.tracker.child_id(trial.trial_id)
+        if run_id is not None:
+            self.tracker.end_child(run_id, status, reason)
