@@ -125,16 +125,9 @@ def test_resume_after_driver_is_killed(tmp_path, ray_head):
 
 
 def test_optuna_channels_search_with_tiny_budget(tmp_path, ray_head):
-    # 2 epochs: the objectives are only in the last of several reports (Tune's strict metric check)
-    tiny = [
-        "trial.dataset=tiny", "trial.model=vit_tiny_supertoken", "trial.epochs=2", "trial.batch_size=64",
-        "trial.workers=0", "trial.randaugment=false", "trial.mixup=0", "trial.cutmix=0", "trial.random_erasing=0",
-        "trial.warmup_epochs=0", "trial.bench_steps=3", "trial.bench_batch=16",
-        "search.num_samples=3", "resources.gpus=0", "resources.cpus=1",
-    ]  # fmt: skip
-    args = ["run", SWEEPS / "channels-optuna.toml", "--address", ray_head.address, "--quiet"]
-    for item in tiny:
-        args += ["--set", item]
+    # the shipped spec shrunk (--smoke: tiny data and backbone, 3 trials, 1 CPU); 2 epochs: the objectives
+    # are only in the last of several reports (Tune's strict metric check)
+    args = ["run", SWEEPS / "channels-optuna.toml", "--smoke", "--set", "trial.epochs=2", "--address", ray_head.address, "--quiet"]
     proc = run_cli(args, cwd=tmp_path, env=ray_head.env, timeout=600, check_rc=0)
     _report_time(proc.stdout, "optuna")
 

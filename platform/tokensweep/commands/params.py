@@ -36,11 +36,14 @@ def model_for(row) -> tuple[str, dict]:
 
 
 def count(name: str, embed_only: bool = False, **overrides) -> int:
-    from trials import create_model
+    """Trainable parameters of a model, or of its embedding alone (built without the backbone)."""
+    from trials import create_model, resolve_model
     from trials.measure import count_params
+    from trials.models.factory import build_embedding
 
-    model = create_model(name, **overrides)
-    return count_params(model.embed if embed_only else model)
+    if embed_only:
+        return count_params(build_embedding(resolve_model(name, **overrides)))
+    return count_params(create_model(name, **overrides))
 
 
 def paper_rows(table, metric: str) -> list[tuple[str, float, int]]:

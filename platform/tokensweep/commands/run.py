@@ -131,6 +131,8 @@ def command_line(args) -> str:
         value = getattr(args, flag)
         if value is not None:
             parts += ["--" + flag.replace("_", "-"), str(value)]
+    for module in args.plugin:
+        parts += ["--plugin", module]
     for flag in ("resume", "fresh", "smoke"):
         if getattr(args, flag):
             parts.append("--" + flag)
@@ -181,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
     from tokensweep.spec import load_spec
     from tokensweep.tracking.uris import resolve_tracking_uri
 
-    spec = load_spec(args.spec, args.overrides, data_dir=args.data_dir, smoke=args.smoke)
+    spec = load_spec(args.spec, args.overrides, data_dir=args.data_dir, smoke=args.smoke, plugins=args.plugin)
     for note in spec.notes:
         print(f"tokensweep run: note: {note}", file=sys.stderr)
     check_data(spec)

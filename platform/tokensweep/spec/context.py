@@ -14,9 +14,10 @@ from tokensweep.spec.model import DATA_ENV
 
 
 class SpecContext:
-    def __init__(self, doc: dict, loc, text: str, source: str, overrides: tuple, set_keys: dict):
+    def __init__(self, doc: dict, loc, text: str, source: str, overrides: tuple, set_keys: dict, flag_plugins=()):
         self.doc, self.loc, self.text, self.source = doc, loc, text, source
         self.overrides = overrides
+        self.flag_plugins = tuple(flag_plugins)  # --plugin modules, loaded before the spec was read
         self.set_keys = set_keys  # dotted key -> the --set argument that set it
 
     # --- reporting ---

@@ -119,13 +119,12 @@ def merge(ctx: SpecContext, candidates: list[Candidate], platform: dict) -> list
         drop_foreign_knobs(ctx, c, registry, declared)
         ctx.require_data(c.values, c.where)
         values = with_platform(c.values, platform)
-        config = ctx.build_trial(values, c.where, c.context)
-        values = {k: v for k, v in values.items() if k not in ("embedding", "backbone")}
-        values = jsonable({**values, "model": config.model})
+        values = jsonable({**{k: v for k, v in values.items() if k not in ("embedding", "backbone")}, "model": c.model})
         fingerprint = json.dumps(values, sort_keys=True)
-        if fingerprint in seen:
+        if fingerprint in seen:  # the same trial twice (a knob dropped from an embedding without it)
             continue
         seen.add(fingerprint)
+        config = ctx.build_trial(values, c.where, c.context)
         name = c.name or auto_trial_name(values, [k for k in c.keys if k in values or k in ("embedding", "backbone")])
         unique, n = name, 2
         while unique in names:

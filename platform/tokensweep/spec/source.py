@@ -125,9 +125,10 @@ def load_spec(
     data_dir: str | None = None,
     environ: typing.Mapping[str, str] | None = None,
     smoke: bool = False,
+    plugins: typing.Sequence[str] = (),
 ) -> SweepSpec:
-    """Read, override and validate a sweep spec file."""
-    return parse_spec(read_spec_text(path), str(path), overrides, data_dir, environ, smoke)
+    """Read, override and validate a sweep spec file; `plugins`: the --plugin modules (already imported)."""
+    return parse_spec(read_spec_text(path), str(path), overrides, data_dir, environ, smoke, plugins)
 
 
 def apply_smoke(doc: dict, flag: bool) -> bool:
@@ -166,6 +167,7 @@ def parse_spec(
     data_dir: str | None = None,
     environ: typing.Mapping[str, str] | None = None,
     smoke: bool = False,
+    plugins: typing.Sequence[str] = (),
 ) -> SweepSpec:
     environ = os.environ if environ is None else environ
     try:
@@ -180,5 +182,5 @@ def parse_spec(
         data_dir, environ = None, {k: v for k, v in environ.items() if k != DATA_ENV}
     smoke = apply_smoke(doc, smoke)
     set_keys = {apply_set(doc, item): item for item in overrides}
-    ctx = SpecContext(doc, _Locator(source, text, set_keys), text, source, tuple(overrides), set_keys)
+    ctx = SpecContext(doc, _Locator(source, text, set_keys), text, source, tuple(overrides), set_keys, plugins)
     return build_spec(ctx, data_dir, environ, smoke)

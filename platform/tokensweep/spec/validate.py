@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import vocab
 from tokensweep.errors import SpecError
@@ -52,12 +53,32 @@ def build_spec(ctx: SpecContext, data_dir_flag: str | None, environ, smoke: bool
     else:
         fields.update(build_grid(ctx, base, base_where, platform_values, fields["seeds"], max_trials))
         first = fields["variants"][0].config
+    configs = [v.config for v in fields.get("variants", ())] or [first]
+    check_plugin_embeddings(configs)
     if first.device == "cuda" and fields["gpus"] == 0:
         raise ctx.err("resources.gpus", 'is 0, but trial.device = "cuda": give each trial a GPU (or device = "auto")')
     fields.update(build_scheduler(ctx, first.epochs, fields))
     fields["notes"] = (*fields.pop("grid_notes", ()), *first.notes())
     fields["resolved"] = jsonable(doc)
     return SweepSpec(**fields)
+
+
+def check_plugin_embeddings(configs) -> None:
+    """Build every user embedding once at each size the sweep uses and run an image through it: a wrong
+    token grid or width is one line now, not a failure inside every trial (built-ins are not rebuilt)."""
+    from trials.models import registered_embeddings
+
+    registry = registered_embeddings()
+    todo = {}
+    for config in configs:
+        spec = config.spec
+        if not registry[spec.embedding].builtin:
+            todo.setdefault((spec.embedding, spec.img_size, spec.backbone.dim, repr(spec.knobs)), spec)
+    if todo:
+        from trials.models.factory import check_embedding  # torch: a plugin imported it already
+
+        for spec in todo.values():
+            check_embedding(spec)
 
 
 def _sweep_section(ctx: SpecContext, sweep: dict) -> dict:
@@ -82,18 +103,20 @@ def _sweep_section(ctx: SpecContext, sweep: dict) -> dict:
 
 
 def load_plugins(ctx: SpecContext, sweep: dict) -> tuple[str, ...]:
-    """[sweep] plugins: import each module now, so its embeddings and knobs validate like the built-ins."""
-    from trials import PluginError, load_plugin
+    """[sweep] plugins (and --plugin): import each module now, so its embeddings and knobs validate
+    like the built-ins; a module may sit beside the spec."""
+    from tokensweep.plugins import load_plugins as load
+    from trials import PluginError
 
     plugins = sweep.get("plugins", [])
     if not (isinstance(plugins, list) and all(isinstance(p, str) and p for p in plugins)):
         raise ctx.err("sweep.plugins", f'must be a list of module names, e.g. ["my_embeddings"], got {plugins!r}')
-    for module in plugins:
-        try:
-            load_plugin(module)
-        except PluginError as err:
-            raise ctx.err("sweep.plugins", str(err)) from None
-    return tuple(plugins)
+    beside = (str(Path(ctx.source).resolve().parent),) if ctx.source != "<string>" else ()
+    try:
+        load(plugins, beside)
+    except PluginError as err:
+        raise ctx.err("sweep.plugins", str(err)) from None
+    return tuple(dict.fromkeys([*ctx.flag_plugins, *plugins]))
 
 
 def _resources(ctx: SpecContext) -> dict:

@@ -23,6 +23,7 @@ import time
 import ray
 from ray import tune
 
+from tokensweep.plugins import export_plugin_roots
 from tokensweep.spec import SweepSpec
 from tokensweep.sweep import ray_session, searchers, storage
 from tokensweep.sweep.options import RunOptions, SweepOutcome, TrialOutcome
@@ -50,6 +51,8 @@ def run_sweep(spec: SweepSpec, options: RunOptions, timings: dict | None = None)
         if optuna_url:
             searchers.delete_optuna_study(optuna_url, spec.name)
     configure_tune(spec)
+    if ray_session.starts_local_ray(options):
+        export_plugin_roots(spec.plugins)  # its workers import the user's embeddings as this process did
     options = dataclasses.replace(options, tracking_uri=credentials_to_environment(options.tracking_uri))
     with timed(timings, "ray_start_s"):  # a new local Ray, or connecting
         # A new local Ray can only fail by crashing, and its GPU check cannot refuse gpus = 0 or "auto":
