@@ -8,8 +8,8 @@ MLflow server; nothing else), and two 1-CPU Ray nodes (`ray.cluster_utils.Cluste
 
 The smoke sweep (4 one-CPU trials, so two run at a time, one per node) runs with
 `--storage s3://BUCKET/ray_results --tracking-uri http://127.0.0.1:PORT`, and:
-  1. once a trial has FINISHED and another has a checkpoint (epoch 1 <= k <= EPOCHS - 2) that Tune
-     has had time to snapshot (it snapshots every 2 s), the driver is SIGKILLed;
+  1. once Tune's saved state in the bucket (what --resume starts from) holds a finished trial and a
+     running one with a checkpoint, and MLflow shows that one has epochs to go, the driver is SIGKILLed;
   2. `--resume`: once a resumed trial logs a new epoch, the MLflow server is stopped, kept down until
      the sweep has gone on without it (a new checkpoint in the bucket, the driver saying the server is
      unreachable), then started again on the same port and database.
@@ -35,8 +35,8 @@ pytestmark = pytest.mark.slow
 BUCKET = "tokensweep-sweeps"
 EPOCHS = 5
 SMOKE = SWEEPS / "smoke.toml"
-OVERRIDES = [f"trial.epochs={EPOCHS}", "trial.tiny_train_per_class=100", "trial.tiny_val_per_class=20"]
-SNAPSHOT_MARGIN_S = 4.0  # Tune snapshots its experiment state every 2 s (TUNE_GLOBAL_CHECKPOINT_S): twice that
+# 200 images per class (smoke's default): epochs of a few seconds, so a trial is caught half-way
+OVERRIDES = [f"trial.epochs={EPOCHS}", "trial.tiny_val_per_class=20"]
 
 
 def _mlflow(server):
@@ -65,28 +65,45 @@ def _checkpoint_keys(s3, bucket: str) -> set[str]:
     return {k.rsplit("/", 1)[0] for k in s3.keys(bucket, "ray_results/smoke/") if "/checkpoint_" in k}
 
 
-class KillPoint:
-    """When to SIGKILL the driver: a trial FINISHED and another RUNNING with a checkpoint in the middle
-    of its epochs, both seen for SNAPSHOT_MARGIN_S (so Tune's saved state holds them)."""
+def _saved_trials(s3) -> dict:
+    """trial_id -> (status, epoch of its latest checkpoint or 0) in Tune's experiment state in the bucket:
+    what `--resume` starts from (Tune snapshots it every 2 s, so it may lag what MLflow shows)."""
+    import pyarrow.fs
+    from ray.tune import ExperimentAnalysis
 
-    def __init__(self):
-        self.finished_at = None
-        self.midway_since = {}  # trial_id -> when first seen with a mid-sweep checkpoint
+    env = s3.env
+    fs = pyarrow.fs.S3FileSystem(
+        access_key=env["AWS_ACCESS_KEY_ID"], secret_key=env["AWS_SECRET_ACCESS_KEY"], region=env["AWS_DEFAULT_REGION"],
+        endpoint_override=s3.url,
+    )  # fmt: skip
+    try:
+        trials = ExperimentAnalysis(f"{BUCKET}/ray_results/smoke", storage_filesystem=fs).trials
+    except Exception:  # not written yet
+        return {}
+    saved = {}
+    for trial in trials:
+        latest = trial.run_metadata.checkpoint_manager.latest_checkpoint_result
+        saved[trial.trial_id] = (trial.status, (latest.metrics or {}).get("epoch", 0) if latest else 0)
+    return saved
 
-    def __call__(self, server):
-        now = time.monotonic()
-        children = _children(server)
-        if self.finished_at is None and any(c.info.status == "FINISHED" for c in children):
-            self.finished_at = now
-        midway = {}
-        for c in children:
-            epoch = int(c.data.tags.get("tokensweep.checkpoint_epoch", 0))
-            if c.info.status == "RUNNING" and 1 <= epoch <= EPOCHS - 2:  # >= 1 epoch of margin before its end
-                midway[c.data.tags["trial_id"]] = self.midway_since.get(c.data.tags["trial_id"], now)
-        self.midway_since = midway
-        ready = self.finished_at is not None and now - self.finished_at >= SNAPSHOT_MARGIN_S
-        settled = [t for t, since in midway.items() if now - since >= SNAPSHOT_MARGIN_S]
-        return settled if ready and settled else None
+
+def _kill_point(server, s3):
+    """(trial_id, checkpoint epoch) once Tune's saved state holds a finished trial and a running one with a
+    checkpoint, while MLflow shows that one still has epochs to go (so the resume has work left)."""
+    children = _children(server)
+    finished = any(c.info.status == "FINISHED" for c in children)
+    running = {
+        c.data.tags["trial_id"] for c in children
+        if c.info.status == "RUNNING" and 1 <= int(c.data.tags.get("tokensweep.checkpoint_epoch", 0)) <= EPOCHS - 1
+    }  # fmt: skip
+    if not (finished and running):
+        return None  # cheap check first: reading Tune's state costs more
+    saved = _saved_trials(s3)
+    if not any(status == "TERMINATED" for status, _ in saved.values()):
+        return None
+    # a running trial is saved as PENDING (to be started again on restore)
+    midway = [(t, epoch) for t, (status, epoch) in saved.items() if t in running and status == "PENDING" and epoch >= 1]
+    return midway[0] if midway else None
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +116,9 @@ def stack(tmp_path_factory, postgres, s3_server, ray_token_env):
     cluster = None
     try:
         env = {**ray_token_env, **s3_server.env}  # the S3 settings on every node and for the driver
-        cluster, info = _start_two_nodes(root, env)
-        server.start()
+        cluster = _launch_two_nodes(root, env)
+        server.start()  # while the nodes start
+        info = _two_nodes_info(root, cluster)
         services = {"postgres": postgres.proc.pid, "mlflow server": server.proc.pid, "moto": s3_server.proc.pid}
         yield from _run_scenario(root, env, server, s3_server, info, services)
     finally:
@@ -109,23 +127,25 @@ def stack(tmp_path_factory, postgres, s3_server, ray_token_env):
             _stop_two_nodes(cluster)
 
 
-def _start_two_nodes(root, env):
+def _launch_two_nodes(root, env) -> subprocess.Popen:
     helper = Path(__file__).parents[1] / "two_node_cluster.py"
-    log = open(root / "cluster.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, str(helper)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-        text=True, start_new_session=True,
-    )  # fmt: skip
-    log.close()
+    with open(root / "cluster.log", "w") as log:
+        return subprocess.Popen(
+            [sys.executable, str(helper)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+            text=True, start_new_session=True,
+        )  # fmt: skip
+
+
+def _two_nodes_info(root, proc) -> dict:
+    """ADDRESS, HEAD and WORKER, once both nodes are up."""
     info = {}
-    while len(info) < 3:  # ADDRESS, HEAD, WORKER
+    while len(info) < 3:
         line = proc.stdout.readline()
         if not line:
-            _stop_two_nodes(proc)
             raise AssertionError("the two-node cluster did not start:\n" + (root / "cluster.log").read_text()[-3000:])
         key, _, value = line.strip().partition(" ")
         info[key] = value
-    return proc, info
+    return info
 
 
 def _stop_two_nodes(proc):
@@ -148,8 +168,7 @@ def _run_scenario(root, env, server, s3, info, services):
     first, first_log = start_cli(args, root, env, "first.log")
     try:
         alive = lambda: first.poll() is None  # noqa: E731
-        kill_point = KillPoint()
-        midway = wait_for(lambda: kill_point(server), 400, "a finished trial and one half-way", interval=0.5, alive=alive)
+        midway = wait_for(lambda: _kill_point(server, s3), 400, "a finished trial and one half-way", interval=0.5, alive=alive)
         sockets = _sockets(services)  # everything running, trials on both nodes
         os.kill(first.pid, signal.SIGKILL)  # the driver only; Ray ends its trial actors
         first.wait(timeout=30)
@@ -157,7 +176,7 @@ def _run_scenario(root, env, server, s3, info, services):
         stop_process_group(first)
     killed_at = time.monotonic()
     before = {c.data.tags["trial_id"]: c for c in _children(server)}
-    assert midway[0] in before and before[midway[0]].info.status == "RUNNING"
+    assert before[midway[0]].info.status == "RUNNING"
 
     second, second_log = start_cli(args + ["--resume"], root, env, "resume.log")
     timeline = {}
@@ -185,7 +204,7 @@ def _run_scenario(root, env, server, s3, info, services):
         f"resumed sweep ended {timeline['end'] - killed_at:.1f}s after the kill"
     )
     yield dict(
-        root=root, env=env, args=args, sockets=sockets, server=server, s3=s3, info=info, midway=midway[0], before=before,
+        root=root, env=env, args=args, sockets=sockets, server=server, s3=s3, info=info, midway=midway, before=before,
         output=second_log.read_text(), first_output=first_log.read_text(), returncode=second.returncode,
     )  # fmt: skip
 
@@ -231,7 +250,7 @@ def test_every_trial_is_recorded_once_with_every_epoch(stack):
 
 
 def test_the_interrupted_trial_continued_from_its_checkpoint_in_s3(stack):
-    s3, trial_id = stack["s3"], stack["midway"]
+    s3, (trial_id, saved_epoch) = stack["s3"], stack["midway"]
     keys = s3.keys(BUCKET, "ray_results/smoke/")
     (trial_dir,) = {k.split("/")[2] for k in keys if k.split("/")[2].endswith(trial_id)}
     checkpoints = sorted({k.split("/")[3] for k in keys if k.split("/")[2] == trial_dir and k.split("/")[3].startswith("checkpoint_")})
@@ -242,9 +261,12 @@ def test_the_interrupted_trial_continued_from_its_checkpoint_in_s3(stack):
     reports = [json.loads(line) for line in lines if line.strip()]
     restarts = [r for r in reports if r.get("iterations_since_restore") == 1]
     resumed_from = restarts[-1]["epoch"] - 1
-    # at most the checkpoint MLflow had seen at the kill: Tune's snapshot may be a little older
+    # from the checkpoint in Tune's saved state when the driver was killed (or one a later snapshot saved
+    # before the kill landed), never past the last checkpoint MLflow had seen
     reached = int(stack["before"][trial_id].data.tags["tokensweep.checkpoint_epoch"])
-    assert 1 <= resumed_from <= reached, (resumed_from, reached, [(r["epoch"], r["iterations_since_restore"]) for r in reports])
+    history = [(r["epoch"], r["iterations_since_restore"]) for r in reports]
+    assert 1 <= saved_epoch <= resumed_from <= reached, (saved_epoch, resumed_from, reached, history)
+    print(f"\n[cluster stack] {trial_dir}: killed with checkpoint epoch {saved_epoch} saved, resumed after epoch {resumed_from}")
     assert reports[-1]["epoch"] == EPOCHS
     run = next(c for c in _children(stack["server"]) if c.data.tags["trial_id"] == trial_id)
     assert run.data.tags["tokensweep.checkpoint_epoch"] == str(EPOCHS)
