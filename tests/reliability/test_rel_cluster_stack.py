@@ -87,21 +87,28 @@ def _saved_trials(s3) -> dict:
     return saved
 
 
-def _kill_point(server, s3):
-    """(trial_id, checkpoint epoch) once Tune's saved state holds a finished trial and a running one with a
-    checkpoint, while MLflow shows that one still has epochs to go (so the resume has work left)."""
+def _midway_in_mlflow(server) -> set[str]:
+    """trial_ids MLflow shows RUNNING with a checkpoint and at least one epoch to go, if a trial has FINISHED."""
     children = _children(server)
-    finished = any(c.info.status == "FINISHED" for c in children)
-    running = {
+    if not any(c.info.status == "FINISHED" for c in children):
+        return set()
+    return {
         c.data.tags["trial_id"] for c in children
         if c.info.status == "RUNNING" and 1 <= int(c.data.tags.get("tokensweep.checkpoint_epoch", 0)) <= EPOCHS - 1
     }  # fmt: skip
-    if not (finished and running):
+
+
+def _kill_point(server, s3):
+    """(trial_id, checkpoint epoch) once Tune's saved state holds a finished trial and a running one with a
+    checkpoint, while MLflow shows that one still has epochs to go (so the resume has work left)."""
+    if not _midway_in_mlflow(server):
         return None  # cheap check first: reading Tune's state costs more
     saved = _saved_trials(s3)
     if not any(status == "TERMINATED" for status, _ in saved.values()):
         return None
-    # a running trial is saved as PENDING (to be started again on restore)
+    # a running trial is saved as PENDING (to be started again on restore); asked again: reading the saved
+    # state took a moment, in which the trial may have gone on to its end
+    running = _midway_in_mlflow(server)
     midway = [(t, epoch) for t, (status, epoch) in saved.items() if t in running and status == "PENDING" and epoch >= 1]
     return midway[0] if midway else None
 
@@ -161,14 +168,23 @@ def _sockets(services: dict) -> dict:
     return {name: sorted({ip for ip, *_ in listening_sockets(p.pid for p in tree(pid))}) for name, pid in services.items()}
 
 
+def _wait(predicate, timeout, what, proc, log):
+    """wait_for, with the tail of the process's output when it fails."""
+    try:
+        return wait_for(predicate, timeout, what, interval=0.5, alive=lambda: proc.poll() is None)
+    except AssertionError as err:
+        raise AssertionError(f"{err} (rc {proc.poll()})\n--- {log.name} ---\n{log.read_text()[-5000:]}") from None
+
+
 def _run_scenario(root, env, server, s3, info, services):
     storage = f"s3://{BUCKET}/ray_results"
     args = ["run", SMOKE, "--address", info["ADDRESS"], "--storage", storage, "--tracking-uri", server.url, "--quiet", *sets(OVERRIDES)]
+    from ray.tune import ExperimentAnalysis  # noqa: F401  (imported now: _kill_point must be quick)
+
     t0 = time.monotonic()
-    first, _ = start_cli(args, root, env, "first.log")
+    first, first_log = start_cli(args, root, env, "first.log")
     try:
-        alive = lambda: first.poll() is None  # noqa: E731
-        midway = wait_for(lambda: _kill_point(server, s3), 400, "a finished trial and one half-way", interval=0.5, alive=alive)
+        midway = _wait(lambda: _kill_point(server, s3), 400, "a finished trial and one half-way", first, first_log)
         sockets = _sockets(services)  # everything running, trials on both nodes
         os.kill(first.pid, signal.SIGKILL)  # the driver only; Ray ends its trial actors
         first.wait(timeout=30)
@@ -181,18 +197,17 @@ def _run_scenario(root, env, server, s3, info, services):
     second, second_log = start_cli(args + ["--resume"], root, env, "resume.log")
     timeline = {}
     try:
-        alive = lambda: second.poll() is None  # noqa: E731
         logged = {t: _last_epoch(c) for t, c in before.items()}
 
         def resumed_trial_logged():
             return any(_last_epoch(c) > logged.get(c.data.tags["trial_id"], 0) for c in _children(server))
 
-        wait_for(resumed_trial_logged, 300, "a resumed trial to log a new epoch", interval=0.5, alive=alive)
+        _wait(resumed_trial_logged, 300, "a resumed trial to log a new epoch", second, second_log)
         checkpoints = _checkpoint_keys(s3, BUCKET)
         server.stop()
         timeline["down"] = time.monotonic()
-        wait_for(lambda: _checkpoint_keys(s3, BUCKET) - checkpoints, 300, "a new checkpoint in S3 while MLflow is down", interval=0.5, alive=alive)
-        wait_for(lambda: "is unreachable" in second_log.read_text(), 120, "the driver to notice the outage", alive=alive)
+        _wait(lambda: _checkpoint_keys(s3, BUCKET) - checkpoints, 300, "a new checkpoint in S3 while MLflow is down", second, second_log)
+        _wait(lambda: "is unreachable" in second_log.read_text(), 120, "the driver to notice the outage", second, second_log)
         server.start()
         timeline["up"] = time.monotonic()
         second.wait(timeout=600)
