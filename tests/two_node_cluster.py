@@ -6,6 +6,7 @@ subprocess: prints `ADDRESS <gcs address>` and `WORKER <node id>` once both 1-CP
 a graceful drain - a machine lost - and prints `REMOVED`; end of stdin (or SIGTERM) shuts the rest down.
 """
 
+import os
 import shutil
 import signal
 import sys
@@ -16,6 +17,11 @@ def main() -> int:
     from ray.cluster_utils import Cluster
 
     temp_dir = tempfile.mkdtemp(prefix="ts2n", dir="/tmp")  # short: Ray's socket paths are length-limited
+    # Cluster writes the head's address to $RAY_TMPDIR/ray/ray_current_cluster (default: the system temp
+    # folder), which fails where that folder does not exist yet and would redirect other people's
+    # `ray.init("auto")` to this test cluster where it does: keep the file in this cluster's own folder.
+    os.environ["RAY_TMPDIR"] = temp_dir
+    os.makedirs(os.path.join(temp_dir, "ray"))
     cluster = Cluster(
         initialize_head=True,
         head_node_args={"num_cpus": 1, "num_gpus": 0, "temp_dir": temp_dir, "include_dashboard": False},

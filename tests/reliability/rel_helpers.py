@@ -68,16 +68,21 @@ def add_bad_files(root: Path, split: str = "train") -> list[Path]:
 
 
 class MlflowServer:
-    """`mlflow server --backend-store-uri sqlite:///... --host 127.0.0.1 --port P`, stoppable and restartable.
+    """`mlflow server --backend-store-uri sqlite:///... --host 127.0.0.1 --port P`, stoppable and restartable
+    (another backend store, artifact destination or environment on request).
 
     Runs in its own session so that stop() ends exactly its processes (the CLI and its uvicorn worker).
     MLflow's job runner (seven huey consumer processes, ~20 s of start-up on 2 cores) is off: no test
     here uses MLflow jobs.
     """
 
-    def __init__(self, directory: Path, port: int | None = None):
+    def __init__(self, directory: Path, port: int | None = None, backend_store_uri: str | None = None,
+                 artifacts_destination: str | None = None, env: dict | None = None):  # fmt: skip
         self.directory = Path(directory)
         self.db = self.directory / "server.db"
+        self.backend_store_uri = backend_store_uri or f"sqlite:///{self.db}"  # or PostgreSQL (stack_fixtures)
+        self.artifacts_destination = artifacts_destination or str(self.directory / "artifacts")  # or s3://...
+        self.extra_env = env or {}  # e.g. the S3 endpoint and keys
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
@@ -87,11 +92,11 @@ class MlflowServer:
         self.starts += 1
         log = open(self.directory / f"mlflow-server-{self.starts}.log", "w")
         cmd = [
-            str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{self.db}",
+            str(BIN / "mlflow"), "server", "--backend-store-uri", self.backend_store_uri,
             "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-            "--artifacts-destination", str(self.directory / "artifacts"),
+            "--artifacts-destination", self.artifacts_destination,
         ]  # fmt: skip
-        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        env = {**os.environ, **self.extra_env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         env = {k: v for k, v in env.items() if not k.startswith("MLFLOW_TRACKING_")}
         self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
