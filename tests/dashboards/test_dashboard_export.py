@@ -8,7 +8,7 @@ import pytest
 
 from dashboard_store import CHANNELS, EXPERIMENT, make_store
 from dashboards.errors import InputError
-from dashboards.runs import RUNS_SCHEMA
+from dashboards.runs import knob_field, runs_schema
 from tokensweep.cli import main
 from tokensweep.tracking.export import parse_param, runs_table
 
@@ -21,7 +21,11 @@ def rows_by_name(table: pa.Table) -> dict:
 
 def test_one_typed_row_per_trial_run(mlflow_store):
     table = runs_table(mlflow_store.experiment, mlflow_store.uri)
-    assert table.schema.remove_metadata() == RUNS_SCHEMA  # typed columns, in the documented order
+    knobs = [knob_field("channels", pa.string()), knob_field("cluster_iters", pa.int64()),
+             knob_field("conv_depth", pa.int64()), knob_field("extra_conv", pa.bool_()),
+             knob_field("mask_border", pa.bool_())]  # typed from their values, after `backbone`, by name
+    # typed columns, in the documented order, each with its kind in the field metadata
+    assert table.schema.remove_metadata().equals(runs_schema(knobs), check_metadata=True)
     assert table.schema.metadata[b"tokensweep.experiment"] == EXPERIMENT.encode()
     assert table.column("run_name").to_pylist() == [
         "patch-0", "conv-0", "st-2", "st-3", "st-1-failed", "st-4-no-speed"
@@ -43,6 +47,8 @@ def test_one_typed_row_per_trial_run(mlflow_store):
     assert failed["status"] == "FAILED" and failed["failure_reason"].startswith("NonFiniteLoss")
     assert rows["st-4-no-speed"]["images_per_sec"] is None
     assert rows["patch-0"]["sweep_search"] is None and rows["patch-0"]["optuna_trial_number"] is None
+    assert st["backbone"] == "tiny"  # no backbone param: derived from vit_tiny_supertoken
+    assert st["params"] == 5_400_000 and isinstance(st["params"], int)  # vocab: an int metric
 
 
 def test_optuna_sweeps_carry_their_search_and_trial_numbers(mlflow_store, tmp_path):
@@ -54,8 +60,10 @@ def test_optuna_sweeps_carry_their_search_and_trial_numbers(mlflow_store, tmp_pa
 def test_export_command_writes_parquet_atomically(mlflow_store, tmp_path, capsys):
     out = tmp_path / "sub" / "runs.parquet"
     assert main(["export", EXPERIMENT, "--tracking-uri", mlflow_store.uri, "--out", str(out)]) == 0
-    assert pq.read_table(out).num_rows == 6 and [p.name for p in out.parent.iterdir()] == ["runs.parquet"]
-    assert "wrote 6 runs" in capsys.readouterr().out
+    assert pq.read_table(out).num_rows == 6
+    assert sorted(p.name for p in out.parent.iterdir()) == ["configurations.parquet", "runs.parquet"]  # no temp files
+    printed = capsys.readouterr().out
+    assert "wrote 6 runs" in printed and "wrote 5 configurations" in printed  # FINISHED runs, one seed each
 
 
 def test_default_tracking_uri_is_the_environment_variable(mlflow_store, tmp_path, monkeypatch):
