@@ -107,3 +107,16 @@ def add_fastest_trial(store) -> None:
     client.log_batch(run_id, metrics=[Metric("top1", 30.0, now, 2), Metric("images_per_sec", 9000.0, now, 2)],
                      params=[Param("embedding", "patch")])
     client.set_terminated(run_id, "FINISHED")
+
+
+def test_help_lists_the_metrics_and_directions_default_to_vocabs(mlflow_store, tmp_path, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["dashboard", "--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the epilog
+    for name in ("top1 (max)", "images_per_sec (max)", "flops (min)", "peak_mem_mb (min)", "bench_images_per_sec (max)"):
+        assert name in text
+    out = tmp_path / "dash"
+    argv = ["dashboard", EXPERIMENT, "--tracking-uri", mlflow_store.uri, "--out", str(out), "--no-log", "--x", "flops"]
+    assert main(argv) == 0
+    assert json.loads((out / "pareto.json").read_text())["x"] == {"metric": "flops", "direction": "min"}  # vocab's

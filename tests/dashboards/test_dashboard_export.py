@@ -120,3 +120,31 @@ def test_newest_sweep_only_unless_all_sweeps(fresh_store):
     assert newest.column("run_name").to_pylist() == ["patch-again"]
     everything = runs_table(fresh_store.experiment, fresh_store.uri, all_sweeps=True)
     assert everything.num_rows == 7 and set(everything.column("parent_run_id").to_pylist()) == {fresh_store.parent_run_id, parent}
+
+
+def test_export_writes_the_configurations_beside_the_runs(mlflow_store, tmp_path, capsys):
+    from dashboard_store import trial
+    from dashboards.stats import summarize
+
+    seeds = [trial(f"st-3-s{s}", "supertoken", metrics=dict(top1=50.0 + s, images_per_sec=1000.0 + 10 * s),
+                   tags={"tokensweep.config_id": "cfg-st3"}, seed=s, cluster_iters=3) for s in range(3)]  # fmt: skip
+    alone = trial("patch-0", "patch", metrics=dict(top1=40.0, images_per_sec=2000.0), tags={"tokensweep.config_id": "cfg-p"})
+    make_store(tmp_path, experiment="replicated", trials=[*seeds, alone], db_dir=mlflow_store.db_dir)
+    out = tmp_path / "out" / "runs.parquet"
+    uri = f"sqlite:///{mlflow_store.db_dir / 'mlflow.db'}"
+    assert main(["export", "replicated", "--tracking-uri", uri, "--out", str(out)]) == 0
+    configs = {r["config_id"]: r for r in pq.read_table(out.with_name("configurations.parquet")).to_pylist()}
+    st = configs["cfg-st3"]
+    direct = summarize([50.0, 51.0, 52.0])
+    assert st["n"] == 3 and st["name"] == "st-3" and st["cluster_iters"] == 3 and len(st["run_ids"]) == 3
+    assert (st["top1_mean"], st["top1_ci_low"], st["top1_ci_high"]) == pytest.approx((51.0, direct.low, direct.high))
+    assert configs["cfg-p"]["n"] == 1 and configs["cfg-p"]["top1_ci_low"] is None
+    assert "wrote 2 configurations" in capsys.readouterr().out
+
+
+def test_export_refuses_to_overwrite_its_own_configurations_file(mlflow_store, tmp_path, capsys):
+    out = tmp_path / "configurations.parquet"
+    assert main(["export", EXPERIMENT, "--tracking-uri", mlflow_store.uri, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "is the name of the configurations file" in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []  # nothing written
