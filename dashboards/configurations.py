@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 import pyarrow as pa
 
-from dashboards.runs import KIND, column_kind, finite, metric_columns, param_columns
+from dashboards.runs import KIND, finite, metric_columns, param_columns, sorted_rows
 from dashboards.stats import Summary, summarize
 
 BENCH = "bench_images_per_sec"
@@ -101,8 +101,6 @@ def _stat_fields(metrics: list[str]) -> list[pa.Field]:
 
 
 def _finished(table: pa.Table) -> list[dict]:
-    from dashboards.runs import sorted_rows
-
     return [r for r in sorted_rows(table) if (r.get("status") or "").upper() == "FINISHED"]
 
 
@@ -140,7 +138,3 @@ def configurations_table(runs: pa.Table) -> pa.Table:
 
 def _float(value) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
-
-
-def is_stat_column(f: pa.Field) -> bool:
-    return column_kind(f) == "stat"

@@ -21,6 +21,7 @@ from dashboards.stats import Summary
 GL_THRESHOLD = 1000  # drawn points
 STATES = (("front", 1.0), ("noise", style.NOISE_OPACITY), ("dominated", style.DOMINATED_OPACITY))
 HOVER = "%{hovertext}<extra></extra>"
+OUTLINE = {"front": 1.5, "noise": 1.0}  # px: front black, within noise grey, dominated none
 
 
 def _plural(count: int, word: str) -> str:
@@ -86,7 +87,7 @@ def _config_traces(analysis: Analysis, embedding: str, order: list[str], scatter
                 color=style.colour(embedding, order),
                 size=[sizes[c.key] for c in configs],
                 opacity=opacity,
-                line=dict(color="#000000" if state == "front" else "#555555", width={"front": 1.5, "noise": 1}.get(state, 0)),
+                line=dict(color="#000000" if state == "front" else "#555555", width=OUTLINE.get(state, 0)),
             ),
         ))  # fmt: skip
     return traces

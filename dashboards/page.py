@@ -100,8 +100,9 @@ def statistics_note(analysis: Analysis) -> str:
 def configurations_section(analysis: Analysis) -> str:
     if not analysis.replicated:
         return ""
-    return (f"<h2>Configurations</h2>\n<p class=\"note\">{esc(statistics_note(analysis))} Click a column header "
-            'to sort.</p>\n<div id="configs-table-box" class="table-box"></div>')  # fmt: skip
+    return ("<h2>Configurations</h2>\n<p class=\"note\">Configurations with more than one seed: means ± 95% "
+            f"intervals ({STUDENT}). Click a column header to sort.</p>\n"
+            '<div id="configs-table-box" class="table-box"></div>')  # fmt: skip
 
 
 def page_html(analysis: Analysis, plotly_js: str, refresh_seconds: int | None = None) -> str:

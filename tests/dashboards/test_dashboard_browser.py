@@ -104,7 +104,8 @@ def hover(page, ref: str, expect: str) -> str:
 BOXES = """() => {
   const box = s => document.querySelector("#pareto-chart " + s).getBoundingClientRect();
   const [legend, plot] = [box(".legend"), box(".nsewdrag")];
-  return {legend: [legend.left, legend.top, legend.right, legend.bottom], plot: [plot.left, plot.top, plot.right, plot.bottom]};
+  const edges = b => [b.left, b.top, b.right, b.bottom];
+  return {legend: edges(legend), plot: edges(plot)};
 }"""
 
 

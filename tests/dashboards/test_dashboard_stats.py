@@ -50,7 +50,8 @@ def test_intervals_against_a_direct_computation():
             assert s.sd == pytest.approx(statistics.stdev(values), rel=1e-12)
             # 5e-4 in t (the table's rounding) times sd / sqrt(n): the widest the two can differ
             tolerance = 5e-4 * s.sd / math.sqrt(n) + 1e-9
-            assert s.low == pytest.approx(s.mean - half, abs=tolerance) and s.high == pytest.approx(s.mean + half, abs=tolerance)
+            assert s.low == pytest.approx(s.mean - half, abs=tolerance)
+            assert s.high == pytest.approx(s.mean + half, abs=tolerance)
     single = summarize([83.5])
     assert single.n == 1 and single.sd is None and not single.has_interval and single.bounds == (83.5, 83.5)
     assert summarize([]) is None

@@ -113,3 +113,29 @@ def test_the_export_types_every_vocab_tag_and_a_plugins_knob(mlflow_store, tmp_p
     assert k3["bench_device"] == "cpu: Test CPU" and k3["bench_id"] == "b1" and k3["config_id"] == "cfg-a"
     assert k3["backbone"] == "ti" and rows["k5"]["backbone"] == "tiny"  # the param, else from the model name
     assert k3["params"] == 5_000_000 and rows["k5"]["bad_images"] == 2  # int metrics as ints
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "dashboard.md"
+
+
+def test_the_documented_columns_are_vocabs_in_its_order():
+    section = DOCS.read_text().split("## The runs table")[1].split("\n\n")[2]  # the table after the intro
+    documented = []
+    for line in section.splitlines()[2:]:  # past the header and its rule
+        first = line.split("|")[1]
+        documented += re.findall(r"`([a-z0-9_]+)`", first) or [first.strip()]
+    names = RUNS_SCHEMA.names
+    at = names.index("backbone") + 1
+    assert documented == names[:at] + ["*knobs*"] + names[at:]
+
+
+def test_the_documented_python_example_runs(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from dashboards.demo import demo_runs
+
+    code = DOCS.read_text().split("## From Python")[1].split("```python")[1].split("```")[0]
+    pq.write_table(demo_runs(), tmp_path / "runs.parquet")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, str(DOCS), "exec"), {})  # noqa: S102 - the project's own documentation
+    assert (tmp_path / "out" / "pareto.html").is_file()

@@ -35,7 +35,9 @@ def configurations_path(out: str) -> Path:
     if path == Path(out):
         from dashboards.errors import InputError
 
-        raise InputError(f"--out {out!r} is the name of the configurations file written beside it; name it e.g. runs.parquet")
+        raise InputError(
+            f"--out {out!r} is the name of the configurations file written beside it; name it e.g. runs.parquet"
+        )
     return path
 
 
