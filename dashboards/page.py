@@ -48,6 +48,7 @@ caption { text-align: left; font-weight: 600; padding: 4px 0; }
 .pager { font-size: 0.82rem; color: #555; margin: 0.3rem 0; } .pager button { font-size: 0.78rem; }
 """
 
+
 def _json(value) -> str:
     """JSON for a <script> element: '</' escaped, so no value can end the element."""
     return json.dumps(value, allow_nan=False, separators=(",", ":")).replace("</", "<\\/")
@@ -85,13 +86,14 @@ def summary(analysis: Analysis) -> str:
 
 def statistics_note(analysis: Analysis) -> str:
     if not analysis.replicated:
-        return ("Every configuration ran with a single seed: no interval. Replicate seeds (`[sweep] seeds`) "
+        text = ("Every configuration ran with a single seed: no interval. Replicate seeds (`[sweep] seeds`) "
                 "to see which differences are resolved.")  # fmt: skip
-    text = (f"Each point is a configuration's mean over its seeds (faint points), with 95% intervals: {STUDENT} "
-            "(mean ± t·s/√n, the t quantile for n − 1 degrees of freedom computed from the t distribution; "
-            "no scipy). A configuration with a single seed has no interval (single seed: no interval). The front "
-            "is computed on the means; a configuration whose intervals overlap a front configuration's on both "
-            "axes is within noise of the front (grey outline).")  # fmt: skip
+    else:
+        text = (f"Each point is a configuration's mean over its seeds (faint points), with 95% intervals: {STUDENT} "
+                "(mean ± t·s/√n, the t quantile for n − 1 degrees of freedom computed from the t distribution; "
+                "no scipy). A configuration with a single seed has no interval (single seed: no interval). The front "
+                "is computed on the means; a configuration whose intervals overlap a front configuration's on both "
+                "axes is within noise of the front (grey outline).")  # fmt: skip
     if analysis.x_figure == BENCH:
         text += f" Throughput (x): the bench stage's figure, measured alone; its interval is the {BENCH_METHOD}."
     return text

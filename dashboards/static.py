@@ -129,7 +129,8 @@ def static_figure(analysis: Analysis) -> Figure:
     _draw_configurations(ax, analysis, order)
     _draw_front(ax, analysis)
     _draw_excluded(ax, analysis)
-    paper_drawn = _draw_paper(ax, analysis, order, reference_marks(analysis))
+    marks = reference_marks(analysis)
+    paper_drawn = _draw_paper(ax, analysis, order, marks)
     _format_x_axis(ax, analysis)
     ax.set_xlabel(style.axis_label(analysis.x, analysis.x_figure))
     ax.set_ylabel(style.axis_label(analysis.y))
@@ -139,6 +140,8 @@ def static_figure(analysis: Analysis) -> Figure:
     left_out = len(analysis.points) - len([p for p in analysis.points if p.has_values])
     if left_out:
         subtitle += f"\n{left_out} run(s) without both values not drawn (see the runs table)"
+    if marks.outside:
+        subtitle += f"\n{len(marks.outside)} paper mark(s) outside this sweep's range not drawn (see the paper tables)"
     ax.set_title(f"{title(analysis)}\n{subtitle}", fontsize=10, loc="left")
     _legend(fig, analysis, order, paper_drawn)
     return fig
