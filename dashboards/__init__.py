@@ -1,31 +1,14 @@
 """dashboards: what a sweep's results look like. A runs table (pyarrow, or Parquet from
 `tokensweep export`) in; a Pareto-front page, static chart and front JSON out.
 
-Imports neither torch, Ray, MLflow nor the platform (checked by import-linter). The public names
-below load lazily: `tokensweep.errors` imports `dashboards.errors`, and the CLI's help must not
-wait for Plotly and matplotlib.
+Imports neither torch, Ray, MLflow nor the platform (checked by import-linter). Import what you
+use from its module (`from dashboards.build import build_dashboard`): this package loads nothing,
+so `tokensweep.errors` can import `dashboards.errors` and the CLI's help never waits for Plotly.
+
+    dashboards.build           build_dashboard, front_json: runs table -> pareto.html/.png/.svg/.json
+    dashboards.runs            the runs table's columns (from vocab), load_runs, Objective
+    dashboards.analysis        analyse: runs, configurations, fronts
+    dashboards.configurations  seeds grouped by config_id; configurations_table for the export
+    dashboards.stats           means, standard deviations, Student t and Welch intervals
+    dashboards.pareto          pareto_mask, hypervolume; dashboards.noise_front: the front with its noise
 """
-
-import importlib
-
-_PUBLIC = {
-    "build_dashboard": "dashboards.build",
-    "front_json": "dashboards.build",
-    "OUTPUT_FILES": "dashboards.build",
-    "analyse": "dashboards.analysis",
-    "Analysis": "dashboards.analysis",
-    "Objective": "dashboards.runs",
-    "load_runs": "dashboards.runs",
-    "RUNS_SCHEMA": "dashboards.runs",
-    "metric_columns": "dashboards.runs",
-    "pareto_mask": "dashboards.pareto",
-    "hypervolume": "dashboards.pareto",
-    "InputError": "dashboards.errors",
-}
-__all__ = sorted(_PUBLIC)
-
-
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(_PUBLIC[name]), name)
-    raise AttributeError(f"module 'dashboards' has no attribute {name!r}")

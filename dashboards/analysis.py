@@ -1,18 +1,23 @@
-"""A runs table seen through two objectives: which runs compete, which are on the front, and why
-the others are not. Every chart, table and file of the dashboard is drawn from one `Analysis`.
+"""A runs table seen through two objectives: which runs compete, how they group into configurations
+(seeds of one `config_id`), which configurations are on the front of the means, which are within
+noise of it, and why the other runs do not compete. Every chart, table and file of the dashboard is
+drawn from one `Analysis`.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import pyarrow as pa
 
+from dashboards import configurations
+from dashboards.configurations import BENCH, config_key, metric_summary
 from dashboards.errors import InputError
+from dashboards.noise_front import front_and_noise
 from dashboards.pareto import hypervolume_history, pareto_mask
-from dashboards.runs import PARAM_NAMES, Objective, check_objective, exclusion_reason, finite, sorted_rows
+from dashboards.runs import Objective, check_objective, exclusion_reason, finite, param_columns, sorted_rows, unit
+from dashboards.stats import Summary, summarize
 
-# Throughput: log axis by default (CPU and GPU runs differ 100x). Other metrics: when they span 10x.
-LOG_SCALE_METRICS = {"images_per_sec", "train_images_per_sec"}
+THROUGHPUT = "images_per_sec"  # the in-trial figure; the bench's (BENCH) replaces it where every run has one
 
 
 @dataclass(frozen=True)
@@ -21,7 +26,7 @@ class RunPoint:
     x: float | None
     y: float | None
     excluded: str | None  # why it cannot be on the front ("failed", "missing top1"); None: it competes
-    on_front: bool
+    on_front: bool  # on the front of the runs themselves (pareto.json "front")
 
     @property
     def has_values(self) -> bool:
@@ -29,10 +34,39 @@ class RunPoint:
 
     @property
     def state(self) -> str:
-        """One word for the runs table and CSS: front, dominated, failed, running, killed, missing."""
+        """One word for CSS: front, dominated, failed, running, killed, missing."""
         if self.excluded is None:
             return "front" if self.on_front else "dominated"
         return self.excluded.split()[0]
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """The competing seeds of one configuration, summarised: the chart's points are these means."""
+
+    key: str  # config_id, or the run id of a run without one
+    name: str
+    points: tuple[RunPoint, ...]
+    x: Summary
+    y: Summary
+    top1: Summary | None
+    throughput: Summary | None  # the bench figure when there is one, else the in-trial one
+    on_front: bool = False  # on the front of the means
+    within_noise: bool = False  # not on it, but its intervals overlap a front configuration's on both axes
+
+    @property
+    def n(self) -> int:
+        return len(self.points)
+
+    @property
+    def run(self) -> dict:
+        """The first seed's run: what all seeds share (embedding, model, device) is read from it."""
+        return self.points[0].run
+
+    @property
+    def state(self) -> str:
+        """front | noise | dominated (CSS classes and the tables' state column)."""
+        return "front" if self.on_front else "noise" if self.within_noise else "dominated"
 
 
 @dataclass(frozen=True)
@@ -42,6 +76,9 @@ class Analysis:
     y: Objective
     x_log: bool
     points: list[RunPoint]
+    configurations: list[Configuration]
+    params: list[str]  # the table's param columns: vocab's and every kind=param column (knobs)
+    x_figure: str  # the column drawn on x: x.metric, or the bench's figure standing in for images_per_sec
 
     @property
     def competing(self) -> list[RunPoint]:
@@ -56,15 +93,28 @@ class Analysis:
         """Front runs sorted by x, then y, then run id: a stable order for files and lines."""
         return sorted((p for p in self.points if p.on_front), key=lambda p: (p.x, p.y, p.run["run_id"]))
 
+    @property
+    def config_front(self) -> list[Configuration]:
+        """Front configurations sorted by mean x, then mean y, then key."""
+        return sorted((c for c in self.configurations if c.on_front), key=lambda c: (c.x.mean, c.y.mean, c.key))
+
+    @property
+    def replicated(self) -> bool:
+        return any(c.n > 1 for c in self.configurations)
+
+    @cached_property
+    def config_of(self) -> dict[str, Configuration]:
+        return {p.run["run_id"]: c for c in self.configurations for p in c.points}
+
+    def run_state(self, point: RunPoint) -> str:
+        """A competing run shows its configuration's state; the others, why they do not compete."""
+        config = self.config_of.get(point.run["run_id"])
+        return config.state if config is not None else point.state
+
     @cached_property
     def swept_params(self) -> list[str]:
-        """Parameters that vary across the runs (embedding always: it is what the sweep is about)."""
-        swept = []
-        for name in PARAM_NAMES:
-            values = {repr(p.run.get(name)) for p in self.points if p.run.get(name) is not None}
-            if len(values) > 1 or (name == "embedding" and values):
-                swept.append(name)
-        return swept
+        """Params that vary across the runs (embedding always: it is what the sweep is about)."""
+        return configurations.swept([p.run for p in self.points], self.params)
 
     @property
     def is_optuna(self) -> bool:
@@ -75,13 +125,15 @@ class Analysis:
     def measured_on(self) -> str:
         """The device(s) and precision(s) behind the plotted numbers, for titles."""
         runs = [p.run for p in (self.competing or self.points)]
-        pairs = sorted({(r.get("device") or "unknown device", r.get("precision") or "unknown precision") for r in runs})
+        device = "bench_device" if self.x_figure == BENCH else "device"
+        pairs = sorted({(r.get(device) or r.get("device") or "unknown device", r.get("precision") or "unknown precision")
+                        for r in runs})  # fmt: skip
         if not pairs:
             return "(no runs yet)"
-        text = "; ".join(f"{device}, {precision}" for device, precision in pairs)
+        text = "; ".join(f"{d}, {precision}" for d, precision in pairs)
         if len(pairs) > 1:
             text = f"{len(pairs)} device/precision settings: {text}"
-        if any(r.get("gpu_shared") for r in runs):
+        if self.x_figure != BENCH and any(r.get("gpu_shared") for r in runs):
             text += " (some throughputs measured on a shared GPU)"
         return text
 
@@ -104,26 +156,63 @@ def _use_log_x(metric: str, x_scale: str, xs: list[float]) -> bool:
         raise InputError(f"x scale must be auto, log or linear, got {x_scale!r}")
     if not positive or not xs:
         return False
-    return metric in LOG_SCALE_METRICS or max(xs) >= 10 * min(xs)
+    return unit(metric) == "img/s" or max(xs) >= 10 * min(xs)
+
+
+def x_figure(table: pa.Table, rows: list[dict], x: Objective, y: Objective) -> str:
+    """The bench's throughput in place of the in-trial one when every run that could compete has it."""
+    if x.metric != THROUGHPUT or BENCH not in table.column_names:
+        return x.metric
+    candidates = [r for r in rows if exclusion_reason(r, [y.metric]) is None]
+    return BENCH if candidates and all(finite(r.get(BENCH)) for r in candidates) else x.metric
+
+
+def _configurations(points: list[RunPoint], analysis_x: str, params: list[str], maximize) -> list[Configuration]:
+    competing = [p for p in points if p.excluded is None]
+    by_key: dict[str, list[RunPoint]] = {}
+    for p in competing:
+        by_key.setdefault(config_key(p.run), []).append(p)
+    swept = configurations.swept([p.run for p in points], params)
+    labels = configurations.names([[p.run for p in group] for group in by_key.values()], swept)
+    configs = []
+    for (key, group), label in zip(by_key.items(), labels):
+        runs = [p.run for p in group]
+        x = metric_summary(runs, analysis_x) if analysis_x == BENCH else summarize(p.x for p in group)
+        throughput = metric_summary(runs, BENCH) or metric_summary(runs, THROUGHPUT)
+        configs.append(Configuration(key, label, tuple(group), x,
+                                     summarize(p.y for p in group), metric_summary(runs, "top1"), throughput))  # fmt: skip
+    on_front, within = front_and_noise(
+        [(c.x.mean, c.y.mean) for c in configs], [c.x.bounds for c in configs], [c.y.bounds for c in configs], maximize
+    )
+    return [_with_state(c, f, w) for c, f, w in zip(configs, on_front, within)]
+
+
+def _with_state(config: Configuration, on_front: bool, within: bool) -> Configuration:
+    return replace(config, on_front=on_front, within_noise=within)
 
 
 def analyse(table: pa.Table, x: Objective, y: Objective, experiment: str = "", x_scale: str = "auto") -> Analysis:
-    """Classify every run (never dropping one) and find the front of the competing ones."""
+    """Classify every run (never dropping one), group the competing ones into configurations, and
+    find the front of the runs and of the configurations' means."""
     if x.metric == y.metric:
         raise InputError(f"the two objectives must differ, both are {x.metric!r}")
     check_objective(table, x)
     check_objective(table, y)
     rows = sorted_rows(table)
-    reasons = [exclusion_reason(r, [x.metric, y.metric]) for r in rows]
+    shown = x_figure(table, rows, x, y)
+    reasons = [exclusion_reason(r, [shown, y.metric]) for r in rows]
     competing = [i for i, reason in enumerate(reasons) if reason is None]
-    mask = pareto_mask([(rows[i][x.metric], rows[i][y.metric]) for i in competing], (x.maximize, y.maximize))
+    maximize = (x.maximize, y.maximize)
+    mask = pareto_mask([(rows[i][shown], rows[i][y.metric]) for i in competing], maximize)
     on_front = {i for i, keep in zip(competing, mask) if keep}
     points = [
-        RunPoint(r, _number(r.get(x.metric)), _number(r.get(y.metric)), reasons[i], i in on_front)
+        RunPoint(r, _number(r.get(shown)), _number(r.get(y.metric)), reasons[i], i in on_front)
         for i, r in enumerate(rows)
     ]
-    x_log = _use_log_x(x.metric, x_scale, [p.x for p in points if p.has_values])
-    return Analysis(experiment, x, y, x_log, points)
+    params = param_columns(table.schema)
+    x_log = _use_log_x(shown, x_scale, [p.x for p in points if p.has_values])
+    configs = _configurations(points, shown, params, maximize)
+    return Analysis(experiment, x, y, x_log, points, configs, params, shown)
 
 
 def _number(value) -> float | None:

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from dashboards.analysis import Analysis, analyse
+from dashboards.analysis import Analysis, Configuration, analyse
+from dashboards.configurations import BENCH, BENCH_METHOD
 from dashboards.atomic import write_text_atomic
 from dashboards.page import page_html
 from dashboards.runs import Objective, experiment_name, load_runs
 from dashboards.static import write_static
+from dashboards.stats import SINGLE, Summary
 
 DEFAULT_X = Objective("images_per_sec", maximize=True)
 DEFAULT_Y = Objective("top1", maximize=True)
@@ -26,12 +28,42 @@ def _plotly_js() -> str:
     return get_plotlyjs()
 
 
+def _interval(summary: Summary | None) -> dict | None:
+    if summary is None:
+        return None
+    return {"mean": summary.mean, "sd": summary.sd, "ci_low": summary.low, "ci_high": summary.high, "n": summary.n,
+            "method": summary.method if summary.has_interval else SINGLE}  # fmt: skip
+
+
+def configuration_json(config: Configuration) -> dict:
+    top1, throughput = config.top1, config.throughput
+    return {
+        "config_id": config.key,
+        "name": config.name,
+        "n": config.n,
+        "top1_mean": top1.mean if top1 else None,
+        "top1_ci_low": top1.low if top1 else None,
+        "top1_ci_high": top1.high if top1 else None,
+        "images_per_sec": throughput.mean if throughput else None,  # the bench figure when there is one
+        "images_per_sec_ci_low": throughput.low if throughput else None,
+        "images_per_sec_ci_high": throughput.high if throughput else None,
+        "images_per_sec_figure": (BENCH if throughput.method == BENCH_METHOD else "images_per_sec") if throughput else None,
+        "on_front": config.on_front,
+        "within_noise_of_front": config.within_noise,
+        "x": _interval(config.x),
+        "y": _interval(config.y),
+        "run_ids": [p.run["run_id"] for p in config.points],
+    }
+
+
 def front_json(analysis: Analysis) -> dict:
-    """The non-dominated runs and why the others were left out, in a deterministic order."""
+    """The non-dominated runs, why the others were left out, and the configurations (seeds grouped
+    by config_id) with the front of their means, in a deterministic order."""
     return {
         "experiment": analysis.experiment,
         "x": {"metric": analysis.x.metric, "direction": analysis.x.direction},
         "y": {"metric": analysis.y.metric, "direction": analysis.y.direction},
+        "x_figure": analysis.x_figure,  # the column drawn on x: the bench's throughput when every run has one
         "runs": len(analysis.points),
         "front": [
             {"run_id": p.run["run_id"], "run_name": p.run["run_name"], "x": p.x, "y": p.y} for p in analysis.front
@@ -39,6 +71,10 @@ def front_json(analysis: Analysis) -> dict:
         "excluded": [
             {"run_id": p.run["run_id"], "run_name": p.run["run_name"], "reason": p.excluded}
             for p in sorted(analysis.excluded, key=lambda p: p.run["run_id"])
+        ],
+        "configurations": [
+            configuration_json(c)
+            for c in sorted(analysis.configurations, key=lambda c: (c.x.mean, c.y.mean, c.key))
         ],
     }
 

@@ -1,18 +1,23 @@
-"""pareto.html: one self-contained page (plotly.js inlined, no network fetch) with the chart, a
-sortable runs table and the paper's tables beside this sweep's numbers.
+"""pareto.html: one self-contained page (plotly.js inlined, no network fetch) with the chart, the
+configurations' means with their intervals, a sortable runs table and the paper's tables beside
+this sweep's numbers.
+
+The charts and the tables travel as JSON (`<script type="application/json">`); the page's script
+(dashboards.page_js) renders the tables and draws the charts, writing each point's hover text from
+the table row that describes it: a run's details are in the page once.
 """
 
-import html
+import json
 from datetime import datetime, timezone
 
-from dashboards import compare, figure, style
-from dashboards.analysis import Analysis, RunPoint
-from dashboards.runs import finite
+from dashboards import compare, figure, page_js, references, tables
+from dashboards.analysis import Analysis
+from dashboards.configurations import BENCH, BENCH_METHOD
+from dashboards.stats import STUDENT
+from dashboards.tables import comparison_html, esc
 
-TABLE_METRICS = ("top1", "top5", "params", "embed_params", "flops", "images_per_sec", "train_images_per_sec",
-                 "peak_mem_mb", "joules_per_image")
-STATE_ORDER = {"front": 0, "dominated": 1, "running": 2, "missing": 3, "killed": 4, "failed": 5}
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
+HOVER_ROLES = ("configurations", "seeds", "excluded", "hypervolume")
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 1.5rem; color: #222; }
@@ -27,6 +32,7 @@ table.sortable th[aria-sort=descending]::after { content: " \\25BC"; }
 .badge { display: inline-block; padding: 0 6px; border-radius: 8px; font-size: 0.75rem; }
 tr.state-front .badge { background: #222; color: #fff; } tr.state-front td { font-weight: 600; }
 tr.state-dominated .badge { background: #e8e8e8; }
+tr.state-noise .badge { background: #bbbbbb; }
 tr.state-failed { background: #fde8e8; } tr.state-failed .badge { background: #c0392b; color: #fff; }
 tr.state-killed { background: #fde8e8; } tr.state-killed .badge { background: #8e44ad; color: #fff; }
 tr.state-running { background: #fff6dd; } tr.state-running .badge { background: #e6a700; color: #fff; }
@@ -36,149 +42,83 @@ tr.state-missing { background: #f1f1f1; font-style: italic; } tr.state-missing .
 .paper-grid > div { overflow-x: auto; min-width: 0; }
 .paper-table th, .paper-table td { white-space: normal; vertical-align: top; }
 .paper-table td.paper { color: #777; } .paper-table td.runs { color: #666; font-size: 0.72rem; max-width: 20rem; }
+.paper-table tr.difference td { background: #f7f7fb; }
 caption { text-align: left; font-weight: 600; padding: 4px 0; }
 .scroll { overflow-x: auto; max-height: 70vh; }
-"""
-
-# Sort on click; numbers numerically, blanks last either way; Array.sort is stable, so ties keep order.
-SORT_JS = """
-(function () {
-  function key(cell) { var v = cell.getAttribute("data-sort"); return v === null ? cell.textContent.trim() : v; }
-  document.querySelectorAll("table.sortable").forEach(function (table) {
-    var headers = Array.prototype.slice.call(table.tHead.rows[0].cells);
-    headers.forEach(function (th, col) {
-      th.title = "click to sort";
-      th.addEventListener("click", function () {
-        var ascending = th.getAttribute("aria-sort") !== "ascending";
-        headers.forEach(function (h) { h.removeAttribute("aria-sort"); });
-        th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
-        var body = table.tBodies[0];
-        var rows = Array.prototype.slice.call(body.rows);
-        var numeric = rows.every(function (r) { var k = key(r.cells[col]); return k === "" || !isNaN(Number(k)); });
-        rows.sort(function (a, b) {
-          var ka = key(a.cells[col]), kb = key(b.cells[col]);
-          if (ka === "" || kb === "") { return (ka === "") - (kb === ""); }
-          var c = numeric ? Number(ka) - Number(kb) : ka.localeCompare(kb);
-          return ascending ? c : -c;
-        });
-        rows.forEach(function (r) { body.appendChild(r); });
-      });
-    });
-  });
-})();
+.pager { font-size: 0.82rem; color: #555; margin: 0.3rem 0; } .pager button { font-size: 0.78rem; }
 """
 
 
-def _esc(value) -> str:
-    return html.escape("" if value is None else str(value))
+def _json(value) -> str:
+    """JSON for a <script> element: '</' escaped, so no value can end the element."""
+    return json.dumps(value, allow_nan=False, separators=(",", ":")).replace("</", "<\\/")
 
 
-def _cell(text, sort=None, numeric=False) -> str:
-    sort_attr = "" if sort is None else f' data-sort="{_esc(sort)}"'
-    css = ' class="num"' if numeric else ""
-    return f"<td{css}{sort_attr}>{text}</td>"
+def script() -> str:
+    return page_js.SCRIPT % {"page_rows": page_js.PAGE_ROWS, "config": json.dumps(PLOTLY_CONFIG),
+                             "hover_roles": json.dumps(HOVER_ROLES)}  # fmt: skip
 
 
-def _metric_cell(value, metric: str) -> str:
-    if not finite(value):
-        return _cell("–", "", numeric=True)
-    return _cell(_esc(style.human(value, metric)), repr(float(value)), numeric=True)
-
-
-def _state_text(point: RunPoint) -> str:
-    if point.excluded is None:
-        return "★ front" if point.on_front else "dominated"
-    return point.excluded.upper() if point.state in ("failed", "running", "killed") else point.excluded
-
-
-def _table_metrics(analysis: Analysis) -> list[str]:
-    """The objectives first, then other metrics some run has."""
-    first = [analysis.x.metric, analysis.y.metric]
-    rest = [m for m in TABLE_METRICS if m not in first and any(finite(p.run.get(m)) for p in analysis.points)]
-    return first + rest
-
-
-def runs_table_html(analysis: Analysis) -> str:
-    order = style.embeddings(analysis)
-    params = analysis.swept_params
-    metrics = _table_metrics(analysis)
-    headers = ["state", "run", *params, *metrics, "device", "precision", "started", "failure reason"]
-    head = "".join(f"<th>{_esc(h)}</th>" for h in headers)
-    body = []
-    for p in analysis.points:
-        run = p.run
-        cells = [
-            _cell(f'<span class="badge">{_esc(_state_text(p))}</span>', STATE_ORDER.get(p.state, 9)),
-            _cell(_esc(run.get("run_name") or run["run_id"]), run.get("run_name") or run["run_id"]),
-        ]
-        for name in params:
-            value = run.get(name)
-            text = _esc(value if value is not None else "–")
-            if name == "embedding":
-                swatch = style.colour(value or "unknown", order)
-                text = f'<span class="swatch" style="background:{swatch}"></span>{text}'
-            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-            cells.append(_cell(text, "" if value is None else value, numeric=numeric))
-        cells += [_metric_cell(run.get(m), m) for m in metrics]
-        started = run.get("start_time")
-        started_text = started.strftime("%Y-%m-%d %H:%M:%S") if started else ""
-        cells += [
-            _cell(_esc(run.get("device") or "–")),
-            _cell(_esc(run.get("precision") or "–")),
-            _cell(_esc(started_text), started_text),
-            _cell(_esc(run.get("failure_reason") or "")),
-        ]
-        title = f' title="{_esc(p.excluded)}"' if p.excluded else ""
-        body.append(f'<tr class="state-{p.state}" data-run-id="{_esc(run["run_id"])}"{title}>{"".join(cells)}</tr>')
-    return (
-        f'<div class="scroll"><table class="sortable" id="runs-table"><thead><tr>{head}</tr></thead>'
-        f'<tbody>{"".join(body)}</tbody></table></div>'
-    )
-
-
-def comparison_html(table: compare.ComparisonTable) -> str:
-    """Columns: configuration, then (paper, this sweep) per value, then what the sweep's runs were."""
-    head = "".join(f"<th>{_esc(h)}</th>" for h in table.headers)
-
-    def css(i: int, n: int) -> str:
-        if i == 0:
-            return ""
-        if i == n - 1:
-            return ' class="runs"'
-        return ' class="num paper"' if i % 2 else ' class="num"'
-
-    rows = "".join(
-        "<tr>" + "".join(f"<td{css(i, len(row))}>{_esc(c)}</td>" for i, c in enumerate(row)) + "</tr>"
-        for row in table.rows
-    )
-    return (
-        f'<div><table class="paper-table"><caption>{_esc(table.title)}</caption>'
-        f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
-        f'<p class="note">{_esc(table.note)}</p></div>'
-    )
+def chart_html(fig, div_id: str) -> str:
+    """An empty div and the figure as JSON ('</' escaped: the JSON cannot end its script element)."""
+    data = fig.to_json().replace("</", "<\\/")  # plotly's JSON; figures carry no NaN
+    return (f'<div id="{div_id}" class="chart"></div>'
+            f'<script type="application/json" class="chart" data-div="{div_id}">{data}</script>')  # fmt: skip
 
 
 def summary(analysis: Analysis) -> str:
     counts: dict[str, int] = {}
     for p in analysis.points:
-        counts[p.state] = counts.get(p.state, 0) + 1
-    parts = [f"{len(analysis.points)} runs", f"{len(analysis.front)} on the Pareto front"]
-    parts += [f"{counts[s]} {s}" for s in ("dominated", "running", "missing", "killed", "failed") if counts.get(s)]
+        state = analysis.run_state(p)
+        counts[state] = counts.get(state, 0) + 1
+    configs = analysis.configurations
+    parts = [f"{len(analysis.points)} runs"]
+    if analysis.replicated:
+        parts.append(f"{len(configs)} configurations ({sum(c.n > 1 for c in configs)} with several seeds)")
+        parts.append(f"{len(analysis.config_front)} on the front of the means")
+        within = sum(c.within_noise for c in configs)
+        parts += [f"{within} within noise of it"] if within else []
+    else:
+        parts.append(f"{len(analysis.config_front)} on the Pareto front")
+    parts += [f"{counts[s]} {s}" for s in ("running", "missing", "killed", "failed") if counts.get(s)]
     return ", ".join(parts)
 
 
-def _chart_html(fig, div_id: str) -> str:
-    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config=PLOTLY_CONFIG)
+def statistics_note(analysis: Analysis) -> str:
+    if not analysis.replicated:
+        text = ("Every configuration ran with a single seed: no interval. Replicate seeds (`[sweep] seeds`) "
+                "to see which differences are resolved.")  # fmt: skip
+    else:
+        text = (f"Each point is a configuration's mean over its seeds (faint points), with 95% intervals: {STUDENT} "
+                "(mean ± t·s/√n, the t quantile for n − 1 degrees of freedom computed from the t distribution; "
+                "no scipy). A configuration with a single seed has no interval (single seed: no interval). The front "
+                "is computed on the means; a configuration whose intervals overlap a front configuration's on both "
+                "axes is within noise of the front (grey outline).")  # fmt: skip
+    if analysis.x_figure == BENCH:
+        text += f" Throughput (x): the bench stage's figure, measured alone; its interval is the {BENCH_METHOD}."
+    return text
+
+
+def configurations_section(analysis: Analysis) -> str:
+    if not analysis.replicated:
+        return ""
+    return ("<h2>Configurations</h2>\n<p class=\"note\">Configurations with more than one seed: means ± 95% "
+            f"intervals ({STUDENT}). Click a column header to sort.</p>\n"
+            '<div id="configs-table-box" class="table-box"></div>')  # fmt: skip
 
 
 def page_html(analysis: Analysis, plotly_js: str, refresh_seconds: int | None = None) -> str:
     """The whole page. `refresh_seconds`: reload itself (for `--serve`; not in logged artifacts)."""
     refresh = f'<meta http-equiv="refresh" content="{int(refresh_seconds)}">' if refresh_seconds else ""
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    marks = references.reference_marks(analysis)
+    outside = marks.outside_text(analysis)
     hypervolume = ""
     if analysis.is_optuna:
-        hypervolume = _chart_html(figure.hypervolume_figure(analysis), "hypervolume-chart")
-    comparisons = "".join(comparison_html(t) for t in compare.compare_all([p.run for p in analysis.points]))
+        hypervolume = chart_html(figure.hypervolume_figure(analysis), "hypervolume-chart")
+    runs = [p.run for p in analysis.points]
+    data = {"configs": tables.configurations_table(analysis), "runs": tables.runs_table(analysis)}
+    comparisons = "".join(comparison_html(t) for t in compare.compare_all(runs))
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -186,25 +126,31 @@ def page_html(analysis: Analysis, plotly_js: str, refresh_seconds: int | None = 
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="icon" href="data:,">
 {refresh}
-<title>{_esc(figure.title(analysis))}</title>
+<title>{esc(figure.title(analysis))}</title>
 <style>{CSS}</style>
 <script type="text/javascript">{plotly_js}</script>
 </head>
 <body>
-<h1>{_esc(figure.title(analysis))}</h1>
-<p class="sub">Measured on {_esc(analysis.measured_on())}. {_esc(summary(analysis))}.
+<h1>{esc(figure.title(analysis))}</h1>
+<p class="sub">Measured on {esc(analysis.measured_on())}. {esc(summary(analysis))}.
 Generated {generated}{" · reloads every " + str(int(refresh_seconds)) + " s" if refresh_seconds else ""}.</p>
-{_chart_html(figure.pareto_figure(analysis), "pareto-chart")}
-<p class="note">Marker size: model parameters. Dimmed: dominated runs. Grey crosses: failed or running runs
-(never on the front). Stars and dotted lines: the paper's published numbers (ImageNet-100, 300 epochs, on the
-authors' hardware), not this sweep's measurements. Runs lacking a value are listed below, not drawn.</p>
+{chart_html(figure.pareto_figure(analysis, marks), "pareto-chart")}
+<p class="note">Marker size: model parameters. Dimmed: dominated configurations. Grey crosses: failed or running
+runs (never on the front). Stars and dotted lines: the paper's published numbers (ImageNet-100, 300 epochs, on the
+authors' hardware), not this sweep's measurements. Runs lacking a value are listed below, not drawn.
+{esc(statistics_note(analysis))}</p>
+<p class="note" id="paper-marks">{esc(references.NOTE)}{" Outside: " + esc(outside) + "." if outside else ""}</p>
 {hypervolume}
+{configurations_section(analysis)}
 <h2>Runs</h2>
-<p class="note">Click a column header to sort. Every run of the sweep is listed, whatever its state.</p>
-{runs_table_html(analysis)}
+<p class="note">Click a column header to sort. Every run of the sweep is listed, whatever its state; a run's state
+is its configuration's.</p>
+<div id="runs-table-box" class="table-box"></div>
 <h2>The paper's tables beside this sweep</h2>
+<p class="note">{esc(compare.seeds_note(runs))}</p>
 <div class="paper-grid">{comparisons}</div>
-<script type="text/javascript">{SORT_JS}</script>
+<script type="application/json" id="page-data">{_json(data)}</script>
+<script type="text/javascript">{script()}</script>
 </body>
 </html>
 """

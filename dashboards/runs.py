@@ -1,71 +1,120 @@
-"""The runs table: its columns, how to load it, and which runs can be compared.
+"""The runs table: its columns (declared once, in `vocab`), how to load it, and which runs compete.
 
-One row per trial. `tokensweep export` writes it from MLflow with exactly `RUNS_SCHEMA` (plus any
-extra metrics the trials logged, as float64 columns); the dashboards need only `run_id`,
-`run_name`, `status` and the objective columns, and treat every other column as optional.
+One row per trial. `tokensweep export` writes `runs_schema(knobs)`: vocab's run fields, params,
+metrics and tags in vocab's order, an embedding's knob params (which vocab does not declare) right
+after `backbone`, then any metric vocab does not declare. Every column carries its kind in the
+field metadata (`kind`: run | param | epoch | final | tag, or `metric` for an undeclared one), so
+the dashboards tell a plugin's knob from a metric without knowing its name. The dashboards need
+only `run_id`, `run_name`, `status` and the objective columns; every other column is optional.
 """
 
 import math
 import os
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 
+import vocab
 from dashboards.errors import InputError
 
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
-
-IDENTITY_COLUMNS = [
-    ("run_id", pa.string()),
-    ("run_name", pa.string()),
-    ("trial_id", pa.string()),
-    ("status", pa.string()),  # FINISHED | FAILED | RUNNING | KILLED | SCHEDULED
-    ("start_time", TIMESTAMP),
-    ("end_time", TIMESTAMP),
-    ("parent_run_id", pa.string()),
-]
-PARAM_COLUMNS = [
-    ("model", pa.string()),
-    ("embedding", pa.string()),  # patch | conv | supertoken
-    ("conv_depth", pa.int64()),
-    ("extra_conv", pa.bool_()),
-    ("cluster_iters", pa.int64()),
-    ("channels", pa.string()),  # "16,32,32,64,64,64"
-    ("mask_border", pa.bool_()),
-    ("img_size", pa.int64()),
-    ("epochs", pa.int64()),
-    ("batch_size", pa.int64()),
-    ("lr", pa.float64()),
-    ("seed", pa.int64()),
-    ("dataset", pa.string()),
-    ("optuna_trial_number", pa.int64()),
-]
-METRIC_COLUMNS = [
-    ("top1", pa.float64()),  # percent
-    ("top5", pa.float64()),
-    ("params", pa.float64()),
-    ("embed_params", pa.float64()),
-    ("flops", pa.float64()),  # per image
-    ("images_per_sec", pa.float64()),  # inference
-    ("train_images_per_sec", pa.float64()),
-    ("peak_mem_mb", pa.float64()),  # GPU only
-    ("joules_per_image", pa.float64()),  # GPU only
-    ("train_loss", pa.float64()),  # last epoch
-    ("val_loss", pa.float64()),
-]
-TAG_COLUMNS = [
-    ("device", pa.string()),
-    ("precision", pa.string()),  # fp32 | bf16 | fp16
-    ("torch_version", pa.string()),
-    ("gpu_shared", pa.bool_()),  # throughput measured while other trials shared the GPU
-    ("failure_reason", pa.string()),
-    ("sweep_search", pa.string()),  # the parent run's tokensweep.search tag, e.g. "optuna"
-]
-RUNS_SCHEMA = pa.schema(IDENTITY_COLUMNS + PARAM_COLUMNS + METRIC_COLUMNS + TAG_COLUMNS)
+ARROW_TYPES = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "time": TIMESTAMP}
+KIND = b"kind"  # field metadata key
+EXTRA_METRIC = "metric"  # the kind of a metric column vocab does not declare
+METRIC_KINDS = (vocab.EPOCH, vocab.FINAL, EXTRA_METRIC)
+KNOBS_AFTER = "backbone"  # knob params follow this column
 REQUIRED_COLUMNS = ("run_id", "run_name", "status")
-PARAM_NAMES = [name for name, _ in PARAM_COLUMNS]
 EXPERIMENT_METADATA_KEY = b"tokensweep.experiment"
+MODEL_NAME = re.compile(r"^vit_([a-z0-9]+)_")  # vit_<backbone>_<embedding>
+
+
+def _one_per_name() -> tuple[vocab.Field, ...]:
+    """vocab's fields, one per column name: a name declared twice keeps its first declaration.
+
+    `lr` is both a param (the peak rate) and an epoch metric (the schedule's value at an epoch's
+    end, ~0 after a cosine decay): the column holds the param.
+    """
+    first: dict[str, vocab.Field] = {}
+    for f in vocab.FIELDS:
+        first.setdefault(f.name, f)
+    return tuple(first.values())
+
+
+COLUMN_FIELDS = _one_per_name()
+PARAM_NAMES = tuple(f.name for f in COLUMN_FIELDS if f.kind == vocab.PARAM)
+METRIC_NAMES = tuple(f.name for f in COLUMN_FIELDS if f.kind in METRIC_KINDS)
+
+
+def arrow_field(f: vocab.Field) -> pa.Field:
+    return pa.field(f.name, ARROW_TYPES[f.type], metadata={KIND: f.kind.encode()})
+
+
+def knob_field(name: str, kind: pa.DataType) -> pa.Field:
+    """A param vocab does not declare (an embedding's knob, e.g. `cluster_iters`, a plugin's `kernel`)."""
+    return pa.field(name, kind, metadata={KIND: vocab.PARAM.encode()})
+
+
+def extra_metric_field(name: str) -> pa.Field:
+    return pa.field(name, pa.float64(), metadata={KIND: EXTRA_METRIC.encode()})
+
+
+def runs_schema(knobs: Sequence[pa.Field] = (), extra_metrics: Sequence[str] = ()) -> pa.Schema:
+    """The export's columns: vocab's in its order, `knobs` after `backbone`, then undeclared metrics."""
+    fields = []
+    for f in COLUMN_FIELDS:
+        fields.append(arrow_field(f))
+        if f.name == KNOBS_AFTER:
+            fields += knobs
+    return pa.schema(fields + [extra_metric_field(name) for name in extra_metrics])
+
+
+RUNS_SCHEMA = runs_schema()
+
+
+def column_kind(f: pa.Field) -> str | None:
+    """A column's kind: from its metadata, else from vocab's declaration of its name, else None."""
+    marked = (f.metadata or {}).get(KIND)
+    if marked:
+        return marked.decode()
+    declared = vocab.field(f.name)
+    return declared.kind if declared else None
+
+
+def param_columns(schema: pa.Schema) -> list[str]:
+    """vocab's params and every column marked kind=param (an embedding's knobs), in column order."""
+    return [f.name for f in schema if f.name in vocab.PARAMS or column_kind(f) == vocab.PARAM]
+
+
+# vocab's metric declarations by name (looked up per table cell: a dict, not a scan of vocab.FIELDS)
+METRIC_FIELDS = {f.name: f for f in vocab.of_kind(vocab.EPOCH, vocab.FINAL)}
+
+
+def label(metric: str) -> str:
+    """What a person reads on an axis: vocab's label, or the column name when vocab has none."""
+    declared = METRIC_FIELDS.get(metric) or vocab.field(metric)
+    return declared.label if declared else metric
+
+
+def unit(metric: str) -> str:
+    declared = METRIC_FIELDS.get(metric)
+    return declared.unit if declared else ""
+
+
+def default_direction(metric: str) -> str:
+    """vocab's direction of a metric ("max" when it declares none)."""
+    declared = METRIC_FIELDS.get(metric)
+    return (declared.better if declared else None) or "max"
+
+
+def backbone(run: dict) -> str | None:
+    """The run's backbone (tiny | ti | s | b): its `backbone` param, else from the model name vit_<backbone>_<embedding>."""
+    if run.get("backbone"):
+        return run["backbone"]
+    match = MODEL_NAME.match(run.get("model") or "")
+    return match.group(1) if match else None
 
 
 @dataclass(frozen=True)
@@ -80,7 +129,9 @@ class Objective:
         return "max" if self.maximize else "min"
 
     @classmethod
-    def parse(cls, metric: str, direction: str) -> "Objective":
+    def parse(cls, metric: str, direction: str | None = None) -> "Objective":
+        """`direction` None: vocab's direction of the metric."""
+        direction = direction or default_direction(metric)
         if direction not in ("max", "min"):
             raise InputError(f"objective direction for {metric!r} must be 'max' or 'min', got {direction!r}")
         return cls(metric, direction == "max")
@@ -120,13 +171,12 @@ def experiment_name(table: pa.Table) -> str | None:
 
 
 def metric_columns(table: pa.Table) -> list[str]:
-    """Numeric columns that can be an objective (parameters such as `seed` are not)."""
-    numeric = [
-        field.name
-        for field in table.schema
-        if pa.types.is_integer(field.type) or pa.types.is_floating(field.type)
+    """Numeric columns that can be an objective: metrics, not params (`seed`) nor tags (`threads`)."""
+    return [
+        f.name
+        for f in table.schema
+        if (pa.types.is_integer(f.type) or pa.types.is_floating(f.type)) and column_kind(f) in (*METRIC_KINDS, None)
     ]
-    return [name for name in numeric if name not in PARAM_NAMES]
 
 
 def check_objective(table: pa.Table, objective: Objective) -> None:

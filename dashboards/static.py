@@ -12,41 +12,55 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from dashboards import paper, style
+from dashboards import figure, style
 from dashboards.analysis import Analysis
 from dashboards.atomic import atomic_path
 from dashboards.figure import title
+from dashboards.references import Marks, reference_marks
 
 
-def _draw_runs(ax, analysis: Analysis, order: list[str]) -> None:
+def _draw_configurations(ax, analysis: Analysis, order: list[str]) -> None:
+    """Each configuration at its mean with 95% whiskers; its seeds faint behind it. Beyond
+    figure.GL_THRESHOLD points they are rasterised in the SVG (10,000 vector markers: seconds, MBs)."""
+    sizes = figure.config_sizes(analysis)
+    raster = figure.drawn_points(analysis) > figure.GL_THRESHOLD
     for embedding in order:
-        points = [p for p in analysis.competing if (p.run.get("embedding") or "unknown") == embedding]
-        if not points:
+        configs = [c for c in analysis.configurations if style.embedding(c.run) == embedding]
+        if not configs:
             continue
-        diameters = style.marker_sizes(points, reference=analysis.competing)
-        sizes = [(d * 0.75) ** 2 for d in diameters]  # px diameter -> pt^2 area
-        for on_front in (False, True):  # dominated first, so front markers sit on top
-            chosen = [(p, s) for p, s in zip(points, sizes) if p.on_front == on_front]
-            if chosen:
-                ax.scatter(
-                    [p.x for p, _ in chosen],
-                    [p.y for p, _ in chosen],
-                    s=[s for _, s in chosen],
-                    color=style.colour(embedding, order),
-                    alpha=1.0 if on_front else style.DOMINATED_OPACITY,
-                    edgecolors="black" if on_front else "none",
-                    linewidths=1.0,
-                    zorder=3 if on_front else 2,
-                )
+        colour = style.colour(embedding, order)
+        seeds = [p for c in configs if c.n > 1 for p in c.points]
+        if seeds:
+            ax.scatter([p.x for p in seeds], [p.y for p in seeds], s=12, color=colour, alpha=style.SEED_OPACITY,
+                       linewidths=0, zorder=1.5, rasterized=raster)
+        for state, opacity in figure.STATES:  # zorder, not this order, puts the front on top
+            group = [c for c in configs if c.state == state]
+            if not group:
+                continue
+            zorder = {"front": 3, "noise": 2.7}.get(state, 2)
+            with_interval = [c for c in group if c.x.has_interval or c.y.has_interval]
+            if with_interval:
+                xerr = [figure.whiskers([c.x for c in with_interval], analysis.x_log)[i] for i in (1, 0)]
+                yerr = [figure.whiskers([c.y for c in with_interval], False)[i] for i in (1, 0)]
+                ax.errorbar([c.x.mean for c in with_interval], [c.y.mean for c in with_interval],
+                            xerr=[[v or 0.0 for v in side] for side in xerr],
+                            yerr=[[v or 0.0 for v in side] for side in yerr],
+                            fmt="none", ecolor=colour, alpha=opacity, elinewidth=1, capsize=0 if raster else 2,
+                            zorder=zorder - 0.1,
+                            rasterized=raster)
+            ax.scatter([c.x.mean for c in group], [c.y.mean for c in group],
+                       s=[(sizes[c.key] * 0.75) ** 2 for c in group],  # px diameter -> pt^2 area
+                       color=colour, alpha=opacity, edgecolors={"front": "black", "noise": "#555555"}.get(state, "none"),
+                       linewidths=1.0, zorder=zorder, rasterized=raster)  # fmt: skip
 
 
 def _draw_front(ax, analysis: Analysis) -> None:
-    front = analysis.front
+    front = analysis.config_front
     if front:
         # steps-pre = vertical first, matching Plotly's "vh" (see figure._front_trace).
         ax.plot(
-            [p.x for p in front],
-            [p.y for p in front],
+            [c.x.mean for c in front],
+            [c.y.mean for c in front],
             drawstyle="steps-pre" if analysis.x.maximize else "steps-post",
             color="black",
             linewidth=1.2,
@@ -57,43 +71,43 @@ def _draw_front(ax, analysis: Analysis) -> None:
 def _draw_excluded(ax, analysis: Analysis) -> None:
     points = [p for p in analysis.excluded if p.has_values]
     if points:
-        ax.scatter([p.x for p in points], [p.y for p in points], marker="x", color=style.EXCLUDED_COLOUR, zorder=2)
+        ax.scatter([p.x for p in points], [p.y for p in points], marker="x", color=style.EXCLUDED_COLOUR, zorder=2,
+                   rasterized=figure.drawn_points(analysis) > figure.GL_THRESHOLD)
 
 
-def _draw_paper(ax, analysis: Analysis, order: list[str]) -> bool:
-    """Paper points as stars (one label per table), y-only results as dotted lines labelled on the right."""
+def _draw_paper(ax, analysis: Analysis, order: list[str], marks: Marks) -> bool:
+    """Paper points as stars (one label per table), y-only results as dotted lines labelled on the
+    right; only those within the sweep's own range (dashboards.references)."""
     x, y = analysis.x.metric, analysis.y.metric
-    refs = paper.reference_points()
-    both = [r for r in refs if x in r.values and y in r.values and r.values[x] is not None]
-    for table in sorted({r.table for r in both}):
-        group = [r for r in both if r.table == table]
+    for table in sorted({r.table for r in marks.points}):
+        group = [r for r in marks.points if r.table == table]
         ax.scatter([r.values[x] for r in group], [r.values[y] for r in group], marker="*", s=140,
                    facecolor="white", edgecolor="black", zorder=4)
         top = max(group, key=lambda r: r.values[y])
         ax.annotate(f"paper T{table}", (top.values[x], top.values[y]), xytext=(0, 7), textcoords="offset points",
                     ha="center", va="bottom", fontsize=8)
-    lines = [r for r in refs if r.line_when_partial and y in r.values and x not in r.values]
-    for ref in lines:
+    for ref in marks.lines:
         ax.axhline(ref.values[y], linestyle=":", linewidth=1, color=style.colour(ref.embedding, order))
         ax.annotate(f"paper T{ref.table} {ref.embedding} {ref.values[y]:.2f}", (1.01, ref.values[y]),
                     xycoords=("axes fraction", "data"), va="center", fontsize=8,
                     color=style.colour(ref.embedding, order))
-    return bool(both or lines)
+    return bool(marks.points or marks.lines)
 
 
-def _legend(ax, analysis: Analysis, order: list[str], paper_drawn: bool) -> None:
+def _legend(fig, analysis: Analysis, order: list[str], paper_drawn: bool) -> None:
+    """Below the plot, outside it: a legend never hides a point."""
     handles = [
         Line2D([], [], marker="o", linestyle="", color=style.colour(e, order), label=e)
         for e in order
-        if any((p.run.get("embedding") or "unknown") == e for p in analysis.competing)
+        if any(style.embedding(c.run) == e for c in analysis.configurations)
     ]
-    handles.append(Line2D([], [], color="black", label=f"Pareto front ({len(analysis.front)})"))
+    handles.append(Line2D([], [], color="black", label=f"Pareto front of the means ({len(analysis.config_front)})"))
     if any(p.has_values for p in analysis.excluded):
         handles.append(Line2D([], [], marker="x", linestyle="", color=style.EXCLUDED_COLOUR, label="failed/running"))
     if paper_drawn:
         handles.append(Line2D([], [], marker="*", linestyle="", markerfacecolor="white", markeredgecolor="black",
                               color="black", label="paper (other hardware)"))
-    ax.legend(handles=handles, fontsize=8, loc="lower right", framealpha=0.85)
+    fig.legend(handles=handles, fontsize=8, loc="outside lower center", ncols=min(len(handles), 6), frameon=False)
 
 
 def _format_x_axis(ax, analysis: Analysis) -> None:
@@ -112,20 +126,24 @@ def static_figure(analysis: Analysis) -> Figure:
     fig = Figure(figsize=(9, 6), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     order = style.embeddings(analysis)
-    _draw_runs(ax, analysis, order)
+    _draw_configurations(ax, analysis, order)
     _draw_front(ax, analysis)
     _draw_excluded(ax, analysis)
-    paper_drawn = _draw_paper(ax, analysis, order)
+    marks = reference_marks(analysis)
+    paper_drawn = _draw_paper(ax, analysis, order, marks)
     _format_x_axis(ax, analysis)
-    ax.set_xlabel(style.axis_label(analysis.x))
+    ax.set_xlabel(style.axis_label(analysis.x, analysis.x_figure))
     ax.set_ylabel(style.axis_label(analysis.y))
     ax.grid(True, which="major", alpha=0.3)
-    subtitle = textwrap.fill(f"measured on {analysis.measured_on()}; marker area ~ model params", 110)
+    stats = "means with 95% Student t intervals over seeds" if analysis.replicated else "single seed: no interval"
+    subtitle = textwrap.fill(f"measured on {analysis.measured_on()}; {stats}; marker area ~ model params", 110)
     left_out = len(analysis.points) - len([p for p in analysis.points if p.has_values])
     if left_out:
         subtitle += f"\n{left_out} run(s) without both values not drawn (see the runs table)"
+    if marks.outside:
+        subtitle += f"\n{len(marks.outside)} paper mark(s) outside this sweep's range not drawn (see the paper tables)"
     ax.set_title(f"{title(analysis)}\n{subtitle}", fontsize=10, loc="left")
-    _legend(ax, analysis, order, paper_drawn)
+    _legend(fig, analysis, order, paper_drawn)
     return fig
 
 

@@ -1,10 +1,11 @@
 """Regenerate this folder's example from the SYNTHETIC runs in dashboards/demo.py (not measurements).
 
-    /tmp/venv/bin/python dashboards/examples/make_example.py
+    .venv/bin/python dashboards/examples/make_example.py
 
-Writes pareto.png and pareto.json (as `tokensweep dashboard` would) and screenshot.png (the
-top of pareto.html in headless Chromium). pareto.html itself is ~5 MB (plotly.js inlined) and is
-not kept here; `python -m dashboards.demo OUT_DIR` writes it.
+Writes pareto.png and pareto.json (as `tokensweep dashboard` would) and screenshot.png (the top of
+pareto.html in headless Chromium, as tests/dashboards/test_dashboard_browser.py drives it: Debian's
+`chromium` package, found on PATH). pareto.html itself is ~5 MB (plotly.js inlined) and is not
+kept here; `python -m dashboards.demo OUT_DIR` writes it.
 """
 
 import shutil
@@ -16,16 +17,24 @@ from dashboards.build import build_dashboard
 from dashboards.demo import demo_runs
 
 HERE = Path(__file__).resolve().parent
-CHROMIUM = "/usr/bin/chromium"  # Debian's: playwright cannot download a browser here
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync"]
+# No sandbox (containers), none of Chromium's background traffic, WebGL in software (no GPU needed).
+LAUNCH_ARGS = ["--no-sandbox", "--no-first-run", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]  # fmt: skip
 
 
-def screenshot(html: Path, png: Path, width: int = 1280, height: int = 1150) -> None:
+def chromium() -> str:
+    """Debian's Chromium (playwright cannot download its own browser without internet)."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        raise SystemExit("make_example: no chromium on PATH (Debian: apt-get install chromium)")
+    return path
+
+
+def screenshot(html: Path, png: Path, width: int = 1280, height: int = 1000) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        browser = playwright.chromium.launch(executable_path=chromium(), args=LAUNCH_ARGS)
         page = browser.new_page(viewport={"width": width, "height": height})
         page.goto(html.as_uri(), wait_until="load")
         page.wait_for_function("() => document.querySelectorAll('#pareto-chart .scatterlayer .point').length > 0")

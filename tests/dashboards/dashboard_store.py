@@ -23,12 +23,16 @@ class Store:
         return Path(self.uri.removeprefix("sqlite:///")).parent
 
 
-def _trial(name, embedding, status="FINISHED", metrics=None, **params):
+def _trial(name, embedding, status="FINISHED", metrics=None, tags=None, **params):
+    """(name, status, params, final metrics, extra tags) of one trial run."""
     base = dict(model=f"vit_tiny_{embedding}", embedding=embedding, img_size="32", epochs="2", batch_size="64",
                 lr="0.002", seed="0", dataset="tiny", conv_depth="None", extra_conv="None", cluster_iters="None",
                 channels="None", mask_border="None")
     base.update({k: str(v) for k, v in params.items()})
-    return name, status, base, metrics or {}
+    return name, status, base, metrics or {}, tags or {}
+
+
+trial = _trial  # for tests that build their own sweeps
 
 
 FINAL = dict(top5=90.0, params=5.4e6, embed_params=1.2e4, flops=2.1e8, train_images_per_sec=300.0)
@@ -63,9 +67,10 @@ def make_store(root, experiment=EXPERIMENT, trials=TRIALS, search=None, db_dir=N
     sweep_tags = {"tokensweep.role": "sweep", **({"tokensweep.search": search} if search else {})}
     parent = client.create_run(exp_id, run_name=experiment, tags=sweep_tags).info.run_id
     run_ids = {}
-    for number, (name, status, params, metrics) in enumerate(trials):
+    for number, (name, status, params, metrics, extra_tags) in enumerate(trials):
         tags = {"mlflow.parentRunId": parent, "tokensweep.role": "trial", "trial_id": f"trial_{number:03d}",
-                "device": "cpu: Test CPU", "precision": "fp32", "torch_version": "2.13.0", "gpu_shared": "false"}
+                "device": "cpu: Test CPU", "precision": "fp32", "torch_version": "2.13.0", "gpu_shared": "false",
+                **extra_tags}
         if status == "FAILED":
             tags["failure_reason"] = "NonFiniteLoss: loss became nan at epoch 1"
         run_id = client.create_run(exp_id, run_name=name, tags=tags).info.run_id

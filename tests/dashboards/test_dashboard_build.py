@@ -14,8 +14,9 @@ from dashboards import paper
 from dashboards.analysis import analyse
 from dashboards.atomic import atomic_path, write_text_atomic
 from dashboards.build import OUTPUT_FILES, build_dashboard
+from dashboards import compare as compare_module
 from dashboards.compare import compare
-from dashboards.demo import demo_runs
+from dashboards.demo import DEMO_SCHEMA, demo_runs
 from dashboards.errors import InputError
 from dashboards.runs import RUNS_SCHEMA, Objective, load_runs
 
@@ -28,7 +29,18 @@ def table(*rows: dict) -> pa.Table:
     for i, row in enumerate(rows):
         full.append({"run_id": f"r{i}", "run_name": f"run-{i}", "status": "FINISHED", "embedding": "patch",
                      "start_time": T0 + timedelta(minutes=i), **row})
-    return pa.Table.from_pylist(full, schema=RUNS_SCHEMA)
+    return pa.Table.from_pylist(full, schema=DEMO_SCHEMA)  # the export's columns with the super-token knobs
+
+
+def page_data(html: str) -> dict:
+    """The tables' JSON the page's script renders (dashboards.tables)."""
+    text = re.search(r'<script type="application/json" id="page-data">(.*?)</script>', html, re.S)[1]
+    return json.loads(text)
+
+
+def sorted_run_ids(runs: pa.Table) -> list[str]:
+    rows = runs.to_pylist()
+    return [r["run_id"] for r in sorted(rows, key=lambda r: (r["start_time"] is None, r["start_time"], r["run_id"]))]
 
 
 def states(analysis) -> dict:
@@ -94,9 +106,12 @@ def test_page_is_self_contained_and_marks_every_run(tmp_path):
     assert "<script src" not in ours.replace(" ", "")
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", ours)
     assert 'http-equiv="refresh"' not in html
-    assert html.count('<tr class="state-') == runs.num_rows
-    for state in ("front", "dominated", "failed", "running", "missing"):
-        assert f'<tr class="state-{state}"' in html
+    data = page_data(html)
+    assert [r["key"] for r in data["runs"]["rows"]] == sorted_run_ids(runs)  # every run listed, in start order
+    assert {r["state"] for r in data["runs"]["rows"]} == {"front", "noise", "dominated", "failed", "running", "missing"}
+    assert len(data["configs"]["rows"]) == 10  # the replicated configurations (the single-seed one is its run)
+    for run_id in runs.column("run_id").to_pylist():
+        assert html.count(run_id) == 1, run_id  # a run's details are in the page once (issue 16)
     assert "NVIDIA H100 80GB HBM3, bf16" in html  # the title names device and precision
     for number in (1, 6, 7, 8):
         assert f"Table {number}:" in html
@@ -125,8 +140,10 @@ def test_optuna_sweeps_get_a_hypervolume_chart(tmp_path):
 @pytest.mark.parametrize(
     "x, y, message",
     [
-        (Objective("speed"), Y, "unknown objective metric 'speed'; available metrics: top1, top5, params"),
+        (Objective("speed"), Y, "unknown objective metric 'speed'; available metrics: train_loss, val_loss, top1, top5"),
         (X, Objective("seed"), "unknown objective metric 'seed'"),  # a parameter is not a metric
+        (X, Objective("cluster_iters"), "unknown objective metric 'cluster_iters'"),  # nor a knob (kind=param)
+        (X, Objective("threads"), "unknown objective metric 'threads'"),  # nor a tag
         (Y, Y, "the two objectives must differ"),
     ],
 )
@@ -160,18 +177,61 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["pareto.html"]
 
 
-def test_paper_tables_sit_beside_matching_runs():
+TINY = dict(model="vit_tiny_supertoken", embedding="supertoken", conv_depth=6, extra_conv=False,
+            channels="8,16,16,32,32,32", mask_border=False)  # every knob logged, as the platform does
+
+
+def test_paper_tables_match_any_backbone_and_show_intervals():
     runs = table(
-        dict(embedding="supertoken", conv_depth=6, extra_conv=False, cluster_iters=1, top1=80.0, images_per_sec=900.0),
-        dict(embedding="supertoken", cluster_iters=1, top1=82.0, images_per_sec=1100.0),  # nulls: model defaults
-        dict(embedding="supertoken", cluster_iters=1, channels="8,8,8,8,8,8", top1=10.0),  # other widths: no match
-        dict(embedding="supertoken", cluster_iters=2, top1=70.0, status="FAILED"),  # failed: not a result
+        dict(model="vit_s_supertoken", embedding="supertoken", conv_depth=6, extra_conv=False, cluster_iters=1,
+             config_id="s1", top1=80.0, images_per_sec=900.0),
+        dict(model="vit_s_supertoken", embedding="supertoken", cluster_iters=1, config_id="s1", seed=1, top1=82.0,
+             images_per_sec=1100.0),  # nulls: model defaults
+        dict(model="vit_s_supertoken", embedding="supertoken", cluster_iters=1, channels="8,8,8,8,8,8", top1=10.0),
+        dict(model="vit_s_supertoken", embedding="supertoken", cluster_iters=2, top1=70.0, status="FAILED"),
+        dict(TINY, cluster_iters=3, config_id="t3", top1=50.0, images_per_sec=3000.0),
+        dict(TINY, cluster_iters=3, config_id="t3", seed=1, top1=52.0, images_per_sec=3000.0),
+        dict(TINY, cluster_iters=1, config_id="t1", top1=48.0, images_per_sec=3300.0),
     ).to_pylist()
     table8 = compare(paper.TABLE_8, runs)
-    assert table8.headers[:3] == ["configuration", "top-1 (paper)", "top-1 (this sweep)"]
-    one, two = table8.rows[0], table8.rows[1]
-    assert one[1:5] == ["82.96", "81.00", "766", "1,000"] and one[5].startswith("2 runs")
-    assert two[2] == "–" and two[5] == "no matching run"
+    assert table8.headers[:4] == ["configuration", "backbone", "top-1 (paper)", "top-1 (this sweep)"]
+    rows = {(r[0], r[1]): r for r in table8.rows}
+    # t(0.975, 1 df) = 12.706: mean 81 ± 12.706 * sd(80, 82) / sqrt(2) = ± 12.71; the 8-8-8 widths do not match
+    assert rows["1 iteration", "s"][2:6] == ["82.96", "81.00 ± 12.71 (n=2)", "766", "1,000 ± 1,271 (n=2)"]
+    assert rows["1 iteration", "s"][6].startswith("2 runs, vit_s_supertoken")
+    assert rows["1 iteration", "tiny"][3] == "48.00 (n=1, single seed: no interval)"  # tiny widths: half of Table 5's
+    assert rows["3 iterations", "tiny"][3] == "51.00 ± 12.71 (n=2)"
+    assert rows["2 iterations", "–"][3] == "–" and rows["2 iterations", "–"][6] == "no matching run"  # failed only
+    differences = [r for r, kind in zip(table8.rows, table8.kinds) if kind == "difference"]
+    assert [(r[0], r[1]) for r in differences] == [("1 − 3 iterations", "tiny")]  # the only backbone with both rows
+    assert differences[0][2:4] == ["−0.56", "−3.00 (n=1 vs 2: single seed, no interval)"]
+
+
+def conv_and_supertoken(conv: list[float], supertoken: list[float]) -> list[dict]:
+    rows = [dict(model="vit_tiny_conv", embedding="conv", config_id="c", seed=i, top1=v) for i, v in enumerate(conv)]
+    return rows + [dict(TINY, cluster_iters=3, config_id="st", seed=i, top1=v) for i, v in enumerate(supertoken)]
+
+
+def test_a_difference_whose_interval_includes_zero_is_not_distinguishable():
+    close = compare(paper.TABLE_6, table(*conv_and_supertoken([40.0, 44.0, 42.0], [43.0, 41.0, 45.0])).to_pylist())
+    far = compare(paper.TABLE_6, table(*conv_and_supertoken([40.0, 40.5, 41.0], [50.0, 50.5, 51.0])).to_pylist())
+    diff = lambda t: next(r for r in t.rows if r[0] == "super-token − conv")  # noqa: E731
+    # Welch: both sds 2 (close) or 0.5 (far), n 3 + 3: 4 degrees of freedom, t 2.776, se sqrt(2 sd^2 / 3)
+    assert diff(close)[5] == "+1.00 [−3.53, +5.53], not distinguishable"
+    assert diff(far)[5] == "+10.00 [+8.87, +11.13]"
+    assert diff(far)[4] == "+2.38"  # the paper's 83.52 - 81.14
+    assert diff(far)[2:4] == ["−3.00M", "–"]  # the paper's params; these runs logged none
+
+
+def test_the_page_says_how_many_seeds_would_resolve_the_papers_claim():
+    runs = table(*conv_and_supertoken([40.0, 44.0, 42.0], [43.0, 41.0, 45.0])).to_pylist()
+    note = compare_module.seeds_note(runs)
+    # s = 2 (pooled over the two replicated configurations): 2 * (1.96 * 2 / 2.38)^2 = 5.4 -> 6;
+    # with 80% power 2 * ((1.96 + 0.84) * 2 / 2.38)^2 = 11.1 -> 12
+    assert "about 6 seeds per configuration" in note and "about 12 for an 80% chance" in note
+    assert "s = 2.00" in note and "Normal approximation" in note
+    single = compare_module.seeds_note(table(dict(embedding="patch", top1=1.0)).to_pylist())
+    assert "seed spread is unknown" in single
 
 
 def test_a_sweep_without_runs_yet_still_gets_its_files(tmp_path):

@@ -9,6 +9,7 @@ import urllib.request
 import pytest
 from mlflow import MlflowClient
 
+import vocab
 from dashboard_store import EXPERIMENT
 from dashboards.build import OUTPUT_FILES
 from tokensweep.cli import main
@@ -49,11 +50,8 @@ def test_bad_objective_is_one_line_listing_the_metrics(mlflow_store, tmp_path, c
     argv = ["dashboard", EXPERIMENT, "--tracking-uri", mlflow_store.uri, "--out", str(tmp_path), "--y", "acc"]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err == (
-        "tokensweep dashboard: error: unknown objective metric 'acc'; available metrics: top1, top5, params, "
-        "embed_params, flops, images_per_sec, train_images_per_sec, peak_mem_mb, joules_per_image, train_loss, "
-        "val_loss\n"
-    )
+    metrics = [m for m in dict.fromkeys(vocab.METRICS) if m != "lr"]  # in vocab's order; the column `lr` is the param
+    assert err == f"tokensweep dashboard: error: unknown objective metric 'acc'; available metrics: {', '.join(metrics)}\n"
 
 
 def test_dashboard_from_an_exported_parquet_file(mlflow_store, tmp_path):
@@ -109,3 +107,16 @@ def add_fastest_trial(store) -> None:
     client.log_batch(run_id, metrics=[Metric("top1", 30.0, now, 2), Metric("images_per_sec", 9000.0, now, 2)],
                      params=[Param("embedding", "patch")])
     client.set_terminated(run_id, "FINISHED")
+
+
+def test_help_lists_the_metrics_and_directions_default_to_vocabs(mlflow_store, tmp_path, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["dashboard", "--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the epilog
+    for name in ("top1 (max)", "images_per_sec (max)", "flops (min)", "peak_mem_mb (min)", "bench_images_per_sec (max)"):
+        assert name in text
+    out = tmp_path / "dash"
+    argv = ["dashboard", EXPERIMENT, "--tracking-uri", mlflow_store.uri, "--out", str(out), "--no-log", "--x", "flops"]
+    assert main(argv) == 0
+    assert json.loads((out / "pareto.json").read_text())["x"] == {"metric": "flops", "direction": "min"}  # vocab's

@@ -8,7 +8,7 @@ import pytest
 
 from dashboard_store import CHANNELS, EXPERIMENT, make_store
 from dashboards.errors import InputError
-from dashboards.runs import RUNS_SCHEMA
+from dashboards.runs import knob_field, runs_schema
 from tokensweep.cli import main
 from tokensweep.tracking.export import parse_param, runs_table
 
@@ -21,7 +21,11 @@ def rows_by_name(table: pa.Table) -> dict:
 
 def test_one_typed_row_per_trial_run(mlflow_store):
     table = runs_table(mlflow_store.experiment, mlflow_store.uri)
-    assert table.schema.remove_metadata() == RUNS_SCHEMA  # typed columns, in the documented order
+    knobs = [knob_field("channels", pa.string()), knob_field("cluster_iters", pa.int64()),
+             knob_field("conv_depth", pa.int64()), knob_field("extra_conv", pa.bool_()),
+             knob_field("mask_border", pa.bool_())]  # typed from their values, after `backbone`, by name
+    # typed columns, in the documented order, each with its kind in the field metadata
+    assert table.schema.remove_metadata().equals(runs_schema(knobs), check_metadata=True)
     assert table.schema.metadata[b"tokensweep.experiment"] == EXPERIMENT.encode()
     assert table.column("run_name").to_pylist() == [
         "patch-0", "conv-0", "st-2", "st-3", "st-1-failed", "st-4-no-speed"
@@ -43,6 +47,8 @@ def test_one_typed_row_per_trial_run(mlflow_store):
     assert failed["status"] == "FAILED" and failed["failure_reason"].startswith("NonFiniteLoss")
     assert rows["st-4-no-speed"]["images_per_sec"] is None
     assert rows["patch-0"]["sweep_search"] is None and rows["patch-0"]["optuna_trial_number"] is None
+    assert st["backbone"] == "tiny"  # no backbone param: derived from vit_tiny_supertoken
+    assert st["params"] == 5_400_000 and isinstance(st["params"], int)  # vocab: an int metric
 
 
 def test_optuna_sweeps_carry_their_search_and_trial_numbers(mlflow_store, tmp_path):
@@ -54,8 +60,10 @@ def test_optuna_sweeps_carry_their_search_and_trial_numbers(mlflow_store, tmp_pa
 def test_export_command_writes_parquet_atomically(mlflow_store, tmp_path, capsys):
     out = tmp_path / "sub" / "runs.parquet"
     assert main(["export", EXPERIMENT, "--tracking-uri", mlflow_store.uri, "--out", str(out)]) == 0
-    assert pq.read_table(out).num_rows == 6 and [p.name for p in out.parent.iterdir()] == ["runs.parquet"]
-    assert "wrote 6 runs" in capsys.readouterr().out
+    assert pq.read_table(out).num_rows == 6
+    assert sorted(p.name for p in out.parent.iterdir()) == ["configurations.parquet", "runs.parquet"]  # no temp files
+    printed = capsys.readouterr().out
+    assert "wrote 6 runs" in printed and "wrote 5 configurations" in printed  # FINISHED runs, one seed each
 
 
 def test_default_tracking_uri_is_the_environment_variable(mlflow_store, tmp_path, monkeypatch):
@@ -112,3 +120,31 @@ def test_newest_sweep_only_unless_all_sweeps(fresh_store):
     assert newest.column("run_name").to_pylist() == ["patch-again"]
     everything = runs_table(fresh_store.experiment, fresh_store.uri, all_sweeps=True)
     assert everything.num_rows == 7 and set(everything.column("parent_run_id").to_pylist()) == {fresh_store.parent_run_id, parent}
+
+
+def test_export_writes_the_configurations_beside_the_runs(mlflow_store, tmp_path, capsys):
+    from dashboard_store import trial
+    from dashboards.stats import summarize
+
+    seeds = [trial(f"st-3-s{s}", "supertoken", metrics=dict(top1=50.0 + s, images_per_sec=1000.0 + 10 * s),
+                   tags={"tokensweep.config_id": "cfg-st3"}, seed=s, cluster_iters=3) for s in range(3)]  # fmt: skip
+    alone = trial("patch-0", "patch", metrics=dict(top1=40.0, images_per_sec=2000.0), tags={"tokensweep.config_id": "cfg-p"})
+    make_store(tmp_path, experiment="replicated", trials=[*seeds, alone], db_dir=mlflow_store.db_dir)
+    out = tmp_path / "out" / "runs.parquet"
+    uri = f"sqlite:///{mlflow_store.db_dir / 'mlflow.db'}"
+    assert main(["export", "replicated", "--tracking-uri", uri, "--out", str(out)]) == 0
+    configs = {r["config_id"]: r for r in pq.read_table(out.with_name("configurations.parquet")).to_pylist()}
+    st = configs["cfg-st3"]
+    direct = summarize([50.0, 51.0, 52.0])
+    assert st["n"] == 3 and st["name"] == "st-3" and st["cluster_iters"] == 3 and len(st["run_ids"]) == 3
+    assert (st["top1_mean"], st["top1_ci_low"], st["top1_ci_high"]) == pytest.approx((51.0, direct.low, direct.high))
+    assert configs["cfg-p"]["n"] == 1 and configs["cfg-p"]["top1_ci_low"] is None
+    assert "wrote 2 configurations" in capsys.readouterr().out
+
+
+def test_export_refuses_to_overwrite_its_own_configurations_file(mlflow_store, tmp_path, capsys):
+    out = tmp_path / "configurations.parquet"
+    assert main(["export", EXPERIMENT, "--tracking-uri", mlflow_store.uri, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "is the name of the configurations file" in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []  # nothing written

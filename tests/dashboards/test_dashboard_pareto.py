@@ -89,3 +89,31 @@ def test_hypervolume_history_never_decreases_and_skips_failed_trials():
     assert history[0] == 0.0  # the worst point is the reference: no area yet
     assert history[1] == history[0] and history[-1] == history[-2]
     assert 0.0 < history[-1] <= 1.0
+
+
+def direct_history(points, maximize):
+    """The definition: scale every valid point to [0, 1] with the worst value as reference, then the
+    hypervolume of each prefix computed afresh (quadratic: what the incremental one replaces)."""
+    valid = [p for p in points if p is not None]
+    sign = [1 if up else -1 for up in maximize]
+    oriented = [(sign[0] * x, sign[1] * y) for x, y in valid]
+    lows = [min(p[k] for p in oriented) for k in (0, 1)]
+    spans = [(max(p[k] for p in oriented) - lows[k]) or 1.0 for k in (0, 1)]
+    seen, history = [], []
+    for p in points:
+        if p is not None:
+            seen.append(((sign[0] * p[0] - lows[0]) / spans[0], (sign[1] * p[1] - lows[1]) / spans[1]))
+        history.append(hypervolume(seen, (0.0, 0.0)))
+    return history
+
+
+@pytest.mark.parametrize("maximize", DIRECTIONS)
+def test_incremental_hypervolume_history_matches_the_direct_one(maximize):
+    rng = random.Random(42)
+    for n in list(range(1, 10)) + [40, 150]:
+        for _ in range(30 if n < 40 else 5):
+            points = [None if rng.random() < 0.15 else p for p in random_points(rng, n)]
+            if all(p is None for p in points):
+                continue
+            expected = direct_history(points, maximize)
+            assert hypervolume_history(points, maximize) == pytest.approx(expected, abs=1e-12), points

@@ -12,7 +12,17 @@ import sys
 import threading
 from pathlib import Path
 
+import vocab
 from tokensweep.errors import USER_ERRORS
+
+
+def metrics_help() -> str:
+    """The objectives vocab declares, with their direction: what --x and --y accept (no Plotly loaded)."""
+    names = [f"{f.name} ({f.better})" for f in vocab.of_kind(vocab.EPOCH, vocab.FINAL) if f.better]
+    return ("METRIC is any metric column of the runs: " + ", ".join(dict.fromkeys(names))
+            + ", or a metric the trials logged that vocab does not declare. Each --x-dir/--y-dir defaults to "
+            "the direction in brackets. --x images_per_sec draws the bench stage's figure "
+            "(bench_images_per_sec) when every run has one.")  # fmt: skip
 
 
 def register(sub) -> None:
@@ -21,6 +31,7 @@ def register(sub) -> None:
         help="draw a sweep's accuracy/throughput Pareto front (HTML, PNG, SVG, JSON)",
         description="Write pareto.html (self-contained, opens offline), pareto.png, pareto.svg and pareto.json "
         "for EXPERIMENT into --out, and log them to the sweep's parent MLflow run.",
+        epilog=metrics_help(),
     )
     p.add_argument("experiment", metavar="EXPERIMENT", help="the sweep's MLflow experiment (the sweep name)")
     source = p.add_mutually_exclusive_group()
@@ -31,10 +42,10 @@ def register(sub) -> None:
     source.add_argument("--runs", metavar="PARQUET", help="read runs from this `tokensweep export` file, not MLflow")
     p.add_argument("--out", help="output folder (default: dashboard/EXPERIMENT)")
     p.add_argument("--x", default="images_per_sec", metavar="METRIC", help="x objective (default: %(default)s)")
-    p.add_argument("--x-dir", default="max", choices=("max", "min"), help="maximise or minimise x (default: max)")
+    p.add_argument("--x-dir", choices=("max", "min"), help="maximise or minimise x (default: the metric's direction)")
     p.add_argument("--x-scale", default="auto", choices=("auto", "log", "linear"), help="x axis (default: auto)")
     p.add_argument("--y", default="top1", metavar="METRIC", help="y objective (default: %(default)s)")
-    p.add_argument("--y-dir", default="max", choices=("max", "min"), help="maximise or minimise y (default: max)")
+    p.add_argument("--y-dir", choices=("max", "min"), help="maximise or minimise y (default: the metric's direction)")
     p.add_argument(
         "--all-sweeps",
         action="store_true",

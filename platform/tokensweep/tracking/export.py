@@ -1,10 +1,13 @@
-"""Read a sweep's trial runs out of MLflow into one typed pyarrow table (`dashboards.runs.RUNS_SCHEMA`).
+"""Read a sweep's trial runs out of MLflow into one typed pyarrow table (`dashboards.runs.runs_schema`).
 
-MLflow stores params as strings and keeps only the latest value of each metric in a run's
-summary; this module turns them back into int64/float64/bool columns, one row per trial child
-run, so that the dashboards and anyone with pandas/DuckDB can read a sweep without MLflow.
+MLflow stores params and tags as strings and keeps only the latest value of each metric in a run's
+summary; this module turns them back into the types `vocab` declares, one row per trial child run,
+so that the dashboards and anyone with pandas/DuckDB can read a sweep without MLflow. Params vocab
+does not declare (an embedding's knobs: conv_depth, cluster_iters, a plugin's kernel...) become
+columns too, typed from their values and marked kind=param.
 """
 
+import math
 import os
 import urllib.parse
 from difflib import get_close_matches
@@ -12,21 +15,35 @@ from pathlib import Path
 
 import pyarrow as pa
 
+import vocab
 from dashboards.atomic import atomic_path
 from dashboards.errors import InputError
-from dashboards.runs import EXPERIMENT_METADATA_KEY, METRIC_COLUMNS, PARAM_COLUMNS, RUNS_SCHEMA
+from dashboards.runs import ARROW_TYPES, COLUMN_FIELDS, EXPERIMENT_METADATA_KEY, knob_field, runs_schema
+from dashboards.runs import backbone as derived_backbone
+from tokensweep.tracking import tags
 from tokensweep.tracking.uris import redact, resolve_tracking_uri, server_unreachable
 
-# The platform's tags (as in tracking.mlflow_log, which imports MLflow at import time).
-ROLE_TAG = "tokensweep.role"
-SEARCH_TAG = "tokensweep.search"
-TRIAL_FILTER = f"tags.`{ROLE_TAG}` = 'trial'"
-SWEEP_FILTER = f"tags.`{ROLE_TAG}` = 'sweep'"
-PAGE_SIZE = 1000
+TRIAL_FILTER = f"tags.`{tags.ROLE}` = 'trial'"
+SWEEP_FILTER = f"tags.`{tags.ROLE}` = 'sweep'"
+# Runs per search_runs call: MLflow's own limit (SEARCH_MAX_RESULTS_THRESHOLD); fewer round trips
+# than its default 1,000 (a 10,000-trial sweep: 1 call, not 10).
+PAGE_SIZE = 50_000
 NULL_TEXT = {"", "none", "null", "nan"}
 TRUE_TEXT = {"true", "1", "yes"}
 FALSE_TEXT = {"false", "0", "no"}
-TAG_TEXT_COLUMNS = ("device", "precision", "torch_version", "failure_reason")
+DECLARED_PARAMS = set(vocab.PARAMS)
+# The run record: where each vocab run field comes from (a test checks every one is here).
+RUN_VALUES = {
+    "run_id": lambda run, search: run.info.run_id,
+    "run_name": lambda run, search: run.info.run_name or run.info.run_id,
+    "trial_id": lambda run, search: run.data.tags.get(tags.TRIAL_ID),
+    "status": lambda run, search: run.info.status,
+    "start_time": lambda run, search: run.info.start_time,
+    "end_time": lambda run, search: run.info.end_time,
+    "parent_run_id": lambda run, search: run.data.tags.get(tags.PARENT),
+    "sweep_search": lambda run, search: search.get(run.data.tags.get(tags.PARENT)),
+    "config_id": lambda run, search: run.data.tags.get(tags.CONFIG_ID) or None,
+}
 
 
 def check_reachable(uri: str) -> None:
@@ -96,6 +113,16 @@ def search_all_runs(client, experiment_id: str, filter_string: str, uri: str) ->
             return runs
 
 
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:  # "3.0" from a float-typed search space
+        number = float(text)
+        if not number.is_integer():
+            raise
+        return int(number)
+
+
 def parse_param(text: str | None, kind: pa.DataType, where: str):
     """An MLflow param/tag string as its column's Python value; "None"/"" -> None."""
     if text is None or str(text).strip().lower() in NULL_TEXT:
@@ -103,13 +130,7 @@ def parse_param(text: str | None, kind: pa.DataType, where: str):
     text = str(text).strip()
     try:
         if pa.types.is_integer(kind):
-            try:
-                return int(text)
-            except ValueError:  # "3.0" from a float-typed search space
-                number = float(text)
-                if not number.is_integer():
-                    raise
-                return int(number)
+            return _integer(text)
         if pa.types.is_floating(kind):
             return float(text)
         if pa.types.is_boolean(kind):
@@ -122,43 +143,82 @@ def parse_param(text: str | None, kind: pa.DataType, where: str):
     return text
 
 
-def run_row(run, search_by_parent: dict[str, str]) -> dict:
-    """One trial run as a row of RUNS_SCHEMA (plus any extra metrics it logged)."""
-    info, data = run.info, run.data
-    params, tags, metrics = data.params, data.tags, data.metrics
-    where = f"run {info.run_name or info.run_id}:"
-    parent = tags.get("mlflow.parentRunId")
-    row = {
-        "run_id": info.run_id,
-        "run_name": info.run_name or info.run_id,
-        "trial_id": tags.get("trial_id"),
-        "status": info.status,
-        "start_time": info.start_time,
-        "end_time": info.end_time,
-        "parent_run_id": parent,
-    }
-    for name, kind in PARAM_COLUMNS:
-        text = params.get(name, tags.get(name))  # optuna_trial_number may be a tag
-        row[name] = parse_param(text, kind, f"{where} param {name}")
-    for name, _ in METRIC_COLUMNS:
-        row[name] = metrics.get(name)
-    for name in TAG_TEXT_COLUMNS:
-        row[name] = tags.get(name) or None
-    row["gpu_shared"] = parse_param(tags.get("gpu_shared"), pa.bool_(), f"{where} tag gpu_shared")
-    row["sweep_search"] = search_by_parent.get(parent)
+def _parses(texts: list[str], convert) -> bool:
+    try:
+        for text in texts:
+            convert(text)
+    except ValueError:
+        return False
+    return True
+
+
+def infer_type(texts: list[str]) -> pa.DataType:
+    """A knob's column type from its values: bool if all true/false, int64 if all integers, float64
+    if all numbers, else string ("16,32,32,64,64,64" stays a string). Nulls do not count."""
+    values = [str(t).strip() for t in texts if t is not None and str(t).strip().lower() not in NULL_TEXT]
+    if not values:
+        return pa.string()
+    if all(v.lower() in ("true", "false") for v in values):
+        return pa.bool_()
+    if _parses(values, int):
+        return pa.int64()
+    if _parses(values, float):
+        return pa.float64()
+    return pa.string()
+
+
+def knob_fields(runs: list) -> list[pa.Field]:
+    """A typed column per MLflow param vocab does not declare, sorted by name (MLflow keeps no order)."""
+    texts: dict[str, list[str]] = {}
+    for run in runs:
+        for name, text in run.data.params.items():
+            if name not in DECLARED_PARAMS:
+                texts.setdefault(name, []).append(text)
+    return [knob_field(name, infer_type(texts[name])) for name in sorted(texts)]
+
+
+def _metric(value, field: vocab.Field, where: str):
+    """MLflow's float as vocab's type: an int metric (params, bad_images) as an int."""
+    if value is None or field.type != "int":
+        return value
+    if math.isnan(value):  # as missing as a null
+        return None
+    if not float(value).is_integer():
+        raise InputError(f"{where} is {value!r}, expected an integer")
+    return int(value)
+
+
+def run_row(run, search_by_parent: dict[str, str], knobs: list[pa.Field]) -> dict:
+    """One trial run as a row of runs_schema(knobs) (plus any metric vocab does not declare)."""
+    params, run_tags, metrics = run.data.params, run.data.tags, run.data.metrics
+    where = f"run {run.info.run_name or run.info.run_id}:"
+    row = {}
+    for f in COLUMN_FIELDS:
+        if f.kind == vocab.RUN:
+            row[f.name] = RUN_VALUES[f.name](run, search_by_parent)
+        elif f.kind == vocab.PARAM:
+            text = params.get(f.name, run_tags.get(f.name))  # optuna_trial_number may be a tag
+            row[f.name] = parse_param(text, ARROW_TYPES[f.type], f"{where} param {f.name}")
+        elif f.kind == vocab.TAG:
+            row[f.name] = parse_param(run_tags.get(f.name), ARROW_TYPES[f.type], f"{where} tag {f.name}")
+        else:
+            row[f.name] = _metric(metrics.get(f.name), f, f"{where} metric {f.name}")
+    row["backbone"] = row["backbone"] or derived_backbone(row)  # older runs: from vit_<backbone>_<embedding>
+    for f in knobs:
+        row[f.name] = parse_param(params.get(f.name), f.type, f"{where} param {f.name}")
     row.update(extra_metrics(metrics))
     return row
 
 
 def extra_metrics(metrics: dict) -> dict:
-    """Metrics beyond the schema (a new measurement), kept as columns; MLflow system metrics are not."""
-    known = set(RUNS_SCHEMA.names)
-    return {name: value for name, value in metrics.items() if name not in known and "/" not in name}
+    """Metrics vocab does not declare (a new measurement), kept as columns; MLflow system metrics are not."""
+    return {name: value for name, value in metrics.items() if name not in vocab.METRICS and "/" not in name}
 
 
-def to_table(rows: list[dict], experiment_name: str) -> pa.Table:
-    extra = sorted({k for row in rows for k in row} - set(RUNS_SCHEMA.names))
-    schema = pa.schema(list(RUNS_SCHEMA) + [pa.field(name, pa.float64()) for name in extra])
+def to_table(rows: list[dict], experiment_name: str, knobs: list[pa.Field] = ()) -> pa.Table:
+    known = set(runs_schema(knobs).names)
+    extra = sorted({k for row in rows for k in row} - known)
+    schema = runs_schema(knobs, extra)
     columns = {name: [row.get(name) for row in rows] for name in schema.names}
     table = pa.Table.from_pydict(columns, schema=schema)
     return table.replace_schema_metadata({EXPERIMENT_METADATA_KEY: experiment_name.encode()})
@@ -176,13 +236,15 @@ def runs_table(experiment_name: str, tracking_uri: str | None = None, all_sweeps
     client = _client(uri)
     experiment = find_experiment(client, experiment_name, uri)
     sweeps = search_all_runs(client, experiment.experiment_id, SWEEP_FILTER, uri)  # oldest first
-    search_by_parent = {s.info.run_id: s.data.tags.get(SEARCH_TAG) for s in sweeps}
-    trials = search_all_runs(client, experiment.experiment_id, TRIAL_FILTER, uri)
-    if sweeps and not all_sweeps:
-        newest = sweeps[-1].info.run_id
-        trials = [t for t in trials if t.data.tags.get("mlflow.parentRunId") == newest]
-    rows = sorted((run_row(r, search_by_parent) for r in trials), key=lambda r: (r["start_time"] or 0, r["run_id"]))
-    return to_table(rows, experiment_name)
+    search_by_parent = {s.info.run_id: s.data.tags.get(tags.SEARCH) for s in sweeps}
+    trial_filter = TRIAL_FILTER
+    if sweeps and not all_sweeps:  # the newest sweep's trials only: MLflow need not read the others
+        trial_filter += f" and tags.`{tags.PARENT}` = '{sweeps[-1].info.run_id}'"
+    trials = search_all_runs(client, experiment.experiment_id, trial_filter, uri)
+    knobs = knob_fields(trials)
+    rows = [run_row(r, search_by_parent, knobs) for r in trials]
+    rows.sort(key=lambda r: (r["start_time"] or 0, r["run_id"]))
+    return to_table(rows, experiment_name, knobs)
 
 
 def sweep_run_id(experiment_name: str, tracking_uri: str | None = None) -> str | None:
