@@ -4,5 +4,5 @@ Each section runs its comparisons in one process, with the one timing protocol o
 `trials.measure.timing` (warm-up, device sync, median and spread; variants interleaved step by
 step so that a busy shared machine slows them alike), writes a timm-style CSV with the
 environment of every figure to `benchmarks/results/<section>.csv`, a Markdown summary beside
-it, and prints the targets of issue #5 with measured ratios last. See docs/performance.md.
+it, and prints every performance target with its measured ratio last. See docs/performance.md.
 """

@@ -313,7 +313,7 @@ def data_targets(rows: list[dict], rates: dict) -> list[Target]:
     key = f"workers_{name}"
     row = {r["pipeline"]: r for r in rows}
     best = min((r for r in rows if r.get(key) and r["pipeline"].startswith("train")), key=lambda r: r[key])
-    note = "the lent H100 machine has 16 cores (one feeds the GPU)"
+    note = "a 16-core GPU node (one core feeds the GPU)"
     return [
         Target(f"workers to feed {rate:.0f} img/s ({name}), old recipe path", row["train"][key], 15, "", False, note),
         Target(f"workers to feed {rate:.0f} img/s, trials' default path (train_uint8)", row["train_uint8"][key],

@@ -1,4 +1,4 @@
-"""A real MLflow sqlite store holding one small sweep in the platform's schema (issue #3's contract).
+"""A real MLflow sqlite store holding one small sweep in the platform's schema (the schema the platform promises).
 
 A uniquely named module (not conftest) so that tests can import it whatever other test folders hold.
 """

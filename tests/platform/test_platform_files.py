@@ -5,6 +5,7 @@ import importlib.metadata
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 
 import pytest
@@ -193,6 +194,12 @@ def test_docker_compose_config_validates():
     assert out.returncode != 0 and "required variable" in out.stderr  # secrets are never defaulted
 
 
-def test_ray_submit_script_runs_the_cli():
-    text = (CLUSTER / "sweep.py").read_text()
-    assert "from tokensweep.cli import main" in text and "sys.exit(main(sys.argv[1:]))" in text
+def test_ray_submit_script_runs_the_cli(tmp_path):
+    """What `ray submit` runs on the head: the CLI with the arguments after `--` (here a dry run)."""
+    script = CLUSTER / "sweep.py"
+    ok = subprocess.run([sys.executable, str(script), "run", str(REPO / "platform/sweeps/smoke.toml"), "--dry-run"],
+                        cwd=tmp_path, env=base_env(), capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert ok.returncode == 0 and "sweep 'smoke': grid, smoke, 4 trial(s)" in ok.stdout, ok.stderr
+    bad = subprocess.run([sys.executable, str(script), "run", "missing.toml"], cwd=tmp_path, env=base_env(),
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1

@@ -2,7 +2,7 @@
 
     tokensweep data imagenet100 --source /data/imagenet --dest /data/imagenet100
     tokensweep data imagenet100 --source /data/imagenet --dest /data/in100-256 --resize 256 [--predecode]
-    tokensweep data tiny --out /tmp/tiny --classes 10 --img-size 32
+    tokensweep data tiny --out data/tiny --classes 10 --img-size 32
 """
 
 import argparse
