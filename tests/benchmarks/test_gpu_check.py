@@ -154,6 +154,13 @@ def test_without_cuda_the_real_run_says_so_and_exits_2(tmp_path, capsys):
     assert not list(tmp_path.iterdir())
 
 
+def test_only_runs_the_parts_named(tmp_path, capsys):
+    assert main(["--cpu-dry-run", "--only", "pipeline", "--out", str(tmp_path)]) == 0
+    document = json.loads((tmp_path / "gpu.json").read_text())
+    assert list(document["part_seconds"]) == ["pipeline"] and document["failures"] == 0
+    assert "workers to feed training" not in capsys.readouterr().out  # no training rate without part 3
+
+
 def test_a_failing_part_is_recorded_and_the_next_runs(monkeypatch):
     ran = []
 
