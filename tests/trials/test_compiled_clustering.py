@@ -48,23 +48,22 @@ def test_counting_flops_leaves_the_clustering_compiled():
 
 
 def test_one_process_compiles_every_configuration_it_meets():
-    # iters 1-4, training / no_grad / inference_mode, two batch sizes: 15 graphs, beyond torch's
-    # default of 8 per function, which fullgraph=True turns into an error.
+    # iters 1-3 x training / no_grad / inference_mode: 9 graphs, one beyond torch's default of 8 per
+    # function, which fullgraph=True turns into an error (a trial alone needs ~5: batch sizes change too)
     backend = CompileCounter()
     fn = compiled_clustering(backend)
     torch.manual_seed(0)
-    for iters in (1, 2, 3, 4):
-        for batch in (2, 3):
-            x = torch.randn(batch, 4, 8, 8)
-            expected = super_token_clustering(x, 2, iters)
-            z = x.clone().requires_grad_(True)
-            fn(z, 2, iters, False).sum().backward()
-            assert z.grad is not None
-            with torch.no_grad():
-                torch.testing.assert_close(fn(x, 2, iters, False), expected)
-            with torch.inference_mode():
-                torch.testing.assert_close(fn(x, 2, iters, False), expected)
-    assert backend.graphs > 8
+    for iters in (1, 2, 3):
+        x = torch.randn(2, 4, 8, 8)
+        expected = super_token_clustering(x, 2, iters)
+        z = x.clone().requires_grad_(True)
+        fn(z, 2, iters, False).sum().backward()
+        assert z.grad is not None
+        with torch.no_grad():
+            torch.testing.assert_close(fn(x, 2, iters, False), expected)
+        with torch.inference_mode():
+            torch.testing.assert_close(fn(x, 2, iters, False), expected)
+    assert backend.graphs == 9
 
 
 @pytest.fixture(autouse=True)
