@@ -4,6 +4,7 @@ platform's packages cannot be imported, as on the GPU machines; its options, lim
 No timing is asserted: the dry run's figures mean nothing, the test proves the code paths run.
 """
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -76,12 +77,14 @@ def dry_run(blocked_env, tmp_path_factory):
 
 
 def test_the_blocker_hides_the_platform_packages(blocked_env):
-    # here they are installed (the test venv has the platform); there they look absent, as on a GPU machine
+    # installed here (the project's venv has the platform); behind the blocker they look absent
+    installed = [name for name in BLOCKED if importlib.util.find_spec(name) is not None]
+    if not installed:
+        pytest.skip("none of the blocked packages is installed here: nothing to hide")
     probe = f"import importlib.util as u; print([n for n in {BLOCKED!r} if u.find_spec(n) is not None])"
-    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() != "[]"
     hidden = subprocess.run([sys.executable, "-c", probe], env=blocked_env, capture_output=True, text=True)
     assert hidden.stdout.strip() == "[]", hidden.stderr
-    for name in ("tqdm", "ray", "tokensweep"):
+    for name in installed:
         done = subprocess.run([sys.executable, "-c", f"import {name}"], env=blocked_env, capture_output=True, text=True)
         assert done.returncode != 0 and f"No module named '{name}'" in done.stderr, name
 
