@@ -40,24 +40,34 @@ def run(plan: Plan, report: Report, context: dict) -> None:
     models, sizes = build_models(plan, report)
     rows = {label: model_row(label, model, sizes[label], plan, report) for label, model in models.items()}
     matmul = matmul_step(plan)
-    gemm = time_kind("train", models, sizes, matmul, rows, plan, report)
+    gemm = attempt(report, "training timing", lambda: time_kind("train", models, sizes, matmul, rows, plan, report))
     free_memory(plan)  # the training copies and their optimiser state are gone with time_kind's locals
-    print(f"  training timed; {MATMUL} {gemm / 1e12:.3g} TFLOP/s", flush=True)
-    gemm_infer = time_kind("infer", models, sizes, matmul, rows, plan, report)
-    free_memory(plan)
-    print("  inference timed", flush=True)
+    print(f"  training timed; {MATMUL} {(gemm or 0) / 1e12:.3g} TFLOP/s", flush=True)
+    gemm_infer = attempt(report, "inference timing",
+                         lambda: time_kind("infer", models, sizes, matmul, rows, plan, report))  # fmt: skip
     del models
     free_memory(plan)
+    print("  inference timed", flush=True)
     for label, row in rows.items():
-        if row.get("gflops") and "train_images_per_sec" in row:
+        if gemm and row.get("gflops") and "train_images_per_sec" in row:
             row["mfu"] = 3 * row["gflops"] * 1e9 * row["train_images_per_sec"] / gemm  # forward + 2x in backward
         report.add(PART, label, **row)
-    report.add(PART, MATMUL, n=plan.gemm_n, train_round_tflops=gemm / 1e12, infer_round_tflops=gemm_infer / 1e12)
+    report.add(PART, MATMUL, n=plan.gemm_n, train_round_tflops=(gemm or 0) / 1e12,
+               infer_round_tflops=(gemm_infer or 0) / 1e12)  # fmt: skip
     st3 = rows.get(f"vit_{plan.size}_supertoken_i3", {})
     context["train_rate"] = st3.get("train_images_per_sec")
     context["train_rate_label"] = f"vit_{plan.size}_supertoken_i3 training, batch {plan.train_batch}"
-    model_lines(plan, report, rows, gemm)
+    model_lines(plan, report, rows, gemm or 0)
     clustering(plan, report, st3.get("train_step_ms"))
+
+
+def attempt(report: Report, check: str, fn):
+    """fn(), or None with the failure recorded: one phase failing (out of memory, say) leaves the others."""
+    try:
+        return fn()
+    except Exception as err:
+        report.fail(PART, check, err)
+        return None
 
 
 def time_kind(kind: str, models: dict, sizes: dict, matmul, rows: dict, plan: Plan, report: Report) -> float:
@@ -77,8 +87,10 @@ def time_kind(kind: str, models: dict, sizes: dict, matmul, rows: dict, plan: Pl
         rows[label].update({f"{kind}_images_per_sec": t.per_sec(batch), f"{kind}_step_ms": t.median_s * 1e3,
                             f"{kind}_spread": t.spread,
                             f"{kind}_vs_patch": None if patch is None else ratio_of_medians(patch, t),
-                            f"{kind}_joules_per_image": joules_per_image(step, plan, batch),
-                            f"{kind}_peak_mem_mb": peak_mb(step, plan)})  # fmt: skip
+                            f"{kind}_joules_per_image": attempt(report, f"{label} {kind} energy",
+                                                                lambda: joules_per_image(step, plan, batch)),
+                            f"{kind}_peak_mem_mb": attempt(report, f"{label} {kind} peak memory",
+                                                           lambda: peak_mb(step, plan))})  # fmt: skip
     return matmul_flops / timings[MATMUL].median_s
 
 
