@@ -29,7 +29,9 @@ def flops_per_image(model: nn.Module, img_size: int, device: torch.device | str 
     model.eval()
     x = torch.randn(1, 3, img_size, img_size, device=device)
     counter = FlopCounterMode(display=False, custom_mapping=ATTENTION_KERNELS_WITHOUT_FORMULA)
-    with counter, torch.no_grad():
+    # force_eager: a compiled module (the clustering on CUDA) runs its eager code, whose ops the counter
+    # sees; compiled under the counter's dispatch mode it would fail (torch 2.13) or stop compiling (2.11)
+    with torch.compiler.set_stance("force_eager"), counter, torch.no_grad():
         model(x)
     model.train(was_training)
     return int(counter.get_total_flops())

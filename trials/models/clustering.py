@@ -142,13 +142,22 @@ def super_token_clustering(x: torch.Tensor, grid: int, iters: int, mask_border: 
     return _Clustering.apply(x, grid, iters, mask_border)
 
 
+# torch.compile keeps at most `recompile_limit` (8) compiled variants of a function, and with
+# fullgraph=True the next is an error. The clustering needs one per iters, grid, mask_border, grad
+# mode (train, no_grad, inference_mode) and static/dynamic shape: ~5 per configuration in one trial,
+# so a process measuring iters 1-4, or a Ray actor reused across trials, needs more.
+RECOMPILE_LIMIT = 64
+
+
 @cache
 def compiled_clustering(backend: str = "inductor"):
     """super_token_clustering through torch.compile, built once (compiles per shape on first use).
 
-    fullgraph: the whole autograd.Function, forward and backward, is one graph or an error.
+    fullgraph: the whole autograd.Function, forward and backward, is one graph or an error. The
+    recompile limit is raised for this function's calls only.
     """
-    return torch.compile(super_token_clustering, fullgraph=True, backend=backend)
+    compiled = torch.compile(super_token_clustering, fullgraph=True, backend=backend)
+    return torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT)(compiled)
 
 
 class SuperTokenClustering(nn.Module):

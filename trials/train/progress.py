@@ -1,21 +1,34 @@
-"""Progress: a live bar with images/sec on a terminal, one plain line per epoch otherwise (logs, Ray)."""
+"""Progress: a live bar with images/sec on a terminal, one plain line per epoch otherwise (logs, Ray).
+
+tqdm is optional: it is imported only for a live bar, and without it a terminal gets the plain
+lines too (the GPU machines the device check runs on have torch, not tqdm).
+"""
 
 import sys
 
-from tqdm import tqdm
+
+def _tqdm():
+    """tqdm's bar class, or None where tqdm is not installed."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm
 
 
 class Progress:
     def __init__(self, epochs: int, steps_per_epoch: int, stream=None, enabled: bool = True):
         self.stream = stream or sys.stderr
         self.enabled = enabled
-        self.interactive = enabled and self.stream.isatty()
+        self._bar_class = _tqdm() if enabled and self.stream.isatty() else None
+        self.interactive = self._bar_class is not None
         self.epochs, self.steps = epochs, steps_per_epoch
         self._bar = None
 
     def start_epoch(self, epoch: int) -> None:
         if self.interactive:
-            self._bar = tqdm(total=self.steps, desc=f"epoch {epoch}/{self.epochs}", file=self.stream, leave=False)
+            desc = f"epoch {epoch}/{self.epochs}"
+            self._bar = self._bar_class(total=self.steps, desc=desc, file=self.stream, leave=False)
 
     def step(self, loss: float, images_per_sec: float) -> None:
         if self._bar is not None:
