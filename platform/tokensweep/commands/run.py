@@ -14,9 +14,6 @@ from pathlib import Path
 from tokensweep.errors import SpecError
 from tokensweep.plugins import add_plugin_flag
 
-TRACKING_SCHEMES = ("sqlite:///", "http://", "https://", "postgresql", "mysql", "mssql", "databricks")
-
-
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "run",
@@ -83,33 +80,12 @@ def choose_ray_auth(address: str | None, environ=None) -> None:
         environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
-def check_tracking_uri(uri: str) -> None:
-    from tokensweep.tracking.uris import redact
+def check_tracking(uri: str, ask_server: bool = True) -> None:
+    from tokensweep.tracking.uris import tracking_uri_problem
 
-    if not uri.startswith(TRACKING_SCHEMES):
-        raise SpecError(
-            f"--tracking-uri {redact(uri)!r}: expected sqlite:///path/mlflow.db, http(s)://server or a database URL "
-            "(MLflow 3 has no ./mlruns file store)"
-        )
-    if uri.startswith("sqlite:///"):
-        directory = Path(uri[len("sqlite:///") :]).parent
-        if not directory.is_dir():
-            raise SpecError(f"--tracking-uri {uri!r}: directory {str(directory)!r} does not exist")
-
-
-def check_tracking_server(uri: str) -> None:
-    """A tracking server that does not answer: one line and exit 2 in seconds, before Ray starts.
-
-    (Otherwise MLflow's client retries its first request for ~4 minutes, after Ray has started.)
-    """
-    from tokensweep.tracking.uris import redact, server_unreachable
-
-    reason = server_unreachable(uri)
-    if reason is not None:
-        raise SpecError(
-            f"cannot reach the MLflow tracking server at {redact(uri)} ({reason}); start it, or pass another "
-            "--tracking-uri / MLFLOW_TRACKING_URI"
-        )
+    problem = tracking_uri_problem(uri, ask_server=ask_server)
+    if problem is not None:
+        raise SpecError(problem)
 
 
 def resolve_storage(storage: str | None) -> str:
@@ -188,14 +164,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"tokensweep run: note: {note}", file=sys.stderr)
     check_data(spec)
     tracking_uri = resolve_tracking_uri(args.tracking_uri)
-    check_tracking_uri(tracking_uri)
+    check_tracking(tracking_uri, ask_server=False)
     storage = resolve_storage(args.storage)
     if args.num_cpus is not None and args.num_cpus < 1:
         raise SpecError(f"--num-cpus must be >= 1, got {args.num_cpus}")
     if args.dry_run:
         print_plan(spec)
         return 0
-    check_tracking_server(tracking_uri)
+    check_tracking(tracking_uri)  # a server is asked once the spec is known good: a few seconds at most
 
     validated = time.perf_counter()
     choose_ray_auth(args.address)

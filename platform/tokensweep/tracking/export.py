@@ -21,7 +21,7 @@ from dashboards.errors import InputError
 from dashboards.runs import ARROW_TYPES, COLUMN_FIELDS, EXPERIMENT_METADATA_KEY, knob_field, runs_schema
 from dashboards.runs import backbone as derived_backbone
 from tokensweep.tracking import tags
-from tokensweep.tracking.uris import redact, resolve_tracking_uri, server_unreachable
+from tokensweep.tracking.uris import redact, resolve_tracking_uri, tracking_uri_problem
 
 TRIAL_FILTER = f"tags.`{tags.ROLE}` = 'trial'"
 SWEEP_FILTER = f"tags.`{tags.ROLE}` = 'sweep'"
@@ -48,20 +48,9 @@ RUN_VALUES = {
 
 def check_reachable(uri: str) -> None:
     """Fail in one line, before MLflow's long retries or its silent creation of an empty database."""
-    parsed = urllib.parse.urlparse(uri)
-    if parsed.scheme == "sqlite":
-        path = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else parsed.path
-        if path and path != ":memory:" and not Path(path).is_file():
-            raise InputError(
-                f"no MLflow store at {uri} ({path} does not exist); run a sweep first, "
-                "or pass --tracking-uri / set MLFLOW_TRACKING_URI"
-            )
-    elif parsed.scheme in ("http", "https"):
-        # any HTTP answer counts (older servers or proxies may lack /health); user:password@ in the URI
-        # is left out of the probe (urllib cannot take it) and out of the message
-        reason = server_unreachable(uri, timeout=10)
-        if reason is not None:
-            raise InputError(f"cannot reach the MLflow tracking server at {redact(uri)}: {reason}")
+    problem = tracking_uri_problem(uri, existing=True)
+    if problem is not None:
+        raise InputError(problem)
 
 
 def _client(uri: str):

@@ -114,3 +114,28 @@ def server_unreachable(uri: str, timeout: float = 5.0) -> str | None:
         reason = getattr(err, "reason", err)
         return str(getattr(reason, "strerror", None) or reason)
     return None
+
+
+TRACKING_SCHEMES = ("sqlite:///", "http://", "https://", "postgresql", "mysql", "mssql", "databricks")
+
+
+def tracking_uri_problem(uri: str, existing: bool = False, ask_server: bool = True, timeout: float = 10.0) -> str | None:
+    """Why a tracking URI cannot work, in one line (None: it can), before MLflow would retry a dead
+    server for minutes or silently create an empty database: no store MLflow 3 has, a sqlite file in
+    a missing folder (or, `existing`, a missing file: nothing to read), a server that does not answer."""
+    if not uri.startswith(TRACKING_SCHEMES):
+        return (f"--tracking-uri {redact(uri)!r}: expected sqlite:///path/mlflow.db, http(s)://server or a database "
+                "URL (MLflow 3 has no ./mlruns file store)")  # fmt: skip
+    db = sqlite_path(uri) if uri.startswith("sqlite:///") else None
+    if uri.startswith("sqlite:///") and db is None:
+        db = uri[len("sqlite:///") :]
+    if db is not None and db != ":memory:":
+        if existing and not Path(db).is_file():
+            return f"no MLflow store at {uri} ({db} does not exist); run a sweep first, or pass --tracking-uri / set MLFLOW_TRACKING_URI"
+        if not Path(db).parent.is_dir():
+            return f"--tracking-uri {uri!r}: directory {str(Path(db).parent)!r} does not exist"
+    reason = server_unreachable(uri, timeout) if ask_server else None
+    if reason is not None:
+        return (f"cannot reach the MLflow tracking server at {redact(uri)}: {reason}; start it, or pass another "
+                "--tracking-uri / MLFLOW_TRACKING_URI")  # fmt: skip
+    return None
