@@ -199,3 +199,18 @@ def test_resume_of_fitting_checkpoints_still_works(checkpoints):
     longer = trial_cli("--resume", directory, "--epochs", "3", "--no-measure")
     assert longer.returncode == 0, longer.stderr[-3000:]
     assert json.loads(longer.stdout)["epoch"] == 3
+
+
+def test_an_fp32_checkpoint_resumes_with_a_live_gradient_scaler(checkpoints):
+    """A checkpoint from a CPU / fp32 run holds an empty scaler state; resumed where fp16 is on (a GPU) the
+    scaler starts fresh instead of raising "The source state dict is empty". (An enabled CPU GradScaler
+    stands in for the GPU's: the same class and check.)"""
+    from trials.models import create_model
+    from trials.train.loop import _restore
+    from trials.train.optim import build_optimizer
+
+    config = TrialConfig.smoke(**{**CONFIG, "epochs": 3})
+    model = create_model(config.model, num_classes=config.tiny_classes, **config.model_overrides())
+    scaler = torch.amp.GradScaler("cpu", enabled=True)
+    epoch, _ = _restore(str(checkpoints["epoch-2-of-2"]), config, model, build_optimizer(model, 1e-3, 0.05), scaler)
+    assert epoch == 2 and scaler.get_scale() == torch.amp.GradScaler("cpu").get_scale()

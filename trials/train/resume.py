@@ -1,11 +1,11 @@
-"""Resuming a trial from its checkpoint: everything is checked before anything is loaded.
+"""Resuming a trial from its checkpoint: checked before the weights are loaded.
 
 `restore(directory, config, model, optimizer, scaler)` loads the checkpoint (checkpoint.py: one line
 for a file that is missing, empty, truncated or holds code), then checks that it is a trial's
 checkpoint, of this model (architecture settings, then every weight's name and shape), at an epoch
-this trial can continue from, and only then loads weights, optimizer and scaler. Each problem is one
-ConfigError line naming the checkpoint, what is wrong and what would be right, never a traceback
-from load_state_dict.
+this trial can continue from; then loads the optimizer state (checked by loading it), weights and
+scaler. Each problem is one ConfigError line naming the checkpoint, what is wrong and what would be
+right, never a traceback from load_state_dict.
 
 Epochs: a checkpoint before `epochs` is continued. One at `epochs` is a finished trial: its saved
 metrics are the result, provided they are the end of a run of that length (the learning-rate
@@ -30,13 +30,15 @@ def restore(directory, config, model, optimizer, scaler) -> tuple[int, dict]:
     state = load_checkpoint(directory)
     where = f"checkpoint in {str(directory)!r}"
     check_resumable(state, config, model, where)
+    load_optimizer(optimizer, state["optimizer"], where)  # (checked by loading it: torch's own checks, then shapes)
     model.load_state_dict(state["model"])
-    load_optimizer(optimizer, state["optimizer"], where)
-    if state["scaler"] or not scaler.is_enabled():  # an fp32 run saves an empty scaler: fp16 starts a fresh one
+    if state["scaler"]:  # an fp32 run saves an empty scaler: resumed with fp16, a fresh one starts
         try:
             scaler.load_state_dict(state["scaler"])
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
-            raise ConfigError(f"{where}: its gradient scaler state is malformed ({_why(err)}); start without resuming") from None
+            raise ConfigError(
+                f"{where}: its gradient scaler state is malformed ({_why(err)}); start without resuming"
+            ) from None
     return state["epoch"], dict(state["metrics"])
 
 
@@ -50,17 +52,18 @@ def check_resumable(state, config, model, where: str) -> None:
 
 def check_structure(state, where: str) -> None:
     if not isinstance(state, dict):
-        raise ConfigError(f"{where} holds a {type(state).__name__}, not a trial checkpoint ({FILENAME} with {_names(STATE_TYPES)})")
+        raise ConfigError(
+            f"{where} holds a {type(state).__name__}, not a trial checkpoint ({FILENAME} with {_names(STATE_TYPES)})"
+        )
     missing = [k for k in STATE_TYPES if k not in state]
     wrong = [k for k, kind in STATE_TYPES.items() if k in state and not isinstance(state[k], kind)]
     if missing or wrong:
-        problems = ([f"lacks {_names(missing)}"] if missing else []) + ([f"wrong type of {_names(wrong)}"] if wrong else [])
-        raise ConfigError(
-            f"{where} is not a trial checkpoint: {'; '.join(problems)} "
-            f"(a trial's checkpoint holds {', '.join(f'{k} ({t.__name__})' for k, t in STATE_TYPES.items())})"
-        )
+        problems = [f"lacks {_names(missing)}"] if missing else []
+        problems += [f"wrong type of {_names(wrong)}"] if wrong else []
+        holds = ", ".join(f"{k} ({t.__name__})" for k, t in STATE_TYPES.items())
+        raise ConfigError(f"{where} is not a trial checkpoint: {'; '.join(problems)} (a trial's checkpoint holds {holds})")
     if state["epoch"] < 1:
-        raise ConfigError(f"{where} is at epoch {state['epoch']}; a trial's checkpoint is written after epoch 1 or later")
+        raise ConfigError(f"{where} is at epoch {state['epoch']}; a trial writes its first checkpoint after epoch 1")
 
 
 def check_architecture(saved: dict, config, where: str) -> None:
@@ -123,7 +126,9 @@ def load_optimizer(optimizer: torch.optim.Optimizer, saved: dict, where: str) ->
     try:
         optimizer.load_state_dict(saved)
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as err:
-        raise ConfigError(f"{where}: its optimizer state does not fit this model ({_why(err)}); start without resuming") from None
+        raise ConfigError(
+            f"{where}: its optimizer state does not fit this model ({_why(err)}); start without resuming"
+        ) from None
     for group in optimizer.param_groups:
         for param in group["params"]:
             for name, value in optimizer.state.get(param, {}).items():
