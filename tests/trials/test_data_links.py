@@ -97,6 +97,21 @@ def test_a_link_into_another_class_folder_is_not_followed(folder):
     assert f"{a / 'also_b'} -> {b}" in dataset.note
 
 
+def test_links_into_another_class_keep_its_images_under_its_label(folder):
+    """Listed first, class a must not take b's images by linking to them: a folder inside b, a file of b."""
+    a, b, _ = class_dirs(folder)
+    (b / "sub").mkdir()
+    moved = sorted(b.glob("*.png"))[:2]
+    for image in moved:
+        image.rename(b / "sub" / image.name)
+    os.symlink(b / "sub", a / "b_sub")
+    os.symlink(sorted(b.glob("*.png"))[0], a / "zz_b_image.png")
+    _, samples = scan_split(folder / "train")
+    assert per_class(samples) == [TRAIN] * 3
+    labels = {os.path.realpath(path): label for path, label in samples}
+    assert all(labels[str(image.parent / "sub" / image.name)] == 1 for image in moved)
+
+
 def test_two_links_to_one_file_count_it_once(tmp_path, folder):
     """A farm of file links (how some users assemble data sets), with one file linked twice."""
     farm = tmp_path / "farm"
@@ -110,7 +125,14 @@ def test_two_links_to_one_file_count_it_once(tmp_path, folder):
     os.symlink(twice.resolve(), b / "zz_from_b.png")
     dataset = ImageFolder(farm / "train", transform=None)
     assert per_class(dataset.samples) == [TRAIN] * 3
-    assert "left out 2 path(s) to an image already listed" in dataset.note
+    assert "left out 2 path(s) to an image listed elsewhere in the split" in dataset.note
+
+
+def test_a_hard_link_is_the_same_image(folder):
+    a, b, _ = class_dirs(folder)
+    os.link(next(a.glob("*.png")), b / "zz_hard_link.png")
+    _, samples = scan_split(folder / "train")
+    assert per_class(samples) == [TRAIN] * 3
 
 
 def test_a_class_folder_that_links_to_another_class_is_one_line_error(folder):

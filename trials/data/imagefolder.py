@@ -58,14 +58,6 @@ def find_classes(split_dir: str | Path) -> list[str]:
     return classes
 
 
-def list_images(class_dir: str | Path, lister: SplitLister | None = None) -> list[str]:
-    """Image files under one class folder (sub-folders included, symlinks followed, loops not), sorted.
-
-    `lister`: the split's, so that a file reached from two class folders is counted once (see listing.py)."""
-    lister = lister or SplitLister(Path(class_dir).parent)
-    return lister.files(class_dir, is_image_file)
-
-
 class SplitListing(NamedTuple):
     classes: list[str]
     samples: list[tuple[str, int]]  # (path, label)
@@ -114,12 +106,11 @@ def list_split(split_dir: str | Path, classes: list[str] | None = None) -> Split
         )
     index = {name: i for i, name in enumerate(classes)}
     lister = SplitLister(split_dir)
+    listed = lister.list_classes([split_dir / name for name in present], is_image_file)
     samples = []
-    for name in present:
-        duplicates_before = len(lister.duplicates)
-        files = list_images(split_dir / name, lister)
+    for name, files, left_out in zip(present, listed, lister.duplicates_by_class):
         if not files:
-            raise _no_images_error(split_dir / name, lister.duplicates[duplicates_before:])
+            raise _no_images_error(split_dir / name, left_out)
         samples.extend((path, index[name]) for path in files)
     return SplitListing(list(classes), samples, lister.note())
 
