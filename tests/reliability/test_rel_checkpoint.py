@@ -201,16 +201,12 @@ def test_resume_of_fitting_checkpoints_still_works(checkpoints):
     assert json.loads(longer.stdout)["epoch"] == 3
 
 
-def test_an_fp32_checkpoint_resumes_with_a_live_gradient_scaler(checkpoints):
-    """A checkpoint from a CPU / fp32 run holds an empty scaler state; resumed where fp16 is on (a GPU) the
-    scaler starts fresh instead of raising "The source state dict is empty". (An enabled CPU GradScaler
-    stands in for the GPU's: the same class and check.)"""
-    from trials.models import create_model
-    from trials.train.loop import _restore
-    from trials.train.optim import build_optimizer
-
-    config = TrialConfig.smoke(**{**CONFIG, "epochs": 3})
-    model = create_model(config.model, num_classes=config.tiny_classes, **config.model_overrides())
-    scaler = torch.amp.GradScaler("cpu", enabled=True)
-    epoch, _ = _restore(str(checkpoints["epoch-2-of-2"]), config, model, build_optimizer(model, 1e-3, 0.05), scaler)
-    assert epoch == 2 and scaler.get_scale() == torch.amp.GradScaler("cpu").get_scale()
+def test_an_fp32_checkpoint_resumes_with_a_live_gradient_scaler(checkpoints, tmp_path, monkeypatch):
+    """A checkpoint from a CPU / fp32 run holds an empty scaler state; resumed where fp16 is on (a GPU), the
+    scaler starts fresh instead of raising "The source state dict is empty". No GPU here: the trial's
+    GradScaler is created enabled (torch's CPU GradScaler: the same class, the same load_state_dict)."""
+    real = torch.amp.GradScaler
+    monkeypatch.setattr(torch.amp, "GradScaler", lambda device, enabled=True: real(device, enabled=True))
+    resumed = shutil.copytree(checkpoints["epoch-2-of-2"], tmp_path / "ckpt")
+    final = run_trial(TrialConfig.smoke(**{**CONFIG, "epochs": 3}), resume_from=str(resumed), progress=False)
+    assert final["epoch"] == 3
