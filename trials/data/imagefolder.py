@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, default_collate
 
+from trials.data.listing import SplitLister, say_once
 from trials.errors import ConfigError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -57,51 +58,39 @@ def find_classes(split_dir: str | Path) -> list[str]:
     return classes
 
 
-def _unreadable(err: OSError):
-    """os.walk's onerror: it would skip a folder it cannot list; an unreadable class folder is an error."""
-    raise ConfigError(f"cannot read {err.filename}: {err.strerror or err}")
-
-
-def list_images(class_dir: Path) -> list[str]:
-    """Image files under one class folder (sub-folders included, symlinks followed), sorted."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(class_dir, onerror=_unreadable, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(os.path.join(dirpath, f) for f in sorted(filenames) if is_image_file(f))
-    return found
-
-
-def _has_images(class_dir: Path) -> bool:
-    for _, dirnames, filenames in os.walk(class_dir, onerror=_unreadable, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        if any(is_image_file(f) for f in filenames):
-            return True
-    return False
+class SplitListing(NamedTuple):
+    classes: list[str]
+    samples: list[tuple[str, int]]  # (path, label)
+    note: str | None  # what was left out (folder loops, second paths to one file), one line; None if nothing
 
 
 def check_imagefolder(root: str | Path) -> list[str]:
-    """A quick look at an ImageFolder root before a sweep starts: train/ and val/ hold class folders,
-    each with at least one image file (the first one found is enough), val has no class train lacks.
-    Returns the train classes. Decoding every file is left to the trials (bad_images)."""
+    """A look at an ImageFolder root before a sweep starts: train/ and val/ hold class folders, each
+    with at least one image file, val has no class train lacks. Lists every file name, as a trial
+    will (a listing is cheap next to decoding), so that a folder loop or a doubly linked file is
+    noted (one line on stderr) here too. Returns the train classes. Decoding is left to the trials
+    (bad_images)."""
     root = Path(root)
     train = find_classes(root / "train")
     val = find_classes(root / "val")
     unknown = sorted(set(val) - set(train))
     if unknown:
         raise ConfigError(f"{root / 'val'} has {len(unknown)} class folder(s) the train split lacks: {_first_few(unknown)}")
-    for split, classes in (("train", train), ("val", val)):
-        for name in classes:
-            if not _has_images(root / split / name):
-                raise ConfigError(
-                    f"class folder {root / split / name} holds no images (looked for {', '.join(IMAGE_EXTENSIONS)})"
-                )
+    for split in ("train", "val"):
+        say_once(list_split(root / split, train).note)
     if len(train) < 2:
         raise ConfigError(f"{root}/train has {len(train)} class folder; a classifier needs >= 2")
     return train
 
 
 def scan_split(split_dir: str | Path, classes: list[str] | None = None) -> tuple[list[str], list[tuple[str, int]]]:
-    """(classes, [(path, label), ...]) of a split.
+    """(classes, [(path, label), ...]) of a split (list_split without its note)."""
+    listing = list_split(split_dir, classes)
+    return listing.classes, listing.samples
+
+
+def list_split(split_dir: str | Path, classes: list[str] | None = None) -> SplitListing:
+    """The classes and (path, label) samples of a split, each real image file once, and what was left out.
 
     `classes`: the label order to use (the train split's), so that val labels match train; a
     val class folder that train lacks is an error. Every class folder present must hold images.
@@ -116,15 +105,23 @@ def scan_split(split_dir: str | Path, classes: list[str] | None = None) -> tuple
             f"{split_dir} has {len(unknown)} class folder(s) the train split lacks: {_first_few(unknown)}"
         )
     index = {name: i for i, name in enumerate(classes)}
+    lister = SplitLister(split_dir)
+    listed = lister.list_classes([split_dir / name for name in present], is_image_file)
     samples = []
-    for name in present:
-        files = list_images(split_dir / name)
+    for name, files, left_out in zip(present, listed, lister.duplicates_by_class):
         if not files:
-            raise ConfigError(
-                f"class folder {split_dir / name} holds no images (looked for {', '.join(IMAGE_EXTENSIONS)})"
-            )
+            raise _no_images_error(split_dir / name, left_out)
         samples.extend((path, index[name]) for path in files)
-    return list(classes), samples
+    return SplitListing(list(classes), samples, lister.note())
+
+
+def _no_images_error(class_dir: Path, duplicates: list[str]) -> ConfigError:
+    if duplicates:  # e.g. a class folder that is a link to another class folder
+        return ConfigError(
+            f"class folder {class_dir} holds only images already listed under another class "
+            f"(e.g. {duplicates[0]}); an image can have one label only"
+        )
+    return ConfigError(f"class folder {class_dir} holds no images (looked for {', '.join(IMAGE_EXTENSIONS)})")
 
 
 def _first_few(names: list[str], n: int = 5) -> str:
@@ -147,7 +144,8 @@ class ImageFolder(Dataset):
 
     def __init__(self, split_dir: str | Path, transform, classes: list[str] | None = None, seed: int = 0):
         self.split_dir = Path(split_dir)
-        self.classes, self.samples = scan_split(self.split_dir, classes)
+        self.classes, self.samples, self.note = list_split(self.split_dir, classes)
+        say_once(self.note)  # a folder loop or a doubly linked file: counted once, and said so
         self.targets = [label for _, label in self.samples]
         self.transform = transform
         self.rng = torch.Generator().manual_seed(seed)

@@ -27,7 +27,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from trials.data.atomic_dir import atomic_dir
-from trials.data.imagefolder import _DECODE_ERRORS, list_images, load_rgb
+from trials.data.imagefolder import _DECODE_ERRORS, is_image_file, load_rgb
+from trials.data.listing import SplitLister, say_once
 from trials.data.transforms import resize_shorter
 from trials.errors import ConfigError, require
 
@@ -88,15 +89,18 @@ class CopyJob:
 def plan_split(source: Path, split: str, classes: list[str]) -> CopyJob:
     """Every image of source/split/<class> for `classes` (labels in that order), and its copy's path."""
     sources, labels, targets = [], [], []
-    for label, name in enumerate(classes):
+    # a val split may lack a class; check_source has vetted what must exist
+    present = [(label, name) for label, name in enumerate(classes) if (source / split / name).is_dir()]
+    lister = SplitLister(source / split)  # each real image once, folder loops not followed
+    listed = lister.list_classes([source / split / name for _, name in present], is_image_file)
+    for (label, name), paths in zip(present, listed):
         class_dir = source / split / name
-        if not class_dir.is_dir():
-            continue  # a val split may lack a class; check_source has vetted what must exist
-        for path in list_images(class_dir):
+        for path in paths:
             sources.append(path)
             labels.append(label)
             targets.append(str(Path(split) / name / _jpeg_name(Path(path).relative_to(class_dir))))
     require(bool(sources), f"{source / split} holds no images of the {len(classes)} classes")
+    say_once(lister.note())
     return CopyJob(split, sources, labels, targets)
 
 

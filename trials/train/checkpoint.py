@@ -10,6 +10,7 @@ import os
 import pickle
 import re
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -46,16 +47,32 @@ def check_checkpoint(directory: str | os.PathLike) -> Path:
 def load_checkpoint(directory: str | os.PathLike) -> dict:
     """The saved state; a one-line ConfigError for a file that holds code or is not a whole checkpoint."""
     path = check_checkpoint(directory)
+    if path.stat().st_size == 0:
+        raise _unreadable(path, "the file is empty")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the one error line says enough
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         # torch's message is many lines and suggests weights_only=False: never, for a file we did not write
         found = re.search(r"(?i)unsupported global:?\s+(?:global\s+)?([\w.]+)", str(err))
-        what = f" (it references {found[1]})" if found else ""
+        if found is None:  # "Unsupported operand": bytes that are no pickle torch writes (garbage, text, ...)
+            raise _unreadable(path, "not a torch checkpoint") from None
         raise ConfigError(
-            f"refusing checkpoint {str(path)!r}: it holds objects other than tensors and plain data{what}; "
-            "checkpoints are loaded with weights_only=True and never run code"
+            f"refusing checkpoint {str(path)!r}: it holds objects other than tensors and plain data "
+            f"(it references {found[1]}); checkpoints are loaded with weights_only=True and never run code"
         ) from None
-    except (RuntimeError, EOFError, KeyError, ValueError) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". ")[0]
-        raise ConfigError(f"checkpoint {str(path)!r} is unreadable (truncated or not a checkpoint): {first[:200]}") from None
+    except PermissionError:
+        raise ConfigError(f"cannot read checkpoint {str(path)!r}: permission denied") from None
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError) as err:  # OSError: a seek past a cut-off end
+        raise _unreadable(path, _first_sentence(err)) from None
+
+
+def _first_sentence(err: Exception) -> str:
+    """torch's reader errors start '[enforce fail at inline_container.cc:180] . file in archive ...'."""
+    text = re.sub(r"^\[enforce fail at [^\]]*\][\s.]*", "", str(err).strip())
+    return ((text.splitlines() or [""])[0].split(". ")[0] or type(err).__name__)[:200]
+
+
+def _unreadable(path: Path, why: str) -> ConfigError:
+    return ConfigError(f"checkpoint {str(path)!r} is unreadable (truncated or not a checkpoint): {why}")

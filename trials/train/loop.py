@@ -25,16 +25,16 @@ from torch import nn
 
 from trials.config import TrialConfig
 from trials.data import build_loaders, build_mixer, soft_cross_entropy
-from trials.errors import ConfigError, NonFiniteLoss
+from trials.errors import NonFiniteLoss
 from trials.measure import count_params, flops_per_image, resolve_device, resolve_precision
 from trials.measure.env import environment
 from trials.measure.throughput import autocast, inference_throughput, train_throughput
 from trials.measure.timing import cpu_threads
 from trials.models.factory import build_model
-from trials.models.registry import all_knobs
-from trials.train.checkpoint import check_checkpoint, load_checkpoint, save_checkpoint
+from trials.train.checkpoint import check_checkpoint, save_checkpoint
 from trials.train.optim import build_optimizer, lr_at, set_lr
 from trials.train.progress import Progress
+from trials.train.resume import restore
 
 Report = Callable[[dict, str], None]
 NAN_CHECK_EVERY = 10  # steps between finiteness checks (each forces a device sync)
@@ -134,20 +134,7 @@ def _train(config, device, precision, report, resume_from, checkpoint_dir, show_
 
 
 def _restore(resume_from, config, model, optimizer, scaler) -> tuple[int, dict]:
-    state = load_checkpoint(resume_from)
-    saved = state["config"]
-    ours_all = config.to_dict()
-    for key in ("model", "img_size", *sorted((set(saved) | set(ours_all)) & set(all_knobs()))):
-        ours = ours_all.get(key)
-        theirs = tuple(saved[key]) if isinstance(saved.get(key), list) else saved.get(key)
-        if ours != theirs:
-            raise ConfigError(
-                f"checkpoint in {resume_from!r} was trained with {key}={theirs!r}, this trial has {key}={ours!r}"
-            )
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scaler.load_state_dict(state["scaler"])
-    return int(state["epoch"]), dict(state["metrics"])
+    return restore(resume_from, config, model, optimizer, scaler)  # every check first (trials/train/resume.py)
 
 
 class EpochLog:

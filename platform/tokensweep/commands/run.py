@@ -123,8 +123,8 @@ def check_data(spec) -> None:
     """Every ImageFolder root the sweep's trials read: class folders present and not empty, readable.
 
     Before Ray starts, so that a data set without images is one line and exit 2, not a sweep of failed
-    trials; cheap (one image per class folder is enough). Files that do not decode are the trials'
-    business (bad_images = "fail" | "skip").
+    trials; cheap (file names are listed, as a trial will; nothing is decoded). Folder loops are noted
+    on stderr. Files that do not decode are the trials' business (bad_images = "fail" | "skip").
     """
     values = [v.values for v in spec.variants] if spec.search == "grid" else [spec.base]
     roots = sorted({(v["dataset"], v["data_dir"]) for v in values if v.get("dataset", "tiny") != "tiny"})
