@@ -187,11 +187,6 @@ def to_uint8_tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1)
 
 
-def to_normalized_tensor(img: Image.Image) -> torch.Tensor:
-    """uint8 HWC PIL image -> float CHW tensor normalised with the ImageNet mean/std."""
-    return normalize(to_uint8_tensor(img))
-
-
 def _stats_on(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     if device not in _STATS_ON:
         _STATS_ON[device] = (_MEAN.to(device), _STD.to(device))
@@ -202,31 +197,6 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
     """uint8 images (..., 3, H, W) on any device -> float32, ImageNet-normalised, on that device."""
     mean, std = _stats_on(x.device)
     return x.to(torch.float32, copy=True).div_(255.0).sub_(mean).div_(std)
-
-
-def random_erasing(
-    x: torch.Tensor,
-    prob: float,
-    g: torch.Generator | None = None,
-    area: tuple[float, float] = (0.02, 1 / 3),
-    log_ratio: tuple[float, float] = (math.log(0.3), math.log(1 / 0.3)),
-) -> torch.Tensor:
-    """timm's RandomErasing(mode='pixel', count 1): with `prob`, one box of normal noise; in place.
-
-    The one-image form, as loader workers used to run it; trials now erase whole batches on the
-    device with the same draws' distribution (device_augment.erase_boxes)."""
-    if prob <= 0 or _uniform(g) >= prob:
-        return x
-    channels, height, width = x.shape
-    for _ in range(10):
-        target = _uniform(g, *area) * height * width
-        aspect = math.exp(_uniform(g, *log_ratio))
-        h, w = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
-        if 0 < h < height and 0 < w < width:
-            top, left = _randint(g, height - h + 1), _randint(g, width - w + 1)
-            x[:, top : top + h, left : left + w] = torch.randn((channels, h, w), generator=g, dtype=x.dtype)
-            break
-    return x
 
 
 # --- the two pipelines ---
