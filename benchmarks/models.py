@@ -12,20 +12,18 @@ training, and joules per image from NVML.
 from functools import partial
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.common import SectionResult, Settings, Target, env_columns
 from trials import create_model
 from trials.measure import (
-    count_params,
-    flops_per_image,
     inference_throughput,
     make_inference_step,
     make_train_step,
+    model_counts,
     ratio_of_medians,
     time_interleaved,
 )
-from trials.measure.counts import ATTENTION_KERNELS_WITHOUT_FORMULA
+from trials.measure.counts import count_flops
 from trials.measure.inference_ready import inference_ready, onednn_linear_available
 from trials.measure.throughput import autocast
 from trials.measure.timing import cpu_threads
@@ -66,17 +64,8 @@ def matmul_steps(device: torch.device, precision: str, n: int) -> tuple[dict, in
 
 
 def backbone_forward(model, tokens: torch.Tensor) -> torch.Tensor:
-    """The model without its embedding: class token, position embedding, blocks, norm, head."""
-    cls = model.cls_token.expand(tokens.shape[0], -1, -1)
-    x = torch.cat([cls, tokens], dim=1) + model.pos_embed
-    return model.head(model.norm(model.blocks(x))[:, 0])
-
-
-def count_flops(fn) -> int:
-    counter = FlopCounterMode(display=False, custom_mapping=ATTENTION_KERNELS_WITHOUT_FORMULA)  # as flops_per_image
-    with counter, torch.no_grad():
-        fn()
-    return int(counter.get_total_flops())
+    """The model without its embedding (its own forward_tokens), then the head on the class token."""
+    return model.head(model.forward_tokens(tokens)[:, 0])
 
 
 def backbone_step(model, batch: int, device: torch.device, precision: str):
@@ -98,9 +87,9 @@ def run(settings: Settings) -> SectionResult:
     batch, precision, device = p["batch"], p["precision"], settings.device
     result = SectionResult(
         "models",
-        md_columns=("model", "gflops", "infer_samples_per_sec", "infer_spread", "infer_vs_patch",
+        md_columns=("model", "gflops", "images_per_sec", "infer_spread", "infer_vs_patch",
                     "infer_vs_patch_best", "achieved_gflops_per_sec", "gemm_fraction", "gemm_fraction_best",
-                    "train_samples_per_sec",
+                    "train_images_per_sec",
                     "train_spread", "train_vs_patch", "mfu", "infer_joules_per_image"),
     )  # fmt: skip
     with cpu_threads(settings.threads if device.type == "cpu" else None):
@@ -153,27 +142,27 @@ def rate_row(name: str, timing, flops_per_step: float, gemm: float, gemm_best: f
 
 
 def model_row(label: str, model, overrides: dict, infer, train, batch: int, gemm: float) -> dict:
-    flops = flops_per_image(model, model.spec.img_size, next(model.parameters()).device)
+    counts = model_counts(model, model.spec.img_size, next(model.parameters()).device)
     row = {
         "model": label,
         "embedding": model.spec.embedding,
         "cluster_iters": overrides.get("cluster_iters"),
         "img_size": model.spec.img_size,
-        "param_count": count_params(model),
-        "embed_param_count": count_params(model.embed),
-        "gflops": flops / 1e9,
-        "infer_samples_per_sec": infer.per_sec(batch),
+        "param_count": counts["params"],
+        "embed_param_count": counts["embed_params"],
+        "gflops": counts["flops"] / 1e9,
+        "images_per_sec": infer.per_sec(batch),
         "infer_step_ms": infer.median_s * 1e3,
         "infer_spread": infer.spread,
-        "achieved_gflops_per_sec": flops * infer.per_sec(batch) / 1e9,
+        "achieved_gflops_per_sec": counts["flops"] * infer.per_sec(batch) / 1e9,
     }
     row["gemm_fraction"] = row["achieved_gflops_per_sec"] * 1e9 / gemm
     if train is not None:
         row.update(
-            train_samples_per_sec=train.per_sec(batch),
+            train_images_per_sec=train.per_sec(batch),
             train_step_ms=train.median_s * 1e3,
             train_spread=train.spread,
-            mfu=3 * flops * train.per_sec(batch) / gemm,  # training = forward + 2x forward in backward
+            mfu=3 * counts["flops"] * train.per_sec(batch) / gemm,  # training = forward + 2x forward in backward
         )
     return row
 

@@ -25,6 +25,7 @@ from trials.measure import (
     time_steps,
 )
 from trials.measure.energy import EnergyMeter
+from trials.measure.throughput import RATES
 from trials.measure.timing import synchronize
 
 PART = "speed"
@@ -84,7 +85,7 @@ def time_kind(kind: str, models: dict, sizes: dict, matmul, rows: dict, plan: Pl
     patch = timings.get(f"vit_{plan.size}_patch")
     for label, step in steps.items():
         t = timings[label]
-        rows[label].update({f"{kind}_images_per_sec": t.per_sec(batch), f"{kind}_step_ms": t.median_s * 1e3,
+        rows[label].update({RATES[kind]: t.per_sec(batch), f"{kind}_step_ms": t.median_s * 1e3,
                             f"{kind}_spread": t.spread,
                             f"{kind}_vs_patch": None if patch is None else ratio_of_medians(patch, t),
                             f"{kind}_joules_per_image": attempt(report, f"{label} {kind} energy",
@@ -197,7 +198,7 @@ def model_lines(plan: Plan, report: Report, rows: dict, gemm: float) -> None:
 
     names = " / ".join(label.removeprefix(f"vit_{plan.size}_").removeprefix("timm_") for label in rows)
     report.line(PART, f"train img/s, batch {plan.train_batch}: {names}", figures("train_images_per_sec"))
-    report.line(PART, f"inference img/s, batch {plan.infer_batch}: {names}", figures("infer_images_per_sec"))
+    report.line(PART, f"inference img/s, batch {plan.infer_batch}: {names}", figures(RATES["infer"]))
     report.line(PART, f"{MATMUL} {plan.gemm_n}^3 (training rounds)", f"{gemm / 1e12:.3g} TFLOP/s")
     st3 = rows.get(f"vit_{plan.size}_supertoken_i3", {})
     patch = rows.get(f"vit_{plan.size}_patch", {})

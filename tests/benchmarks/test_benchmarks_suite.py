@@ -51,11 +51,11 @@ def test_clustering_rows_compare_every_variant_with_the_baseline(quick_run):
 def test_models_rows_have_throughput_flops_and_ratios(quick_run):
     rows = {r["model"]: r for r in read_csv(quick_run / "models.csv")}
     assert {"vit_tiny_patch", "vit_tiny_conv", "vit_tiny_supertoken_i1", "vit_tiny_supertoken_i3"} <= set(rows)
-    patch = float(rows["vit_tiny_patch"]["infer_samples_per_sec"])
+    patch = float(rows["vit_tiny_patch"]["images_per_sec"])
     for name in ("vit_tiny_conv", "vit_tiny_supertoken_i3"):  # each ratio is the two rates of its own rows
-        ratio = float(rows[name]["infer_samples_per_sec"]) / patch
+        ratio = float(rows[name]["images_per_sec"]) / patch
         assert float(rows[name]["infer_vs_patch"]) == pytest.approx(ratio, rel=1e-3)  # CSV rounding: 6 digits
-    assert float(rows["vit_tiny_supertoken_i3"]["train_samples_per_sec"]) > 0
+    assert float(rows["vit_tiny_supertoken_i3"]["train_images_per_sec"]) > 0
     assert float(rows["backbone (ViT blocks, no embedding)"]["gemm_fraction"]) > 0
 
 

@@ -126,3 +126,19 @@ def test_flops_count_every_matmul_and_attention_on_cpu():
     attention = 2 * 2 * tokens * tokens * d
     head = 2 * d * classes
     assert flops_per_image(create_model("vit_s_patch"), 224) == patch + depth * (linears + attention) + head
+
+
+def test_backbone_alone_is_the_model_after_its_embedding():
+    """forward_tokens (what benchmarks time as the backbone) is the model past its embedding, and the
+    FLOPs of the parts add up to the model's."""
+    from trials.measure import count_flops, flops_per_image
+
+    model = create_model("vit_tiny_supertoken").eval()
+    size = model.spec.img_size
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        tokens = model.embed(x)
+        torch.testing.assert_close(model.head(model.forward_tokens(tokens)[:, 0]), model(x), rtol=0, atol=0)
+    parts = count_flops(lambda: model.embed(x[:1])) + count_flops(lambda: model.forward_tokens(tokens[:1]))
+    head = 2 * model.cfg.dim * model.cfg.num_classes
+    assert parts + head == flops_per_image(model, size) > head

@@ -1,6 +1,6 @@
 """Measurement: parameters, FLOPs, images/sec, peak memory, energy, and the environment of each figure."""
 
-from trials.measure.counts import count_params, flops_per_image
+from trials.measure.counts import count_flops, count_params, flops_per_image, model_counts
 from trials.measure.env import device_name, environment, resolve_device, resolve_precision
 from trials.measure.memory import peak_memory_bytes
 from trials.measure.throughput import (
@@ -9,6 +9,7 @@ from trials.measure.throughput import (
     inference_throughput,
     make_inference_step,
     make_train_step,
+    measure_speed,
     train_throughput,
 )
 from trials.measure.timing import Timing, cpu_threads, ratio_of_medians, time_interleaved, time_steps
@@ -17,6 +18,7 @@ __all__ = [
     "Throughput",
     "Timing",
     "benchmark_model",
+    "count_flops",
     "count_params",
     "cpu_threads",
     "device_name",
@@ -25,6 +27,8 @@ __all__ = [
     "inference_throughput",
     "make_inference_step",
     "make_train_step",
+    "measure_speed",
+    "model_counts",
     "peak_memory_bytes",
     "ratio_of_medians",
     "resolve_device",

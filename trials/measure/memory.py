@@ -6,9 +6,12 @@ tensor allocation and free, as tracemalloc does for Python objects): the running
 allocated minus freed bytes, and its maximum. Deterministic, and independent of how malloc
 returns memory to the OS. It sees every tensor, autograd's saved tensors and gradients
 included, but not scratch space a library (oneDNN, MKL) allocates outside torch's allocator.
+`cuda_peak` is the CUDA half alone, for a block: the throughput measurement's peak_mem_mb.
 """
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 from torch.autograd import DeviceType
@@ -19,15 +22,33 @@ def peak_memory_bytes(fn: Callable[[], object], device: torch.device | str = "cp
     """Run fn once; return the peak of bytes allocated on `device` above the level at the start."""
     device = torch.device(device)
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        start = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        fn()
-        torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_allocated(device) - start
+        with cuda_peak(device) as peak:
+            fn()
+        return peak.above_start
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     return peak_from_trace(prof.profiler.kineto_results.events())
+
+
+@dataclass
+class CudaPeak:
+    start: int  # bytes allocated when the block began
+    peak: int = 0  # the most bytes allocated at once during the block (what was there before included)
+
+    @property
+    def above_start(self) -> int:
+        return self.peak - self.start
+
+
+@contextlib.contextmanager
+def cuda_peak(device: torch.device) -> Iterator[CudaPeak]:
+    """The CUDA caching allocator's peak over the block; `.peak` is set when the block ends."""
+    torch.cuda.synchronize(device)
+    result = CudaPeak(torch.cuda.memory_allocated(device))
+    torch.cuda.reset_peak_memory_stats(device)
+    yield result
+    torch.cuda.synchronize(device)
+    result.peak = torch.cuda.max_memory_allocated(device)
 
 
 def peak_from_trace(events) -> int:

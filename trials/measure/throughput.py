@@ -7,8 +7,9 @@ the caller's model: inference on its inference-ready copy (eval mode, BatchNorm 
 convolutions, as deployed), training on a plain copy so trained weights stay as they were.
 """
 
+import contextlib
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -16,7 +17,10 @@ from torch import nn
 from trials.measure.energy import EnergyMeter
 from trials.measure.env import PRECISION_DTYPES, environment
 from trials.measure.inference_ready import inference_ready
+from trials.measure.memory import cuda_peak
 from trials.measure.timing import Timing, cpu_threads, time_steps
+
+RATES = {"infer": "images_per_sec", "train": "train_images_per_sec"}  # vocab's names of the two rates
 
 
 @dataclass(frozen=True)
@@ -38,14 +42,13 @@ def autocast(device: torch.device, precision: str):
 
 
 def _measure(step, device: torch.device, batch: int, warmup: int, steps: int) -> Throughput:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    memory = cuda_peak(device) if device.type == "cuda" else contextlib.nullcontext()
     meter = EnergyMeter(device)
-    with meter:
+    with memory as peak, meter:
         timing = time_steps(step, device, warmup=warmup, steps=steps)
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    peak_mb = peak.peak / 2**20 if peak is not None else None  # the whole peak, the model's weights included
     joules = meter.joules / (batch * (warmup + steps)) if meter.joules is not None else None
-    return Throughput.from_timing(timing, batch, peak, joules)
+    return Throughput.from_timing(timing, batch, peak_mb, joules)
 
 
 def make_inference_step(model: nn.Module, img_size: int, batch: int, device: torch.device, precision: str):
@@ -93,7 +96,7 @@ def train_throughput(
     return _measure(make_train_step(model, img_size, batch, device, precision), device, batch, warmup, steps)
 
 
-def benchmark_model(
+def measure_speed(
     model: nn.Module,
     img_size: int,
     batch: int,
@@ -104,12 +107,28 @@ def benchmark_model(
     steps: int = 10,
     train: bool = True,
 ) -> dict:
-    """Flat timm-style row: infer_* and train_* figures plus the environment they were measured in."""
+    """A model's speed figures under vocab's names, and the environment they were measured in.
+
+    images_per_sec (inference) and train_images_per_sec; peak_mem_mb (CUDA: the training step's, the
+    inference step's when training is not timed) and joules_per_image (NVML: inference) where measured;
+    the details infer_step_s, infer_spread, train_step_s, train_spread; trials.measure.environment.
+    """
     with cpu_threads(threads if device.type == "cpu" else None):
-        row = environment(device, precision, batch)
-        infer = inference_throughput(model, img_size, batch, device, precision, warmup, steps)
-        row.update({f"infer_{k}": v for k, v in asdict(infer).items()})
+        timed = {"infer": inference_throughput(model, img_size, batch, device, precision, warmup, steps)}
         if train:
-            tr = train_throughput(model, img_size, batch, device, precision, warmup, steps)
-            row.update({f"train_{k}": v for k, v in asdict(tr).items()})
+            timed["train"] = train_throughput(model, img_size, batch, device, precision, warmup, steps)
+        figures = environment(device, precision, batch)
+    for kind, t in timed.items():
+        figures.update({RATES[kind]: t.images_per_sec, f"{kind}_step_s": t.step_s, f"{kind}_spread": t.spread})
+    peak, joules = timed.get("train", timed["infer"]).peak_mem_mb, timed["infer"].joules_per_image
+    figures.update({k: v for k, v in (("peak_mem_mb", peak), ("joules_per_image", joules)) if v is not None})
+    return figures
+
+
+def benchmark_model(*args, **kwargs) -> dict:
+    """measure_speed's row with the names commands/bench.py reads; goes once it reads measure_speed's."""
+    row = measure_speed(*args, **kwargs)
+    peak = "train_peak_mem_mb" if "train_step_s" in row else "infer_peak_mem_mb"
+    row.update({"infer_images_per_sec": row["images_per_sec"], peak: row.get("peak_mem_mb"),
+                "infer_joules_per_image": row.get("joules_per_image")})  # fmt: skip
     return row

@@ -79,7 +79,10 @@ class VisionTransformer(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = self.embed(x)
+        return self.forward_tokens(self.embed(x))
+
+    def forward_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The backbone after the embedding: (B, grid*grid, dim) tokens -> [cls] + pos -> blocks -> norm."""
         cls = self.cls_token.expand(tokens.shape[0], -1, -1)
         x = torch.cat([cls, tokens], dim=1) + self.pos_embed
         return self.norm(self.blocks(x))

@@ -23,12 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import vocab
 from trials.config import TrialConfig
 from trials.data import build_loaders, build_mixer, soft_cross_entropy
 from trials.errors import NonFiniteLoss
-from trials.measure import count_params, flops_per_image, resolve_device, resolve_precision
-from trials.measure.env import environment
-from trials.measure.throughput import autocast, inference_throughput, train_throughput
+from trials.measure import measure_speed, model_counts, resolve_device, resolve_precision
+from trials.measure.throughput import autocast
 from trials.measure.timing import cpu_threads
 from trials.models.factory import build_model
 from trials.train.checkpoint import check_checkpoint, save_checkpoint
@@ -248,27 +248,14 @@ def evaluate(model, loader, device, precision) -> dict:
 
 
 def measure_model(model: nn.Module, config: TrialConfig, device, precision) -> dict:
-    """The final figures: parameters, FLOPs/image, inference and training images/sec, peak memory, energy."""
+    """The final figures: parameters, FLOPs/image, inference and training images/sec, peak memory, energy,
+    and the tags they were measured under; measure_speed's details (step times, spreads) stay out."""
     img_size = model.spec.img_size
-    batch = config.bench_batch
-    infer = inference_throughput(model, img_size, batch, device, precision, steps=config.bench_steps)
-    train = train_throughput(model, img_size, batch, device, precision, steps=config.bench_steps)
-    env = environment(device, precision, batch)
-    figures = {
-        "params": count_params(model),
-        "embed_params": count_params(model.embed),
-        "flops": flops_per_image(model, img_size, device),
-        "images_per_sec": infer.images_per_sec,
-        "train_images_per_sec": train.images_per_sec,
-        "device": env["device"],
-        "precision": precision,
-        "torch_version": env["torch_version"],
-        "threads": env["threads"],
-        "bench_batch": batch,
+    speed = measure_speed(model, img_size, config.bench_batch, device, precision, steps=config.bench_steps)
+    return {
+        **model_counts(model, img_size, device),
+        **{k: v for k, v in speed.items() if k in vocab.FINAL_METRICS},
+        **{k: v for k, v in speed.items() if k in vocab.TAGS},
+        "bench_batch": config.bench_batch,
         "gpu_shared": config.gpu_shared,
     }
-    if train.peak_mem_mb is not None:
-        figures["peak_mem_mb"] = train.peak_mem_mb
-    if infer.joules_per_image is not None:
-        figures["joules_per_image"] = infer.joules_per_image
-    return figures
