@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from trials.atomic import write_text_atomic
 from trials.measure import environment
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -131,8 +132,8 @@ def write_section(result: SectionResult, out_dir: Path) -> list[Path]:
     """`<section>.csv` and `<section>.md` under out_dir, then the index README.md."""
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out_dir / f"{result.name}.csv", out_dir / f"{result.name}.md"
-    write_atomic(csv_path, to_csv(result.rows))
-    write_atomic(md_path, to_markdown(result))
+    write_text_atomic(csv_path, to_csv(result.rows))
+    write_text_atomic(md_path, to_markdown(result))
     write_index(out_dir)
     return [csv_path, md_path]
 
@@ -143,13 +144,7 @@ def write_index(out_dir: Path) -> None:
     lines = ["# Benchmark results", "", "Written by `python -m benchmarks`; how they are measured: "
              "[docs/performance.md](../../docs/performance.md).", ""]  # fmt: skip
     lines += [f"- [{name}]({name}.md) ([CSV]({name}.csv))" for name in sections]
-    write_atomic(out_dir / "README.md", "\n".join(lines) + "\n")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text_atomic(out_dir / "README.md", "\n".join(lines) + "\n")
 
 
 def format_targets(results: list[SectionResult]) -> str:

@@ -35,7 +35,7 @@ CONFIG = dict(model="vit_tiny_patch", epochs=2, tiny_train_per_class=20, tiny_va
               warmup_epochs=0.0, bench_steps=1, bench_batch=8, threads=1, measure=False)  # fmt: skip
 
 KILLED_WRITER = r"""
-import json, os, sys, time, types
+import builtins, json, sys, time
 import trials.train.checkpoint as checkpoint
 from trials import TrialConfig, run_trial
 
@@ -58,12 +58,8 @@ class PausingFile:
     def __exit__(self, *exc):
         return self.f.__exit__(*exc)
 
-# save_checkpoint's `os`, except that the files it opens with fdopen pause mid-write
-real_fdopen = os.fdopen
-pausing_os = types.ModuleType("os")
-pausing_os.__dict__.update(vars(os))
-pausing_os.fdopen = lambda fd, *args, **kwargs: PausingFile(real_fdopen(fd, *args, **kwargs))
-checkpoint.os = pausing_os
+# save_checkpoint's `open`, except that the files it opens pause mid-write
+checkpoint.open = lambda *args, **kwargs: PausingFile(builtins.open(*args, **kwargs))
 directory = sys.argv[1]
 run_trial(TrialConfig.smoke(**json.loads(sys.argv[2])), resume_from=directory, checkpoint_dir=directory, progress=False)
 print("FINISHED WITHOUT BEING KILLED", flush=True)
@@ -90,7 +86,7 @@ def test_kill_during_checkpoint_write_keeps_the_previous_checkpoint(tmp_path):
     assert writer.returncode == -signal.SIGKILL
 
     (partial,) = [p for p in ckpt.iterdir() if p.name not in (FILENAME, "log.jsonl")]  # the temp file it was writing
-    assert partial.name.startswith(".checkpoint-") and partial.stat().st_size >= 65536
+    assert partial.name.startswith(f".{FILENAME}.") and partial.stat().st_size >= 65536
     with pytest.raises(Exception):  # it really is half a checkpoint
         torch.load(partial, weights_only=True)
 

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from trials.data.atomic_dir import atomic_dir
+from trials.atomic import atomic_dir
 from trials.data.imagefolder import _DECODE_ERRORS, is_image_file, load_rgb
 from trials.data.listing import SplitLister, say_once
 from trials.data.transforms import resize_shorter

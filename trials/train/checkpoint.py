@@ -1,7 +1,7 @@
 """Checkpoints written atomically and loaded safely.
 
 A checkpoint directory holds `checkpoint.pt`. It is written to a temporary file in the same
-directory, fsynced, then renamed over the old one, so a crash mid-write leaves the previous
+directory, fsynced, then renamed over the old one (trials.atomic), so a crash mid-write leaves the previous
 checkpoint intact and never a half-written file that resume would load. Loading uses
 torch.load(weights_only=True): a checkpoint is data, never code.
 """
@@ -9,31 +9,23 @@ torch.load(weights_only=True): a checkpoint is data, never code.
 import os
 import pickle
 import re
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
+from trials.atomic import atomic_path
 from trials.errors import ConfigError
 
 FILENAME = "checkpoint.pt"
 
 
 def save_checkpoint(directory: str | os.PathLike, state: dict) -> Path:
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    path = Path(directory) / FILENAME
+    with atomic_path(path, mode=0o600, durable=True) as tmp:  # 0600: a checkpoint stays its owner's
+        with open(tmp, "wb") as f:
             torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, directory / FILENAME)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return directory / FILENAME
+    return path
 
 
 def check_checkpoint(directory: str | os.PathLike) -> Path:

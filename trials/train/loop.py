@@ -12,7 +12,6 @@ import json
 import math
 import random
 import tempfile
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import vocab
+from trials.atomic import write_text_atomic
 from trials.config import TrialConfig
 from trials.data import build_loaders, build_mixer, soft_cross_entropy
 from trials.errors import NonFiniteLoss
@@ -145,11 +145,8 @@ class EpochLog:
         self.path = Path(path) if path else None
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         kept = [line for line in _read_lines(self.path) if _epoch_of(line) <= start_epoch]
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text("".join(kept))
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, "".join(kept))
 
     def write(self, metrics: dict) -> None:
         if self.path is not None:
