@@ -67,6 +67,8 @@ def stvit_baseline(x: torch.Tensor, grid: int, iters: int, eps: float = 1e-12) -
 
 @dataclass(frozen=True)
 class Shape:
+    """The clustering's input, (batch, channels, size, size) feature maps, and its super-token grid."""
+
     batch: int = 32
     channels: int = 64
     size: int = 28

@@ -98,17 +98,20 @@ def _seed_trace(analysis: Analysis, embedding: str, order: list[str], scatter, i
     points = [p for c in analysis.configurations if c.n > 1 and style.embedding(c.run) == embedding for p in c.points]
     if not points:
         return None
+    marker = dict(color=style.colour(embedding, order), size=6, opacity=style.SEED_OPACITY)
+    return _run_points(points, scatter, index, name=f"{embedding} seeds", legendgroup=embedding, showlegend=False,
+                       meta={"role": "seeds", "embedding": embedding}, marker=marker)  # fmt: skip
+
+
+def _run_points(points: list, scatter, index: dict, **trace):
+    """Runs as markers, each pointing at its row of the runs table ("r<i>") for its hover text."""
     return scatter(
         x=[p.x for p in points],
         y=[p.y for p in points],
         mode="markers",
-        name=f"{embedding} seeds",
-        legendgroup=embedding,
-        showlegend=False,
-        meta={"role": "seeds", "embedding": embedding},
         customdata=[f"r{index[p.run['run_id']]}" for p in points],
         hovertemplate=HOVER,
-        marker=dict(color=style.colour(embedding, order), size=6, opacity=style.SEED_OPACITY),
+        **trace,
     )
 
 
@@ -131,16 +134,8 @@ def _excluded_trace(analysis: Analysis, scatter, index: dict):
     points = [p for p in analysis.excluded if p.has_values]
     if not points:
         return None
-    return scatter(
-        x=[p.x for p in points],
-        y=[p.y for p in points],
-        mode="markers",
-        name=f"not on front: failed/running ({len(points)})",
-        meta={"role": "excluded"},
-        customdata=[f"r{index[p.run['run_id']]}" for p in points],
-        hovertemplate=HOVER,
-        marker=dict(symbol="x", color=style.EXCLUDED_COLOUR, size=10),
-    )
+    return _run_points(points, scatter, index, name=f"not on front: failed/running ({len(points)})",
+                       meta={"role": "excluded"}, marker=dict(symbol="x", color=style.EXCLUDED_COLOUR, size=10))  # fmt: skip
 
 
 def _add_paper_references(fig: go.Figure, analysis: Analysis, order: list[str], marks: Marks) -> None:

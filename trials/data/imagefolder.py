@@ -13,9 +13,10 @@ from typing import NamedTuple
 
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import default_collate
 
 from trials.data.listing import SplitLister, say_once
+from trials.data.seeded import SeededDataset
 from trials.errors import ConfigError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -135,23 +136,17 @@ def load_rgb(path: str) -> Image.Image:
         return img.convert("RGB")
 
 
-class ImageFolder(Dataset):
-    """Samples of one split; `transform(img, generator)` turns a PIL image into a tensor.
-
-    `seed` seeds the generator the transform draws from; DataLoader workers reseed it with their
-    own seed (see `reseed`), so augmentations are reproducible and differ between workers.
-    """
+class ImageFolder(SeededDataset):
+    """Samples of one split; `transform(img, generator)` turns a PIL image into a tensor, drawing
+    from the data set's own generator (`seed`, SeededDataset)."""
 
     def __init__(self, split_dir: str | Path, transform, classes: list[str] | None = None, seed: int = 0):
+        super().__init__(seed)
         self.split_dir = Path(split_dir)
         self.classes, self.samples, self.note = list_split(self.split_dir, classes)
         say_once(self.note)  # a folder loop or a doubly linked file: counted once, and said so
         self.targets = [label for _, label in self.samples]
         self.transform = transform
-        self.rng = torch.Generator().manual_seed(seed)
-
-    def reseed(self, seed: int) -> None:
-        self.rng.manual_seed(seed)
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -24,6 +24,7 @@ from trials.data.device_augment import DeviceAugment
 from trials.data.imagefolder import ImageFolder, bad_image_error, collate_images
 from trials.data.imagenet100 import imagenet100_wnids
 from trials.data.prepared import PredecodedImages, data_form, read_prepared_form
+from trials.data.seeded import SeededDataset
 from trials.data.tiny import make_tiny
 from trials.data.transforms import EvalTransform, TrainTransform, pad_crop_flip
 from trials.errors import ConfigError, require
@@ -31,16 +32,13 @@ from trials.errors import ConfigError, require
 TINY_DATA_SEED = 0  # the tiny set is a fixed benchmark: config.seed varies training, not the data
 
 
-class InMemoryImages(Dataset):
+class InMemoryImages(SeededDataset):
     """uint8 images (N, 3, H, W) + labels; `augment(x_uint8, generator)` -> uint8 tensor, if given."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, classes, augment=None, seed: int = 0):
+        super().__init__(seed)
         self.images, self.labels, self.classes = images, labels, list(classes)
         self.augment = augment
-        self.rng = torch.Generator().manual_seed(seed)
-
-    def reseed(self, seed: int) -> None:
-        self.rng.manual_seed(seed)
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -22,13 +22,12 @@ from itertools import repeat
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
-from torch.utils.data import Dataset
 
 from trials.atomic import atomic_dir
 from trials.data.imagefolder import _DECODE_ERRORS, is_image_file, load_rgb
 from trials.data.listing import SplitLister, say_once
+from trials.data.seeded import SeededDataset
 from trials.data.transforms import resize_shorter
 from trials.errors import ConfigError, require
 
@@ -221,7 +220,7 @@ def _write_pixels(pool: Executor, job: CopyJob, tmp: Path, shapes: np.ndarray, c
 # --- reading ---
 
 
-class PredecodedImages(Dataset):
+class PredecodedImages(SeededDataset):
     """ImageFolder's interface (classes, samples, targets, reseed, (tensor, label) items) over a
     split's pre-decoded pixels: `transform(img, generator)` gets a PIL image without a JPEG decode.
 
@@ -230,6 +229,7 @@ class PredecodedImages(Dataset):
     """
 
     def __init__(self, root: str | Path, split: str, transform, classes: list[str] | None = None, seed: int = 0):
+        super().__init__(seed)
         self.root = Path(root)
         self.pixels_path = self.root / PIXELS_DIR / f"{split}.u8"
         index_path = self.root / PIXELS_DIR / f"{split}.index.npz"
@@ -243,11 +243,7 @@ class PredecodedImages(Dataset):
         self.samples = [(str(self.root / f), label) for f, label in zip(files, labels)]
         self.targets = labels
         self.transform = transform
-        self.rng = torch.Generator().manual_seed(seed)
         self._pixels: np.memmap | None = None
-
-    def reseed(self, seed: int) -> None:
-        self.rng.manual_seed(seed)
 
     def __len__(self) -> int:
         return len(self.samples)

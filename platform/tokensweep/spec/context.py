@@ -40,47 +40,40 @@ class SpecContext:
                     f"is not a known option of [{section}]{suggest(key, allowed)}; known: {', '.join(allowed)}",
                 )
 
-    def int_opt(self, section, table, key, default, minimum, maximum=None):
+    def option(self, section: str, table: dict, key: str, default, ok, complaint):
+        """table[key] if `ok(value)`, `default` if the key is absent; else an error at the key, `complaint(value)`."""
         if key not in table:
             return default
         v = table[key]
-        if not (is_int(v) and v >= minimum and (maximum is None or v <= maximum)):
-            rng = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
-            raise self.err(f"{section}.{key}", f"must be an integer {rng}, got {v!r}")
+        if not ok(v):
+            raise self.err(f"{section}.{key}", complaint(v))
         return v
+
+    def int_opt(self, section, table, key, default, minimum, maximum=None):
+        rng = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+        return self.option(section, table, key, default,
+                           lambda v: is_int(v) and v >= minimum and (maximum is None or v <= maximum),
+                           lambda v: f"must be an integer {rng}, got {v!r}")  # fmt: skip
 
     def num_opt(self, section, table, key, default, check, rule):
-        if key not in table:
-            return default
-        v = table[key]
-        if not (is_num(v) and check(v)):
-            raise self.err(f"{section}.{key}", f"must be {rule}, got {v!r}")
-        return float(v)
+        v = self.option(section, table, key, default, lambda v: is_num(v) and check(v), lambda v: f"must be {rule}, got {v!r}")
+        return float(v) if key in table else v
 
     def choice_opt(self, section, table, key, default, choices):
-        if key not in table:
-            return default
-        v = table[key]
-        if v not in choices:
-            raise self.err(f"{section}.{key}", f"must be one of {', '.join(choices)}, got {v!r}{suggest(v, choices)}")
-        return v
+        return self.option(section, table, key, default, lambda v: v in choices,
+                           lambda v: f"must be one of {', '.join(choices)}, got {v!r}{suggest(v, choices)}")  # fmt: skip
 
     def metric_opt(self, section, table, key, default, allowed):
-        if key not in table:
-            return default
-        v = table[key]
-        if v not in allowed:
-            raise self.err(f"{section}.{key}", f"unknown metric {v!r}{suggest(v, allowed)}; choose one of: {', '.join(allowed)}")
-        return v
+        return self.option(section, table, key, default, lambda v: v in allowed,
+                           lambda v: f"unknown metric {v!r}{suggest(v, allowed)}; choose one of: {', '.join(allowed)}")  # fmt: skip
 
     def int_list(self, section: str, table: dict, key: str) -> tuple[int, ...]:
         """A list of distinct integers >= 0 (seeds)."""
-        if key not in table:
-            return ()
-        v = table[key]
-        if not (isinstance(v, list) and v and all(is_int(x) and x >= 0 for x in v) and len(set(v)) == len(v)):
-            raise self.err(f"{section}.{key}", f"must be a non-empty list of distinct integers >= 0, e.g. [0, 1, 2], got {v!r}")
-        return tuple(v)
+        return tuple(self.option(
+            section, table, key, (),
+            lambda v: isinstance(v, list) and v and all(is_int(x) and x >= 0 for x in v) and len(set(v)) == len(v),
+            lambda v: f"must be a non-empty list of distinct integers >= 0, e.g. [0, 1, 2], got {v!r}",
+        ))  # fmt: skip
 
     # --- trial values ---
     def check_trial_keys(self, section: str, values: dict, extra: tuple[str, ...] = ()) -> None:

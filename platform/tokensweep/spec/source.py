@@ -119,16 +119,9 @@ def read_spec_text(path: str | os.PathLike) -> str:
         raise SpecError(f"cannot read sweep spec {str(path)!r}: {err}") from None
 
 
-def load_spec(
-    path: str | os.PathLike,
-    overrides: typing.Sequence[str] = (),
-    data_dir: str | None = None,
-    environ: typing.Mapping[str, str] | None = None,
-    smoke: bool = False,
-    plugins: typing.Sequence[str] = (),
-) -> SweepSpec:
-    """Read, override and validate a sweep spec file; `plugins`: the --plugin modules (already imported)."""
-    return parse_spec(read_spec_text(path), str(path), overrides, data_dir, environ, smoke, plugins)
+def load_spec(path: str | os.PathLike, overrides: typing.Sequence[str] = (), **options) -> SweepSpec:
+    """Read, override and validate a sweep spec file; `options` as parse_spec takes them."""
+    return parse_spec(read_spec_text(path), str(path), overrides, **options)
 
 
 def apply_smoke(doc: dict, flag: bool) -> bool:
@@ -169,6 +162,11 @@ def parse_spec(
     smoke: bool = False,
     plugins: typing.Sequence[str] = (),
 ) -> SweepSpec:
+    """The spec in `text` (read from `source`), with the `--set` overrides, validated.
+
+    data_dir: --data-dir; environ: where TOKENSWEEP_DATA is looked up (default os.environ); smoke:
+    --smoke; plugins: the --plugin modules (already imported).
+    """
     environ = os.environ if environ is None else environ
     try:
         doc = tomllib.loads(text)
