@@ -14,7 +14,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import Target, md_table, to_csv, write_atomic, write_index
+from benchmarks.common import Target, md_table, to_csv, write_index
+from trials.atomic import write_text_atomic
 
 OK, FAILED, SKIPPED = "ok", "FAILED", "skipped"
 
@@ -114,12 +115,12 @@ class Report:
     def write(self, out_dir: Path) -> list[Path]:
         out_dir.mkdir(parents=True, exist_ok=True)
         paths = [out_dir / "gpu.csv", out_dir / "gpu.json", out_dir / "gpu.md"]
-        write_atomic(paths[0], to_csv([{k: _plain(v) for k, v in r.items()} for r in self.rows]))
+        write_text_atomic(paths[0], to_csv([{k: _plain(v) for k, v in r.items()} for r in self.rows]))
         document = {"environment": self.environment, "plan": self.plan, "part_seconds": self.part_seconds,
                     "failures": len(self.failures()), "summary": [line.__dict__ for line in self.summary_lines()],
                     "rows": self.rows}  # fmt: skip
-        write_atomic(paths[1], json.dumps(_plain(document), indent=1) + "\n")
-        write_atomic(paths[2], self.markdown())
+        write_text_atomic(paths[1], json.dumps(_plain(document), indent=1) + "\n")
+        write_text_atomic(paths[2], self.markdown())
         write_index(out_dir)
         return paths
 
