@@ -23,12 +23,13 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from benchmarks.common import SectionResult, Settings, Target, env_columns
+from benchmarks.old_recipe import old_recipe, random_erasing, to_normalized_tensor
 from trials import create_model
 from trials.data import EvalTransform, ImageFolder, Mixer, TrainTransform, collate_images
-from trials.data.device_augment import ERASE_AREA, ERASE_LOG_RATIO, ERASE_TRIES, DeviceAugment
+from trials.data.device_augment import DeviceAugment
 from trials.data.imagefolder import load_rgb
 from trials.data.prepared import PredecodedImages, write_prepared_copy
-from trials.data.transforms import normalize, random_resized_crop_box, to_uint8_tensor
+from trials.data.transforms import random_resized_crop_box, to_uint8_tensor
 from trials.measure import flops_per_image, make_train_step, time_steps
 from trials.measure.timing import cpu_threads, time_interleaved
 
@@ -72,39 +73,6 @@ def write_prepared(root: Path, dest: Path) -> Path:
     """trials' `--resize 256 --predecode` copy of root (one process: the per-core cost of the one-off)."""
     classes = sorted(p.name for p in (root / "train").iterdir())
     return write_prepared_copy(root, dest, classes, CACHE_SHORTER_SIDE, predecode=True, processes=1)
-
-
-# --- the old recipe's per-image steps (the baseline): trials runs them on the device batch now ---
-
-
-def to_normalized_tensor(img: Image.Image) -> torch.Tensor:
-    """uint8 HWC PIL image -> float CHW tensor normalised with the ImageNet mean/std, in the worker."""
-    return normalize(to_uint8_tensor(img))
-
-
-def random_erasing(x: torch.Tensor, prob: float, g: torch.Generator | None = None) -> torch.Tensor:
-    """timm's RandomErasing(mode='pixel', count 1) on one image, in place: with `prob`, one box of
-    normal noise; the distribution trials' DeviceAugment draws for every image of a batch at once."""
-    if prob <= 0 or _uniform(g) >= prob:
-        return x
-    channels, height, width = x.shape
-    for _ in range(ERASE_TRIES):
-        target = _uniform(g, *ERASE_AREA) * height * width
-        aspect = math.exp(_uniform(g, *ERASE_LOG_RATIO))
-        h, w = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
-        if 0 < h < height and 0 < w < width:
-            top, left = _randint(g, height - h + 1), _randint(g, width - w + 1)
-            x[:, top : top + h, left : left + w] = torch.randn((channels, h, w), generator=g, dtype=x.dtype)
-            break
-    return x
-
-
-def _uniform(g: torch.Generator | None, low: float = 0.0, high: float = 1.0) -> float:
-    return low + (high - low) * torch.rand((), generator=g).item()
-
-
-def _randint(g: torch.Generator | None, high: int) -> int:
-    return int(torch.randint(high, (), generator=g).item())
 
 
 # --- prototypes that trials does not have (A, and the crop-only bound) ---
@@ -160,15 +128,6 @@ class Uint8TrainTransform(TrainTransform):
             return super().__call__(img, g)
         box = random_resized_crop_box(*img.size, g)
         return to_uint8_tensor(img.resize((self.img_size, self.img_size), Image.BICUBIC, box=box))
-
-
-def old_recipe(transform: TrainTransform, erasing: float):
-    """The train path as workers ran it before B: the transform, then normalise and erase per image."""
-
-    def apply(img: Image.Image, g: torch.Generator) -> torch.Tensor:
-        return random_erasing(normalize(transform(img, g)), erasing, g)
-
-    return apply
 
 
 # --- measurements ---

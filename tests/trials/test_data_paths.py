@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmarks.data import random_erasing, to_normalized_tensor  # the old per-image recipe, the baseline
+from benchmarks.old_recipe import random_erasing, to_normalized_tensor  # the per-image forms workers ran before
 from trials import TrialConfig, run_trial
 from trials.data import EvalTransform, ImageFolder, TrainTransform, build_loaders, imagenet100_wnids, write_imagefolder
 from trials.data.device_augment import DeviceAugment, erase_boxes
@@ -92,7 +92,7 @@ def test_erasing_hits_each_image_with_its_probability(prob):
 
 
 def test_erased_boxes_have_the_per_image_reference_sizes():
-    """Same area distribution as the one-image form the workers used to run (benchmarks.data.random_erasing)."""
+    """Same area distribution as the one-image form the workers used to run (benchmarks.old_recipe.random_erasing)."""
     n = 3000
     x = torch.full((n, 3, 32, 32), 128, dtype=torch.uint8)
     batch_area = erased(x, DeviceAugment(1.0, seed=2)(x))

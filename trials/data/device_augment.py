@@ -7,10 +7,11 @@ memory and the pinned host-to-device copy); the training loop then does
     x = loader.device_augment(x)      # uint8 -> ImageNet-normalised float32 (+ random erasing)
 
 Random erasing keeps timm's per-image semantics (RandomErasing(mode='pixel', count 1), as loader
-workers once ran it on each image; benchmarks.data keeps that form as its baseline): each image
-independently, with probability `erasing`, gets one box of normal noise whose area is 2%-33% of
-the image and whose log aspect ratio is uniform in [log 0.3, log 1/0.3], first of 10 tries that fits. All images are drawn at once,
-from a generator on the batch's device, so no draw waits for the device.
+workers once ran it on each image; benchmarks.old_recipe keeps that form as the baseline): each
+image independently, with probability `erasing`, gets one box of normal noise whose area is 2%-33%
+of the image and whose log aspect ratio is uniform in [log 0.3, log 1/0.3], first of 10 tries that
+fits. All images are drawn at once, from a generator on the batch's device, so no draw waits for
+the device.
 """
 
 import math
