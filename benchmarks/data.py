@@ -4,8 +4,8 @@ workers needed to feed a GPU, and the cheaper loader paths side by side.
 
 Rows named in the notes are trials' own code paths (B: uint8 from workers, always on; C: the
 `--resize 256` copy; D: its `--predecode` pixels); A (draft decode) and the crop-only bound are
-prototypes that live only here; "train" is the recipe as workers ran it before B (float32 out),
-the baseline of vs_train.
+prototypes that live only here; "train" is the recipe as workers ran it before B (float32 out,
+benchmarks.old_recipe), the baseline of vs_train.
 
 Images: a few hundred generated JPEGs of ImageNet-like size (500x375 and its kin, ~100 KB at
 quality 90), written to a temporary ImageFolder. "Per worker" = one process, one torch thread,
@@ -320,7 +320,8 @@ def notes(mean_kb: dict, pixels_kb: float, prepare_s: float, count: int, rates: 
         f"trials' real code paths: {', '.join(TRIALS_PATHS)} and the dataloader_* rows (trials' ImageFolder / "
         "PredecodedImages datasets with TrainTransform / EvalTransform, as a DataLoader worker calls them), "
         "device_augment, mixup, cutmix; the --resize 256 --predecode copy is written by trials.data.prepared. "
-        "train, train_no_randaugment, train_cached: the old float32 recipe, composed of trials' functions; "
+        "train, train_no_randaugment, train_cached: the old float32 recipe (benchmarks.old_recipe, on trials' "
+        "transforms); "
         "train_draft (A) and crop_only_uint8: prototypes in this file only.",
         f"workers_*: worker processes needed to feed a GPU training rate ({stated}).",
         f"The --resize {CACHE_SHORTER_SIDE} --predecode copy took {per_image_s * 1e3:.1f} ms per image on one process "
