@@ -7,11 +7,11 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import clustering, data, models, sweep_platform
+from benchmarks import clustering, data, models, replicates, sweep_platform
 from benchmarks.common import RESULTS_DIR, SectionResult, Settings, Target, format_targets, write_section
 from trials.measure import resolve_device
 
-SECTIONS = {"clustering": clustering.run, "models": models.run, "data": data.run, "platform": sweep_platform.run}
+SECTIONS = {"clustering": clustering.run, "models": models.run, "data": data.run, "platform": sweep_platform.run, "replicates": replicates.run}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

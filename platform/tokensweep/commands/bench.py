@@ -148,9 +148,9 @@ def bench_sweep(args: argparse.Namespace) -> int:
 
     if args.models:
         raise SpecError(f"--sweep benches the sweep's own architectures; drop the model names ({' '.join(args.models)})")
-    for flag in ("img_size", "overrides", "no_train"):
+    for flag, name in (("img_size", "--img-size"), ("overrides", "--set"), ("no_train", "--no-train")):
         if getattr(args, flag):
-            raise SpecError(f"--{flag.replace('_', '-')} does not apply with --sweep (the sweep's architectures are benched as trained)")
+            raise SpecError(f"{name} does not apply with --sweep (the sweep's architectures are benched as they trained)")
     if args.precision != "auto":
         raise SpecError("--precision does not apply with --sweep (each architecture runs in the precision it trained in)")
     uri = resolve_tracking_uri(args.tracking_uri)

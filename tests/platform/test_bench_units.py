@@ -1,0 +1,202 @@
+"""The bench's parts without a sweep: the interval of the median, architectures, concurrent_trials,
+the findings lines, [bench] and `tokensweep bench --sweep` bad input, a failed bench on a real store."""
+
+import itertools
+import math
+import random
+
+import pytest
+
+from sweep_helpers import SWEEPS
+from tokensweep.cli import main
+from tokensweep.spec import load_spec
+from tokensweep.sweep import concurrency, findings
+from tokensweep.sweep.architectures import arch_id_of, distinct_architectures
+from tokensweep.sweep.median_interval import coverage, median_interval, order_index
+
+SMOKE = SWEEPS / "smoke.toml"
+
+
+# --- the interval of the median ---------------------------------------------------------------------------
+
+
+def brute_force_coverage(r: int, k: int) -> float:
+    """Every equally likely pattern of r repeats falling below (1) or above (0) the true median: the
+    interval [x(k), x(r+1-k)] holds the median when at least k fall below it and at least k above."""
+    hits = sum(1 for pattern in itertools.product((0, 1), repeat=r) if k <= sum(pattern) <= r - k)
+    return hits / 2**r
+
+
+@pytest.mark.parametrize("r", range(1, 15))
+def test_interval_coverage_matches_a_direct_count(r):
+    for k in range(1, (r + 1) // 2 + 1):
+        assert coverage(r, k) == pytest.approx(brute_force_coverage(r, k), abs=1e-12)
+    k = order_index(r)
+    # the widest-k choice: covers >= 95% if any k does, and k + 1 would not
+    if brute_force_coverage(r, 1) >= 0.95:
+        assert brute_force_coverage(r, k) >= 0.95
+        assert k + 1 > (r + 1) // 2 or brute_force_coverage(r, k + 1) < 0.95
+    else:
+        assert k == 1  # too few repeats: [min, max], its coverage reported below 95%
+
+
+def test_interval_picks_the_order_statistics():
+    values = [9.0, 3.0, 7.0, 1.0, 5.0, 8.0, 2.0, 6.0, 4.0]  # r = 9: k = 2, coverage 1 - 2 * 10/512
+    got = median_interval(values)
+    assert (got.median, got.low, got.high, got.n) == (5.0, 2.0, 8.0, 9)
+    assert got.coverage == pytest.approx(1 - 2 * (1 + 9) / 512)
+    seven = median_interval([5, 1, 4, 2, 3, 7, 6])  # r = 7: [min, max], 98.4%
+    assert (seven.low, seven.high, round(seven.coverage, 4)) == (1, 7, 0.9844)
+    three = median_interval([3, 1, 2])
+    assert (three.low, three.high, three.coverage) == (1, 3, 0.75)
+
+
+def test_interval_covers_a_known_median_as_often_as_it_says():
+    """Exponential figures (median ln 2), seed fixed: the empirical coverage is the stated one within
+    4 standard errors of 4000 draws (a fixed seed makes it deterministic; the margin is for the method)."""
+    rng = random.Random(0)
+    for r in (7, 9, 12):
+        draws = 4000
+        hit = 0
+        for _ in range(draws):
+            got = median_interval([rng.expovariate(1.0) for _ in range(r)])
+            hit += got.low <= math.log(2) <= got.high
+        stated = coverage(r, order_index(r))
+        assert abs(hit / draws - stated) < 4 * math.sqrt(stated * (1 - stated) / draws), (r, hit / draws, stated)
+
+
+# --- architectures ------------------------------------------------------------------------------------------
+
+
+def test_architecture_is_model_size_knobs_not_seed_or_recipe():
+    spec = load_spec(SMOKE, ["sweep.seeds=[0,1,2]"])
+    configs = [v.config for v in spec.variants]
+    archs = distinct_architectures(configs)
+    assert len(configs) == 12 and len(archs) == 4
+    assert [a.label for a in archs] == ["vit_tiny_patch", "vit_tiny_conv", "vit_tiny_supertoken cluster_iters=1",
+                                        "vit_tiny_supertoken cluster_iters=3"]  # fmt: skip
+    base = configs[0]
+    assert arch_id_of(base.replace(seed=5, lr=1e-4, epochs=2)) == arch_id_of(base)
+    assert arch_id_of(base.replace(img_size=48)) != arch_id_of(base)
+    st = next(c for c in configs if c.spec.embedding == "supertoken")
+    assert arch_id_of(st.replace(channels=[8, 16, 16, 32, 32, 64])) != arch_id_of(st)
+    assert arch_id_of(st.replace(precision="bf16")) != arch_id_of(st)
+
+
+# --- concurrent_trials ---------------------------------------------------------------------------------------
+
+
+def reports(node, start, times, measured=None):
+    out = [{"ray_node_id": node, "_started_at": start, "_reported_at": t, "epoch": i + 1} for i, t in enumerate(times)]
+    if measured:
+        out[-1].update(_measured_from=measured[0], _measured_to=measured[1])
+    return out
+
+
+def test_concurrent_trials_counts_overlaps_on_the_same_node_only():
+    results = {
+        "a": reports("n1", 0, [10, 20], measured=(15, 20)),
+        "b": reports("n1", 5, [12, 16]),  # on n1, ends inside a's window: counted
+        "c": reports("n2", 0, [30], measured=(25, 30)),  # another node: not for a
+        "d": reports("n1", 20.5, [40], measured=(35, 40)),  # starts after a measured: not for a
+        # e: killed once (attempt 1 on n2, 0-28), retried on n1 from 36: beside c and d, not beside a
+        "e": reports("n2", 0, [28]) + reports("n1", 36, [50]),
+    }
+    counts = concurrency.count_concurrent(results)
+    assert counts == {"a": (1, 2), "c": (1, 1), "d": (1, 1)}  # a: b; c: e's first attempt; d: e's second
+
+
+# --- the findings lines --------------------------------------------------------------------------------------
+
+
+def test_findings_resolve_what_does_not_overlap():
+    table = {"repeats": 7, "rows": [
+        {"label": "patch", "images_per_sec": 100.0, "ci_low": 95.0, "ci_high": 105.0, "coverage": 0.98},
+        {"label": "st1", "images_per_sec": 60.0, "ci_low": 58.0, "ci_high": 63.0, "coverage": 0.98},
+        {"label": "st3", "images_per_sec": 58.0, "ci_low": 55.0, "ci_high": 60.0, "coverage": 0.98},
+    ]}  # fmt: skip
+    configs = [("patch", [50.0, 51.0, 52.0]), ("st1", [60.0, 61.0, 59.0]), ("st3", [62.0, 64.0, 63.0])]  # t(2) = 4.30: 60.5-65.5, 57.5-62.5, 48.5-53.5
+    lines = findings.findings(table, configs)
+    assert len(lines) == 3
+    assert lines[1] == "  images/sec (bench, 7 repeats): 2 of 3 difference(s) resolved (patch > st1, patch > st3); within noise: st1 ~ st3"
+    assert lines[2] == "  top-1 (3 seeds, Student t): 2 of 3 difference(s) resolved (st1 > patch, st3 > patch); within noise: st1 ~ st3"
+    single = findings.findings(None, [("a", [50.0]), ("b", [60.0])])
+    assert single[1].startswith("  top-1: one seed per configuration, no interval")
+    assert findings.config_label("confirm-t002-channels=8-16-seed=1") == "t002-channels=8-16"
+
+
+# --- [bench] and `tokensweep bench --sweep`: one line, exit 2 ------------------------------------------------
+
+BAD_BENCH = [
+    (["--set", "bench.enabled=1"], "bench.enabled must be true or false, got 1"),
+    (["--set", "bench.batch=0"], "bench.batch must be an integer from 1 to 65536, got 0"),
+    (["--set", "bench.repeats=-3"], "bench.repeats must be an integer from 1 to 1000, got -3"),
+    (["--set", "bench.steps=1.5"], "bench.steps must be an integer from 1 to 100000, got 1.5"),
+    (["--set", "bench.repeat=7"], "bench.repeat is not a known option of [bench] (did you mean 'repeats'?)"),
+    (["--set", "bench=3"], "bench must be a table ([bench]), got 3"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_BENCH)
+def test_bad_bench_section_is_one_line_exit_2(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(SMOKE), *argv, "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_bench_in_a_file_names_its_line(tmp_path, capsys):
+    spec = tmp_path / "s.toml"
+    spec.write_text('[sweep]\nname = "x"\n[trial]\nmodel = "vit_tiny_patch"\n[bench]\nrepeats = 0\n')
+    assert main(["run", str(spec), "--dry-run"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"tokensweep run: error: {spec}:6: bench.repeats must be an integer from 1 to 1000, got 0"
+    )
+
+
+def test_bench_sweep_bad_input_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cases = [
+        (["--sweep", "smoke"], f"no MLflow store at {tmp_path / 'mlflow.db'}"),
+        (["--sweep", "smoke", "vit_s_patch"], "drop the model names (vit_s_patch)"),
+        (["--sweep", "smoke", "--repeats", "0"], "--repeats must be a positive integer, got 0"),
+        (["--sweep", "smoke", "--set", "cluster_iters=2"], "--set does not apply with --sweep"),
+        (["--sweep", "smoke", "--tracking-uri", "./mlruns"], "expected sqlite:///path/mlflow.db"),
+        (["--repeats", "3"], "--repeats applies with --sweep NAME only"),
+    ]
+    for argv, message in cases:
+        assert main(["bench", *argv]) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, (argv, err)
+    assert list(tmp_path.iterdir()) == []  # no store created
+
+
+# --- a failed bench: recorded on the parent run, the trial runs untouched -------------------------------------
+
+
+def test_failed_bench_is_a_tag_on_the_parent_and_keeps_the_trials(tmp_path):
+    """The stage's Ray task cannot start (no Ray here): a real MLflow store records the failure."""
+    from tokensweep.sweep.bench_stage import run_stage
+    from tokensweep.tracking import tags as T
+    from tokensweep.tracking.tracker import SweepTracker
+
+    spec = load_spec(SMOKE)
+    tracker = SweepTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "smoke")
+    tracker.start_parent(tune_path=str(tmp_path / "t"), command="test", tags={}, spec_text="", spec_name="s.toml", resolved={})
+    configs = {f"trial_{i}": v.config for i, v in enumerate(spec.variants)}
+    runs = {tid: tracker.start_child(tid, tid, c.params(), {}) for tid, c in configs.items()}
+    for run_id in runs.values():
+        tracker.log_result(run_id, {"top1": 50.0, "epoch_time_s": 1.0}, 1)
+        tracker.end_child(run_id, "FINISHED")
+
+    outcome = run_stage(spec, tracker, configs)
+    assert outcome.failed and "Ray" in outcome.reason
+    tags = tracker.tags_of(tracker.parent_run_id)
+    assert tags[T.BENCH_STATUS] == "failed" and tags[T.BENCH_FAILURE] == outcome.reason
+    for run_id in runs.values():
+        run = tracker.client.get_run(run_id)
+        assert run.info.status == "FINISHED" and run.data.metrics["top1"] == 50.0
+        assert not any(k.startswith("bench_") for k in run.data.metrics)
+        assert run.data.tags[T.ARCH_ID]  # the architectures were recorded: `tokensweep bench --sweep` can bench later
