@@ -70,6 +70,8 @@ def test_bench_stage_killed_resumed_and_benched_again(tmp_path, ray_head):
     assert not any(m in c.data.metrics for c in before for m in BENCH_METRICS)
     stage_id = parents[0].data.tags["tokensweep.bench_stage"]
     ended = {c.info.run_id: c.info.end_time for c in before}
+    refused = run_cli(["bench", "--sweep", "smoke"], cwd=tmp_path, env=env, timeout=120, check_rc=2)  # parent RUNNING
+    assert len(refused.stderr.strip().splitlines()) == 1 and "the sweep is running" in refused.stderr
 
     # --resume after the training trials finished: only the bench runs (the same bench_id, not a second one)
     resumed = run_cli(args + SMALL_BENCH + ["--resume"], cwd=tmp_path, env=env, timeout=600, check_rc=0)
@@ -92,7 +94,7 @@ def test_bench_stage_killed_resumed_and_benched_again(tmp_path, ray_head):
         assert m["bench_images_per_sec_ci_low"] <= m["bench_images_per_sec"] <= m["bench_images_per_sec_ci_high"]
         assert child.data.tags["bench_id"] == stage_id and child.data.tags["bench_device"].startswith("cpu")
         assert metric_steps(db, child.info.run_id, "bench_images_per_sec") == [1]
-        assert m["concurrent_trials"] in (0, 1)  # 2 CPUs, 1 per trial: at most one other trial beside it
+        assert m["concurrent_trials"] in (0, 1)  # 2 CPUs, 1 per trial: at most one other trial at once beside it
     assert sum(c.data.metrics["concurrent_trials"] for c in children) >= 1  # 4 trials, 2 at a time
     assert artifact_names(parent, db) == {"architectures.json", f"{stage_id}.csv", f"{stage_id}.json"}
     assert f"bench {stage_id}: 4 architecture(s) alone on cpu" in resumed.stdout

@@ -104,6 +104,15 @@ def test_concurrent_trials_counts_overlaps_on_the_same_node_only():
     }
     counts = concurrency.count_concurrent(results)
     assert counts == {"a": (1, 2), "c": (1, 1), "d": (1, 1)}  # a: b; c: e's first attempt; d: e's second
+    # two trials one after the other beside f count once; g and h at once beside k count twice
+    results = {
+        "f": reports("n1", 0, [10], measured=(4, 10)),
+        "g": reports("n1", 0, [6]),
+        "h": reports("n1", 6, [12]),
+    }
+    assert concurrency.count_concurrent(results)["f"] == (1, 1)
+    results = {"k": reports("n1", 0, [13], measured=(7, 13)), "h": reports("n1", 6, [12]), "m": reports("n1", 5, [20])}
+    assert concurrency.count_concurrent(results)["k"] == (2, 1)  # h and m both from 7 to 12
 
 
 # --- the findings lines --------------------------------------------------------------------------------------
@@ -200,3 +209,25 @@ def test_failed_bench_is_a_tag_on_the_parent_and_keeps_the_trials(tmp_path):
         assert run.info.status == "FINISHED" and run.data.metrics["top1"] == 50.0
         assert not any(k.startswith("bench_") for k in run.data.metrics)
         assert run.data.tags[T.ARCH_ID]  # the architectures were recorded: `tokensweep bench --sweep` can bench later
+
+
+# --- Optuna's front, as confirm_seeds reads it -------------------------------------------------------------
+
+
+def test_front_keeps_ties_and_drops_the_dominated():
+    """Finished trials (Tune's status, last result and config, as ExperimentAnalysis gives them back)."""
+    from types import SimpleNamespace
+
+    from tokensweep.sweep.confirm import front
+    from tokensweep.sweep.space import Platform, search_base_config
+
+    platform = Platform("sqlite:///x.db", "x", False, 10.0, ("top1", "flops"))
+
+    def trial(number, top1, flops, status="TERMINATED"):
+        config = {**search_base_config({"model": "vit_tiny_patch"}, platform), "optuna_trial_number": number}
+        return SimpleNamespace(status=status, last_result={"top1": top1, "flops": flops}, config=config, trial_id=str(number))
+
+    trials = [trial(0, 50, 10), trial(1, 50, 10), trial(2, 40, 10), trial(3, 60, 20), trial(4, 70, 5, status="ERROR"),
+              trial(5, 45, 8)]  # fmt: skip
+    objectives = (("top1", "max"), ("flops", "min"))
+    assert [t.trial_id for t in front(trials, objectives)] == ["0", "1", "3", "5"]  # 2 is dominated by 0; 4 failed

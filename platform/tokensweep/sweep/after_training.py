@@ -71,7 +71,8 @@ def after_training(spec, tracker, tune_path: str, status: str, timings: dict) ->
         report.bench = run_stage(spec, tracker, configs)
         timings["bench_s"] = time.perf_counter() - started
     table = report.bench.table if report.bench else None
-    report.findings = findings.findings(table, configurations(trials, configs))
+    hint = findings.CONFIRM_HINT if spec.search == "optuna" else findings.SEEDS_HINT
+    report.findings = findings.findings(table, configurations(trials, configs), hint)
     return report
 
 

@@ -149,8 +149,8 @@ def bench_sweep(tracker, settings: dict, plugins: tuple[str, ...] = ()) -> dict:
     """A new bench of a sweep's architectures in this process, recorded beside the earlier ones."""
     parent = latest_parent(tracker)
     if parent.info.status == "RUNNING":
-        raise SpecError(f"--sweep {tracker.sweep_name}: the sweep is running (parent run {parent.info.run_id}); "
-                        "bench it once it ended, when nothing else of it runs")  # fmt: skip
+        raise SpecError(f"--sweep {tracker.sweep_name}: the sweep is running (parent run {parent.info.run_id}): bench it "
+                        "once it has ended, or, if its driver was killed, finish it with tokensweep run SPEC --resume")  # fmt: skip
     record = bench_record.read_architectures(tracker)
     if record is None:
         raise SpecError(f"--sweep {tracker.sweep_name}: no architectures recorded on its parent run "

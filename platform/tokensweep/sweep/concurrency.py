@@ -3,7 +3,7 @@
 Every report of a trial carries when its attempt started and when it reported, and its last report
 when it measured (tokensweep.sweep.trainable.MeasureWindow); Tune keeps every report in the trial's
 result.json. After the training trials end, the driver reads them back and, for each trial that
-measured, counts the other trials with an attempt on the same Ray node overlapping that window. Read
+measured, counts the most other trials that ran at once on the same Ray node during that window. Read
 from Tune's storage, so a driver killed and resumed counts the trials of its earlier sessions too.
 """
 
@@ -66,12 +66,19 @@ def measurement_of(trial_id: str, results: list[dict]) -> Measurement | None:
 
 
 def concurrent(measurement: Measurement, attempts: list[Attempt]) -> int:
-    """Other trials with an attempt on the measurement's node that overlaps its window."""
-    return len({
-        a.trial_id for a in attempts
-        if a.trial_id != measurement.trial_id and a.node == measurement.node
-        and a.start < measurement.end and a.end > measurement.start
-    })  # fmt: skip
+    """The most other trials running at once on the measurement's node during its window (a trial that
+    ended and the one that took its place count once: they never ran at the same time)."""
+    events = []
+    for a in attempts:
+        if a.trial_id != measurement.trial_id and a.node == measurement.node:
+            start, end = max(a.start, measurement.start), min(a.end, measurement.end)
+            if start < end:
+                events += [(start, 1), (end, -1)]
+    running = most = 0
+    for _, step in sorted(events):  # at equal times an end (-1) sorts before a start (+1)
+        running += step
+        most = max(most, running)
+    return most
 
 
 def count_concurrent(results_by_trial: dict[str, list[dict]]) -> dict[str, tuple[int, int]]:

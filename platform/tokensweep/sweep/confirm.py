@@ -82,7 +82,10 @@ def run_confirmation(spec: SweepSpec, options: RunOptions, tune_path: str, callb
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
         driver.replace_callback(tuner, callback)
     else:
-        configs = confirm_configs(spec, tune.ExperimentAnalysis(tune_path).trials, driver.platform_of(spec, options))
+        searched = tune.ExperimentAnalysis(tune_path).trials
+        if any(t.status not in ("TERMINATED", "ERROR") for t in searched):
+            return []  # the search has not ended: its front is not final (a --resume confirms it)
+        configs = confirm_configs(spec, searched, driver.platform_of(spec, options))
         if not configs:
             return []
         tuner = tune.Tuner(

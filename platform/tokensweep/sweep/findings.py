@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from dashboards.stats import summarize
 
 MAX_PAIRS = 3  # within-noise pairs named per line; the rest are counted
+SEEDS_HINT = "[sweep] seeds = [0, 1, 2]"
+CONFIRM_HINT = "[search] confirm_seeds = [0, 1, 2]"
 
 
 @dataclass(frozen=True)
@@ -71,13 +73,13 @@ def config_label(name: str) -> str:
     return re.sub(r"-seed=\d+$", "", re.sub(r"^confirm-", "", name))[:48]
 
 
-def top1_line(configurations: list[tuple[str, list[float]]]) -> str | None:
+def top1_line(configurations: list[tuple[str, list[float]]], seeds_hint: str = SEEDS_HINT) -> str | None:
     """configurations: (label, the top-1 of each finished seed), one per config_id."""
     groups = [(label, values) for label, values in configurations if values]
     if len(groups) < 2:
         return None
     if max(len(v) for _, v in groups) < 2:
-        return "  top-1: one seed per configuration, no interval: [sweep] seeds = [0, 1, 2] tells effects from noise"
+        return f"  top-1: one seed per configuration, no interval: {seeds_hint} tells effects from noise"
     estimates, single = [], 0
     for label, values in groups:
         s = summarize(values)
@@ -93,8 +95,8 @@ def top1_line(configurations: list[tuple[str, list[float]]]) -> str | None:
     return text
 
 
-def findings(table: dict | None, configurations: list[tuple[str, list[float]]]) -> list[str]:
-    lines = [x for x in (throughput_line(table), top1_line(configurations)) if x]
+def findings(table: dict | None, configurations: list[tuple[str, list[float]]], seeds_hint: str = SEEDS_HINT) -> list[str]:
+    lines = [x for x in (throughput_line(table), top1_line(configurations, seeds_hint)) if x]
     if not lines:
         return []
     return ["differences (resolved: 95% intervals apart; within noise: they overlap):", *lines]

@@ -65,7 +65,9 @@ class MeasureWindow:
     `_started_at` and `_reported_at` (wall clock, every report) say when the attempt ran on its node;
     the last report also has `_measured_from` / `_measured_to`: the measurement after the last epoch
     runs from the end of that epoch's evaluation (the previous report's return plus `epoch_time_s`)
-    to this report. The driver counts the trials that ran beside it (tokensweep.sweep.concurrency).
+    to this report. When the last epoch is the attempt's first (one epoch, or resumed before the last),
+    the window starts when the attempt did: it then also spans building the data and the model. The
+    driver counts the trials that ran beside it (tokensweep.sweep.concurrency).
     A leading "_" keeps them out of MLflow (tokensweep.tracking.tracker.split_result).
     """
 
