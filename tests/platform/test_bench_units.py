@@ -231,3 +231,55 @@ def test_front_keeps_ties_and_drops_the_dominated():
               trial(5, 45, 8)]  # fmt: skip
     objectives = (("top1", "max"), ("flops", "min"))
     assert [t.trial_id for t in front(trials, objectives)] == ["0", "1", "3", "5"]  # 2 is dominated by 0; 4 failed
+
+
+def test_a_measured_table_is_recorded_once_and_a_later_bench_beside_it(tmp_path):
+    """A stage whose table was measured before its driver died: recorded without measuring again (there is
+    no Ray here to measure with), each run written once; an older bench written late does not take the tags."""
+    from mlflow.tracking import MlflowClient
+
+    from tokensweep.sweep import bench_record
+    from tokensweep.sweep.bench_stage import plan, run_stage
+    from tokensweep.tracking import tags as T
+    from tokensweep.tracking.tracker import SweepTracker
+
+    spec = load_spec(SMOKE)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = SweepTracker(uri, "smoke")
+    tracker.start_parent(tune_path=str(tmp_path / "t"), command="test", tags={}, spec_text="", spec_name="s.toml", resolved={})
+    configs = {f"trial_{i}": v.config for i, v in enumerate(spec.variants)}
+    for tid, c in configs.items():
+        tracker.end_child(tracker.start_child(tid, tid, c.params(), {}), "FINISHED")
+    archs, _ = plan(configs, bench_record.child_runs(tracker))
+
+    def table(bench_id, figure):
+        rows = [{"arch_id": a.arch_id, "label": a.label, "model": a.model, "img_size": a.img_size, "knobs": a.knobs,
+                 "precision": "fp32", "batch": 32, "images_per_sec": figure, "ci_low": figure - 1, "ci_high": figure + 1,
+                 "coverage": 0.98, "repeat_images_per_sec": [figure] * 7} for a in archs]  # fmt: skip
+        return {"bench_id": bench_id, "step": bench_record.bench_step(bench_id), "device": "cpu: test", "threads": 1,
+                "repeats": 7, "steps": 30, "rows": rows}  # fmt: skip
+
+    stage_id = bench_record.new_bench_id(tracker)
+    tracker.tag(tracker.parent_run_id, **{T.BENCH_STAGE: stage_id, T.BENCH_STATUS: "measuring"})
+    bench_record.save_table(tracker, table(stage_id, 100.0))
+    bench_record.write_architectures(tracker, archs, plan(configs, bench_record.child_runs(tracker))[1],
+                                     bench_record.child_runs(tracker))  # fmt: skip
+    later_id = bench_record.new_bench_id(tracker)  # `tokensweep bench --sweep` ran before the stage was resumed
+    bench_record.record_on_children(tracker, table(later_id, 200.0), *record_args(tracker))
+    for attempt in range(2):  # the stage resumed twice: the second time nothing is left to write
+        outcome = run_stage(spec, tracker, configs)
+        assert outcome.status == "finished" and outcome.bench_id == stage_id, outcome.reason
+        assert outcome.written == (4 if attempt == 0 else 0)
+    client = MlflowClient(uri)
+    for run in bench_record.child_runs(tracker):
+        history = client.get_metric_history(run.info.run_id, "bench_images_per_sec")
+        assert sorted((m.step, m.value) for m in history) == [(1, 100.0), (2, 200.0)]
+        assert run.data.metrics["bench_images_per_sec"] == 200.0 and run.data.tags["bench_id"] == later_id
+    assert tracker.tags_of(tracker.parent_run_id)[T.BENCHES] == "2"
+
+
+def record_args(tracker):
+    from tokensweep.sweep import bench_record
+
+    _, runs_by_arch, _ = bench_record.read_architectures(tracker)
+    return runs_by_arch, bench_record.child_runs(tracker)
