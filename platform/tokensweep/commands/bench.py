@@ -141,10 +141,22 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_existing_store(uri: str) -> None:
+    """A store that can be read: a valid URI, an existing sqlite file (MLflow would create an empty one), a server
+    that answers; else one line."""
+    from tokensweep.commands.run import check_tracking_server, check_tracking_uri
+    from tokensweep.tracking.uris import sqlite_path
+
+    check_tracking_uri(uri)
+    db = sqlite_path(uri)
+    if db and not os.path.isfile(db):
+        raise SpecError(f"no MLflow store at {uri} ({db} does not exist); pass --tracking-uri, or run where the sweep ran")
+    check_tracking_server(uri)
+
+
 def bench_sweep(args: argparse.Namespace) -> int:
     """--sweep NAME: the sweep's bench stage, on demand, in this process (tokensweep.sweep.bench_stage)."""
-    from tokensweep.commands.run import check_tracking_server, check_tracking_uri
-    from tokensweep.tracking.uris import resolve_tracking_uri, sqlite_path
+    from tokensweep.tracking.uris import resolve_tracking_uri
 
     if args.models:
         raise SpecError(f"--sweep benches the sweep's own architectures; drop the model names ({' '.join(args.models)})")
@@ -154,11 +166,7 @@ def bench_sweep(args: argparse.Namespace) -> int:
     if args.precision != "auto":
         raise SpecError("--precision does not apply with --sweep (each architecture runs in the precision it trained in)")
     uri = resolve_tracking_uri(args.tracking_uri)
-    check_tracking_uri(uri)
-    db = sqlite_path(uri)
-    if db and not os.path.isfile(db):
-        raise SpecError(f"--sweep {args.sweep}: no MLflow store at {db} (pass --tracking-uri, or run where the sweep ran)")
-    check_tracking_server(uri)
+    check_existing_store(uri)
     settings = {"device": args.device, "batch": args.batch, "threads": args.threads,
                 "repeats": args.repeats or BENCH_REPEATS, "steps": args.steps or BENCH_STEPS}  # fmt: skip
     from tokensweep.sweep.bench_stage import bench_sweep as bench
