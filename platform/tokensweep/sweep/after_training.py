@@ -11,6 +11,8 @@ Everything here reads the trials back from Tune's saved state, so a resumed driv
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -20,7 +22,7 @@ from tokensweep.sweep import bench_record, concurrency, findings
 from tokensweep.sweep.bench_stage import BenchOutcome, run_stage
 from tokensweep.sweep.confirm import confirm_path
 from tokensweep.sweep.space import TrialPayload
-from tokensweep.tracking.uris import redact
+from tokensweep.tracking.uris import redact, server_unreachable
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +59,28 @@ def configs_of(spec, tune_trials) -> dict:
     return out
 
 
-def after_training(spec, tracker, tune_path: str, status: str, timings: dict) -> StageReport:
+def wait_for_tracking(tracker, callback) -> None:
+    """The trials' last writes delivered (the stages read their runs), and the store answering, or the
+    sweep's tracking wait spent (TOKENSWEEP_TRACKING_WAIT_S, as at the end of a sweep): a server that is
+    down when the trials end fails no stage that could wait for it."""
+    from tokensweep.sweep.driver import DEFAULT_TRACKING_WAIT_S, TRACKING_WAIT_ENV  # driver imports this module
+
+    wait_s = float(os.environ.get(TRACKING_WAIT_ENV, DEFAULT_TRACKING_WAIT_S))
+    deadline = time.monotonic() + wait_s
+    callback.drain(wait_s)
+    noted = False
+    while server_unreachable(tracker.tracking_uri) and time.monotonic() < deadline:
+        if not noted:
+            print(f"tokensweep run: note: waiting for MLflow at {redact(tracker.tracking_uri)} before the bench",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            noted = True
+        time.sleep(1.0)
+
+
+def after_training(spec, tracker, callback, tune_path: str, status: str, timings: dict) -> StageReport:
     """Run the stages that apply; a KILLED sweep (trials unfinished) leaves the bench for --resume."""
     started = time.perf_counter()
+    wait_for_tracking(tracker, callback)
     trials = sweep_trials(tune_path)
     configs = configs_of(spec, trials)
     try:

@@ -91,7 +91,7 @@ def run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, s
         unfinished = sum(1 for t in trials if t.status not in ("TERMINATED", "ERROR"))
         status = "FAILED" if failed else "KILLED" if unfinished else "FINISHED"
         tags = {T.FAILED_TRIALS: failed, T.UNFINISHED_TRIALS: unfinished}
-        stages = after_training(spec, tracker, tune_path, status, timings)  # concurrent_trials, the bench
+        stages = after_training(spec, tracker, callback, tune_path, status, timings)  # concurrent_trials, the bench
     except KeyboardInterrupt:
         status, tags = "KILLED", {T.STOPPED: "interrupted"}
         raise
