@@ -126,8 +126,10 @@ def test_resume_after_driver_is_killed(tmp_path, ray_head):
 
 def test_optuna_channels_search_with_tiny_budget(tmp_path, ray_head):
     # the shipped spec shrunk (--smoke: tiny data and backbone, 3 trials, 1 CPU); 2 epochs: the objectives
-    # are only in the last of several reports (Tune's strict metric check)
-    args = ["run", SWEEPS / "channels-optuna.toml", "--smoke", "--set", "trial.epochs=2", "--address", ray_head.address, "--quiet"]
+    # are only in the last of several reports (Tune's strict metric check); its front confirmed with seed 1
+    # (seed 0 is the search's own); a small bench
+    args = ["run", SWEEPS / "channels-optuna.toml", "--smoke", "--set", "trial.epochs=2", "--address", ray_head.address,
+            "--set", "search.confirm_seeds=[0, 1]", "--set", "bench.repeats=3", "--set", "bench.steps=3", "--quiet"]  # fmt: skip
     proc = run_cli(args, cwd=tmp_path, env=ray_head.env, timeout=600, check_rc=0)
     _report_time(proc.stdout, "optuna")
 
@@ -141,9 +143,20 @@ def test_optuna_channels_search_with_tiny_budget(tmp_path, ray_head):
     assert all(len(t.values) == 2 and t.values[1] > 0 for t in complete)
 
     db = tmp_path / "mlflow.db"
-    parents, children = sweep_runs(db, "channels-optuna")
+    parents, runs = sweep_runs(db, "channels-optuna")
     assert len(parents) == 1 and parents[0].data.tags["tokensweep.search"] == "optuna"
+    children = [c for c in runs if "optuna_trial_number" in c.data.params]
+    confirmations = [c for c in runs if "optuna_trial_number" not in c.data.params]
     assert len(children) == 3
+    # the confirmation: every configuration of Optuna's own Pareto set once more, with seed 1, same config_id
+    config_of = {int(c.data.params["optuna_trial_number"]): c.data.tags["tokensweep.config_id"] for c in children}
+    front = {config_of[t.number] for t in study.best_trials}
+    assert sorted(c.data.tags["tokensweep.config_id"] for c in confirmations) == sorted(front)
+    for c in confirmations:
+        assert c.info.status == "FINISHED" and c.data.params["seed"] == "1" and c.info.run_name.startswith("confirm-t")
+        assert c.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+    assert parents[0].data.tags["tokensweep.bench_status"] == "finished"
+    assert all("bench_images_per_sec" in c.data.metrics for c in runs)
     numbers = sorted(int(c.data.params["optuna_trial_number"]) for c in children)
     assert numbers == sorted(t.number for t in complete)
     by_number = {t.number: t for t in complete}

@@ -1,12 +1,15 @@
-"""`tokensweep bench`: inference and training images/sec of named models, one CSV row each (timm-style columns)."""
+"""`tokensweep bench`: inference and training images/sec of named models, one CSV row each (timm-style columns);
+`tokensweep bench --sweep NAME`: a new bench of a sweep's architectures, recorded on its MLflow runs."""
 
 import argparse
 import csv
 import io
+import os
 import sys
 
 from tokensweep.errors import SpecError
 from tokensweep.plugins import add_plugin_flag
+from tokensweep.spec.model import BENCH_REPEATS, BENCH_STEPS
 
 DEFAULT_MODELS = ("vit_s_patch", "vit_s_conv", "vit_s_supertoken")
 COLUMNS = (
@@ -28,15 +31,22 @@ def register(sub) -> None:
     )
     from trials import list_models
 
-    p.add_argument("models", nargs="*", default=list(DEFAULT_MODELS),
+    p.add_argument("models", nargs="*", default=[],
                    help=f"registered models: {', '.join(list_models())} (default: {' '.join(DEFAULT_MODELS)})")  # fmt: skip
-    p.add_argument("--batch", type=int, default=64, help="images per step (default 64)")
+    p.add_argument("--sweep", metavar="NAME",
+                   help="bench every architecture of sweep NAME alone, side by side, in this process (e.g. later, on "
+                   "another GPU); a new bench_id on its MLflow runs, beside the earlier benches")  # fmt: skip
+    p.add_argument("--tracking-uri", help="with --sweep: MLflow tracking URI (default $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help=f"with --sweep: repeats of the interleaved measurement (default {BENCH_REPEATS}; the figure is their median)")  # fmt: skip
+    p.add_argument("--batch", type=int, default=None, help="images per step (default 64; with --sweep the trials' bench_batch)")
     p.add_argument("--img-size", type=int, default=None, help="default: each model's own (224 for vit_s_*)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"), help="auto: bf16 on CUDA")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's; with --sweep the trials')")
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--steps", type=int, default=10, help="timed steps; the median is reported")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"timed steps; the median is reported (default 10; with --sweep {BENCH_STEPS} per repeat)")  # fmt: skip
     p.add_argument("--no-train", action="store_true", help="inference only")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="model override for every model, e.g. cluster_iters=2 (repeatable)")  # fmt: skip
@@ -61,7 +71,7 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def check_args(args) -> None:
-    for name in ("batch", "warmup", "steps", "threads"):
+    for name in ("batch", "warmup", "steps", "threads", "repeats"):
         value = getattr(args, name)
         if value is not None and value < (0 if name == "warmup" else 1):
             raise SpecError(f"--{name} must be a positive integer, got {value}")
@@ -113,6 +123,14 @@ def to_csv(rows: list[dict]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     check_args(args)
+    if args.sweep is not None:
+        return bench_sweep(args)
+    for flag in ("repeats", "tracking_uri"):
+        if getattr(args, flag) is not None:
+            raise SpecError(f"--{flag.replace('_', '-')} applies with --sweep NAME only")
+    args.models = args.models or list(DEFAULT_MODELS)
+    args.batch = args.batch or 64
+    args.steps = args.steps or 10
     text = to_csv(bench_rows(args))
     if args.out:
         from dashboards.atomic import write_text_atomic
@@ -120,4 +138,46 @@ def run(args: argparse.Namespace) -> int:
         write_text_atomic(args.out, text)
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def check_existing_store(uri: str) -> None:
+    """A store that can be read: a valid URI, an existing sqlite file (MLflow would create an empty one), a server
+    that answers; else one line."""
+    from tokensweep.tracking.uris import tracking_uri_problem
+
+    problem = tracking_uri_problem(uri, existing=True)
+    if problem is not None:
+        raise SpecError(problem)
+
+
+def bench_sweep(args: argparse.Namespace) -> int:
+    """--sweep NAME: the sweep's bench stage, on demand, in this process (tokensweep.sweep.bench_stage)."""
+    from tokensweep.tracking.uris import resolve_tracking_uri
+
+    if args.models:
+        raise SpecError(f"--sweep benches the sweep's own architectures; drop the model names ({' '.join(args.models)})")
+    for flag, name in (("img_size", "--img-size"), ("overrides", "--set"), ("no_train", "--no-train")):
+        if getattr(args, flag):
+            raise SpecError(f"{name} does not apply with --sweep (the sweep's architectures are benched as they trained)")
+    if args.precision != "auto":
+        raise SpecError("--precision does not apply with --sweep (each architecture runs in the precision it trained in)")
+    uri = resolve_tracking_uri(args.tracking_uri)
+    check_existing_store(uri)
+    settings = {"device": args.device, "batch": args.batch, "threads": args.threads,
+                "repeats": args.repeats or BENCH_REPEATS, "steps": args.steps or BENCH_STEPS}  # fmt: skip
+    from tokensweep.sweep.bench_stage import bench_sweep as bench
+    from tokensweep.tracking.tracker import SweepTracker
+
+    table = bench(SweepTracker(uri, args.sweep), settings, tuple(args.plugin))
+    width = max(len(r["label"]) for r in table["rows"])
+    print(f"bench {table['bench_id']} of sweep {args.sweep!r} on {table['device']}, {table['threads']} thread(s), "
+          f"{table['repeats']} repeats x {table['steps']} steps (median, 95% interval of the median):")  # fmt: skip
+    for r in table["rows"]:
+        print(f"  {r['label']:<{width}}  {r['images_per_sec']:>10.1f} img/s  [{r['ci_low']:.1f}, {r['ci_high']:.1f}]")
+    if args.out:
+        from dashboards.atomic import write_text_atomic
+        from tokensweep.sweep.bench_record import to_csv as table_csv
+
+        write_text_atomic(args.out, table_csv(table))
     return 0

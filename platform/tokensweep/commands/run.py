@@ -213,7 +213,7 @@ def _print_outcome(spec, outcome, tracking_uri: str) -> None:
     for t in rows:
         print(f"  {t.name:<{width}}  {t.status:<10}  {_fmt(t.metrics.get('top1')):>6}  {_fmt(t.metrics.get('images_per_sec'), 0):>9}")
     t = outcome.timings
-    phases = ("validate_s", "import_s", "ray_start_s", "mlflow_setup_s", "tune_s", "ray_shutdown_s")
+    phases = ("validate_s", "import_s", "ray_start_s", "mlflow_setup_s", "tune_s", "bench_s", "ray_shutdown_s")
     parts = [f"{k[:-2].replace('_', ' ')} {t[k]:.1f}s" for k in phases if k in t]
     print(f"time: {t.get('total_s', 0):.1f}s ({', '.join(parts)})")
     if tracking_uri.startswith("sqlite:///"):
@@ -221,4 +221,19 @@ def _print_outcome(spec, outcome, tracking_uri: str) -> None:
     print(f"Tune state: {outcome.tune_path}")
     if outcome.tracking_errors:
         print(f"warning: {outcome.tracking_errors} MLflow write(s) failed (see the log above); the runs may be incomplete")
+    _print_stages(spec, outcome.stages)
     sys.stdout.flush()
+
+
+def _print_stages(spec, stages) -> None:
+    """The bench stage in one line, then which differences the sweep resolved (tokensweep.sweep.findings)."""
+    bench = stages.bench if stages is not None else None
+    if bench is not None and bench.failed:
+        print(f"bench: FAILED ({bench.reason}); the training results are kept. "
+              f"Bench again: tokensweep run {spec.source} --resume, or tokensweep bench --sweep {spec.name}")  # fmt: skip
+    elif bench is not None and bench.table:
+        t = bench.table
+        print(f"bench {t['bench_id']}: {len(t['rows'])} architecture(s) alone on {t['device']}, {t['threads']} thread(s), "
+              f"{t['repeats']} repeats x {t['steps']} steps; table on the parent run: bench/{t['bench_id']}.csv")  # fmt: skip
+    for line in stages.findings if stages is not None else ():
+        print(line)

@@ -16,6 +16,7 @@ Sections (docs/sweeps.md is the full reference):
     [scheduler]  type = "fifo" | "asha", metric, mode, grace_period, reduction_factor, max_t
     [failure]    max_failures, keep_checkpoints
     [tracking]   system_metrics, system_metrics_interval_s
+    [bench]      enabled, batch, repeats, steps: every architecture benched alone after the trials
 
 An embedding's knobs (cluster_iters, conv_depth, ... or a plugin's) set in [trial] or [grid] apply to
 the trials whose embedding declares them and are dropped from the others; trials that become

@@ -20,7 +20,7 @@ DATA_ENV = "TOKENSWEEP_DATA"
 DEFAULT_MAX_TRIALS = 10_000
 WARN_TRIALS = 1_000
 
-SECTIONS = ("sweep", "trial", "grid", "variants", "search", "resources", "scheduler", "failure", "tracking")
+SECTIONS = ("sweep", "trial", "grid", "variants", "search", "resources", "scheduler", "failure", "tracking", "bench")
 SECTION_KEYS = {
     "sweep": ("name", "description", "metric", "mode", "seeds", "plugins", "max_trials", "smoke"),
     "search": ("algorithm", "num_samples", "seed", "objectives", "params", "confirm_seeds"),
@@ -28,7 +28,10 @@ SECTION_KEYS = {
     "scheduler": ("type", "metric", "mode", "grace_period", "reduction_factor", "max_t"),
     "failure": ("max_failures", "keep_checkpoints"),
     "tracking": ("system_metrics", "system_metrics_interval_s"),
+    "bench": ("enabled", "batch", "repeats", "steps"),
 }
+BENCH_REPEATS = 7  # the fewest repeats whose order-statistic interval of the median covers >= 95% ([min, max]: 98.4%)
+BENCH_STEPS = 30  # timed steps per architecture and repeat (their median is the repeat's figure)
 PARAM_KEYS = ("low", "high", "step", "log", "choices")
 
 
@@ -94,6 +97,10 @@ class SweepSpec:
     keep_checkpoints: int = 2
     system_metrics: bool = True
     system_metrics_interval_s: float = 10.0
+    bench: bool = True  # after the training trials, bench every architecture alone (tokensweep.sweep.bench_stage)
+    bench_batch: int | None = None  # None: the trials' bench_batch
+    bench_repeats: int = BENCH_REPEATS
+    bench_steps: int = BENCH_STEPS
     notes: tuple[str, ...] = ()  # what validation has to say (printed once before the sweep)
     resolved: dict = field(default_factory=dict)  # the merged spec document (file + --set), JSON-able
 

@@ -13,6 +13,8 @@ from tokensweep.spec.grid import build_grid
 from tokensweep.spec.model import (
     DATA_ENV,
     DEFAULT_MAX_TRIALS,
+    BENCH_REPEATS,
+    BENCH_STEPS,
     DEFAULT_MODES,
     MODES,
     NAME_RE,
@@ -46,6 +48,7 @@ def build_spec(ctx: SpecContext, data_dir_flag: str | None, environ, smoke: bool
     resolve_data_dir(ctx, base, base_where, data_dir_flag, environ)
     fields.update(_resources(ctx))
     fields.update(_failure_and_tracking(ctx))
+    fields.update(_bench(ctx))
     platform_values = _platform_values(fields)
     if has_search:
         fields.update(build_search(ctx, base, base_where, platform_values))
@@ -146,6 +149,21 @@ def _failure_and_tracking(ctx: SpecContext) -> dict:
         keep_checkpoints=ctx.int_opt("failure", failure, "keep_checkpoints", 2, 1, 1000),
         system_metrics=sysm,
         system_metrics_interval_s=interval,
+    )
+
+
+def _bench(ctx: SpecContext) -> dict:
+    """[bench]: the isolated throughput stage after the training trials (docs/sweeps.md)."""
+    bench = ctx.table("bench")
+    ctx.check_keys("bench", bench, SECTION_KEYS["bench"])
+    enabled = bench.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ctx.err("bench.enabled", f"must be true or false, got {enabled!r}")
+    return dict(
+        bench=enabled,
+        bench_batch=ctx.int_opt("bench", bench, "batch", None, 1, 65_536),
+        bench_repeats=ctx.int_opt("bench", bench, "repeats", BENCH_REPEATS, 1, 1000),
+        bench_steps=ctx.int_opt("bench", bench, "steps", BENCH_STEPS, 1, 100_000),
     )
 
 

@@ -26,6 +26,8 @@ from ray import tune
 from tokensweep.plugins import export_plugin_roots
 from tokensweep.spec import SweepSpec
 from tokensweep.sweep import ray_session, searchers, storage
+from tokensweep.sweep.after_training import after_training
+from tokensweep.sweep.confirm import run_confirmation
 from tokensweep.sweep.options import RunOptions, SweepOutcome, TrialOutcome
 from tokensweep.sweep.space import Platform, TrialPayload, grid_config, search_base_config
 from tokensweep.sweep.trainable import train_trial
@@ -68,26 +70,28 @@ def run_sweep(spec: SweepSpec, options: RunOptions, timings: dict | None = None)
             tracker = early_tracker.result() if early_tracker else open_tracker(options.tracking_uri, spec.name)
             parent = start_parent_run(tracker, spec, options, tune_path)
         callback = MlflowTrialLogger(options.tracking_uri, spec.name, tracker.experiment_id, parent, DescribeTrial(spec))
-        status, trials, errors = run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, started)
+        status, trials, errors, stages = run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, started)
     finally:
         with timed(timings, "ray_shutdown_s"):
             ray.shutdown()
-    code = 0 if status == "FINISHED" and not errors else 1
-    return SweepOutcome(code, parent, tune_path, trials, timings, errors)
+    code = 0 if status == "FINISHED" and not errors and not stages.failed else 1  # a failed bench: 1, trials kept
+    return SweepOutcome(code, parent, tune_path, trials, timings, errors, stages)
 
 
 def run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, started):
     """Tune's run, then the parent run closed with what happened, whatever happened."""
-    status, trials, tags = "FAILED", [], {}
+    status, trials, tags, stages = "FAILED", [], {}, None
     try:
         tracker.tag(tracker.parent_run_id, **{T.TUNE_STARTED: f"{time.time():.3f}"})
         with timed(timings, "tune_s"):
             fit(spec, options, tune_path, callback, optuna_url)
-        trials = summarise(tune_path)
+            confirmed = run_confirmation(spec, options, tune_path, callback)  # optuna: [search] confirm_seeds
+        trials = summarise(tune_path) + confirmed
         failed = sum(1 for t in trials if t.status == "ERROR")
         unfinished = sum(1 for t in trials if t.status not in ("TERMINATED", "ERROR"))
         status = "FAILED" if failed else "KILLED" if unfinished else "FINISHED"
         tags = {T.FAILED_TRIALS: failed, T.UNFINISHED_TRIALS: unfinished}
+        stages = after_training(spec, tracker, callback, tune_path, status, timings)  # concurrent_trials, the bench
     except KeyboardInterrupt:
         status, tags = "KILLED", {T.STOPPED: "interrupted"}
         raise
@@ -99,7 +103,7 @@ def run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, s
         raise
     finally:
         end_failed = close_parent(tracker, callback, status, tags, timings, started)
-    return status, trials, callback.errors + end_failed
+    return status, trials, callback.errors + end_failed, stages
 
 
 def close_parent(tracker, callback, status, tags, timings, started) -> int:
@@ -174,7 +178,7 @@ def open_tracker_in_background(tracking_uri: str, sweep_name: str) -> concurrent
 
 def spec_hash(spec: SweepSpec) -> str:
     """Of the trials a spec defines (not of its comments or the order of its keys)."""
-    doc = {k: v for k, v in spec.resolved.items() if k not in ("resources", "failure", "tracking")}
+    doc = {k: v for k, v in spec.resolved.items() if k not in ("resources", "failure", "tracking", "bench")}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 

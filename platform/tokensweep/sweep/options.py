@@ -36,3 +36,4 @@ class SweepOutcome:
     trials: list[TrialOutcome]
     timings: dict
     tracking_errors: int = 0
+    stages: object = None  # tokensweep.sweep.after_training.StageReport: the bench, the findings

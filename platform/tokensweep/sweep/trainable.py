@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 
 import ray
 from ray import tune
@@ -58,6 +59,33 @@ class _BackgroundMonitor:
             monitor.finish()
 
 
+class MeasureWindow:
+    """When this attempt ran and when its trial measured, as extra keys of its reports.
+
+    `_started_at` and `_reported_at` (wall clock, every report) say when the attempt ran on its node;
+    the last report also has `_measured_from` / `_measured_to`: the measurement after the last epoch
+    runs from the end of that epoch's evaluation (the previous report's return plus `epoch_time_s`)
+    to this report. When the last epoch is the attempt's first (one epoch, or resumed before the last),
+    the window starts when the attempt did: it then also spans building the data and the model. The
+    driver counts the trials that ran beside it (tokensweep.sweep.concurrency).
+    A leading "_" keeps them out of MLflow (tokensweep.tracking.tracker.split_result).
+    """
+
+    def __init__(self):
+        self.started = self.last_return = time.time()
+
+    def reported(self) -> None:
+        self.last_return = time.time()
+
+    def keys(self, metrics: dict) -> dict:
+        now = time.time()
+        out = {"_started_at": self.started, "_reported_at": now}
+        if "images_per_sec" in metrics:
+            out["_measured_from"] = min(now, self.last_return + float(metrics.get("epoch_time_s", 0.0)))
+            out["_measured_to"] = now
+        return out
+
+
 def train_trial(config: dict) -> None:
     """The Tune function trainable: one `trials.run_trial`, reporting every epoch with its checkpoint."""
     import trials
@@ -83,11 +111,14 @@ def train_trial(config: dict) -> None:
             platform.system_metrics_interval_s,
         )
 
+    window = MeasureWindow()
+
     def report(metrics: dict, checkpoint_dir: str) -> None:
         tune.report(
-            {**metrics, "ray_node_id": node_id, "ray_hostname": host},
+            {**metrics, "ray_node_id": node_id, "ray_hostname": host, **window.keys(metrics)},
             checkpoint=tune.Checkpoint.from_directory(checkpoint_dir),
         )
+        window.reported()
 
     try:
         checkpoint = tune.get_checkpoint()

@@ -31,10 +31,17 @@ STOPPED = "tokensweep.stopped"  # why a sweep stopped before its end ("interrupt
 TRACKING_ERRORS = "tokensweep.tracking_errors"
 TIME_PREFIX = "tokensweep.time."  # + phase: seconds spent in each phase of the sweep
 TUNE_STARTED = "tokensweep.tune_started_at"  # unix time when Tune started: what came before is start-up
+BENCHES = "tokensweep.benches"  # how many benches were started on the sweep (each bench's metric step)
+BENCH_STAGE = "tokensweep.bench_stage"  # the bench_id of the sweep's own bench stage
+BENCH_STATUS = "tokensweep.bench_status"  # of the stage: measuring | recording | finished | failed | disabled
+BENCH_FAILURE = "tokensweep.bench_failure"  # why the stage failed (the training results stay)
+CONFIRM_TRIALS = "tokensweep.confirm_trials"  # optuna: confirmation trials run for the front's configurations
 
 # a trial's run
 TRIAL_ID = "trial_id"  # Tune's trial id: stable across Tuner.restore, so a resumed trial finds its run
 CONFIG_ID = "tokensweep.config_id"  # the same for every seed of one configuration
+ARCH_ID = "tokensweep.arch_id"  # the same for every trial of one architecture (what the bench measures)
+BENCH_STEPS = "tokensweep.bench_steps"  # JSON {metric step: bench_id} of the benches logged to the run
 CHECKPOINT_EPOCH = "tokensweep.checkpoint_epoch"
 STOPPED_EARLY = "tokensweep.stopped_early"
 STOPPED_AT_EPOCH = "tokensweep.stopped_at_epoch"
