@@ -4,7 +4,6 @@
 import argparse
 import csv
 import io
-import os
 import sys
 
 from tokensweep.errors import SpecError
