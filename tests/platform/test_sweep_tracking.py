@@ -82,7 +82,7 @@ def test_parent_and_child_runs_are_reused_never_duplicated(tmp_path):
     t2.end_child(a, "FINISHED")
     t2.end_child(b, "FAILED", "NonFiniteLoss: non-finite training loss (NaN or inf) in epoch 2 by step 10")
     c = t2.start_child("abc_00002", "vit_tiny_supertoken", {}, {})
-    assert t2.close_running_children("KILLED") == 1
+    assert t2.close_running_children("KILLED") == [("vit_tiny_supertoken", 0)]  # (run name, epoch it reached)
     t2.end_parent("FAILED", {"tokensweep.failed_trials": 1})
 
     from mlflow.tracking import MlflowClient
@@ -97,7 +97,7 @@ def test_parent_and_child_runs_are_reused_never_duplicated(tmp_path):
     assert runs[a].data.metrics == {"top1": 10.0} and runs[a].data.tags["device"] == "cpu"
     assert runs[a].data.params == {"model": "vit_tiny_patch", "epochs": "2"}
     assert runs[b].info.status == "FAILED" and runs[b].data.tags["failure_reason"].startswith("NonFiniteLoss")
-    assert runs[c].info.status == "KILLED"
+    assert runs[c].info.status == "KILLED" and runs[c].data.tags["tokensweep.interrupted_at_epoch"] == "0"
     artifacts = [f.path for f in client.list_artifacts(parent, "spec")]
     assert artifacts == ["spec/resolved.json", "spec/s.toml"]
     assert client.get_experiment(t.experiment_id).artifact_location == (tmp_path / "mlartifacts" / "sw").as_uri()

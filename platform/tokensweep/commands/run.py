@@ -95,6 +95,9 @@ def check_tracking_uri(uri: str) -> None:
         directory = Path(uri[len("sqlite:///") :]).parent
         if not directory.is_dir():
             raise SpecError(f"--tracking-uri {uri!r}: directory {str(directory)!r} does not exist")
+        from tokensweep.tracking.sqlite_store import check_sqlite_store
+
+        check_sqlite_store(uri[len("sqlite:///") :])  # not a database, or not writable: one line before Ray
 
 
 def check_tracking_server(uri: str) -> None:
@@ -217,8 +220,33 @@ def run(args: argparse.Namespace) -> int:
     )
     outcome = run_sweep(spec, options, {"validate_s": validated - started, "import_s": imported - validated})
     outcome.timings["total_s"] = time.perf_counter() - started
-    _print_outcome(spec, outcome, tracking_uri)
+    if outcome.interrupted:
+        print(interrupted_line(spec, outcome, options.command), file=sys.stderr, flush=True)
+    else:
+        _print_outcome(spec, outcome, tracking_uri)
     return outcome.exit_code
+
+
+def interrupted_line(spec, outcome, command: str) -> str:
+    """One line for a sweep stopped by Ctrl-C or SIGTERM: what finished, what was interrupted, how to go on."""
+    how = "interrupted" if outcome.interrupted == "SIGINT" else "terminated"
+    finished = sum(1 for t in outcome.trials if t.status == "TERMINATED")
+    failed = sum(1 for t in outcome.trials if t.status == "ERROR")
+    stopped = ", ".join(f"{name} at epoch {epoch}" if epoch else f"{name} before its first epoch" for name, epoch in outcome.killed)
+    parts = [f"{finished} of {spec.num_trials} trial(s) finished"]
+    if failed:
+        parts.append(f"{failed} failed")
+    if outcome.killed:
+        parts.append(f"{len(outcome.killed)} interrupted ({stopped}; KILLED in MLflow)")
+    waiting = spec.num_trials - finished - failed - len(outcome.killed)
+    if waiting > 0:
+        parts.append(f"{waiting} not started")
+    if outcome.resumable:
+        again = " ".join(w for w in command.split() if w not in ("--fresh", "--resume")) + " --resume"
+        then = f"`{again}` continues the sweep"
+    else:
+        then = "nothing was saved to resume from; run it again"
+    return f"tokensweep run: {how} by {outcome.interrupted}: {', '.join(parts)}; {then}"
 
 
 def _fmt(value, digits=2) -> str:

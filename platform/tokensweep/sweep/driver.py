@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import sys
 import time
 
@@ -26,7 +27,10 @@ from ray import tune
 from tokensweep.plugins import export_plugin_roots
 from tokensweep.spec import SweepSpec
 from tokensweep.sweep import ray_session, searchers, storage
+from tokensweep.sweep.finished import FinishedTrials
+from tokensweep.sweep.lock import SweepLock
 from tokensweep.sweep.options import RunOptions, SweepOutcome, TrialOutcome
+from tokensweep.sweep.signals import STOP_DEADLINE_S, StopOnSignal, SweepInterrupted, signal_name
 from tokensweep.sweep.space import Platform, TrialPayload, grid_config, search_base_config
 from tokensweep.sweep.trainable import train_trial
 from tokensweep.tracking import tags as T
@@ -39,13 +43,31 @@ log = logging.getLogger(__name__)
 
 TRACKING_WAIT_ENV = "TOKENSWEEP_TRACKING_WAIT_S"
 DEFAULT_TRACKING_WAIT_S = 120.0  # how long a finished sweep waits for an unreachable tracking server
+STOPPED_TRACKING_WAIT_S = 10.0  # ... and a sweep stopped by a signal, which must end soon (a scheduler's grace period)
 
 
 def run_sweep(spec: SweepSpec, options: RunOptions, timings: dict | None = None) -> SweepOutcome:
     """`timings`: phases before this call (validate_s, import_s), recorded with the sweep's own."""
     started, timings = time.perf_counter(), dict(timings or {})
+    lock = SweepLock(options.storage, spec.name, options.command)
+    lock.check()  # another driver runs this sweep: one line, before anything else is checked or written
     tune_path = storage.check_storage(spec, options)
+    ray_session.check_cpus(spec, options)  # trials a local Ray could never start: refused before it starts
     optuna_url = optuna_storage(spec, options)
+    with lock, StopOnSignal() as stop:  # one driver per sweep from here; Ctrl-C / SIGTERM stop it in order
+        stop.before_exit.append(lock.release)
+        try:
+            return _run_sweep(spec, options, tune_path, optuna_url, timings, started, stop)
+        except SweepInterrupted:  # before the sweep's MLflow parent run existed: nothing to close
+            return SweepOutcome(stop.exit_code, None, tune_path, [], timings, interrupted=signal_name(stop.signum))
+        except SystemExit as exit_:  # SIGTERM while ray.init had Ray's handler in place of ours
+            if exit_.code != signal.SIGTERM:
+                raise
+            stop.signum = stop.signum or signal.SIGTERM
+            return SweepOutcome(stop.exit_code, None, tune_path, [], timings, interrupted=signal_name(stop.signum))
+
+
+def _run_sweep(spec, options, tune_path, optuna_url, timings, started, stop) -> SweepOutcome:
     if options.fresh:
         storage.delete_tune_dir(tune_path)
         if optuna_url:
@@ -54,40 +76,55 @@ def run_sweep(spec: SweepSpec, options: RunOptions, timings: dict | None = None)
     if ray_session.starts_local_ray(options):
         export_plugin_roots(spec.plugins)  # its workers import the user's embeddings as this process did
     options = dataclasses.replace(options, tracking_uri=credentials_to_environment(options.tracking_uri))
-    with timed(timings, "ray_start_s"):  # a new local Ray, or connecting
-        # A new local Ray can only fail by crashing, and its GPU check cannot refuse gpus = 0 or "auto":
-        # then the MLflow store is set up while Ray starts. Otherwise after, so bad input writes nothing.
-        overlap = ray_session.starts_local_ray(options) and not (spec.gpus or 0) > 0
-        early_tracker = open_tracker_in_background(options.tracking_uri, spec.name) if overlap else None
-        ray_session.init_ray(options)
-    use_driver_http_settings()  # after ray.init: a local Ray's trials keep MLflow's own HTTP retries
     try:
+        with timed(timings, "ray_start_s"):  # a new local Ray, or connecting
+            # A new local Ray can only fail by crashing, and its GPU check cannot refuse gpus = 0 or "auto":
+            # then the MLflow store is set up while Ray starts. Otherwise after, so bad input writes nothing.
+            overlap = ray_session.starts_local_ray(options) and not (spec.gpus or 0) > 0
+            early_tracker = open_tracker_in_background(options.tracking_uri, spec.name) if overlap else None
+            ray_session.init_ray(options)
+        stop.install()  # ray.init put Ray's SIGTERM handler (SystemExit) in place of ours
+        use_driver_http_settings()  # after ray.init: a local Ray's trials keep MLflow's own HTTP retries
         ray_session.warn_if_storage_is_not_shared(options.storage)
+        ray_session.note_unschedulable(spec, options)
         spec = ray_session.resolve_gpus(spec, options)
         with timed(timings, "mlflow_setup_s"):  # what store setup Ray's start did not hide, and the parent run
             tracker = early_tracker.result() if early_tracker else open_tracker(options.tracking_uri, spec.name)
+            stop.parent_started()  # from here a signal is acted on where the parent run can be closed
             parent = start_parent_run(tracker, spec, options, tune_path)
-        callback = MlflowTrialLogger(options.tracking_uri, spec.name, tracker.experiment_id, parent, DescribeTrial(spec))
-        status, trials, errors = run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, started)
+            stop.on_deadline = lambda: close_without_ray(tracker, stop.signum, options.command)
+            # trials whose runs are done: neither run nor touched again, however late Tune's saved state is
+            finished = FinishedTrials.read(tracker) if options.resume and tracker.resumed_parent else None
+        callback = MlflowTrialLogger(options.tracking_uri, spec.name, tracker.experiment_id, parent, DescribeTrial(spec),
+                                     finished)  # fmt: skip
+        status, trials, errors = run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, started,
+                                          stop, finished)  # fmt: skip
     finally:
         with timed(timings, "ray_shutdown_s"):
             ray.shutdown()
-    code = 0 if status == "FINISHED" and not errors else 1
-    return SweepOutcome(code, parent, tune_path, trials, timings, errors)
+    code = stop.exit_code or (0 if status == "FINISHED" and not errors else 1)
+    interrupted = signal_name(stop.signum) if stop.stopped else None
+    resumable = bool(interrupted) and tune.Tuner.can_restore(tune_path)
+    return SweepOutcome(code, parent, tune_path, trials, timings, errors, interrupted, tracker.killed, resumable)
 
 
-def run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, started):
+def run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, started, stop, finished=None):
     """Tune's run, then the parent run closed with what happened, whatever happened."""
     status, trials, tags = "FAILED", [], {}
     try:
         tracker.tag(tracker.parent_run_id, **{T.TUNE_STARTED: f"{time.time():.3f}"})
-        with timed(timings, "tune_s"):
-            fit(spec, options, tune_path, callback, optuna_url)
+        with timed(timings, "tune_s"), stop.tune_running():
+            fit(spec, options, tune_path, callback, optuna_url, finished)
         trials = summarise(tune_path)
         failed = sum(1 for t in trials if t.status == "ERROR")
         unfinished = sum(1 for t in trials if t.status not in ("TERMINATED", "ERROR"))
-        status = "FAILED" if failed else "KILLED" if unfinished else "FINISHED"
+        status = "FAILED" if failed else "KILLED" if unfinished or stop.stopped else "FINISHED"
         tags = {T.FAILED_TRIALS: failed, T.UNFINISHED_TRIALS: unfinished}
+        if stop.stopped:
+            tags[T.STOPPED] = stopped_by(stop.signum)
+    except SweepInterrupted:  # before Tune ran, or a second signal while it stopped
+        status, tags = "KILLED", {T.STOPPED: stopped_by(stop.signum)}
+        trials = summarise(tune_path, missing_ok=True)
     except KeyboardInterrupt:
         status, tags = "KILLED", {T.STOPPED: "interrupted"}
         raise
@@ -98,22 +135,42 @@ def run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, s
         status, tags = "FAILED", {T.FAILURE_REASON: redact(f"{type(err).__name__}: {err}")[:1000]}
         raise
     finally:
-        end_failed = close_parent(tracker, callback, status, tags, timings, started)
+        end_failed = close_parent(tracker, callback, status, tags, timings, started, quiet=stop.stopped)
     return status, trials, callback.errors + end_failed
 
 
-def close_parent(tracker, callback, status, tags, timings, started) -> int:
-    """Deliver waiting writes, close what is still RUNNING, end the parent run; 1 if MLflow is unreachable."""
-    callback.drain(float(os.environ.get(TRACKING_WAIT_ENV, DEFAULT_TRACKING_WAIT_S)))
+def close_without_ray(tracker, signum: int, command: str) -> None:
+    """Ray did not stop in time after a signal: close the runs from here (another thread) and say so."""
+    killed = tracker.close_running_children("KILLED")
+    tracker.end_parent("KILLED", {T.STOPPED: stopped_by(signum) + "; Ray did not stop in time"})
+    again = " ".join(w for w in command.split() if w not in ("--fresh", "--resume")) + " --resume"
+    print(
+        f"tokensweep run: {stopped_by(signum)}: Ray did not stop within {STOP_DEADLINE_S:.0f} s (did its own processes "
+        f"get the signal too?); {len(killed)} interrupted trial run(s) and the sweep's parent run are closed as KILLED "
+        f"in MLflow; `{again}` continues the sweep",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def stopped_by(signum: int) -> str:
+    return f"{'interrupted' if signum == signal.SIGINT else 'terminated'} ({signal_name(signum)})"
+
+
+def close_parent(tracker, callback, status, tags, timings, started, quiet=False) -> int:
+    """Deliver waiting writes, close what is still RUNNING, end the parent run; 1 if MLflow is unreachable.
+    `quiet`: the sweep was stopped by a signal - the one line tokensweep run prints says what was closed."""
+    wait = float(os.environ.get(TRACKING_WAIT_ENV, DEFAULT_TRACKING_WAIT_S))
+    callback.drain(min(wait, STOPPED_TRACKING_WAIT_S) if quiet else wait)
     try:
-        closed = tracker.close_running_children("KILLED")
+        closed = tracker.killed = tracker.close_running_children("KILLED")
         if callback.errors:
             tags[T.TRACKING_ERRORS] = callback.errors
         timings["sweep_s"] = time.perf_counter() - started
         tags.update({f"{T.TIME_PREFIX}{k}": f"{v:.1f}" for k, v in timings.items()})
         tracker.end_parent(status, tags)
-        if closed:
-            log.warning("%d trial run(s) had not ended; marked KILLED", closed)
+        if closed and not quiet:
+            log.warning("%d trial run(s) had not ended; marked KILLED", len(closed))
         return 0
     except Exception as err:
         if not is_unavailable(err):
@@ -142,12 +199,15 @@ def optuna_storage(spec: SweepSpec, options: RunOptions) -> str | None:
 
 
 def configure_tune(spec: SweepSpec) -> None:
-    # Tune snapshots the experiment state (which trials are done, their latest checkpoint) every
-    # 10+ s by default; a driver killed in between resumes trials that had already finished. Every
-    # 2 s keeps that window small for a few small files per snapshot. Its warning about frequent
-    # snapshots (forced by num_to_keep) is expected here.
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    # Tune snapshots the experiment state (which trials are done, their latest checkpoint) at its own
+    # pace ("auto": every 10+ s, longer when a snapshot is slow, as for a large sweep). A driver killed
+    # in between resumes trials that had finished: the driver leaves those alone (FinishedTrials, read
+    # from MLflow), so the pace costs only epochs retrained since a running trial's saved checkpoint.
+    # Its warning about frequent snapshots (forced by num_to_keep) is expected here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # "Failed to fetch metrics" of a trial that has not reported yet (a stopped sweep's waiting trials), when
+    # Tune reads its own results back: not news; what the trials did is in MLflow and the summary
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     if spec.search == "optuna":
         # Tune insists that every result carries the searcher's metrics, but the objectives
         # (images_per_sec) are measured after the last epoch only: OptunaSearch reads the last
@@ -221,9 +281,12 @@ class DescribeTrial:
 
             config = TrialConfig.from_dict(payload.values)
         params = config.params()
+        tags = {T.CONFIG_ID: config.config_id(), "gpu_shared": config.gpu_shared}
         if payload.optuna_number is not None:
             params["optuna_trial_number"] = payload.optuna_number
-        return params, {T.CONFIG_ID: config.config_id(), "gpu_shared": config.gpu_shared}
+        if payload.index is not None:
+            tags[T.VARIANT] = payload.index
+        return params, tags
 
 
 # --- Tune --------------------------------------------------------------------------------------------
@@ -250,8 +313,9 @@ def platform_of(spec: SweepSpec, options: RunOptions) -> Platform:
     )
 
 
-def fit(spec: SweepSpec, options: RunOptions, tune_path: str, callback, optuna_url):
-    trainable = tune.with_resources(train_trial, {"cpu": spec.cpus, "gpu": spec.gpus or 0})
+def fit(spec: SweepSpec, options: RunOptions, tune_path: str, callback, optuna_url, finished=None):
+    trainable = train_trial if not finished else tune.with_parameters(train_trial, finished=finished)
+    trainable = tune.with_resources(trainable, {"cpu": spec.cpus, "gpu": spec.gpus or 0})
     if options.resume:
         tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_unfinished=True, resume_errored=True)
         replace_callback(tuner, callback)
@@ -301,12 +365,17 @@ def replace_callback(tuner, callback) -> bool:
     return True
 
 
-def summarise(tune_path: str) -> list[TrialOutcome]:
+def summarise(tune_path: str, missing_ok: bool = False) -> list[TrialOutcome]:
     """Name, Tune status and last metrics per trial, in the spec's order, from the experiment's saved state."""
 
     def order(trial):  # grid: the variant's index; optuna: the trial number
         payload = TrialPayload.decode(trial.config)
         return (payload.index if payload.index is not None else payload.optuna_number or 0, trial.trial_id)
 
-    trials = sorted(tune.ExperimentAnalysis(tune_path).trials, key=order)
+    try:
+        trials = sorted(tune.ExperimentAnalysis(tune_path).trials, key=order)
+    except Exception:
+        if missing_ok:  # stopped before Tune saved any state
+            return []
+        raise
     return [TrialOutcome(trial_name(t), t.status, dict(t.last_result or {})) for t in trials]

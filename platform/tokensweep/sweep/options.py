@@ -36,3 +36,6 @@ class SweepOutcome:
     trials: list[TrialOutcome]
     timings: dict
     tracking_errors: int = 0
+    interrupted: str | None = None  # the signal that stopped the sweep (SIGINT, SIGTERM), if one did
+    killed: list = dataclasses.field(default_factory=list)  # (run name, epoch reached) of the runs it closed KILLED
+    resumable: bool = False  # Tune's saved state is there: `--resume` continues the sweep

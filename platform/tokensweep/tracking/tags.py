@@ -35,6 +35,9 @@ TUNE_STARTED = "tokensweep.tune_started_at"  # unix time when Tune started: what
 # a trial's run
 TRIAL_ID = "trial_id"  # Tune's trial id: stable across Tuner.restore, so a resumed trial finds its run
 CONFIG_ID = "tokensweep.config_id"  # the same for every seed of one configuration
+VARIANT = "tokensweep.variant"  # a grid trial's variant (its index in the spec): found again if Tune's state lost it
+PREVIOUS_TRIAL_ID = "tokensweep.previous_trial_id"  # the trial id the run had before a resume gave it a new one
+INTERRUPTED_AT_EPOCH = "tokensweep.interrupted_at_epoch"  # the last epoch logged when the sweep stopped under it
 CHECKPOINT_EPOCH = "tokensweep.checkpoint_epoch"
 STOPPED_EARLY = "tokensweep.stopped_early"
 STOPPED_AT_EPOCH = "tokensweep.stopped_at_epoch"
