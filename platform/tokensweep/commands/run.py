@@ -257,6 +257,11 @@ def _fmt(value, digits=2) -> str:
 
 def _print_outcome(spec, outcome, tracking_uri: str) -> None:
     rows = outcome.trials
+    if not rows and outcome.exit_code:  # Tune's state could not be read (e.g. its storage is full)
+        print(f"\nsweep {spec.name!r}: no trial results in Tune's state; MLflow parent run {outcome.parent_run_id}")
+        print(f"Tune state: {outcome.tune_path}")
+        sys.stdout.flush()
+        return
     ok = sum(1 for t in rows if t.status == "TERMINATED")
     failed = sum(1 for t in rows if t.status == "ERROR")
     print(f"\nsweep {spec.name!r}: {len(rows)} trial(s), {ok} finished, {failed} failed; MLflow parent run {outcome.parent_run_id}")

@@ -30,6 +30,7 @@ from tokensweep.sweep import ray_session, searchers, storage
 from tokensweep.sweep.finished import FinishedTrials
 from tokensweep.sweep.lock import SweepLock
 from tokensweep.sweep.options import RunOptions, SweepOutcome, TrialOutcome
+from tokensweep.sweep.ray_logs import one_line_ray_errors
 from tokensweep.sweep.signals import STOP_DEADLINE_S, StopOnSignal, SweepInterrupted, signal_name
 from tokensweep.sweep.space import Platform, TrialPayload, grid_config, search_base_config
 from tokensweep.sweep.trainable import train_trial
@@ -133,7 +134,19 @@ def run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, s
         raise
     except Exception as err:
         status, tags = "FAILED", {T.FAILURE_REASON: redact(f"{type(err).__name__}: {err}")[:1000]}
-        raise
+        full = storage.full_storage(tune_path)
+        if full is None:
+            raise
+        # a full Tune storage: Tune's own reading of what it could only half write (an error file, its
+        # state) fails next, with an unpickling error as the cause; the cause is the disk
+        tags[T.FAILURE_REASON] = f"OSError: Tune's storage {tune_path} is full ({full})"
+        trials = summarise(tune_path, missing_ok=True)
+        print(
+            f"tokensweep run: error: Tune's storage {tune_path} is full ({full}): trials cannot save their checkpoints "
+            "there; free space, then --resume continues the sweep",
+            file=sys.stderr,
+            flush=True,
+        )
     finally:
         end_failed = close_parent(tracker, callback, status, tags, timings, started, quiet=stop.stopped)
     return status, trials, callback.errors + end_failed
@@ -205,6 +218,7 @@ def configure_tune(spec: SweepSpec) -> None:
     # from MLflow), so the pace costs only epochs retrained since a running trial's saved checkpoint.
     # Its warning about frequent snapshots (forced by num_to_keep) is expected here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    one_line_ray_errors()  # a failed save of Tune's state: one line each, not pyarrow's traceback
     # "Failed to fetch metrics" of a trial that has not reported yet (a stopped sweep's waiting trials), when
     # Tune reads its own results back: not news; what the trials did is in MLflow and the summary
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
@@ -375,7 +389,7 @@ def summarise(tune_path: str, missing_ok: bool = False) -> list[TrialOutcome]:
     try:
         trials = sorted(tune.ExperimentAnalysis(tune_path).trials, key=order)
     except Exception:
-        if missing_ok:  # stopped before Tune saved any state
+        if missing_ok:  # stopped before Tune saved any state, or its storage failed
             return []
         raise
     return [TrialOutcome(trial_name(t), t.status, dict(t.last_result or {})) for t in trials]

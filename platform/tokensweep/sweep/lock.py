@@ -124,12 +124,16 @@ class SweepLock:
         else:  # a renewal: replaced whole, never half-written
             tmp = f"{self.path}.{os.getpid()}.tmp"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if not exclusive:
-            os.replace(tmp, self.path)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            if not exclusive:
+                os.replace(tmp, self.path)
+        except OSError:  # a full disk: leave no half-written lock behind
+            os.unlink(self.path if exclusive else tmp)
+            raise
 
     def _delete(self) -> None:
         try:
