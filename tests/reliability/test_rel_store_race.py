@@ -1,4 +1,5 @@
-"""A new sqlite MLflow store opened by several processes at the same moment: created once, nothing lost.
+"""A new sqlite MLflow store opened by several processes at the same moment: created once, nothing lost
+(and two drivers of one sweep started at the same moment: one runs it, the other is refused).
 
 MLflow builds a new store's tables in whichever process touches the file first; two at once fail inside
 its migration (alembic "expected to match one row ... 0 found", "table _alembic_tmp_metrics already
@@ -113,6 +114,8 @@ system_metrics = false
 
 
 def test_two_sweeps_mlflow_ui_and_a_reader_start_together_on_a_new_store(tmp_path, ray_head):
+    """... and a second driver of one of the sweeps, started at the same moment: of the two drivers of
+    `race-a`, one runs it and the other is refused in one line naming the first (exit 2)."""
     db = tmp_path / "mlflow.db"
     uri = f"sqlite:///{db}"
     stop_file = tmp_path / "stop-reading"
@@ -120,19 +123,21 @@ def test_two_sweeps_mlflow_ui_and_a_reader_start_together_on_a_new_store(tmp_pat
         (tmp_path / f"{name}.toml").write_text(SPEC.format(name=name))
     port = free_port()
     ui_env = base_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # no job runners: 2 cores
-    logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("race-a", "race-b", "ui", "reader")}
+    sweeps = {"race-a": "race-a", "race-a-again": "race-a", "race-b": "race-b"}  # process -> the sweep it runs
+    logs = {name: open(tmp_path / f"{name}.log", "w") for name in (*sweeps, "ui", "reader")}
     procs = {}
     try:
-        for name in ("race-a", "race-b"):
-            args = ["run", tmp_path / f"{name}.toml", "--address", ray_head.address, "--tracking-uri", uri, "--quiet"]
+        for name, sweep in sweeps.items():
+            args = ["run", tmp_path / f"{sweep}.toml", "--address", ray_head.address, "--tracking-uri", uri, "--quiet"]
             procs[name] = subprocess.Popen(CLI + [str(a) for a in args], cwd=tmp_path, env=ray_head.env, stdout=logs[name],
-                                           stderr=subprocess.STDOUT)  # fmt: skip
+                                           stderr=subprocess.PIPE if name.startswith("race-a") else subprocess.STDOUT,
+                                           text=True)  # fmt: skip
         ui = [str(BIN / "mlflow"), "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
         procs["ui"] = subprocess.Popen(ui, cwd=tmp_path, env=ui_env, stdout=logs["ui"], stderr=subprocess.STDOUT, start_new_session=True)
         procs["reader"] = subprocess.Popen([sys.executable, "-c", READER, uri, str(stop_file)], cwd=tmp_path, env=base_env(),
                                            stdout=logs["reader"], stderr=subprocess.STDOUT)  # fmt: skip
-        for name in ("race-a", "race-b"):
-            procs[name].wait(timeout=600)
+        errors = {name: procs[name].communicate(timeout=600)[1] for name in ("race-a", "race-a-again")}
+        procs["race-b"].wait(timeout=600)
         stop_file.touch()
         procs["reader"].wait(timeout=60)
         wait_for(lambda: _answers(port), 120, "mlflow ui to answer", alive=lambda: procs["ui"].poll() is None)
@@ -147,9 +152,16 @@ def test_two_sweeps_mlflow_ui_and_a_reader_start_together_on_a_new_store(tmp_pat
                 proc.wait(timeout=30)
         for log in logs.values():
             log.close()
-    output = {name: (tmp_path / f"{name}.log").read_text() for name in logs}
-    for name in ("race-a", "race-b"):
-        assert procs[name].returncode == 0, output[name][-4000:]
+    output = {name: (tmp_path / f"{name}.log").read_text() + errors.get(name, "") for name in logs}
+    # the two drivers of race-a: one ran it, the other was refused before Ray started
+    codes = sorted((procs[name].returncode, name) for name in ("race-a", "race-a-again"))
+    assert [code for code, _ in codes] == [0, 2], {name: output[name][-3000:] for name in procs}
+    winner, loser = codes[0][1], codes[1][1]
+    refusal = errors[loser].strip().splitlines()
+    assert refusal == [refusal[0]] and refusal[0].startswith(
+        f"tokensweep run: error: sweep 'race-a' is already being run by pid {procs[winner].pid} on host "
+    ), errors[loser]
+    assert procs["race-b"].returncode == 0, output["race-b"][-4000:]
     assert procs["reader"].returncode == 0, output["reader"][-4000:]
     for name, text in output.items():
         assert "Traceback" not in text and "Online migration" not in text, (name, text[-4000:])

@@ -54,6 +54,8 @@ def run_sweep(spec: SweepSpec, options: RunOptions, timings: dict | None = None)
     lock.check()  # another driver runs this sweep: one line, before anything else is checked or written
     tune_path = storage.check_storage(spec, options)
     ray_session.check_cpus(spec, options)  # trials a local Ray could never start: refused before it starts
+    if not ray_session.starts_local_ray(options):
+        ray_session.probe(ray_session.ray_address(options))  # nothing listens there: one line, before the lock is written
     optuna_url = optuna_storage(spec, options)
     with lock, StopOnSignal() as stop:  # one driver per sweep from here; Ctrl-C / SIGTERM stop it in order
         stop.before_exit.append(lock.release)
