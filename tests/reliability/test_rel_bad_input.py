@@ -239,7 +239,8 @@ def test_bad_input_is_one_line_exit_2_nothing_written(name, inputs, tmp_path, mo
     # what `tokensweep run` sets in its own process before Ray: restored after the test
     for var, default in (
         ("RAY_AUTH_MODE", "token"), ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0"),
-        ("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0"), ("TUNE_DISABLE_SIGINT_HANDLER", "1"),
+        ("TUNE_GLOBAL_CHECKPOINT_S", "2"), ("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0"),
+        ("TUNE_DISABLE_SIGINT_HANDLER", "1"),
     ):  # fmt: skip
         monkeypatch.setenv(var, os.environ.get(var, default))
     before = snapshot(inputs["root"])

@@ -44,8 +44,8 @@ name = "{{name}}"
 
 [trial]
 {TRIAL}
-epochs = 6
-tiny_train_per_class = 400    # ~125 steps per epoch: seconds to be interrupted in
+epochs = 4
+tiny_train_per_class = 300    # ~95 steps per epoch: seconds to be interrupted in
 
 [[variants]]
 name = "quick"

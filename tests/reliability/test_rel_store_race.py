@@ -92,7 +92,7 @@ name = "{name}"
 
 [trial]
 model = "vit_tiny_patch"
-epochs = 2
+epochs = 1
 tiny_train_per_class = 20
 tiny_val_per_class = 5
 batch_size = 32

@@ -242,8 +242,9 @@ def interrupted_line(spec, outcome, command: str) -> str:
     if waiting > 0:
         parts.append(f"{waiting} not started")
     if outcome.resumable:
-        again = " ".join(w for w in command.split() if w not in ("--fresh", "--resume")) + " --resume"
-        then = f"`{again}` continues the sweep"
+        from tokensweep.sweep.signals import resume_command
+
+        then = f"`{resume_command(command)}` continues the sweep"
     else:
         then = "nothing was saved to resume from; run it again"
     return f"tokensweep run: {how} by {outcome.interrupted}: {', '.join(parts)}; {then}"

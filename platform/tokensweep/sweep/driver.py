@@ -31,9 +31,10 @@ from tokensweep.sweep.finished import FinishedTrials
 from tokensweep.sweep.lock import SweepLock
 from tokensweep.sweep.options import RunOptions, SweepOutcome, TrialOutcome
 from tokensweep.sweep.ray_logs import one_line_ray_errors
-from tokensweep.sweep.signals import STOP_DEADLINE_S, StopOnSignal, SweepInterrupted, signal_name
+from tokensweep.sweep.signals import StopOnSignal, SweepInterrupted, close_without_ray, signal_name, stopped_by
 from tokensweep.sweep.space import Platform, TrialPayload, grid_config, search_base_config
 from tokensweep.sweep.trainable import train_trial
+from tokensweep.sweep.tune_state import ForgetDeletedCheckpoints
 from tokensweep.tracking import tags as T
 from tokensweep.tracking.store import is_unavailable, use_driver_http_settings
 from tokensweep.tracking.tracker import SweepTracker
@@ -95,7 +96,7 @@ def _run_sweep(spec, options, tune_path, optuna_url, timings, started, stop) -> 
             tracker = early_tracker.result() if early_tracker else open_tracker(options.tracking_uri, spec.name)
             stop.parent_started()  # from here a signal is acted on where the parent run can be closed
             parent = start_parent_run(tracker, spec, options, tune_path)
-            stop.on_deadline = lambda: close_without_ray(tracker, stop.signum, options.command)
+            stop.on_deadline = lambda: close_without_ray(tracker, stop.signum, options.command)  # Ray hung up
             # trials whose runs are done: neither run nor touched again, however late Tune's saved state is
             finished = FinishedTrials.read(tracker) if options.resume and tracker.resumed_parent else None
         callback = MlflowTrialLogger(options.tracking_uri, spec.name, tracker.experiment_id, parent, DescribeTrial(spec),
@@ -136,40 +137,14 @@ def run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, s
         raise
     except Exception as err:
         status, tags = "FAILED", {T.FAILURE_REASON: redact(f"{type(err).__name__}: {err}")[:1000]}
-        full = storage.full_storage(tune_path)
+        full = storage.full_storage(tune_path)  # then Tune fails reading what it half wrote: the disk is the cause
         if full is None:
             raise
-        # a full Tune storage: Tune's own reading of what it could only half write (an error file, its
-        # state) fails next, with an unpickling error as the cause; the cause is the disk
-        tags[T.FAILURE_REASON] = f"OSError: Tune's storage {tune_path} is full ({full})"
+        tags[T.FAILURE_REASON] = storage.report_full(tune_path, full)
         trials = summarise(tune_path, missing_ok=True)
-        print(
-            f"tokensweep run: error: Tune's storage {tune_path} is full ({full}): trials cannot save their checkpoints "
-            "there; free space, then --resume continues the sweep",
-            file=sys.stderr,
-            flush=True,
-        )
     finally:
         end_failed = close_parent(tracker, callback, status, tags, timings, started, quiet=stop.stopped)
     return status, trials, callback.errors + end_failed
-
-
-def close_without_ray(tracker, signum: int, command: str) -> None:
-    """Ray did not stop in time after a signal: close the runs from here (another thread) and say so."""
-    killed = tracker.close_running_children("KILLED")
-    tracker.end_parent("KILLED", {T.STOPPED: stopped_by(signum) + "; Ray did not stop in time"})
-    again = " ".join(w for w in command.split() if w not in ("--fresh", "--resume")) + " --resume"
-    print(
-        f"tokensweep run: {stopped_by(signum)}: Ray did not stop within {STOP_DEADLINE_S:.0f} s (did its own processes "
-        f"get the signal too?); {len(killed)} interrupted trial run(s) and the sweep's parent run are closed as KILLED "
-        f"in MLflow; `{again}` continues the sweep",
-        file=sys.stderr,
-        flush=True,
-    )
-
-
-def stopped_by(signum: int) -> str:
-    return f"{'interrupted' if signum == signal.SIGINT else 'terminated'} ({signal_name(signum)})"
 
 
 def close_parent(tracker, callback, status, tags, timings, started, quiet=False) -> int:
@@ -214,11 +189,14 @@ def optuna_storage(spec: SweepSpec, options: RunOptions) -> str | None:
 
 
 def configure_tune(spec: SweepSpec) -> None:
-    # Tune snapshots the experiment state (which trials are done, their latest checkpoint) at its own
-    # pace ("auto": every 10+ s, longer when a snapshot is slow, as for a large sweep). A driver killed
-    # in between resumes trials that had finished: the driver leaves those alone (FinishedTrials, read
-    # from MLflow), so the pace costs only epochs retrained since a running trial's saved checkpoint.
-    # Its warning about frequent snapshots (forced by num_to_keep) is expected here.
+    # Tune snapshots the experiment state (which trials are done, their latest checkpoint) every 10+ s
+    # by default. A driver killed in between resumes from that snapshot; trials that had finished since
+    # are left alone anyway (FinishedTrials, read from MLflow: tested with snapshots 600 s apart), so the
+    # period only decides how many epochs of the running trials are trained again after a crash. Every
+    # 2 s costs a few small files per snapshot here; a large sweep may set TUNE_GLOBAL_CHECKPOINT_S=auto
+    # (Tune stretches the period to 19x a snapshot's time). Its warning about frequent snapshots (forced
+    # by num_to_keep) is expected here.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     one_line_ray_errors()  # a failed save of Tune's state: one line each, not pyarrow's traceback
     # "Failed to fetch metrics" of a trial that has not reported yet (a stopped sweep's waiting trials), when
@@ -376,8 +354,8 @@ def replace_callback(tuner, callback) -> bool:
     if local is None:
         return False
     run_config = local.get_run_config()
-    others = [c for c in (run_config.callbacks or []) if not isinstance(c, MlflowTrialLogger)]
-    run_config.callbacks = others + [callback]
+    others = [c for c in (run_config.callbacks or []) if not isinstance(c, (MlflowTrialLogger, ForgetDeletedCheckpoints))]
+    run_config.callbacks = others + [ForgetDeletedCheckpoints(), callback]
     return True
 
 

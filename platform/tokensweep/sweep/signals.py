@@ -47,6 +47,31 @@ def signal_name(signum: int) -> str:
     return signal.Signals(signum).name
 
 
+def stopped_by(signum: int) -> str:
+    """The parent run's tokensweep.stopped: 'interrupted (SIGINT)', 'terminated (SIGTERM)'."""
+    return f"{'interrupted' if signum == signal.SIGINT else 'terminated'} ({signal_name(signum)})"
+
+
+def resume_command(command: str) -> str:
+    """The sweep's command line, as --resume."""
+    return " ".join(w for w in command.split() if w not in ("--fresh", "--resume")) + " --resume"
+
+
+def close_without_ray(tracker, signum: int, command: str) -> None:
+    """`on_deadline` of a sweep whose Ray did not stop in time: close the runs from here and say so."""
+    from tokensweep.tracking import tags as T
+
+    killed = tracker.close_running_children("KILLED")
+    tracker.end_parent("KILLED", {T.STOPPED: stopped_by(signum) + "; Ray did not stop in time"})
+    print(
+        f"tokensweep run: {stopped_by(signum)}: Ray did not stop within {STOP_DEADLINE_S:.0f} s (did its own processes "
+        f"get the signal too?); {len(killed)} interrupted trial run(s) and the sweep's parent run are closed as KILLED "
+        f"in MLflow; `{resume_command(command)}` continues the sweep",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 class _DropRayStopWords(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

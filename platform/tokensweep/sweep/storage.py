@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import sys
 import tempfile
 
 from ray import tune
@@ -64,3 +65,14 @@ def full_storage(path: str) -> str | None:
         if err.errno in (errno.ENOSPC, errno.EDQUOT):
             return os.strerror(err.errno)
     return None
+
+
+def report_full(tune_path: str, why: str) -> str:
+    """Say in one line that the sweep stopped because its storage is full; the parent run's failure reason."""
+    print(
+        f"tokensweep run: error: Tune's storage {tune_path} is full ({why}): trials cannot save their checkpoints "
+        "there; free space, then --resume continues the sweep",
+        file=sys.stderr,
+        flush=True,
+    )
+    return f"OSError: Tune's storage {tune_path} is full ({why})"
