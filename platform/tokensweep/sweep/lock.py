@@ -105,7 +105,7 @@ class SweepLock:
         except OSError as err:
             if self.remote and "not found" in str(err).lower():
                 return None
-            raise
+            raise SpecError(f"cannot read the sweep's lock {self.path}: {' '.join(str(err).split())[:300]}") from None
         try:
             return Holder(**json.loads(text))
         except (ValueError, TypeError):  # cut off mid-write by a crash: nobody's
@@ -169,6 +169,15 @@ class SweepLock:
                 print(f"tokensweep run: note: taking over the lock of sweep {self.name!r} from {holder.describe()}, "
                       "which is not running any more", file=sys.stderr, flush=True)  # fmt: skip
             self._delete()
+        try:
+            self._take(mine)
+        except OSError as err:  # e.g. a bucket that does not exist, a storage that cannot be written
+            raise SpecError(f"cannot write the sweep's lock {self.path}: {' '.join(str(err).split())[:300]}") from None
+        self._mine = mine
+        self._renewer = threading.Thread(target=self._renew, name="sweep-lock", daemon=True)
+        self._renewer.start()
+
+    def _take(self, mine: Holder) -> None:
         if self.remote:
             self._write(mine)
             time.sleep(VERIFY_S)
@@ -180,9 +189,6 @@ class SweepLock:
                 self._write(mine, exclusive=True)
             except FileExistsError:  # another driver took it between our read and our create
                 raise self._busy(self._read() or mine) from None
-        self._mine = mine
-        self._renewer = threading.Thread(target=self._renew, name="sweep-lock", daemon=True)
-        self._renewer.start()
 
     def _renew(self) -> None:
         while not self._stop.wait(RENEW_S):
