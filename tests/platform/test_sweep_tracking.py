@@ -82,7 +82,7 @@ def test_parent_and_child_runs_are_reused_never_duplicated(tmp_path):
     t2.end_child(a, "FINISHED")
     t2.end_child(b, "FAILED", "NonFiniteLoss: non-finite training loss (NaN or inf) in epoch 2 by step 10")
     c = t2.start_child("abc_00002", "vit_tiny_supertoken", {}, {})
-    assert t2.close_running_children("KILLED") == 1
+    assert t2.close_running_children("KILLED") == [("vit_tiny_supertoken", 0)]  # (run name, epoch it reached)
     t2.end_parent("FAILED", {"tokensweep.failed_trials": 1})
 
     from mlflow.tracking import MlflowClient
@@ -97,7 +97,7 @@ def test_parent_and_child_runs_are_reused_never_duplicated(tmp_path):
     assert runs[a].data.metrics == {"top1": 10.0} and runs[a].data.tags["device"] == "cpu"
     assert runs[a].data.params == {"model": "vit_tiny_patch", "epochs": "2"}
     assert runs[b].info.status == "FAILED" and runs[b].data.tags["failure_reason"].startswith("NonFiniteLoss")
-    assert runs[c].info.status == "KILLED"
+    assert runs[c].info.status == "KILLED" and runs[c].data.tags["tokensweep.interrupted_at_epoch"] == "0"
     artifacts = [f.path for f in client.list_artifacts(parent, "spec")]
     assert artifacts == ["spec/resolved.json", "spec/s.toml"]
     assert client.get_experiment(t.experiment_id).artifact_location == (tmp_path / "mlartifacts" / "sw").as_uri()
@@ -156,3 +156,63 @@ def test_starting_over_closes_the_old_parent_and_its_children(tmp_path):
     assert new_parent != old_parent
     status = {r[0]: r[1] for r in _runs(tmp_path / "mlflow.db")}
     assert status[old_parent] == "KILLED" and status[child] == "KILLED" and status[new_parent] == "RUNNING"
+
+
+def _resumable_tracker(tmp_path):
+    from tokensweep.tracking.tracker import SweepTracker
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    kwargs = dict(
+        tune_path="/r/sw", command="tokensweep run s.toml", tags={}, spec_text="", spec_name="s.toml", resolved={},
+    )  # fmt: skip
+    t = SweepTracker(uri, "sw")
+    t.start_parent(**kwargs)
+    resumed = SweepTracker(uri, "sw")
+    return t, lambda: (resumed.start_parent(**kwargs, resume=True), resumed)[1]
+
+
+def _epochs_logged(tracker, run_id, epochs):
+    for step in range(1, epochs + 1):
+        tracker.log_result(run_id, {"top1": 10.0 * step, "epoch_time_s": 1.0}, step)
+
+
+def test_a_resumed_sweep_knows_which_trial_runs_are_done(tmp_path):
+    """FINISHED with every epoch (or stopped early by the scheduler, which says so): done; anything else not."""
+    from tokensweep.sweep.finished import FinishedTrials
+
+    t, resume = _resumable_tracker(tmp_path)
+    runs = {}
+    for trial_id, variant, epochs, logged, status in [
+        ("done", 0, 2, 2, "FINISHED"), ("short", 1, 3, 2, "FINISHED"), ("running", 2, 2, 2, None), ("failed", 3, 2, 2, "FAILED"),
+        ("asha", 4, 4, 1, "FINISHED"),
+    ]:  # fmt: skip
+        runs[trial_id] = t.start_child(trial_id, trial_id, {"epochs": epochs}, {"tokensweep.variant": variant})
+        _epochs_logged(t, runs[trial_id], logged)
+        if trial_id == "asha":
+            t.tag(runs[trial_id], **{"tokensweep.stopped_early": True})
+        if status:
+            t.end_child(runs[trial_id], status)
+    finished = FinishedTrials.read(resume())
+    assert set(finished.final) == {"done", "asha"}
+    assert finished.lookup("done", None) == {"top1": 20.0, "epoch_time_s": 1.0, "epoch": 2}  # what Tune is told again
+    assert finished.lookup("a-new-id", 0) == finished.lookup("done", 0)  # a grid trial Tune made again under a new id
+    assert finished.lookup("short", 1) is None and finished.lookup("running", 2) is None and finished.lookup("x", 9) is None
+
+
+def test_a_grid_trial_tune_lost_gets_its_unfinished_run_back(tmp_path):
+    """A driver killed before Tune's next snapshot: Tune makes the trial again under a new id. Its run is
+    found by its variant and carries on (one run per trial), its epochs logged once."""
+    t, resume = _resumable_tracker(tmp_path)
+    old = t.start_child("old-id", "vit_tiny_conv", {"epochs": 3}, {"tokensweep.variant": 1})
+    _epochs_logged(t, old, 1)
+    done = t.start_child("done-id", "vit_tiny_patch", {"epochs": 1}, {"tokensweep.variant": 0})
+    t.end_child(done, "FINISHED")
+
+    r = resume()
+    assert r.start_child("new-id", "vit_tiny_conv", {"epochs": 3}, {"tokensweep.variant": 1}) == old
+    assert r.last_logged_step(old) == 1  # epoch 1 is not logged again
+    tags = r.tags_of(old)
+    assert tags["trial_id"] == "new-id" and tags["tokensweep.previous_trial_id"] == "old-id"
+    assert r.find_child("new-id") == old
+    # a FINISHED run is never taken over (a resumed sweep leaves it alone altogether)
+    assert r.start_child("another-id", "vit_tiny_patch", {"epochs": 1}, {"tokensweep.variant": 0}) != done

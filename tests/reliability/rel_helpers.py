@@ -4,6 +4,8 @@ Everything started here is started by the test and stopped by process group or P
 (other Ray and MLflow instances may run on the same machine).
 """
 
+import contextlib
+import errno
 import os
 import shutil
 import signal
@@ -15,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import psutil
+import pytest
 
 from sweep_helpers import BIN, CLI, free_port
 
@@ -210,3 +213,40 @@ def drop_read_override() -> list[str] | None:
 
 
 PYTHON = sys.executable
+
+
+# --- a small disk that fills up -----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, size: str):
+    """A tmpfs of `size` mounted at `path` (root only; skipped where mounting is not allowed), always unmounted."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill up ({mounted.stderr.strip() or 'mount failed'}); needs root")
+    try:
+        yield path
+    finally:
+        if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)  # still in use by a process that is ending
+
+
+def resize_disk(path: Path, size: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(path)], check=True, capture_output=True)
+
+
+def fill_disk(path: Path) -> Path:
+    """Write a file in `path` until its filesystem is full; the file (delete it to free the space)."""
+    filler = path / "filler.bin"
+    chunk = b"\0" * (64 << 10)
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        while os.write(fd, chunk):
+            pass
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+    finally:
+        os.close(fd)
+    return filler

@@ -11,6 +11,7 @@ and are at the end. Rows also covered by other tests name them in `also`; docs/r
 """
 
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -122,7 +123,12 @@ CASES = {
     "spec-unknown-model": Case("spec", ["run", "{spec:unknown_model}"], "did you mean 'vit_tiny_supertoken'", also="tests/platform/test_sweep_spec.py"),
     "spec-unknown-embedding": Case("spec", ["run", "{spec:unknown_embedding}"], "did you mean 'conv'", also="tests/platform/test_sweep_spec.py"),
     "spec-code-is-data": Case("spec", ["run", "{spec:code_in_name}"], "sweep.name must be"),
+    "spec-cpus-more-than-num-cpus": Case("spec", ["run", "{smoke}", "--set", "resources.cpus=3", "--num-cpus", "2"], "resources.cpus = 3 per trial, but the local Ray has 2 CPU(s) (--num-cpus): no trial could ever start"),
+    "spec-cpus-more-than-this-machine": Case("spec", ["run", "{smoke}", "--set", "resources.cpus=1000"], "CPU(s) (this machine's count): no trial could ever start"),
     "spec-imagefolder-without-data": Case("spec", ["run", "{spec:imagefolder_no_data}"], "no data path is set", also="tests/platform/test_sweep_spec.py"),
+    # --- the MLflow store -----------------------------------------------------------------------------------------
+    "store-not-a-database": Case("store", ["run", "{smoke}", "--tracking-uri", "sqlite:///{random_db}"], "is not an SQLite database (it starts with"),
+    "store-is-a-directory": Case("store", ["run", "{smoke}", "--tracking-uri", "sqlite:///{work}"], "is not a file"),
     # --- data ---------------------------------------------------------------------------------------------------
     "data-dir-missing": Case("data", ["run", "{smoke}", "--data-dir", "{work}/nope"], "does not exist", also="tests/platform/test_sweep_spec.py"),
     "data-dir-is-a-file": Case("data", ["run", "{smoke}", "--data-dir", "{a_file}"], "does not exist or is not a directory"),
@@ -186,6 +192,8 @@ def inputs(tmp_path_factory):
     binary.write_bytes(b"\xff\xfe\x00[sweep]\x00\x9c")
     a_file = root / "a-file.txt"
     a_file.write_text("not a directory")
+    random_db = root / "random.db"
+    random_db.write_bytes(bytes(random.Random(0).randrange(256) for _ in range(4096)))  # what a stray file holds
 
     import torch
 
@@ -198,7 +206,7 @@ def inputs(tmp_path_factory):
     full = (ckpts / "truncated" / "checkpoint.pt").read_bytes()
     (ckpts / "truncated" / "checkpoint.pt").write_bytes(full[: len(full) // 2])
     return dict(
-        root=root, data=folders, specs=specs, binary_spec=binary, a_file=a_file, ckpts=ckpts, marker=marker,
+        root=root, data=folders, specs=specs, binary_spec=binary, a_file=a_file, ckpts=ckpts, marker=marker, random_db=random_db,
         closed_port=free_port(),
     )  # fmt: skip
 
@@ -214,7 +222,8 @@ def fill(item: str, inputs: dict, work: Path) -> str:
         return str(inputs["data"][item[6:-1]])
     if item.startswith("{ckpt:"):
         return str(inputs["ckpts"] / item[6:-1])
-    return item.format(smoke=SMOKE, work=work, a_file=inputs["a_file"], binary_spec=inputs["binary_spec"], closed_port=inputs["closed_port"])
+    return item.format(smoke=SMOKE, work=work, a_file=inputs["a_file"], binary_spec=inputs["binary_spec"], closed_port=inputs["closed_port"],
+                       random_db=inputs["random_db"])  # fmt: skip
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -231,6 +240,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(name, inputs, tmp_path, mo
     for var, default in (
         ("RAY_AUTH_MODE", "token"), ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0"),
         ("TUNE_GLOBAL_CHECKPOINT_S", "2"), ("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0"),
+        ("TUNE_DISABLE_SIGINT_HANDLER", "1"),
     ):  # fmt: skip
         monkeypatch.setenv(var, os.environ.get(var, default))
     before = snapshot(inputs["root"])
@@ -265,7 +275,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(name, inputs, tmp_path, mo
 
 def test_table_counts_at_least_25_distinct_bad_inputs():
     assert len(CASES) >= 25
-    assert {c.category for c in CASES.values()} == {"CLI", "spec", "data", "checkpoint"}
+    assert {c.category for c in CASES.values()} == {"CLI", "spec", "store", "data", "checkpoint"}
     assert len({tuple(c.argv) + tuple(c.env.items()) for c in CASES.values()}) == len(CASES)
 
 

@@ -81,11 +81,16 @@ def choose_ray_auth(address: str | None, environ=None) -> None:
 
 
 def check_tracking(uri: str, ask_server: bool = True) -> None:
-    from tokensweep.tracking.uris import tracking_uri_problem
+    from tokensweep.tracking.uris import sqlite_path, tracking_uri_problem
 
     problem = tracking_uri_problem(uri, ask_server=ask_server)
     if problem is not None:
         raise SpecError(problem)
+    db = sqlite_path(uri)
+    if db is not None and db != ":memory:":
+        from tokensweep.tracking.sqlite_store import check_sqlite_store
+
+        check_sqlite_store(db)  # not a database, or not writable: one line before Ray
 
 
 def resolve_storage(storage: str | None) -> str:
@@ -193,8 +198,34 @@ def run(args: argparse.Namespace) -> int:
     )
     outcome = run_sweep(spec, options, {"validate_s": validated - started, "import_s": imported - validated})
     outcome.timings["total_s"] = time.perf_counter() - started
-    _print_outcome(spec, outcome, tracking_uri)
+    if outcome.interrupted:
+        print(interrupted_line(spec, outcome, options.command), file=sys.stderr, flush=True)
+    else:
+        _print_outcome(spec, outcome, tracking_uri)
     return outcome.exit_code
+
+
+def interrupted_line(spec, outcome, command: str) -> str:
+    """One line for a sweep stopped by Ctrl-C or SIGTERM: what finished, what was interrupted, how to go on."""
+    how = "interrupted" if outcome.interrupted == "SIGINT" else "terminated"
+    finished = sum(1 for t in outcome.trials if t.status == "TERMINATED")
+    failed = sum(1 for t in outcome.trials if t.status == "ERROR")
+    stopped = ", ".join(f"{name} at epoch {epoch}" if epoch else f"{name} before its first epoch" for name, epoch in outcome.killed)
+    parts = [f"{finished} of {spec.num_trials} trial(s) finished"]
+    if failed:
+        parts.append(f"{failed} failed")
+    if outcome.killed:
+        parts.append(f"{len(outcome.killed)} interrupted ({stopped}; KILLED in MLflow)")
+    waiting = spec.num_trials - finished - failed - len(outcome.killed)
+    if waiting > 0:
+        parts.append(f"{waiting} not started")
+    if outcome.resumable:
+        from tokensweep.sweep.signals import resume_command
+
+        then = f"`{resume_command(command)}` continues the sweep"
+    else:
+        then = "nothing was saved to resume from; run it again"
+    return f"tokensweep run: {how} by {outcome.interrupted}: {', '.join(parts)}; {then}"
 
 
 def _fmt(value, digits=2) -> str:
@@ -205,6 +236,11 @@ def _fmt(value, digits=2) -> str:
 
 def _print_outcome(spec, outcome, tracking_uri: str) -> None:
     rows = outcome.trials
+    if not rows and outcome.exit_code:  # Tune's state could not be read (e.g. its storage is full)
+        print(f"\nsweep {spec.name!r}: no trial results in Tune's state; MLflow parent run {outcome.parent_run_id}")
+        print(f"Tune state: {outcome.tune_path}")
+        sys.stdout.flush()
+        return
     ok = sum(1 for t in rows if t.status == "TERMINATED")
     failed = sum(1 for t in rows if t.status == "ERROR")
     print(f"\nsweep {spec.name!r}: {len(rows)} trial(s), {ok} finished, {failed} failed; MLflow parent run {outcome.parent_run_id}")

@@ -1,7 +1,9 @@
 """`tokensweep trial`: one trial from flags or a TOML file; progress on stderr, one JSON line of final metrics on stdout."""
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
 
 from tokensweep.plugins import add_plugin_flag
@@ -37,10 +39,55 @@ def run(args: argparse.Namespace) -> int:
     from dashboards.atomic import write_text_atomic
     from trials import run_trial
 
-    metrics = run_trial(config, resume_from=args.resume, checkpoint_dir=args.checkpoint_dir, progress=not args.quiet,
-                        log_path=args.log)  # fmt: skip
+    try:
+        with sigterm_raises():
+            metrics = run_trial(config, resume_from=args.resume, checkpoint_dir=args.checkpoint_dir, progress=not args.quiet,
+                                log_path=args.log)  # fmt: skip
+    except (KeyboardInterrupt, Terminated) as stop:
+        signum = stop.signum if isinstance(stop, Terminated) else signal.SIGINT
+        print(interrupted_line(signum, args.checkpoint_dir), file=sys.stderr, flush=True)
+        return 128 + signum
     line = json.dumps({"model": config.model, **metrics}, sort_keys=True)
     if args.out:
         write_text_atomic(args.out, line + "\n")
     print(line, flush=True)
     return 0
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the trial is (like KeyboardInterrupt for SIGINT): checkpoints are written
+    atomically, so whatever it interrupts leaves the last finished epoch's checkpoint whole."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def sigterm_raises():
+    def handle(signum, frame):
+        raise Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted_line(signum: int, checkpoint_dir: str | None) -> str:
+    """One line: what the stopped trial kept, and how to continue it."""
+    how = f"{'interrupted' if signum == signal.SIGINT else 'terminated'} by {signal.Signals(signum).name}"
+    if checkpoint_dir is None:
+        return f"tokensweep trial: {how}; no checkpoint was kept (pass --checkpoint-dir DIR to be able to resume)"
+    from trials.errors import ConfigError
+    from trials.train.checkpoint import load_checkpoint
+
+    try:
+        epoch = load_checkpoint(checkpoint_dir)["epoch"]
+    except (ConfigError, KeyError, TypeError):
+        return f"tokensweep trial: {how} before its first epoch ended; nothing to resume from in {checkpoint_dir}"
+    return (
+        f"tokensweep trial: {how}; the checkpoint of epoch {epoch} is in {checkpoint_dir}: the same command with "
+        f"--resume {checkpoint_dir} continues from there"
+    )

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import sys
 import time
 
@@ -28,9 +29,14 @@ from tokensweep.spec import SweepSpec
 from tokensweep.sweep import ray_session, searchers, storage
 from tokensweep.sweep.after_training import after_training
 from tokensweep.sweep.confirm import run_confirmation
+from tokensweep.sweep.finished import FinishedTrials
+from tokensweep.sweep.lock import SweepLock
 from tokensweep.sweep.options import RunOptions, SweepOutcome, TrialOutcome
+from tokensweep.sweep.ray_logs import one_line_ray_errors
+from tokensweep.sweep.signals import StopOnSignal, SweepInterrupted, close_without_ray, signal_name, stopped_by
 from tokensweep.sweep.space import Platform, TrialPayload, grid_config, search_base_config
 from tokensweep.sweep.trainable import train_trial
+from tokensweep.sweep.tune_state import ForgetDeletedCheckpoints
 from tokensweep.tracking import tags as T
 from tokensweep.tracking.store import is_unavailable, use_driver_http_settings
 from tokensweep.tracking.tracker import SweepTracker
@@ -41,13 +47,33 @@ log = logging.getLogger(__name__)
 
 TRACKING_WAIT_ENV = "TOKENSWEEP_TRACKING_WAIT_S"
 DEFAULT_TRACKING_WAIT_S = 120.0  # how long a finished sweep waits for an unreachable tracking server
+STOPPED_TRACKING_WAIT_S = 10.0  # ... and a sweep stopped by a signal, which must end soon (a scheduler's grace period)
 
 
 def run_sweep(spec: SweepSpec, options: RunOptions, timings: dict | None = None) -> SweepOutcome:
     """`timings`: phases before this call (validate_s, import_s), recorded with the sweep's own."""
     started, timings = time.perf_counter(), dict(timings or {})
+    lock = SweepLock(options.storage, spec.name, options.command)
+    lock.check()  # another driver runs this sweep: one line, before anything else is checked or written
     tune_path = storage.check_storage(spec, options)
+    ray_session.check_cpus(spec, options)  # trials a local Ray could never start: refused before it starts
+    if not ray_session.starts_local_ray(options):
+        ray_session.probe(ray_session.ray_address(options))  # nothing listens there: one line, before the lock is written
     optuna_url = optuna_storage(spec, options)
+    with lock, StopOnSignal() as stop:  # one driver per sweep from here; Ctrl-C / SIGTERM stop it in order
+        stop.before_exit.append(lock.release)
+        try:
+            return _run_sweep(spec, options, tune_path, optuna_url, timings, started, stop)
+        except SweepInterrupted:  # before the sweep's MLflow parent run existed: nothing to close
+            return SweepOutcome(stop.exit_code, None, tune_path, [], timings, interrupted=signal_name(stop.signum))
+        except SystemExit as exit_:  # SIGTERM while ray.init had Ray's handler in place of ours
+            if exit_.code != signal.SIGTERM:
+                raise
+            stop.signum = stop.signum or signal.SIGTERM
+            return SweepOutcome(stop.exit_code, None, tune_path, [], timings, interrupted=signal_name(stop.signum))
+
+
+def _run_sweep(spec, options, tune_path, optuna_url, timings, started, stop) -> SweepOutcome:
     if options.fresh:
         storage.delete_tune_dir(tune_path)
         if optuna_url:
@@ -56,42 +82,65 @@ def run_sweep(spec: SweepSpec, options: RunOptions, timings: dict | None = None)
     if ray_session.starts_local_ray(options):
         export_plugin_roots(spec.plugins)  # its workers import the user's embeddings as this process did
     options = dataclasses.replace(options, tracking_uri=credentials_to_environment(options.tracking_uri))
-    with timed(timings, "ray_start_s"):  # a new local Ray, or connecting
-        # A new local Ray can only fail by crashing, and its GPU check cannot refuse gpus = 0 or "auto":
-        # then the MLflow store is set up while Ray starts. Otherwise after, so bad input writes nothing.
-        overlap = ray_session.starts_local_ray(options) and not (spec.gpus or 0) > 0
-        early_tracker = open_tracker_in_background(options.tracking_uri, spec.name) if overlap else None
-        ray_session.init_ray(options)
-    use_driver_http_settings()  # after ray.init: a local Ray's trials keep MLflow's own HTTP retries
     try:
+        with timed(timings, "ray_start_s"):  # a new local Ray, or connecting
+            # A new local Ray can only fail by crashing, and its GPU check cannot refuse gpus = 0 or "auto":
+            # then the MLflow store is set up while Ray starts. Otherwise after, so bad input writes nothing.
+            overlap = ray_session.starts_local_ray(options) and not (spec.gpus or 0) > 0
+            early_tracker = open_tracker_in_background(options.tracking_uri, spec.name) if overlap else None
+            ray_session.init_ray(options)
+        stop.install()  # ray.init put Ray's SIGTERM handler (SystemExit) in place of ours
+        use_driver_http_settings()  # after ray.init: a local Ray's trials keep MLflow's own HTTP retries
         ray_session.warn_if_storage_is_not_shared(options.storage)
+        ray_session.note_unschedulable(spec, options)
         spec = ray_session.resolve_gpus(spec, options)
         with timed(timings, "mlflow_setup_s"):  # what store setup Ray's start did not hide, and the parent run
             tracker = early_tracker.result() if early_tracker else open_tracker(options.tracking_uri, spec.name)
+            stop.parent_started()  # from here a signal is acted on where the parent run can be closed
             parent = start_parent_run(tracker, spec, options, tune_path)
-        callback = MlflowTrialLogger(options.tracking_uri, spec.name, tracker.experiment_id, parent, DescribeTrial(spec))
-        status, trials, errors, stages = run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, started)
+            stop.on_deadline = lambda: close_without_ray(tracker, stop.signum, options.command)  # Ray hung up
+            # trials whose runs are done: neither run nor touched again, however late Tune's saved state is
+            finished = FinishedTrials.read(tracker) if options.resume and tracker.resumed_parent else None
+        callback = MlflowTrialLogger(options.tracking_uri, spec.name, tracker.experiment_id, parent, DescribeTrial(spec),
+                                     finished)  # fmt: skip
+        status, trials, errors, stages = run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings,
+                                                  started, stop, finished)  # fmt: skip
     finally:
         with timed(timings, "ray_shutdown_s"):
             ray.shutdown()
-    code = 0 if status == "FINISHED" and not errors and not stages.failed else 1  # a failed bench: 1, trials kept
-    return SweepOutcome(code, parent, tune_path, trials, timings, errors, stages)
+    bench_failed = stages is not None and stages.failed  # a failed bench: exit 1, the trials kept
+    code = stop.exit_code or (0 if status == "FINISHED" and not errors and not bench_failed else 1)
+    interrupted = signal_name(stop.signum) if stop.stopped else None
+    resumable = bool(interrupted) and tune.Tuner.can_restore(tune_path)
+    return SweepOutcome(code, parent, tune_path, trials, timings, errors, stages=stages, interrupted=interrupted,
+                        killed=tracker.killed, resumable=resumable)  # fmt: skip
 
 
-def run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, started):
+def run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, started, stop, finished=None):
     """Tune's run, then the parent run closed with what happened, whatever happened."""
     status, trials, tags, stages = "FAILED", [], {}, None
     try:
         tracker.tag(tracker.parent_run_id, **{T.TUNE_STARTED: f"{time.time():.3f}"})
         with timed(timings, "tune_s"):
-            fit(spec, options, tune_path, callback, optuna_url)
-            confirmed = run_confirmation(spec, options, tune_path, callback)  # optuna: [search] confirm_seeds
+            with stop.tune_running():
+                fit(spec, options, tune_path, callback, optuna_url, finished)
+            confirmed = []
+            if not stop.stopped:
+                with stop.tune_running():
+                    confirmed = run_confirmation(spec, options, tune_path, callback)  # optuna: [search] confirm_seeds
         trials = summarise(tune_path) + confirmed
         failed = sum(1 for t in trials if t.status == "ERROR")
         unfinished = sum(1 for t in trials if t.status not in ("TERMINATED", "ERROR"))
-        status = "FAILED" if failed else "KILLED" if unfinished else "FINISHED"
+        status = "FAILED" if failed else "KILLED" if unfinished or stop.stopped else "FINISHED"
         tags = {T.FAILED_TRIALS: failed, T.UNFINISHED_TRIALS: unfinished}
-        stages = after_training(spec, tracker, callback, tune_path, status, timings)  # concurrent_trials, the bench
+        if stop.stopped:
+            tags[T.STOPPED] = stopped_by(stop.signum)
+        else:
+            with stop.stops_at_once():  # the bench can take minutes: a signal ends it, the trials are kept
+                stages = after_training(spec, tracker, callback, tune_path, status, timings)  # concurrent_trials, bench
+    except SweepInterrupted:  # before Tune ran, during the bench, or a second signal while Tune stopped
+        status, tags = "KILLED", {T.STOPPED: stopped_by(stop.signum)}
+        trials = trials or summarise(tune_path, missing_ok=True)
     except KeyboardInterrupt:
         status, tags = "KILLED", {T.STOPPED: "interrupted"}
         raise
@@ -100,24 +149,30 @@ def run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, s
         raise
     except Exception as err:
         status, tags = "FAILED", {T.FAILURE_REASON: redact(f"{type(err).__name__}: {err}")[:1000]}
-        raise
+        full = storage.full_storage(tune_path)  # then Tune fails reading what it half wrote: the disk is the cause
+        if full is None:
+            raise
+        tags[T.FAILURE_REASON] = storage.report_full(tune_path, full)
+        trials = summarise(tune_path, missing_ok=True)
     finally:
-        end_failed = close_parent(tracker, callback, status, tags, timings, started)
+        end_failed = close_parent(tracker, callback, status, tags, timings, started, quiet=stop.stopped)
     return status, trials, callback.errors + end_failed, stages
 
 
-def close_parent(tracker, callback, status, tags, timings, started) -> int:
-    """Deliver waiting writes, close what is still RUNNING, end the parent run; 1 if MLflow is unreachable."""
-    callback.drain(float(os.environ.get(TRACKING_WAIT_ENV, DEFAULT_TRACKING_WAIT_S)))
+def close_parent(tracker, callback, status, tags, timings, started, quiet=False) -> int:
+    """Deliver waiting writes, close what is still RUNNING, end the parent run; 1 if MLflow is unreachable.
+    `quiet`: the sweep was stopped by a signal - the one line tokensweep run prints says what was closed."""
+    wait = float(os.environ.get(TRACKING_WAIT_ENV, DEFAULT_TRACKING_WAIT_S))
+    callback.drain(min(wait, STOPPED_TRACKING_WAIT_S) if quiet else wait)
     try:
-        closed = tracker.close_running_children("KILLED")
+        closed = tracker.killed = tracker.close_running_children("KILLED")
         if callback.errors:
             tags[T.TRACKING_ERRORS] = callback.errors
         timings["sweep_s"] = time.perf_counter() - started
         tags.update({f"{T.TIME_PREFIX}{k}": f"{v:.1f}" for k, v in timings.items()})
         tracker.end_parent(status, tags)
-        if closed:
-            log.warning("%d trial run(s) had not ended; marked KILLED", closed)
+        if closed and not quiet:
+            log.warning("%d trial run(s) had not ended; marked KILLED", len(closed))
         return 0
     except Exception as err:
         if not is_unavailable(err):
@@ -146,12 +201,19 @@ def optuna_storage(spec: SweepSpec, options: RunOptions) -> str | None:
 
 
 def configure_tune(spec: SweepSpec) -> None:
-    # Tune snapshots the experiment state (which trials are done, their latest checkpoint) every
-    # 10+ s by default; a driver killed in between resumes trials that had already finished. Every
-    # 2 s keeps that window small for a few small files per snapshot. Its warning about frequent
-    # snapshots (forced by num_to_keep) is expected here.
+    # Tune snapshots the experiment state (which trials are done, their latest checkpoint) every 10+ s
+    # by default. A driver killed in between resumes from that snapshot; trials that had finished since
+    # are left alone anyway (FinishedTrials, read from MLflow: tested with snapshots 600 s apart), so the
+    # period only decides how many epochs of the running trials are trained again after a crash. Every
+    # 2 s costs a few small files per snapshot here; a large sweep may set TUNE_GLOBAL_CHECKPOINT_S=auto
+    # (Tune stretches the period to 19x a snapshot's time). Its warning about frequent snapshots (forced
+    # by num_to_keep) is expected here.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    one_line_ray_errors()  # a failed save of Tune's state: one line each, not pyarrow's traceback
+    # "Failed to fetch metrics" of a trial that has not reported yet (a stopped sweep's waiting trials), when
+    # Tune reads its own results back: not news; what the trials did is in MLflow and the summary
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     if spec.search == "optuna":
         # Tune insists that every result carries the searcher's metrics, but the objectives
         # (images_per_sec) are measured after the last epoch only: OptunaSearch reads the last
@@ -225,9 +287,12 @@ class DescribeTrial:
 
             config = TrialConfig.from_dict(payload.values)
         params = config.params()
+        tags = {T.CONFIG_ID: config.config_id(), "gpu_shared": config.gpu_shared}
         if payload.optuna_number is not None:
             params["optuna_trial_number"] = payload.optuna_number
-        return params, {T.CONFIG_ID: config.config_id(), "gpu_shared": config.gpu_shared}
+        if payload.index is not None:
+            tags[T.VARIANT] = payload.index
+        return params, tags
 
 
 # --- Tune --------------------------------------------------------------------------------------------
@@ -254,8 +319,9 @@ def platform_of(spec: SweepSpec, options: RunOptions) -> Platform:
     )
 
 
-def fit(spec: SweepSpec, options: RunOptions, tune_path: str, callback, optuna_url):
-    trainable = tune.with_resources(train_trial, {"cpu": spec.cpus, "gpu": spec.gpus or 0})
+def fit(spec: SweepSpec, options: RunOptions, tune_path: str, callback, optuna_url, finished=None):
+    trainable = train_trial if not finished else tune.with_parameters(train_trial, finished=finished)
+    trainable = tune.with_resources(trainable, {"cpu": spec.cpus, "gpu": spec.gpus or 0})
     if options.resume:
         tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_unfinished=True, resume_errored=True)
         replace_callback(tuner, callback)
@@ -300,17 +366,22 @@ def replace_callback(tuner, callback) -> bool:
     if local is None:
         return False
     run_config = local.get_run_config()
-    others = [c for c in (run_config.callbacks or []) if not isinstance(c, MlflowTrialLogger)]
-    run_config.callbacks = others + [callback]
+    others = [c for c in (run_config.callbacks or []) if not isinstance(c, (MlflowTrialLogger, ForgetDeletedCheckpoints))]
+    run_config.callbacks = others + [ForgetDeletedCheckpoints(), callback]
     return True
 
 
-def summarise(tune_path: str) -> list[TrialOutcome]:
+def summarise(tune_path: str, missing_ok: bool = False) -> list[TrialOutcome]:
     """Name, Tune status and last metrics per trial, in the spec's order, from the experiment's saved state."""
 
     def order(trial):  # grid: the variant's index; optuna: the trial number
         payload = TrialPayload.decode(trial.config)
         return (payload.index if payload.index is not None else payload.optuna_number or 0, trial.trial_id)
 
-    trials = sorted(tune.ExperimentAnalysis(tune_path).trials, key=order)
+    try:
+        trials = sorted(tune.ExperimentAnalysis(tune_path).trials, key=order)
+    except Exception:
+        if missing_ok:  # stopped before Tune saved any state, or its storage failed
+            return []
+        raise
     return [TrialOutcome(trial_name(t), t.status, dict(t.last_result or {})) for t in trials]

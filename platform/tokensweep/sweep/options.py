@@ -37,3 +37,6 @@ class SweepOutcome:
     timings: dict
     tracking_errors: int = 0
     stages: object = None  # tokensweep.sweep.after_training.StageReport: the bench, the findings
+    interrupted: str | None = None  # the signal that stopped the sweep (SIGINT, SIGTERM), if one did
+    killed: list = dataclasses.field(default_factory=list)  # (run name, epoch reached) of the runs it closed KILLED
+    resumable: bool = False  # Tune's saved state is there: `--resume` continues the sweep

@@ -47,6 +47,42 @@ def init_ray(options: RunOptions) -> None:
         raise SpecError(f"--address {address}: cannot connect to a Ray cluster ({err})".replace("\n", " ")) from None
 
 
+def local_cpus(options: RunOptions) -> int:
+    """The CPUs a new local Ray offers: --num-cpus, else what this machine has."""
+    return options.num_cpus or os.cpu_count() or 1
+
+
+def check_cpus(spec: SweepSpec, options: RunOptions) -> None:
+    """Before Ray starts: a trial asking more CPUs than a new local Ray has could never start (Tune
+    would wait forever); refused in one line, as a GPU nobody has is."""
+    if starts_local_ray(options) and spec.cpus > local_cpus(options):
+        source = "--num-cpus" if options.num_cpus else "this machine's count"
+        raise SpecError(
+            f"resources.cpus = {spec.cpus:g} per trial, but the local Ray has {local_cpus(options)} CPU(s) ({source}): "
+            "no trial could ever start; lower resources.cpus" + ("" if options.num_cpus else " or pass a larger --num-cpus")
+        )
+
+
+def largest_node_cpus() -> float:
+    return max((n.get("Resources", {}).get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0)
+
+
+def note_unschedulable(spec: SweepSpec, options: RunOptions) -> None:
+    """After Ray starts: say what trials that fit no node now wait for (a trial's CPUs are on one node)."""
+    largest = largest_node_cpus()
+    if spec.cpus <= largest:
+        return
+    if starts_local_ray(options):  # Ray saw fewer CPUs than os.cpu_count() (a container's CPU limit)
+        raise SpecError(f"resources.cpus = {spec.cpus:g} per trial, but the local Ray has {largest:g} CPU(s): no trial could ever start")
+    print(
+        f"tokensweep run: note: each trial needs resources.cpus = {spec.cpus:g} on one node, and the largest node of "
+        f"the cluster has {largest:g} CPU(s) now; the trials wait until a node that large joins (an autoscaler "
+        "adds one if the cluster has such a node type)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def resolve_gpus(spec: SweepSpec, options: RunOptions) -> SweepSpec:
     """gpus = "auto": one per trial when the cluster has GPUs, else none; a GPU nobody has: refused locally."""
     cluster_gpus = ray.cluster_resources().get("GPU", 0)

@@ -65,6 +65,11 @@ class TrialPayload:
         return cls(apply_search_values(config["trial"], search), platform, optuna_number=number, search=search)
 
 
+def variant_index(config: dict) -> int | None:
+    """A grid trial's place in the spec's variants (None for a search trial), without decoding the rest."""
+    return config.get("index") if "variant" in config else None
+
+
 def search_trial_name(search_values: dict) -> str:
     """A readable name for an Optuna trial from its suggested values ("channels=8-16-16-32-32-32,lr=0.001")."""
     indexed: dict[str, dict[int, object]] = {}

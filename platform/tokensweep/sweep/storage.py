@@ -3,7 +3,11 @@ or start over there. Checked before anything is written."""
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
+import sys
+import tempfile
 
 from ray import tune
 
@@ -41,3 +45,34 @@ def delete_tune_dir(path: str) -> None:
             pass
     else:
         shutil.rmtree(path, ignore_errors=True)
+
+
+PROBE_BYTES = 1 << 20  # about what a small trial's checkpoint needs
+
+
+def full_storage(path: str) -> str | None:
+    """Why a local Tune storage cannot take another checkpoint (its disk or quota is full), or None.
+    Found by writing a probe file, which is deleted again (s3:// is never full)."""
+    if is_uri(path):
+        return None
+    directory = path if os.path.isdir(path) else os.path.dirname(path)
+    try:
+        with tempfile.TemporaryFile(dir=directory) as f:
+            f.write(b"\0" * PROBE_BYTES)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return os.strerror(err.errno)
+    return None
+
+
+def report_full(tune_path: str, why: str) -> str:
+    """Say in one line that the sweep stopped because its storage is full; the parent run's failure reason."""
+    print(
+        f"tokensweep run: error: Tune's storage {tune_path} is full ({why}): trials cannot save their checkpoints "
+        "there; free space, then --resume continues the sweep",
+        file=sys.stderr,
+        flush=True,
+    )
+    return f"OSError: Tune's storage {tune_path} is full ({why})"

@@ -16,6 +16,7 @@ import ray
 from ray import tune
 
 from tokensweep.sweep.space import TrialPayload
+from tokensweep.sweep.worker_signals import QuietSigterm
 from tokensweep.tracking.uris import redact
 
 log = logging.getLogger(__name__)
@@ -86,18 +87,29 @@ class MeasureWindow:
         return out
 
 
-def train_trial(config: dict) -> None:
-    """The Tune function trainable: one `trials.run_trial`, reporting every epoch with its checkpoint."""
+def train_trial(config: dict, finished=None) -> None:
+    """The Tune function trainable: one `trials.run_trial`, reporting every epoch with its checkpoint.
+
+    `finished` (a resumed sweep's FinishedTrials, given with tune.with_parameters): a trial whose MLflow
+    run is already FINISHED reports that run's final metrics back to Tune and ends, training nothing.
+    """
+    payload = TrialPayload.decode(config)
+    context = tune.get_context()
+    done = finished.lookup(context.get_trial_id(), payload.index) if finished is not None else None
+    if done is not None:
+        tune.report(dict(done))
+        return
+
     import trials
+
+    from tokensweep.sweep.checkpoints import resume_directory
 
     for name in ("mlflow.system_metrics", "ray.tune", "ray.train"):  # per-epoch INFO chatter
         logging.getLogger(name).setLevel(logging.WARNING)
-    payload = TrialPayload.decode(config)
     platform = payload.platform
     for module in platform.plugins:  # the user's embeddings, before their knobs are read
         trials.load_plugin(module)
     trial_config = trials.TrialConfig.from_dict(payload.values)  # validated on the driver; built once here
-    context = tune.get_context()
     node_id = ray.get_runtime_context().get_node_id()
     host = socket.gethostname()
 
@@ -125,7 +137,7 @@ def train_trial(config: dict) -> None:
         if checkpoint is None:
             final = trials.run_trial(trial_config, report, progress=False)
         else:
-            with checkpoint.as_directory() as directory:
+            with resume_directory(checkpoint, payload.name) as directory:  # Tune's, or the newest that loads
                 final = trials.run_trial(trial_config, report, resume_from=directory, progress=False)
         missing = [m for m in platform.objectives if m not in final]
         if missing:  # the searcher would get nothing to learn from: fail loudly, not silently
@@ -133,3 +145,7 @@ def train_trial(config: dict) -> None:
     finally:
         if monitor is not None:
             monitor.finish()
+
+
+# the trial's Tune actor ends quietly on SIGTERM (tokensweep.sweep.worker_signals)
+train_trial.__mixins__ = (QuietSigterm,)

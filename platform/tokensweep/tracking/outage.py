@@ -11,6 +11,23 @@ from tokensweep.tracking.store import is_unavailable, one_line, why_unreachable
 
 log = logging.getLogger(__name__)
 
+# MLflow's sqlite store logs each failed request with its traceback before raising it
+MLFLOW_STORE_LOGGER = "mlflow.store.db.utils"
+
+
+class _ReportedByPendingWrites(logging.Filter):
+    """Drops MLflow's record of a store that is unreachable, busy or full: the write waits and is retried,
+    and PendingWrites says so in its own note (once per outage, not a traceback per write)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR or not is_unavailable(Exception(record.getMessage()))
+
+
+def quiet_store_errors() -> None:
+    logger = logging.getLogger(MLFLOW_STORE_LOGGER)
+    if not any(isinstance(f, _ReportedByPendingWrites) for f in logger.filters):
+        logger.addFilter(_ReportedByPendingWrites())
+
 
 class PendingWrites:
     """Tracking writes, in order, that wait while the store is unreachable; replayed when it answers.
@@ -34,6 +51,7 @@ class PendingWrites:
         self.delivered_late = 0  # writes that waited, then arrived
         self.outages = 0
         self._next_try = 0.0
+        quiet_store_errors()
 
     @property
     def waiting(self) -> int:

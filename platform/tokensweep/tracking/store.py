@@ -1,5 +1,6 @@
-"""Talking to an MLflow store that is shared or far away: retries of a busy database, what "unreachable"
-looks like, and the driver's HTTP settings. No MLflow import but RetryingClient's."""
+"""Talking to an MLflow store that is shared or far away: opening it (a new sqlite store created once),
+retries of a busy database, what "unreachable" looks like, and the driver's HTTP settings. No MLflow
+import but RetryingClient's and open_store's."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import random
 import re
 import time
 
-from tokensweep.tracking.uris import redact
+from tokensweep.errors import SpecError
+from tokensweep.tracking.uris import redact, sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,10 @@ _UNAVAILABLE = (
     "timed out",
     "temporarily unavailable",
     "name or service not known",
+    # a full disk under a sqlite store: the write is refused whole (sqlite rolls it back), so it is kept
+    # and retried like an outage, and reported if space never comes back
+    "database or disk is full",
+    "no space left on device",
     "too many 502 error responses",
     "too many 503 error responses",
     "too many 504 error responses",
@@ -88,7 +94,9 @@ def why_unreachable(err: BaseException) -> str:
     """'Connection refused' rather than MLflow's three lines of urllib3 retry history."""
     text = str(err)
     m = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text) or re.search(
-        r"(?i)(read timed out|connect timeout|too many \d+ error responses|connection aborted|remotedisconnected|database is locked)", text
+        r"(?i)(read timed out|connect timeout|too many \d+ error responses|connection aborted|remotedisconnected|database is locked"
+        r"|database or disk is full)",
+        text,
     )
     return m[1].strip() if m else one_line(err)[:200]
 
@@ -116,3 +124,40 @@ class RetryingClient:
             return retry(attr, *args, **kwargs)
 
         return call
+
+
+OPEN_ATTEMPTS = 3
+
+
+def open_store(tracking_uri: str) -> RetryingClient:
+    """A client of the store, which exists and answers: a new sqlite store is created once, however many
+    processes open it at the same moment (tokensweep.tracking.sqlite_store). What still fails after a few
+    tries is one line (SpecError), not MLflow's traceback. Cheap for a store that exists."""
+    path = sqlite_path(tracking_uri)
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            if path is not None:
+                from tokensweep.tracking.sqlite_store import ensure_sqlite_store
+
+                ensure_sqlite_store(path)
+            client = RetryingClient(tracking_uri)
+            client.search_experiments(max_results=1)  # the store's first request: MLflow opens (and checks) it here
+            return client
+        except SpecError:
+            raise
+        except Exception as err:
+            if attempt == OPEN_ATTEMPTS - 1:
+                raise SpecError(f"cannot open the MLflow store at {redact(tracking_uri)}: {why_store_failed(err)}") from None
+            log.debug("opening the MLflow store failed (%s); trying again", one_line(err))
+            time.sleep(1.0 + attempt)
+    raise AssertionError("unreachable")
+
+
+def why_store_failed(err: BaseException) -> str:
+    """The one line that says what is wrong with a store, from MLflow's or sqlalchemy's many."""
+    text = " ".join(str(err).split())
+    m = re.search(r"\(sqlite3\.\w+\) ([^\[(]+)", text) or re.search(r"(Detected out-of-date database schema[^.]*)", text)
+    reason = m[1].strip() if m else one_line(err)[:300]
+    if "_alembic_tmp" in text or "already exists" in text or "Online migration" in text:
+        reason += " (the store was left half-created by processes that built it at the same time; if it holds no runs, delete it)"
+    return reason

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from tokensweep.tracking import tags as T
-from tokensweep.tracking.store import RetryingClient, quote
+from tokensweep.tracking.store import open_store, quote
 from tokensweep.tracking.uris import sqlite_path
 
 
@@ -29,7 +29,7 @@ def start_system_metrics(tracking_uri: str, trial_id: str, experiment_name: str,
         return None
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-    client = RetryingClient(tracking_uri)
+    client = open_store(tracking_uri)
     exp = client.get_experiment_by_name(experiment_name)
     if exp is None:
         return None

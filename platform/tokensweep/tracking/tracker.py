@@ -16,6 +16,7 @@ Imports MLflow at import time: import it only once a spec has been validated.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -26,11 +27,22 @@ from mlflow.exceptions import MlflowException
 import vocab
 from tokensweep.tracking import tags as T
 from tokensweep.tracking.git import git_commit
-from tokensweep.tracking.store import RetryingClient, quote
+from tokensweep.tracking.store import open_store, quote
 from tokensweep.tracking.uris import sqlite_path
 
 # A metric every epoch's report carries: its history tells which epochs a run already has.
 STEP_METRIC = "epoch_time_s"
+SEARCH_PAGE = 50_000  # runs per search_runs page (MLflow's own maximum)
+
+
+@dataclasses.dataclass(frozen=True)
+class FinishedRun:
+    """A trial's run that is done: its Tune trial id, grid variant (None for a search), last epoch, metrics."""
+
+    trial_id: str
+    variant: int | None
+    epoch: int
+    metrics: dict
 
 
 def _now_ms() -> int:
@@ -62,10 +74,11 @@ class SweepTracker:
     def __init__(self, tracking_uri: str, sweep_name: str):
         self.tracking_uri = tracking_uri
         self.sweep_name = sweep_name
-        self.client = RetryingClient(tracking_uri)
+        self.client = open_store(tracking_uri)  # a new sqlite store: created once, whoever else opens it now
         self.experiment_id: str | None = None
         self.parent_run_id: str | None = None
         self.resumed_parent = False  # start_parent(resume=True) found the sweep's parent run
+        self.killed: list[tuple[str, int]] = []  # (run name, epoch reached) of trial runs closed as KILLED at the end
         self._children: dict[str, str] = {}  # tune trial id -> run id
         self._last_step: dict[str, int] = {}  # run id -> the last epoch (step) logged to it
 
@@ -160,8 +173,14 @@ class SweepTracker:
         return runs[0].info.run_id if runs else None
 
     def start_child(self, trial_id: str, name: str, params: dict, tags: dict) -> str:
-        """The trial's run: the existing one (set RUNNING again) or a new one with params logged."""
+        """The trial's run: the existing one (set RUNNING again) or a new one with params logged.
+
+        A grid trial's run is also found by its variant (`tags[T.VARIANT]`) when Tune's saved state had
+        lost the trial (a driver killed before Tune's next snapshot) and Tune made it again under a new id.
+        """
         run_id = self._children.get(trial_id) or self.find_child(trial_id)
+        if run_id is None and tags.get(T.VARIANT) is not None:
+            run_id = self._adopt_variant_run(trial_id, tags[T.VARIANT])
         if run_id is not None:
             self._children[trial_id] = run_id
             run = self.client.get_run(run_id)
@@ -170,6 +189,8 @@ class SweepTracker:
                 if reason:
                     self.client.delete_tag(run_id, T.FAILURE_REASON)
                     self.tag(run_id, **{T.PREVIOUS_FAILURE: reason})
+                if T.INTERRUPTED_AT_EPOCH in run.data.tags:
+                    self.client.delete_tag(run_id, T.INTERRUPTED_AT_EPOCH)
                 self.client.update_run(run_id, status="RUNNING")
             return run_id
         all_tags = {T.PARENT: self.parent_run_id, T.ROLE: "trial", T.TRIAL_ID: trial_id, **tags}
@@ -180,6 +201,47 @@ class SweepTracker:
         if params:
             self.client.log_batch(run_id, params=[Param(k, tag_value(v)) for k, v in params.items()])
         return run_id
+
+    def _adopt_variant_run(self, trial_id: str, variant) -> str | None:
+        """The unfinished run of this grid variant under the parent, now the run of `trial_id`."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{T.PARENT}` = {quote(self.parent_run_id)} and tags.`{T.VARIANT}` = {quote(tag_value(variant))} "
+            "and attributes.status != 'FINISHED'",
+            max_results=2,
+        )
+        if not runs:
+            return None
+        run = runs[0]
+        self.tag(run.info.run_id, **{T.TRIAL_ID: trial_id, T.PREVIOUS_TRIAL_ID: run.data.tags.get(T.TRIAL_ID, "")})
+        return run.info.run_id
+
+    def finished_children(self) -> list[FinishedRun]:
+        """The parent's trial runs that are done: FINISHED with every epoch logged (or stopped early by
+        the scheduler, which says so). What a resumed sweep must neither run nor touch again."""
+        done = []
+        for run in self._all_runs(f"tags.`{T.PARENT}` = {quote(self.parent_run_id)} and attributes.status = 'FINISHED'"):
+            steps = {m.key: m.step for m in run.data.to_proto().metrics}  # each metric's latest step
+            last = steps.get(STEP_METRIC, 0)
+            try:
+                epochs = int(run.data.params.get("epochs", ""))
+            except ValueError:
+                continue
+            stopped_early = run.data.tags.get(T.STOPPED_EARLY) == "true"
+            if last >= epochs or (stopped_early and last > 0):
+                variant = run.data.tags.get(T.VARIANT)
+                metrics = {k: v for k, v in run.data.metrics.items() if "/" not in k}  # not system/...
+                done.append(FinishedRun(run.data.tags.get(T.TRIAL_ID, ""), int(variant) if variant else None, last, metrics))
+        return done
+
+    def _all_runs(self, filter_string: str) -> list:
+        runs, token = [], None
+        while True:
+            page = self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=SEARCH_PAGE, page_token=token)
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
 
     def child_id(self, trial_id: str) -> str | None:
         return self._children.get(trial_id) or self.find_child(trial_id)
@@ -207,15 +269,21 @@ class SweepTracker:
             self.tag(run_id, **{T.FAILURE_REASON: reason[:5000]})
         self.client.set_terminated(run_id, status=status)
 
-    def close_running_children(self, status: str = "KILLED") -> int:
-        """Mark every child of the parent still RUNNING (its trial did not end) as `status`."""
+    def close_running_children(self, status: str = "KILLED") -> list[tuple[str, int]]:
+        """Mark every child of the parent still RUNNING (its trial did not end) as `status`, tagged with the
+        epoch it reached; (run name, epoch) of each."""
         if self.parent_run_id is None:
-            return 0
+            return []
         runs = self.client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.`{T.PARENT}` = {quote(self.parent_run_id)} and attributes.status = 'RUNNING'",
             max_results=10_000,
         )
+        closed = []
         for run in runs:
-            self.client.set_terminated(run.info.run_id, status=status)
-        return len(runs)
+            run_id = run.info.run_id
+            epoch = self.last_logged_step(run_id)
+            self.tag(run_id, **{T.INTERRUPTED_AT_EPOCH: epoch})  # how far it got
+            self.client.set_terminated(run_id, status=status)
+            closed.append((run.info.run_name or run_id, epoch))
+        return closed

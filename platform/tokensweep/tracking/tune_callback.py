@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from ray import tune
 
-from tokensweep.sweep.space import TrialPayload
+from tokensweep.sweep.space import TrialPayload, variant_index
 from tokensweep.tracking import tags as T
 from tokensweep.tracking.outage import PendingWrites
 from tokensweep.tracking.tracker import SweepTracker
@@ -85,10 +85,12 @@ class MlflowTrialLogger(tune.Callback):
     """Picklable (Tune saves it with the experiment, and a Ray Client sweep runs it on the cluster):
     its tracker and write queue are made on first use, in the process that runs it."""
 
-    def __init__(self, tracking_uri: str, sweep_name: str, experiment_id: str, parent_run_id: str, describe: Describe):
+    def __init__(self, tracking_uri: str, sweep_name: str, experiment_id: str, parent_run_id: str, describe: Describe,
+                 finished=None):  # fmt: skip
         self.tracking_uri, self.sweep_name = tracking_uri, sweep_name
         self.experiment_id, self.parent_run_id = experiment_id, parent_run_id
         self.describe = describe
+        self.finished = finished  # FinishedTrials of a resumed sweep: their runs are not written again
         self._tracker = self._pending = None
 
     def __getstate__(self):
@@ -115,8 +117,15 @@ class MlflowTrialLogger(tune.Callback):
     def drain(self, timeout_s: float) -> int:
         return self.pending.drain(timeout_s)
 
-    def _submit(self, what: str, fn, *args) -> None:
-        self.pending.submit(what, fn, *args)
+    def _submit(self, what: str, fn, trial, *args) -> None:
+        if self._is_finished(trial):
+            return  # a resumed sweep's trial whose run was FINISHED before: never touched again
+        self.pending.submit(what, fn, trial, *args)
+
+    def _is_finished(self, trial) -> bool:
+        if not self.finished:
+            return False
+        return self.finished.lookup(trial.trial_id, variant_index(trial.config)) is not None
 
     def on_step_end(self, iteration, trials, **info):
         self.pending.poke()  # replay waiting writes even while no trial reports
