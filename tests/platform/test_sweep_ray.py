@@ -37,9 +37,16 @@ def _report_time(stdout: str, label: str) -> None:
 
 def test_smoke_sweep_end_to_end_on_local_ray(tmp_path, ray_token_env):
     started = time.perf_counter()
-    proc = run_cli(["run", SMOKE, "--quiet", "--num-cpus", "2"], cwd=tmp_path, env=ray_token_env, timeout=600, check_rc=0)
+    proc = run_cli(["run", SMOKE, "--num-cpus", "2"], cwd=tmp_path, env=ray_token_env, timeout=600, check_rc=0)
     wall = time.perf_counter() - started
     _report_time(proc.stdout, f"smoke, local Ray, wall {wall:.1f}s")
+    # the default view: a line per trial event and the summary, none of Ray's or Tune's own output
+    printed = (proc.stdout + proc.stderr).splitlines()
+    assert len(printed) < 60, "\n".join(printed)
+    for line in ("finished  vit_tiny_patch  epoch 3/3", "finished  vit_tiny_supertoken-cluster_iters=3"):
+        assert any(line in p for p in printed), line
+    for chatter in ("_platform/", "TensorBoard", "Trial status", "pid=", "INFO mlflow", "View detailed results"):
+        assert not any(chatter in p for p in printed), chatter
     db = tmp_path / "mlflow.db"
     parents, children = sweep_runs(db, "smoke")
     assert len(parents) == 1
@@ -161,7 +168,7 @@ def test_ray_job_submit_to_a_head_on_loopback(tmp_path, ray_head):
     db = tmp_path / "mlflow.db"
     entrypoint = (
         f"tokensweep run {SMOKE} --set trial.epochs=1 --tracking-uri sqlite:///{db} "
-        f"--storage {tmp_path / 'ray_results'} --quiet"
+        f"--storage {tmp_path / 'ray_results'} -v"
     )
     proc = subprocess.run(
         [str(BIN / "ray"), "job", "submit", "--address", ray_head.dashboard, "--", *entrypoint.split()],
@@ -169,6 +176,7 @@ def test_ray_job_submit_to_a_head_on_loopback(tmp_path, ray_head):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert re.search(r"Job 'raysubmit_\w+' succeeded", proc.stdout + proc.stderr)
+    assert "Trial status" in proc.stdout + proc.stderr  # -v: Tune's own tables
     parents, children = sweep_runs(db, "smoke")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert len(children) >= 4 and all(c.info.status == "FINISHED" for c in children)
@@ -218,8 +226,11 @@ def test_failed_trial_is_retried_then_recorded(tmp_path, ray_head):
         '[trial]\nmodel = "vit_tiny_patch"\ndataset = "imagefolder"\nbatch_size = 2\nepochs = 1\nworkers = 0\n'
         'warmup_epochs = 0.0\n[failure]\nmax_failures = 1\n[tracking]\nsystem_metrics = false\n'
     )
-    proc = run_cli(["run", spec, "--data-dir", data, "--address", ray_head.address, "--quiet"], cwd=tmp_path, env=ray_head.env, timeout=300, check_rc=1)
+    proc = run_cli(["run", spec, "--data-dir", data, "--address", ray_head.address], cwd=tmp_path, env=ray_head.env, timeout=300, check_rc=1)
     assert "1 failed" in proc.stdout
+    # the default view says why, once per retry and once at the end
+    assert re.search(r"retrying  \S+ after epoch 0/1 \(failure 1\): BadImageError: cannot read image", proc.stdout), proc.stdout
+    assert re.search(r"failed    \S+  epoch 0/1  BadImageError: cannot read image", proc.stdout), proc.stdout
     parents, children = sweep_runs(tmp_path / "mlflow.db", "broken")
     assert parents[0].info.status == "FAILED" and parents[0].data.tags["tokensweep.failed_trials"] == "1"
     (child,) = children

@@ -25,7 +25,7 @@ from ray import tune
 
 from tokensweep.plugins import export_plugin_roots
 from tokensweep.spec import SweepSpec
-from tokensweep.sweep import ray_session, searchers, storage
+from tokensweep.sweep import progress, ray_session, searchers, storage
 from tokensweep.sweep.options import RunOptions, SweepOutcome, TrialOutcome
 from tokensweep.sweep.space import Platform, TrialPayload, grid_config, search_base_config
 from tokensweep.sweep.trainable import train_trial
@@ -73,7 +73,7 @@ def run_sweep(spec: SweepSpec, options: RunOptions, timings: dict | None = None)
         with timed(timings, "ray_shutdown_s"):
             ray.shutdown()
     code = 0 if status == "FINISHED" and not errors else 1
-    return SweepOutcome(code, parent, tune_path, trials, timings, errors)
+    return SweepOutcome(code, parent, tune_path, trials, timings, errors, tracker.experiment_id)
 
 
 def run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, started):
@@ -184,6 +184,7 @@ def start_parent_run(tracker: SweepTracker, spec: SweepSpec, options: RunOptions
         T.TRIALS: spec.num_trials,
         "gpu_shared": spec.gpu_shared,
         T.SPEC_SHA256: spec_hash(spec),
+        **T.source_tags(spec.source),
     }
     if spec.description:
         tags[T.NOTE] = spec.description
@@ -212,6 +213,7 @@ class DescribeTrial:
 
     def __init__(self, spec: SweepSpec):
         self.configs = [v.config for v in spec.variants]
+        self.source = spec.source
 
     def __call__(self, payload: TrialPayload) -> tuple[dict, dict]:
         if payload.index is not None:
@@ -223,7 +225,7 @@ class DescribeTrial:
         params = config.params()
         if payload.optuna_number is not None:
             params["optuna_trial_number"] = payload.optuna_number
-        return params, {T.CONFIG_ID: config.config_id(), "gpu_shared": config.gpu_shared}
+        return params, {T.CONFIG_ID: config.config_id(), "gpu_shared": config.gpu_shared, **T.source_tags(self.source)}
 
 
 # --- Tune --------------------------------------------------------------------------------------------
@@ -252,9 +254,10 @@ def platform_of(spec: SweepSpec, options: RunOptions) -> Platform:
 
 def fit(spec: SweepSpec, options: RunOptions, tune_path: str, callback, optuna_url):
     trainable = tune.with_resources(train_trial, {"cpu": spec.cpus, "gpu": spec.gpus or 0})
+    callbacks = [callback, *progress.tune_callbacks(spec, options)]  # the terminal view, Tune's result files
     if options.resume:
         tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_unfinished=True, resume_errored=True)
-        replace_callback(tuner, callback)
+        replace_callback(tuner, callbacks, options.verbose)
         return tuner.fit()
     platform = platform_of(spec, options)
     if spec.search == "grid":
@@ -280,14 +283,15 @@ def fit(spec: SweepSpec, options: RunOptions, tune_path: str, callback, optuna_u
         storage_path=options.storage,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.keep_checkpoints),
-        callbacks=[callback],
+        callbacks=callbacks,
         verbose=options.verbose,
     )
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config).fit()
 
 
-def replace_callback(tuner, callback) -> bool:
-    """After Tuner.restore the pickled RunConfig comes back; swap in this session's MLflow callback.
+def replace_callback(tuner, callbacks: list, verbose: int) -> bool:
+    """After Tuner.restore the pickled RunConfig comes back; swap in this session's callbacks
+    (MLflow's, the terminal view) and verbosity.
 
     Ray 2.60 keeps it at tuner._local_tuner.get_run_config() (None with a Ray Client address,
     where the pickled callback - same parent run, same tracking URI - is used as is).
@@ -296,8 +300,9 @@ def replace_callback(tuner, callback) -> bool:
     if local is None:
         return False
     run_config = local.get_run_config()
-    others = [c for c in (run_config.callbacks or []) if not isinstance(c, MlflowTrialLogger)]
-    run_config.callbacks = others + [callback]
+    others = [c for c in (run_config.callbacks or []) if not isinstance(c, MlflowTrialLogger) and not progress.is_ours(c)]
+    run_config.callbacks = others + callbacks
+    run_config.verbose = verbose
     return True
 
 

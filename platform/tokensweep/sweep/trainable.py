@@ -61,6 +61,7 @@ class _BackgroundMonitor:
 def train_trial(config: dict) -> None:
     """The Tune function trainable: one `trials.run_trial`, reporting every epoch with its checkpoint."""
     import trials
+    from trials.data.describe import describe_data
 
     for name in ("mlflow.system_metrics", "ray.tune", "ray.train"):  # per-epoch INFO chatter
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -83,9 +84,14 @@ def train_trial(config: dict) -> None:
             platform.system_metrics_interval_s,
         )
 
+    # the data this worker reads, in the first report: the driver logs it as the run's MLflow dataset
+    first = {"_dataset": describe_data(trial_config).as_dict()}
+
     def report(metrics: dict, checkpoint_dir: str) -> None:
+        extra = first.copy()
+        first.clear()
         tune.report(
-            {**metrics, "ray_node_id": node_id, "ray_hostname": host},
+            {**metrics, **extra, "ray_node_id": node_id, "ray_hostname": host},
             checkpoint=tune.Checkpoint.from_directory(checkpoint_dir),
         )
 
