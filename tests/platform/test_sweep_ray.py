@@ -161,6 +161,51 @@ def test_optuna_channels_search_with_tiny_budget(tmp_path, ray_head):
         assert child.data.params["channels"] == ",".join(map(str, widths))
         assert child.data.metrics["top1"] == pytest.approx(trial.values[0])
         assert child.data.metrics["images_per_sec"] == pytest.approx(trial.values[1])
+        # Optuna's trial links back to its MLflow run, with the trial's configuration
+        assert trial.user_attrs["mlflow_run_id"] == child.info.run_id
+        assert trial.user_attrs["trial_name"] == child.info.run_name
+        config = trial.user_attrs["config"]
+        assert {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in config.items()} == {
+            k: v for k, v in child.data.params.items() if k != "optuna_trial_number"
+        }
+    assert study.metric_names == ["top1", "images_per_sec"]
+    _check_optuna_dashboard(tmp_path / "optuna.db", {c.info.run_id for c in children})
+
+
+def _check_optuna_dashboard(db: Path, run_ids: set) -> None:
+    """The real optuna-dashboard over the study, through its HTTP API: named objectives, linked trials."""
+    import json
+    import urllib.request
+
+    from sweep_helpers import free_port
+
+    port = free_port()
+    log = open(db.parent / "optuna-dashboard.log", "w")
+    server = subprocess.Popen([str(BIN / "optuna-dashboard"), f"sqlite:///{db}", "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+
+    def get(path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+            return json.load(r)
+
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                studies = get("/api/studies")["studies"]
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, (db.parent / "optuna-dashboard.log").read_text()
+                time.sleep(0.5)
+        (study,) = [s for s in studies if s["study_name"] == "channels-optuna"]
+        detail = get(f"/api/studies/{study['study_id']}")
+        assert detail["objective_names"] == ["top1", "images_per_sec"]
+        linked = {a["value"] for t in detail["trials"] for a in t["user_attrs"] if a["key"] == "mlflow_run_id"}
+        assert linked == run_ids
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+        log.close()
 
 
 def test_ray_job_submit_to_a_head_on_loopback(tmp_path, ray_head):

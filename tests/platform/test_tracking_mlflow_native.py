@@ -56,9 +56,12 @@ def test_a_trials_first_report_logs_its_dataset_once(tmp_path, tracker):
     assert {t.key: t.value for t in logged.tags} == {"mlflow.data.context": "training"}
     assert run.data.tags["dataset_digest"] == data["digest"]
     assert "_dataset" not in run.data.metrics and not any(k.startswith("_dataset") for k in run.data.tags)
+    # the sweep's run lists the data of its trials
+    (on_parent,) = tracker.client.get_run(tracker.parent_run_id).inputs.dataset_inputs
+    assert on_parent.dataset.digest == data["digest"]
     # MLflow's search finds runs by their data
     found = tracker.client.search_runs([tracker.experiment_id], f"datasets.digest = '{data['digest']}'")
-    assert [r.info.run_id for r in found] == [child]
+    assert sorted(r.info.run_id for r in found) == sorted([child, tracker.parent_run_id])
 
 
 def test_a_folders_dataset_input_names_its_path_and_sizes(tmp_path):

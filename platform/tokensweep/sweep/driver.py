@@ -254,7 +254,8 @@ def platform_of(spec: SweepSpec, options: RunOptions) -> Platform:
 
 def fit(spec: SweepSpec, options: RunOptions, tune_path: str, callback, optuna_url):
     trainable = tune.with_resources(train_trial, {"cpu": spec.cpus, "gpu": spec.gpus or 0})
-    callbacks = [callback, *progress.tune_callbacks(spec, options)]  # the terminal view, Tune's result files
+    callbacks = [callback, *searchers.optuna_callbacks(spec, optuna_url, callback, options.tracking_uri),
+                 *progress.tune_callbacks(spec, options)]  # MLflow, its Optuna links, the terminal, Tune's files  # fmt: skip
     if options.resume:
         tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_unfinished=True, resume_errored=True)
         replace_callback(tuner, callbacks, options.verbose)
@@ -300,7 +301,8 @@ def replace_callback(tuner, callbacks: list, verbose: int) -> bool:
     if local is None:
         return False
     run_config = local.get_run_config()
-    others = [c for c in (run_config.callbacks or []) if not isinstance(c, MlflowTrialLogger) and not progress.is_ours(c)]
+    replaced = {type(c) for c in callbacks}
+    others = [c for c in (run_config.callbacks or []) if type(c) not in replaced]
     run_config.callbacks = others + callbacks
     run_config.verbose = verbose
     return True

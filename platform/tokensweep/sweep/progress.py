@@ -54,13 +54,6 @@ def tune_callbacks(spec, options) -> list:
     return callbacks
 
 
-def is_ours(callback) -> bool:
-    """A callback `tune_callbacks` made (replaced by this session's on --resume)."""
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-
-    return isinstance(callback, (SweepProgress, CSVLoggerCallback, JsonLoggerCallback))
-
-
 # --- the view -------------------------------------------------------------------------------------
 
 

@@ -86,6 +86,7 @@ class SweepTracker:
         self.resumed_parent = False  # start_parent(resume=True) found the sweep's parent run
         self._children: dict[str, str] = {}  # tune trial id -> run id
         self._last_step: dict[str, int] = {}  # run id -> the last epoch (step) logged to it
+        self._parent_datasets: set[str] = set()  # digests logged to the parent run by this tracker
 
     # --- any run ---
     def tag(self, run_id: str, **tags) -> None:
@@ -228,8 +229,12 @@ class SweepTracker:
     def log_dataset(self, run_id: str, description: dict) -> None:
         """The trial's data as an MLflow dataset input (the UI's Dataset column, `datasets.digest` filters),
         and its digest as a tag (an export column)."""
-        self.client.log_inputs(run_id, datasets=dataset_inputs(description))
+        inputs = dataset_inputs(description)
+        self.client.log_inputs(run_id, datasets=inputs)
         self.tag(run_id, dataset_digest=description["digest"])
+        if self.parent_run_id and description["digest"] not in self._parent_datasets:  # the sweep's row shows its data too
+            self.client.log_inputs(self.parent_run_id, datasets=inputs)
+            self._parent_datasets.add(description["digest"])
 
     def end_child(self, run_id: str, status: str, reason: str | None = None) -> None:
         if reason:
