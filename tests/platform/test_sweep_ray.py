@@ -192,7 +192,7 @@ def _check_optuna_dashboard(db: Path, run_ids: set) -> None:
         deadline = time.monotonic() + 120
         while True:
             try:
-                studies = get("/api/studies")["studies"]
+                studies = get("/api/studies")["study_summaries"]
                 break
             except OSError:
                 assert server.poll() is None and time.monotonic() < deadline, (db.parent / "optuna-dashboard.log").read_text()
