@@ -112,6 +112,20 @@ def test_eta_counts_trials_not_started_yet():
     assert progress.eta_s() == pytest.approx(50.0)
 
 
+def test_a_resumed_sweep_counts_the_trials_that_ended_before():
+    progress, out, clock = view(num_trials=3)
+    before = StandInTrial("old", "done-before")
+    before.status = "TERMINATED"
+    now = StandInTrial("new", "t")
+    progress.on_step_end(0, [before, now])
+    progress.on_trial_start(0, [before, now], now)
+    assert out.getvalue().splitlines()[-1] == "[1/3 done] started   t"
+    clock.t += 10
+    progress.on_trial_result(0, [], now, result(1))
+    # 1 epoch in 10 s; remaining: 2 of this trial + 1 trial not started x 3 epochs (the finished one is not)
+    assert progress.eta_s() == pytest.approx(50.0)
+
+
 def test_trial_without_an_epochs_value_uses_trialconfigs_default():
     from trials import TrialConfig
 
@@ -182,3 +196,27 @@ def test_run_flags_quiet_and_verbose_exclude_each_other(capsys):
     with pytest.raises(SystemExit) as err:
         parser.parse_args(["run", "x.toml", "-q", "-v"])
     assert err.value.code == 2
+
+
+def test_a_resumed_sweep_gets_this_sessions_callbacks_and_verbosity():
+    """Tuner.restore brings back the first session's callbacks: ours are replaced, a -q resume has no view."""
+    from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    from tokensweep.sweep.driver import replace_callback
+    from tokensweep.tracking.tune_callback import MlflowTrialLogger
+
+    class UsersCallback(tune.Callback):
+        pass
+
+    users = UsersCallback()
+    first = [MlflowTrialLogger("sqlite:///a.db", "s", "1", "p", None), CSVLoggerCallback(), JsonLoggerCallback(), SweepProgress(4), users]
+    run_config = tune.RunConfig(callbacks=first, verbose=0)
+
+    class StandInTuner:  # Ray 2.60 keeps the restored RunConfig at tuner._local_tuner.get_run_config()
+        class _local_tuner:
+            get_run_config = staticmethod(lambda: run_config)
+
+    now = [MlflowTrialLogger("sqlite:///a.db", "s", "1", "p", None), CSVLoggerCallback(), JsonLoggerCallback()]  # -q: no view
+    assert replace_callback(StandInTuner(), now, verbose=2)
+    assert run_config.callbacks == [users, *now] and run_config.verbose == 2

@@ -61,6 +61,10 @@ def test_smoke_sweep_end_to_end_on_local_ray(tmp_path, ray_token_env):
         assert child.info.status == "FINISHED"
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.info.run_name == child.data.tags.get("mlflow.runName")
+        # what MLflow's UI shows in Source and Dataset (test_mlflow_ui_browser.py looks at the page itself)
+        assert child.data.tags["mlflow.source.name"] == str(SMOKE) and child.data.tags["mlflow.source.type"] == "LOCAL"
+        (data,) = child.inputs.dataset_inputs
+        assert data.dataset.name == "tiny" and data.dataset.digest == child.data.tags["dataset_digest"]
         check_child_schema(child, db)
     assert len({c.data.tags["trial_id"] for c in children}) == len(children)
     # MLflow system metrics, sampled inside the trials (interval 2 s in smoke.toml)

@@ -301,8 +301,8 @@ def replace_callback(tuner, callbacks: list, verbose: int) -> bool:
     if local is None:
         return False
     run_config = local.get_run_config()
-    replaced = {type(c) for c in callbacks}
-    others = [c for c in (run_config.callbacks or []) if type(c) not in replaced]
+    replaced = {type(c) for c in callbacks}  # and any of tokensweep's own the first session had (-q has no view)
+    others = [c for c in (run_config.callbacks or []) if type(c) not in replaced and not type(c).__module__.startswith("tokensweep.")]
     run_config.callbacks = others + callbacks
     run_config.verbose = verbose
     return True

@@ -26,7 +26,8 @@ from ray import tune
 from tokensweep.sweep.space import TrialPayload
 
 HEARTBEAT_S = 300.0  # not on a terminal: a progress line at most this often (none for a short sweep)
-REDRAW_S = 0.5  # on a terminal: the live view is redrawn at most this often
+REDRAW_S = 0.5
+ENDED = ("TERMINATED", "ERROR")  # Tune's statuses of a trial that will not run again  # on a terminal: the live view is redrawn at most this often
 BAR_WIDTH = 24
 
 
@@ -130,6 +131,7 @@ class SweepProgress(tune.Callback):
     def _reset(self) -> None:
         self.trials: dict[str, TrialState] = {}
         self.done = self.failed = 0
+        self.earlier = 0  # trials that had ended before this session (a resumed sweep)
         self.epochs_seen = 0  # epoch results reported in this session: the ETA's rate
         self.first_start = None
         self.drawn = 0  # lines of the live view on screen (a terminal)
@@ -194,6 +196,7 @@ class SweepProgress(tune.Callback):
         self.event(f"retrying  {state.name} after {state.epochs_text()} (failure {trial.num_failures}): {self._reason(trial)}")
 
     def on_step_end(self, iteration, trials, **info):
+        self.earlier = sum(1 for t in trials if t.trial_id not in self.trials and getattr(t, "status", None) in ENDED)
         if self.tty:
             self.redraw()
         elif self.clock() - self.last_heartbeat >= HEARTBEAT_S and self.running():
@@ -230,12 +233,15 @@ class SweepProgress(tune.Callback):
         if per_trial is None:
             return None
         remaining = sum(max(0, (s.planned or per_trial) - s.epoch) for s in self.running())
-        remaining += max(0, self.num_trials - len(self.trials)) * per_trial
+        remaining += max(0, self.num_trials - len(self.trials) - self.earlier) * per_trial
         rate = self.epochs_seen / max(1e-9, self.clock() - self.first_start)
         return remaining / rate
 
+    def ended(self) -> int:
+        return self.done + self.failed + self.earlier
+
     def summary_line(self) -> str:
-        ended = self.done + self.failed
+        ended = self.ended()
         running = self.running()
         text = f"{bar(ended / max(1, self.num_trials))} {ended}/{self.num_trials} trials"
         if self.failed:
@@ -246,7 +252,7 @@ class SweepProgress(tune.Callback):
         return text
 
     def event(self, text: str) -> None:
-        ended = self.done + self.failed
+        ended = self.ended()
         self.write_lines([f"[{ended:>{len(str(self.num_trials))}}/{self.num_trials} done] {text}"])
 
     # --- writing ---
