@@ -26,8 +26,8 @@ from ray import tune
 from tokensweep.sweep.space import TrialPayload
 
 HEARTBEAT_S = 300.0  # not on a terminal: a progress line at most this often (none for a short sweep)
-REDRAW_S = 0.5
-ENDED = ("TERMINATED", "ERROR")  # Tune's statuses of a trial that will not run again  # on a terminal: the live view is redrawn at most this often
+REDRAW_S = 0.5  # on a terminal: the live view is redrawn at most this often
+ENDED = ("TERMINATED", "ERROR")  # Tune's statuses of a trial that will not run again
 BAR_WIDTH = 24
 
 
