@@ -36,6 +36,20 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it (Linux: /proc/self/status), else set and restored."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_dir(dest: Path) -> Iterator[Path]:
     """Yields a temp folder beside dest; renamed to dest when the block ends, removed if it raises.
@@ -44,6 +58,7 @@ def atomic_dir(dest: Path) -> Iterator[Path]:
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     with _removed_on_error(Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))) as tmp:
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it 0700: the folder gets what mkdir would give
         yield tmp
         if dest.exists():
             dest.rmdir()

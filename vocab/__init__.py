@@ -81,6 +81,7 @@ FIELDS = (
     Field("bench_batch", TAG, "int", "measurement batch"),
     Field("gpu_shared", TAG, "bool", "shared GPU"),  # throughput measured while trials shared the GPU
     Field("data_form", TAG, "str", "data form"),  # original | resized_N | resized_N_predecoded
+    Field("dataset_digest", TAG, "str", "data set digest"),  # trials.data.describe: the files (or generator) read
     Field("ray_node_id", TAG, "str", "Ray node"),
     Field("ray_hostname", TAG, "str", "host"),
     Field("failure_reason", TAG, "str", "failure reason"),

@@ -128,7 +128,7 @@ def test_dockerfile_installs_cuda_torch_and_the_project():
     assert re.search(r"^ARG TORCH_VERSION=2\.13\.0$", text, re.M)
     assert re.search(r"^ARG TORCH_INDEX_URL=https://download\.pytorch\.org/whl/cu\d+$", text, re.M)
     assert 'pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"' in text
-    assert "pip install --no-cache-dir ." in text
+    assert "pip install --no-cache-dir -c constraints.txt ." in text
     assert "ray-ml" not in text.replace("rayproject/ray-ml is discontinued", "")
     ignore = [line for line in (DOCKER / "Dockerfile.dockerignore").read_text().splitlines() if line and not line.startswith("#")]
     assert ignore[0] == "**" and "!platform/**" in ignore

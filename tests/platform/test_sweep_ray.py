@@ -37,9 +37,16 @@ def _report_time(stdout: str, label: str) -> None:
 
 def test_smoke_sweep_end_to_end_on_local_ray(tmp_path, ray_token_env):
     started = time.perf_counter()
-    proc = run_cli(["run", SMOKE, "--quiet", "--num-cpus", "2"], cwd=tmp_path, env=ray_token_env, timeout=600, check_rc=0)
+    proc = run_cli(["run", SMOKE, "--num-cpus", "2"], cwd=tmp_path, env=ray_token_env, timeout=600, check_rc=0)
     wall = time.perf_counter() - started
     _report_time(proc.stdout, f"smoke, local Ray, wall {wall:.1f}s")
+    # the default view: a line per trial event and the summary, none of Ray's or Tune's own output
+    printed = (proc.stdout + proc.stderr).splitlines()
+    assert len(printed) < 60, "\n".join(printed)
+    for line in ("finished  vit_tiny_patch  epoch 3/3", "finished  vit_tiny_supertoken-cluster_iters=3"):
+        assert any(line in p for p in printed), line
+    for chatter in ("_platform/", "TensorBoard", "Trial status", "pid=", "INFO mlflow", "View detailed results"):
+        assert not any(chatter in p for p in printed), chatter
     db = tmp_path / "mlflow.db"
     parents, children = sweep_runs(db, "smoke")
     assert len(parents) == 1
@@ -54,6 +61,10 @@ def test_smoke_sweep_end_to_end_on_local_ray(tmp_path, ray_token_env):
         assert child.info.status == "FINISHED"
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.info.run_name == child.data.tags.get("mlflow.runName")
+        # what MLflow's UI shows in Source and Dataset (test_mlflow_ui_browser.py looks at the page itself)
+        assert child.data.tags["mlflow.source.name"] == str(SMOKE) and child.data.tags["mlflow.source.type"] == "LOCAL"
+        (data,) = child.inputs.dataset_inputs
+        assert data.dataset.name == "tiny" and data.dataset.digest == child.data.tags["dataset_digest"]
         check_child_schema(child, db)
     assert len({c.data.tags["trial_id"] for c in children}) == len(children)
     # MLflow system metrics, sampled inside the trials (interval 2 s in smoke.toml)
@@ -176,6 +187,51 @@ def test_optuna_channels_search_with_tiny_budget(tmp_path, ray_head):
         assert child.data.params["channels"] == ",".join(map(str, widths))
         assert child.data.metrics["top1"] == pytest.approx(trial.values[0])
         assert child.data.metrics["images_per_sec"] == pytest.approx(trial.values[1])
+        # Optuna's trial links back to its MLflow run, with the trial's configuration
+        assert trial.user_attrs["mlflow_run_id"] == child.info.run_id
+        assert trial.user_attrs["trial_name"] == child.info.run_name
+        config = trial.user_attrs["config"]
+        assert {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in config.items()} == {
+            k: v for k, v in child.data.params.items() if k != "optuna_trial_number"
+        }
+    assert study.metric_names == ["top1", "images_per_sec"]
+    _check_optuna_dashboard(tmp_path / "optuna.db", {c.info.run_id for c in children})
+
+
+def _check_optuna_dashboard(db: Path, run_ids: set) -> None:
+    """The real optuna-dashboard over the study, through its HTTP API: named objectives, linked trials."""
+    import json
+    import urllib.request
+
+    from sweep_helpers import free_port
+
+    port = free_port()
+    log = open(db.parent / "optuna-dashboard.log", "w")
+    server = subprocess.Popen([str(BIN / "optuna-dashboard"), f"sqlite:///{db}", "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+
+    def get(path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+            return json.load(r)
+
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                studies = get("/api/studies")["study_summaries"]
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, (db.parent / "optuna-dashboard.log").read_text()
+                time.sleep(0.5)
+        (study,) = [s for s in studies if s["study_name"] == "channels-optuna"]
+        detail = get(f"/api/studies/{study['study_id']}")
+        assert detail["objective_names"] == ["top1", "images_per_sec"]
+        linked = {a["value"] for t in detail["trials"] for a in t["user_attrs"] if a["key"] == "mlflow_run_id"}
+        assert linked == run_ids
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+        log.close()
 
 
 def test_ray_job_submit_to_a_head_on_loopback(tmp_path, ray_head):
@@ -183,7 +239,7 @@ def test_ray_job_submit_to_a_head_on_loopback(tmp_path, ray_head):
     db = tmp_path / "mlflow.db"
     entrypoint = (
         f"tokensweep run {SMOKE} --set trial.epochs=1 --tracking-uri sqlite:///{db} "
-        f"--storage {tmp_path / 'ray_results'} --quiet"
+        f"--storage {tmp_path / 'ray_results'} -v"
     )
     proc = subprocess.run(
         [str(BIN / "ray"), "job", "submit", "--address", ray_head.dashboard, "--", *entrypoint.split()],
@@ -191,6 +247,7 @@ def test_ray_job_submit_to_a_head_on_loopback(tmp_path, ray_head):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert re.search(r"Job 'raysubmit_\w+' succeeded", proc.stdout + proc.stderr)
+    assert "Trial status" in proc.stdout + proc.stderr  # -v: Tune's own tables
     parents, children = sweep_runs(db, "smoke")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert len(children) >= 4 and all(c.info.status == "FINISHED" for c in children)
@@ -240,8 +297,11 @@ def test_failed_trial_is_retried_then_recorded(tmp_path, ray_head):
         '[trial]\nmodel = "vit_tiny_patch"\ndataset = "imagefolder"\nbatch_size = 2\nepochs = 1\nworkers = 0\n'
         'warmup_epochs = 0.0\n[failure]\nmax_failures = 1\n[tracking]\nsystem_metrics = false\n'
     )
-    proc = run_cli(["run", spec, "--data-dir", data, "--address", ray_head.address, "--quiet"], cwd=tmp_path, env=ray_head.env, timeout=300, check_rc=1)
+    proc = run_cli(["run", spec, "--data-dir", data, "--address", ray_head.address], cwd=tmp_path, env=ray_head.env, timeout=300, check_rc=1)
     assert "1 failed" in proc.stdout
+    # the default view says why, once per retry and once at the end
+    assert re.search(r"retrying  \S+ after epoch 0/1 \(failure 1\): BadImageError: cannot read image", proc.stdout), proc.stdout
+    assert re.search(r"failed    \S+  epoch 0/1  BadImageError: cannot read image", proc.stdout), proc.stdout
     parents, children = sweep_runs(tmp_path / "mlflow.db", "broken")
     assert parents[0].info.status == "FAILED" and parents[0].data.tags["tokensweep.failed_trials"] == "1"
     (child,) = children

@@ -48,6 +48,19 @@ def check_source(source: Path, wnids: list[str]) -> None:
             )
 
 
+def _check_classes_have_images(source: Path, wnids: list[str]) -> None:
+    """Every class folder holds an image (the first one found is enough): else "100 classes" would be untrue."""
+    from trials.data.describe import image_files  # a lazy walk: stops at the first image, each folder once
+
+    for split in SPLITS:
+        empty = [w for w in wnids if next(image_files(source / split / w), None) is None]
+        if empty:
+            raise ConfigError(
+                f"{source / split} has {len(empty)} ImageNet-100 class folder(s) without images: {_first_few(empty)}; "
+                "ImageNet-100 needs images in all 100"
+            )
+
+
 def _check_val_is_sorted(val_dir: Path) -> None:
     """The official val tarball is 50,000 files in one folder; we need one folder per class."""
     with os.scandir(val_dir) as entries:
@@ -98,6 +111,7 @@ def build_imagenet100(
         raise ConfigError(f"--source {source} does not exist or is not a directory")
     wnids = imagenet100_wnids()
     check_source(source, wnids)
+    _check_classes_have_images(source, wnids)
     if resize is not None:
         return write_prepared_copy(source, dest, wnids, resize, predecode, processes)
     if _is_complete(dest, source, wnids):

@@ -87,11 +87,15 @@ def bench_rows(args) -> list[dict]:
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
     rows = []
-    for name, spec in specs.items():
+    for i, (name, spec) in enumerate(specs.items(), 1):
+        progress(i, len(specs), name, f"building ({spec.img_size} px)")
         model = create_model(name, **overrides).to(device)
+        phases = "inference" if args.no_train else "inference, then training"
+        progress(i, len(specs), name, f"timing {phases}: {args.warmup} warm-up + {args.steps} timed steps of batch {args.batch} each")
         row = benchmark_model(
             model, spec.img_size, args.batch, device, precision, args.threads, args.warmup, args.steps, not args.no_train
         )
+        progress(i, len(specs), name, "counting FLOPs")
         row.update(
             model=name,
             embedding=spec.embedding,
@@ -107,8 +111,14 @@ def bench_rows(args) -> list[dict]:
             joules_per_image=row.get("infer_joules_per_image"),
         )
         rows.append(row)
-        print(f"{name}: {row['infer_samples_per_sec']:.1f} img/s inference", file=sys.stderr, flush=True)
+        train = f", {row['train_samples_per_sec']:.1f} img/s training" if row.get("train_samples_per_sec") else ""
+        progress(i, len(specs), name, f"{row['infer_samples_per_sec']:.1f} img/s inference{train}")
     return rows
+
+
+def progress(i: int, n: int, name: str, what: str) -> None:
+    """One line per model and phase on stderr (the CSV may be on stdout): a long bench shows where it is."""
+    print(f"bench [{i}/{n}] {name}: {what}", file=sys.stderr, flush=True)
 
 
 def to_csv(rows: list[dict]) -> str:

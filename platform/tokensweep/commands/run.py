@@ -56,7 +56,11 @@ def register(subparsers) -> None:
                    help="shrink the spec to the smoke preset: tiny backbone and data, a few epochs, 1 CPU per trial, "
                    "3 Optuna trials (what CI runs for every shipped spec); --set still applies")  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="validate and list the trials; start nothing")
-    p.add_argument("-q", "--quiet", action="store_true", help="no Tune progress tables")
+    talk = p.add_mutually_exclusive_group()
+    talk.add_argument("-q", "--quiet", action="store_true", help="print nothing but the summary at the end")
+    talk.add_argument("-v", "--verbose", action="count", default=0,
+                      help="Ray Tune's own tables and the trials' log lines instead of the compact view "
+                      "(-vv: every epoch's result table)")  # fmt: skip
     add_plugin_flag(p)
     p.set_defaults(func=run)
 
@@ -78,6 +82,22 @@ def choose_ray_auth(address: str | None, environ=None) -> None:
     if (address or environ.get("RAY_ADDRESS") or "local") in ("local", "none"):
         environ.setdefault("RAY_AUTH_MODE", "token")
         environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
+def quiet_ray(verbose: int, environ=None) -> None:
+    """Before Ray is imported: Ray's own output that the compact view (and -q) replaces; the user's values win.
+
+    RAY_LOG_TO_DRIVER=0: the trials' workers' stdout/stderr are not copied to this terminal
+    ("(train_trial pid=...)" lines; Ray reads it once, as ray.init's log_to_driver default). They stay
+    in Ray's session logs, and the view prints a failed trial's reason. RAY_AIR_NEW_OUTPUT=0: Tune's
+    older output engine, silent at verbose=0; the newer one prints its "Configuration for experiment"
+    box and "View detailed results here" even then. -v keeps both as Ray has them.
+    """
+    if verbose > 0:
+        return
+    environ = os.environ if environ is None else environ
+    environ.setdefault("RAY_LOG_TO_DRIVER", "0")
+    environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 
 def check_tracking(uri: str, ask_server: bool = True) -> None:
@@ -180,8 +200,13 @@ def run(args: argparse.Namespace) -> int:
 
     validated = time.perf_counter()
     choose_ray_auth(args.address)
+    verbose = min(2, args.verbose)
+    quiet_ray(verbose)
+    from tokensweep.sweep import progress
     from tokensweep.sweep.driver import run_sweep  # Ray and MLflow from here on
     from tokensweep.sweep.options import RunOptions
+
+    progress.quiet_loggers(verbose)
 
     imported = time.perf_counter()
 
@@ -193,7 +218,8 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         fresh=args.fresh,
         command=command_line(args),
-        verbose=0 if args.quiet else 1,
+        verbose=verbose,
+        quiet=args.quiet,
         num_cpus=args.num_cpus,
     )
     outcome = run_sweep(spec, options, {"validate_s": validated - started, "import_s": imported - validated})
@@ -252,8 +278,15 @@ def _print_outcome(spec, outcome, tracking_uri: str) -> None:
     phases = ("validate_s", "import_s", "ray_start_s", "mlflow_setup_s", "tune_s", "bench_s", "ray_shutdown_s")
     parts = [f"{k[:-2].replace('_', ' ')} {t[k]:.1f}s" for k in phases if k in t]
     print(f"time: {t.get('total_s', 0):.1f}s ({', '.join(parts)})")
+    from tokensweep.tracking.tags import runs_url
+    from tokensweep.tracking.uris import redact, split_credentials
+
     if tracking_uri.startswith("sqlite:///"):
         print(f"compare runs: mlflow ui --backend-store-uri {tracking_uri}")
+        if outcome.experiment_id:
+            print(f"  then open {runs_url('http://127.0.0.1:5000', outcome.experiment_id)}")
+    elif tracking_uri.startswith(("http://", "https://")) and outcome.experiment_id:
+        print(f"compare runs: {runs_url(redact(split_credentials(tracking_uri)[0]), outcome.experiment_id)}")
     print(f"Tune state: {outcome.tune_path}")
     if outcome.tracking_errors:
         print(f"warning: {outcome.tracking_errors} MLflow write(s) failed (see the log above); the runs may be incomplete")

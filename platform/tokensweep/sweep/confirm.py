@@ -15,7 +15,7 @@ from __future__ import annotations
 from ray import tune
 
 from tokensweep.spec import SweepSpec
-from tokensweep.sweep import searchers
+from tokensweep.sweep import progress, searchers
 from tokensweep.sweep.options import RunOptions, TrialOutcome
 from tokensweep.sweep.space import TrialPayload, grid_config
 from tokensweep.sweep.trainable import train_trial
@@ -80,7 +80,8 @@ def run_confirmation(spec: SweepSpec, options: RunOptions, tune_path: str, callb
     trainable = tune.with_resources(train_trial, {"cpu": spec.cpus, "gpu": spec.gpus or 0})
     if tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
-        driver.replace_callback(tuner, callback)
+        total = len(tune.ExperimentAnalysis(path).trials)
+        driver.replace_callback(tuner, [callback, *progress.tune_callbacks(spec, options, total)], options.verbose)
     else:
         searched = tune.ExperimentAnalysis(tune_path).trials
         if any(t.status not in ("TERMINATED", "ERROR") for t in searched):
@@ -104,7 +105,7 @@ def run_confirmation(spec: SweepSpec, options: RunOptions, tune_path: str, callb
                 storage_path=tune_path,
                 failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.keep_checkpoints),
-                callbacks=[callback],
+                callbacks=[callback, *progress.tune_callbacks(spec, options, len(configs))],
                 verbose=options.verbose,
             ),
         )

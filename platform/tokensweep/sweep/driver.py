@@ -26,7 +26,7 @@ from ray import tune
 
 from tokensweep.plugins import export_plugin_roots
 from tokensweep.spec import SweepSpec
-from tokensweep.sweep import ray_session, searchers, storage
+from tokensweep.sweep import progress, ray_session, searchers, storage
 from tokensweep.sweep.after_training import after_training
 from tokensweep.sweep.confirm import run_confirmation
 from tokensweep.sweep.finished import FinishedTrials
@@ -113,7 +113,7 @@ def _run_sweep(spec, options, tune_path, optuna_url, timings, started, stop) -> 
     interrupted = signal_name(stop.signum) if stop.stopped else None
     resumable = bool(interrupted) and tune.Tuner.can_restore(tune_path)
     return SweepOutcome(code, parent, tune_path, trials, timings, errors, stages=stages, interrupted=interrupted,
-                        killed=tracker.killed, resumable=resumable)  # fmt: skip
+                        killed=tracker.killed, resumable=resumable, experiment_id=tracker.experiment_id)  # fmt: skip
 
 
 def run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, started, stop, finished=None):
@@ -250,6 +250,7 @@ def start_parent_run(tracker: SweepTracker, spec: SweepSpec, options: RunOptions
         T.TRIALS: spec.num_trials,
         "gpu_shared": spec.gpu_shared,
         T.SPEC_SHA256: spec_hash(spec),
+        **T.source_tags(spec.source),
     }
     if spec.description:
         tags[T.NOTE] = spec.description
@@ -278,6 +279,7 @@ class DescribeTrial:
 
     def __init__(self, spec: SweepSpec):
         self.configs = [v.config for v in spec.variants]
+        self.source = spec.source
 
     def __call__(self, payload: TrialPayload) -> tuple[dict, dict]:
         if payload.index is not None:
@@ -292,7 +294,7 @@ class DescribeTrial:
             params["optuna_trial_number"] = payload.optuna_number
         if payload.index is not None:
             tags[T.VARIANT] = payload.index
-        return params, tags
+        return params, {**tags, **T.source_tags(self.source)}
 
 
 # --- Tune --------------------------------------------------------------------------------------------
@@ -322,9 +324,11 @@ def platform_of(spec: SweepSpec, options: RunOptions) -> Platform:
 def fit(spec: SweepSpec, options: RunOptions, tune_path: str, callback, optuna_url, finished=None):
     trainable = train_trial if not finished else tune.with_parameters(train_trial, finished=finished)
     trainable = tune.with_resources(trainable, {"cpu": spec.cpus, "gpu": spec.gpus or 0})
+    callbacks = [callback, *searchers.optuna_callbacks(spec, optuna_url, callback, options.tracking_uri),
+                 *progress.tune_callbacks(spec, options)]  # MLflow, its Optuna links, the terminal, Tune's files  # fmt: skip
     if options.resume:
         tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_unfinished=True, resume_errored=True)
-        replace_callback(tuner, callback)
+        replace_callback(tuner, callbacks, options.verbose)
         return tuner.fit()
     platform = platform_of(spec, options)
     if spec.search == "grid":
@@ -350,14 +354,15 @@ def fit(spec: SweepSpec, options: RunOptions, tune_path: str, callback, optuna_u
         storage_path=options.storage,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.keep_checkpoints),
-        callbacks=[callback],
+        callbacks=callbacks,
         verbose=options.verbose,
     )
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config).fit()
 
 
-def replace_callback(tuner, callback) -> bool:
-    """After Tuner.restore the pickled RunConfig comes back; swap in this session's MLflow callback.
+def replace_callback(tuner, callbacks: list, verbose: int) -> bool:
+    """After Tuner.restore the pickled RunConfig comes back; swap in this session's callbacks
+    (MLflow's, the terminal view) and verbosity.
 
     Ray 2.60 keeps it at tuner._local_tuner.get_run_config() (None with a Ray Client address,
     where the pickled callback - same parent run, same tracking URI - is used as is).
@@ -366,8 +371,10 @@ def replace_callback(tuner, callback) -> bool:
     if local is None:
         return False
     run_config = local.get_run_config()
-    others = [c for c in (run_config.callbacks or []) if not isinstance(c, (MlflowTrialLogger, ForgetDeletedCheckpoints))]
-    run_config.callbacks = others + [ForgetDeletedCheckpoints(), callback]
+    replaced = {type(c) for c in callbacks}  # and any of tokensweep's own the first session had (-q has no view)
+    others = [c for c in (run_config.callbacks or []) if type(c) not in replaced and not type(c).__module__.startswith("tokensweep.")]
+    run_config.callbacks = others + [ForgetDeletedCheckpoints(), *callbacks]
+    run_config.verbose = verbose
     return True
 
 

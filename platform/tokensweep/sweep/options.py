@@ -14,7 +14,8 @@ class RunOptions:
     resume: bool = False
     fresh: bool = False
     command: str = ""
-    verbose: int = 0  # 0: tokensweep's own compact progress; 1-3: Tune's tables as well
+    verbose: int = 0  # 0: tokensweep's own compact progress (sweep/progress.py); 1-2: Tune's tables instead
+    quiet: bool = False  # nothing but the summary
     num_cpus: int | None = None  # local Ray only
 
     def tune_path(self, name: str) -> str:
@@ -40,3 +41,4 @@ class SweepOutcome:
     interrupted: str | None = None  # the signal that stopped the sweep (SIGINT, SIGTERM), if one did
     killed: list = dataclasses.field(default_factory=list)  # (run name, epoch reached) of the runs it closed KILLED
     resumable: bool = False  # Tune's saved state is there: `--resume` continues the sweep
+    experiment_id: str | None = None  # the sweep's MLflow experiment

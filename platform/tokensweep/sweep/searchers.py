@@ -62,8 +62,10 @@ def optuna_searcher(spec: SweepSpec, storage_url: str):
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    connect = {"connect_args": {"timeout": 30}} if storage_url.startswith("sqlite") else None
-    storage = optuna.storages.RDBStorage(storage_url, engine_kwargs=connect)
+    from tokensweep.sweep.optuna_links import prepare_study, rdb_storage
+
+    storage = rdb_storage(storage_url)
+    prepare_study(storage, spec.name, spec.objectives)  # its objectives named for optuna-dashboard
     metrics = [m for m, _ in spec.objectives]
     modes = [mode for _, mode in spec.objectives]
     return OptunaSearch(
@@ -74,6 +76,15 @@ def optuna_searcher(spec: SweepSpec, storage_url: str):
         study_name=spec.name,
         storage=storage,
     )
+
+
+def optuna_callbacks(spec: SweepSpec, storage_url: str | None, mlflow_logger, tracking_uri: str) -> list:
+    """[search] sweeps: the callback that links each Optuna trial to its MLflow run; none for a grid."""
+    if spec.search != "optuna" or not storage_url:
+        return []
+    from tokensweep.sweep.optuna_links import OptunaRunLinks
+
+    return [OptunaRunLinks(storage_url, spec.name, mlflow_logger, mlflow_logger.describe, mlflow_logger.experiment_id, tracking_uri)]
 
 
 def delete_optuna_study(storage_url: str, name: str) -> None:

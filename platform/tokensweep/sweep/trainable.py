@@ -101,6 +101,7 @@ def train_trial(config: dict, finished=None) -> None:
         return
 
     import trials
+    from trials.data.describe import describe_data
 
     from tokensweep.sweep.checkpoints import resume_directory
 
@@ -124,10 +125,14 @@ def train_trial(config: dict, finished=None) -> None:
         )
 
     window = MeasureWindow()
+    # the data this worker reads, in the first report: the driver logs it as the run's MLflow dataset
+    first = {"_dataset": describe_data(trial_config).as_dict()}
 
     def report(metrics: dict, checkpoint_dir: str) -> None:
+        extra = first.copy()
+        first.clear()
         tune.report(
-            {**metrics, "ray_node_id": node_id, "ray_hostname": host, **window.keys(metrics)},
+            {**metrics, **extra, "ray_node_id": node_id, "ray_hostname": host, **window.keys(metrics)},
             checkpoint=tune.Checkpoint.from_directory(checkpoint_dir),
         )
         window.reported()

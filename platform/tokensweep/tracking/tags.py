@@ -11,6 +11,24 @@ NOTE = "mlflow.note.content"
 SOURCE_NAME = "mlflow.source.name"
 SOURCE_TYPE = "mlflow.source.type"
 EXPERIMENT_KIND = "mlflow.experimentKind"
+DATASET_CONTEXT = "mlflow.data.context"  # a dataset input's role ("training")
+
+# The experiment type MLflow's UI records for a model-training experiment (its "Machine learning"
+# kind; "genai_development" is the GenAI one). MLflow 3.17.2's UI picks the experiment page from its
+# sidebar switch (GenAI / Model training, default GenAI) or the URL's ?workflowType=, not from this
+# tag: runs_url() is the link that opens the runs.
+KIND_MODEL_TRAINING = "custom_model_development"
+SOURCE_TYPE_LOCAL = "LOCAL"  # MLflow's SourceType for a process started on a machine (not a notebook or job)
+
+
+def source_tags(spec_source: str) -> dict:
+    """The run's Source column: the spec file (MLflow shows its base name, e.g. smoke.toml)."""
+    return {SOURCE_NAME: spec_source, SOURCE_TYPE: SOURCE_TYPE_LOCAL}
+
+
+def runs_url(server: str, experiment_id: str) -> str:
+    """The experiment's runs in MLflow's UI, on its model-training side."""
+    return f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 # every run of a sweep
 ROLE = "tokensweep.role"  # "sweep" (the parent) | "trial" (a child)

@@ -17,11 +17,12 @@ Imports MLflow at import time: import it only once a spec has been validated.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from pathlib import Path
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
 import vocab
@@ -68,6 +69,23 @@ def split_result(result: dict) -> tuple[dict[str, float], dict[str, str]]:
     return metrics, tags
 
 
+def dataset_inputs(description: dict) -> list[DatasetInput]:
+    """The MLflow dataset input of a trials.data.describe.DataDescription (as a dict).
+
+    One input for both splits: MLflow keeps one record per (name, digest), so a second input of the
+    same data could not carry the validation split's own profile; the profile holds both sizes.
+    """
+    if description["source_kind"] == "folder":
+        source_type, source = "local", {"uri": Path(description["source"]).as_uri()}
+    else:
+        source_type, source = "code", {"tags": {"generator": description["source"]}}
+    sizes = description["sizes"]
+    profile = {"num_rows": sum(sizes.values()), **{f"{split}_images": n for split, n in sizes.items()},
+               "classes": description["classes"], "form": description["form"]}  # fmt: skip
+    dataset = Dataset(description["name"], description["digest"], source_type, json.dumps(source), profile=json.dumps(profile))
+    return [DatasetInput(dataset, tags=[InputTag(T.DATASET_CONTEXT, "training")])]
+
+
 class SweepTracker:
     """Driver-side writer of one sweep's MLflow runs: every write of the platform goes through it."""
 
@@ -81,6 +99,7 @@ class SweepTracker:
         self.killed: list[tuple[str, int]] = []  # (run name, epoch reached) of trial runs closed as KILLED at the end
         self._children: dict[str, str] = {}  # tune trial id -> run id
         self._last_step: dict[str, int] = {}  # run id -> the last epoch (step) logged to it
+        self._parent_datasets: set[str] = set()  # digests logged to the parent run by this tracker
 
     # --- any run ---
     def tag(self, run_id: str, **tags) -> None:
@@ -100,13 +119,16 @@ class SweepTracker:
             if db:  # artifacts beside the database, not wherever the first run happened to start
                 kwargs["artifact_location"] = Path(Path(db).parent, "mlartifacts", self.sweep_name).as_uri()
             try:
-                self.experiment_id = self.client.create_experiment(self.sweep_name, tags={T.SWEEP: self.sweep_name}, **kwargs)
+                tags = {T.SWEEP: self.sweep_name, T.EXPERIMENT_KIND: T.KIND_MODEL_TRAINING}
+                self.experiment_id = self.client.create_experiment(self.sweep_name, tags=tags, **kwargs)
             except MlflowException:  # created meanwhile by a concurrent process
                 self.experiment_id = self.client.get_experiment_by_name(self.sweep_name).experiment_id
         else:
             if exp.lifecycle_stage != "active":
                 self.client.restore_experiment(exp.experiment_id)
             self.experiment_id = exp.experiment_id
+            if T.EXPERIMENT_KIND not in exp.tags:  # made by an older tokensweep, or by hand
+                self.client.set_experiment_tag(self.experiment_id, T.EXPERIMENT_KIND, T.KIND_MODEL_TRAINING)
         return self.experiment_id
 
     def find_parent(self, tune_path: str) -> str | None:
@@ -254,6 +276,8 @@ class SweepTracker:
         return self._last_step[run_id]
 
     def log_result(self, run_id: str, result: dict, step: int) -> None:
+        if isinstance(result.get("_dataset"), dict):  # the trial's first report describes its data
+            self.log_dataset(run_id, result["_dataset"])
         metrics, tags = split_result(result)
         ts = _now_ms()
         self.client.log_batch(
@@ -263,6 +287,16 @@ class SweepTracker:
         )
         if STEP_METRIC in metrics:
             self._last_step[run_id] = max(step, self._last_step.get(run_id, 0))
+
+    def log_dataset(self, run_id: str, description: dict) -> None:
+        """The trial's data as an MLflow dataset input (the UI's Dataset column, `datasets.digest` filters),
+        and its digest as a tag (an export column)."""
+        inputs = dataset_inputs(description)
+        self.client.log_inputs(run_id, datasets=inputs)
+        self.tag(run_id, dataset_digest=description["digest"])
+        if self.parent_run_id and description["digest"] not in self._parent_datasets:  # the sweep's row shows its data too
+            self.client.log_inputs(self.parent_run_id, datasets=inputs)
+            self._parent_datasets.add(description["digest"])
 
     def end_child(self, run_id: str, status: str, reason: str | None = None) -> None:
         if reason:

@@ -1,0 +1,143 @@
+"""What data a trial reads, for the record: a name, a digest, where it comes from, its split sizes.
+
+    describe_data(config) -> DataDescription(name, digest, source, source_kind, sizes, classes, form)
+
+Two trials on different data get different digests, so their runs cannot be confused:
+- generated tiny data: the digest of the generator's inputs (seed, class and image counts, image
+  size); the same inputs give the same images (trials.data.tiny).
+- an ImageFolder (imagenet100, imagefolder, a resized or pre-decoded copy): the digest of every
+  split's image files, as sorted relative paths with their sizes, plus a prepared copy's marker.
+  One directory listing and one stat per file, no file is read: ~1 s for ImageNet-100's 130k files
+  on a local disk. Directories reached twice through symlinks are listed once.
+
+No torch or Ray here (plain os/hashlib), so a platform may call it wherever it likes; the sweep calls it
+in the trial's worker, on the data that worker actually reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+
+SPLITS = ("train", "val")
+DIGEST_CHARS = 16  # of the sha256: enough to tell data sets apart, short enough to read in a table
+# trials.data.imagefolder.IMAGE_EXTENSIONS (that module imports torch)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+MARKER = "tokensweep-data.json"  # trials.data.prepared.MARKER: what a prepared copy is
+
+
+@dataclass(frozen=True)
+class DataDescription:
+    name: str  # "tiny", "imagenet100", or an ImageFolder's folder name
+    digest: str
+    source: str  # the data folder (absolute), or the generator's module
+    source_kind: str  # "folder" | "generated"
+    sizes: dict  # split -> images
+    classes: int
+    form: str  # "generated", "original", or a prepared copy's form ("resized_256", ...)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DataDescription":
+        return cls(**data)
+
+
+def describe_data(config) -> DataDescription:
+    """The data `config` (a TrialConfig) trains and evaluates on."""
+    if config.dataset == "tiny":
+        return describe_tiny(
+            config.tiny_classes, config.tiny_train_per_class, config.tiny_val_per_class, config.spec.img_size
+        )
+    return describe_folder(config.data_dir, config.dataset)
+
+
+def describe_tiny(classes: int, train_per_class: int, val_per_class: int, img_size: int) -> DataDescription:
+    from trials.data.loaders import TINY_DATA_SEED  # the seed trials use for the tiny set
+
+    inputs = {
+        "generator": "trials.data.tiny",
+        "seed": TINY_DATA_SEED,
+        "classes": classes,
+        "train_per_class": train_per_class,
+        "val_per_class": val_per_class,
+        "img_size": img_size,
+    }
+    digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:DIGEST_CHARS]
+    sizes = {"train": classes * train_per_class, "val": classes * val_per_class}
+    return DataDescription("tiny", digest, "trials.data.tiny", "generated", sizes, classes, "generated")
+
+
+def describe_folder(root: str, dataset: str = "imagefolder") -> DataDescription:
+    root = os.path.abspath(root)
+    h = hashlib.sha256()
+    marker = os.path.join(root, MARKER)
+    form = "original"
+    if os.path.isfile(marker):
+        with open(marker, "rb") as f:
+            text = f.read()
+        h.update(b"marker\0" + text + b"\n")
+        try:
+            form = _prepared_form(json.loads(text))
+        except (ValueError, TypeError, KeyError):
+            form = "unknown"
+    sizes, classes = {}, 0
+    for split in SPLITS:
+        split_dir = os.path.join(root, split)
+        count = 0
+        for rel, size in image_files(split_dir):
+            h.update(f"{split}/{rel}\0{size}\n".encode("utf-8", "surrogateescape"))
+            count += 1
+        sizes[split] = count
+        if split == "train":
+            classes = len(_class_dirs(split_dir))
+    name = dataset if dataset == "imagenet100" else os.path.basename(root.rstrip(os.sep)) or dataset
+    return DataDescription(name, h.hexdigest()[:DIGEST_CHARS], root, "folder", sizes, classes, form)
+
+
+def _prepared_form(marker: dict) -> str:
+    """trials.data.prepared.PreparedForm.describe(), from the marker's fields."""
+    return f"resized_{marker['shorter_side']}" + ("_predecoded" if marker.get("predecoded") else "")
+
+
+def _class_dirs(split_dir: str) -> list[str]:
+    try:
+        with os.scandir(split_dir) as entries:
+            return sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
+    except OSError:
+        return []
+
+
+def image_files(split_dir: str):
+    """(path relative to split_dir, size) of every image file under it, in sorted order.
+
+    Follows symlinks (ImageNet-100 is symlinks into ImageNet-1k) but lists each real directory once,
+    so a symlink loop ends. Hidden files and folders are skipped, as the loaders skip them.
+    """
+    seen: set[tuple[int, int]] = set()
+
+    def walk(directory: str, prefix: str):
+        try:
+            st = os.stat(directory)
+            if (st.st_dev, st.st_ino) in seen:
+                return
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir():
+                    yield from walk(entry.path, prefix + entry.name + "/")
+                elif entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                    yield prefix + entry.name, entry.stat().st_size
+            except OSError:
+                continue  # a dangling link: not an image the loaders can read either
+
+    yield from walk(split_dir, "")
