@@ -8,10 +8,12 @@ Trivial trials (tiny backbone and data, 1 epoch of 1 step, no final measurement;
     a time: resources.cpus = 2 of 2), at 100 and 1,000 trials:
       first trial     from Ray's start (the parent run's tune_started_at minus its ray_start_s and
                       mlflow_setup_s phases) to the first child run's start in MLflow
-      driver RSS      peak of the `tokensweep run` process (psutil, polled every 0.2 s)
+      driver RSS      peak of the `tokensweep run` process (psutil, polled every 0.2 s), and its CPU
+                      seconds per trial (a figure a busy machine inflates less than wall time); its
+                      growth per trial from the first trial's start to the peak
       platform/trial  (sweep wall - fixed start-up - trials x one trial's own time) / trials, where
                       fixed start-up = launch to the first trial's start (interpreter, validation, Ray,
-                      MLflow, Tune's first worker), and a trial's own time = the mean of a
+                      MLflow, Tune's first worker), and a trial's own time = the median of a
                       plain loop of `trials.run_trial` over the same trials in one process (after its
                       first, which pays the imports, as the sweep's reused actor does once)
   - a start and a Ctrl-C at 10,000 trials: SIGINT a few seconds after the first trial starts; how
@@ -33,6 +35,7 @@ import pickle
 import shutil
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,14 +46,14 @@ REPO = Path(__file__).resolve().parent.parent
 SWEEPS, QUICK_SWEEPS = (100, 1_000), (4, 12)
 VARIANTS, QUICK_VARIANTS = (10_000, 100_000), (1_000, 10_000)
 DASHBOARD, QUICK_DASHBOARD = (100, 1_000, 10_000), (30, 90)
-INTERRUPT, QUICK_INTERRUPT = 10_000, None
+INTERRUPT, QUICK_INTERRUPT = 10_000, 200
 PER_TRIAL_GOAL_S = 0.5  # beyond the trial's own work, this 2-core machine
 CONSTANT_GOAL = 1.5  # the per-trial cost from the smallest sweep to the largest
 FIRST_TRIAL_GOAL_S = 30.0
 RSS_GOAL_MB = 1024.0
 INTERRUPT_GOAL_S = 10.0
 LINEAR = 10.0  # growth per 10x of trials
-LOOP_TRIALS = 21  # the plain loop: the first pays the imports, the mean of the other 20 is a trial's own time
+LOOP_TRIALS = 21  # the plain loop: the first pays the imports, the median of the other 20 is a trial's own time
 RUN_TIMEOUT_S = 3600
 
 TRIAL = dict(
@@ -141,15 +144,26 @@ class Driver:
                "--tracking-uri", f"sqlite:///{self.db}", "--num-cpus", "2"]  # fmt: skip
         self.launched = time.time()
         self.proc = subprocess.Popen(cmd, cwd=work, env=child_env(), stdout=self.log, stderr=subprocess.STDOUT)
-        self.peak_rss = 0
+        self.peak_rss = self.cpu_s = 0
+        self.first_trial_rss = None  # the driver's RSS when its first trial run appeared
+        self._process, self._next_look = None, 0.0
 
     def poll_rss(self) -> None:
+        """The driver's peak RSS, and its CPU seconds so far (what a busy machine does not inflate)."""
         import psutil
 
         try:
-            self.peak_rss = max(self.peak_rss, psutil.Process(self.proc.pid).memory_info().rss)
+            self._process = self._process or psutil.Process(self.proc.pid)
+            with self._process.oneshot():
+                self.peak_rss = max(self.peak_rss, self._process.memory_info().rss)
+                times = self._process.cpu_times()
+                self.cpu_s = times.user + times.system
         except psutil.Error:
             pass
+        if self.first_trial_rss is None and time.time() >= self._next_look:
+            self._next_look = time.time() + 1.0
+            if child_statuses(self.db):
+                self.first_trial_rss = self.peak_rss
 
     def wait(self, timeout: float, until=None) -> bool:
         """Poll until the driver exits (False) or `until()` holds (True)."""
@@ -166,8 +180,11 @@ class Driver:
         raise RuntimeError(f"tokensweep run did not end within {timeout:.0f} s; log: {self.tail()}")
 
     def tail(self) -> str:
+        """The driver's warnings and errors, then the end of its output."""
         self.log.flush()
-        return (self.work / "driver.log").read_text()[-1500:]
+        lines = (self.work / "driver.log").read_text().splitlines()
+        flagged = [line for line in lines if any(w in line.lower() for w in ("error", "warning", "traceback"))]
+        return "\n".join(flagged[-20:] + ["..."] + lines[-15:])
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -228,6 +245,8 @@ def run_sweep(n: int, work: Path, own_s: float) -> dict:
         trials=n, kind="sweep", load_avg_1m=load(), wall_s=wall, fixed_startup_s=fixed, beyond_startup_s=beyond,
         first_trial_s=rec["first_child_start"] - ray_started, first_trial_after_launch_s=rec["first_child_start"] - driver.launched,
         driver_peak_rss_mb=driver.peak_rss / 2**20, trial_own_s=own_s, platform_s_per_trial=(beyond - n * own_s) / n,
+        driver_cpu_s=driver.cpu_s, driver_cpu_s_per_trial=driver.cpu_s / n,
+        driver_rss_kb_per_trial=(driver.peak_rss - (driver.first_trial_rss or driver.peak_rss)) / 1024 / n,
         tune_s=rec.get("tune_s"), after_tune_s=rec.get("sweep_s", 0) - rec.get("tune_s", 0) - rec.get("mlflow_setup_s", 0)
         - rec.get("ray_start_s", 0), ray_shutdown_s=rec.get("ray_shutdown_s"),
     )  # fmt: skip
@@ -242,7 +261,8 @@ def interrupt_sweep(n: int, work: Path, after_s: float = 3.0) -> dict:
         if not started:
             raise RuntimeError(f"a sweep of {n:,} trials ended before its first trial: {driver.tail()}")
         first = time.time()
-        driver.wait(after_s, until=lambda: time.time() - first >= after_s)
+        if not driver.wait(after_s + 60, until=lambda: time.time() - first >= after_s):
+            raise RuntimeError(f"a sweep of {n:,} trials ended before it could be interrupted: {driver.tail()}")
         sent = time.time()
         driver.proc.send_signal(signal.SIGINT)
         ended = not driver.wait(120)
@@ -287,7 +307,7 @@ def trial_own_time(work: Path) -> float:
     if done.returncode != 0:
         raise RuntimeError(f"the plain loop failed: {done.stderr.strip()[-500:]}")
     times = json.loads(done.stdout.strip().splitlines()[-1])
-    return sum(times[1:]) / len(times[1:])
+    return statistics.median(times[1:])  # a busy machine's spikes are not the trial's own work
 
 
 # --- the section ----------------------------------------------------------------------------------------
@@ -299,6 +319,13 @@ def per_10x(rows: list[dict], key: str, size: str = "trials") -> float | None:
     if len(have) < 2 or have[-1][size] == have[0][size]:
         return None
     return (have[-1][key] / have[0][key]) ** (1 / math.log10(have[-1][size] / have[0][size]))
+
+
+def marginal(rows: list[dict], key: str) -> float | None:
+    """Seconds of `key` per added trial from the smallest sweep to the largest: a cost without the fixed part."""
+    if len(rows) < 2 or rows[-1]["trials"] == rows[0]["trials"]:
+        return None
+    return (rows[-1][key] - rows[0][key]) / (rows[-1]["trials"] - rows[0]["trials"])
 
 
 def trend(rows: list[dict], key: str, size: str = "trials") -> str:
@@ -336,8 +363,14 @@ def measure(sweeps=SWEEPS, variants=VARIANTS, dashboard=DASHBOARD, interrupt: in
 
 def print_trends(figures: dict, log=print) -> None:
     log("trend (x per 10x of trials: 1 constant, 10 linear):")
-    for key in ("platform_s_per_trial", "first_trial_s", "driver_peak_rss_mb", "after_tune_s", "beyond_startup_s"):
+    for key in ("platform_s_per_trial", "driver_cpu_s_per_trial", "first_trial_s", "driver_peak_rss_mb",
+                "driver_rss_kb_per_trial", "after_tune_s", "beyond_startup_s"):
         log(trend(figures["sweeps"], key))
+    sweeps = figures["sweeps"]
+    if marginal(sweeps, "beyond_startup_s") is not None:
+        log(f"  per added trial, {sweeps[0]['trials']:,} -> {sweeps[-1]['trials']:,}: "
+            f"{marginal(sweeps, 'beyond_startup_s') - sweeps[0]['trial_own_s']:.3f} s of platform wall, "
+            f"{marginal(sweeps, 'driver_cpu_s'):.3f} s of driver CPU")  # fmt: skip
     for key in ("validate_s", "variants_s", "dry_run_s", "variants_rss_mb", "searcher_mb"):
         log(trend(figures["variants"], key))
     for key in ("dashboard_s", "export_s"):
@@ -360,7 +393,7 @@ def targets_of(figures: dict) -> list:
             Target(f"first trial from Ray's start, {last['trials']:,} trials", last["first_trial_s"], FIRST_TRIAL_GOAL_S,
                    " s", False),
         ]  # fmt: skip
-        for key in ("platform_s_per_trial", "driver_peak_rss_mb", "beyond_startup_s"):
+        for key in ("platform_s_per_trial", "driver_cpu_s_per_trial", "driver_peak_rss_mb", "beyond_startup_s"):
             targets.append(Target(f"{key} growth per 10x trials", per_10x(sweeps, key), LINEAR, "x", False, "10x: linear"))
     if stop:
         n = f"{stop['trials']:,} trials"
@@ -395,12 +428,13 @@ def run(settings):
     rows += [{"kind": "variant generation", **r} for r in figures["variants"]]
     rows += [{"kind": "dashboard + export", "trials": r["runs"], **r} for r in figures["dashboard"]]
     columns = ("kind", "trials", "load_avg_1m", "first_trial_s", "driver_peak_rss_mb", "platform_s_per_trial",
+               "driver_cpu_s_per_trial", "driver_rss_kb_per_trial",
                "trial_own_s", "beyond_startup_s", "after_tune_s", "interrupt_to_exit_s", "exit_code", "running_after",
                "validate_s", "variants_s", "dry_run_s", "variants_rss_mb", "dashboard_s", "export_s")  # fmt: skip
     notes = [
         "Trivial trials: the tiny backbone on 2 classes of generated images, 1 epoch of 1 step, no final measurement; "
         "one at a time (resources.cpus = 2 on 2 CPUs). first_trial_s: from Ray's start to the first child run in MLflow.",
-        "platform_s_per_trial: (sweep wall - fixed start-up - trials x trial_own_s) / trials; trial_own_s is the mean "
+        "platform_s_per_trial: (sweep wall - fixed start-up - trials x trial_own_s) / trials; trial_own_s is the median "
         "of a plain loop of trials.run_trial over the same trials (after the first, which pays the imports).",
         "after_tune_s: the sweep's end after Tune returns (the summary, closing runs in MLflow).",
     ]

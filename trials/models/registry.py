@@ -14,7 +14,8 @@ import importlib
 import importlib.metadata
 import inspect
 import re
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from difflib import get_close_matches
 
@@ -53,6 +54,7 @@ class Embedding:
 
 _EMBEDDINGS: dict[str, Embedding] = {}
 _loaded = False  # built-ins and entry points, on first use
+_knobs: tuple[tuple, Mapping] = ((), types.MappingProxyType({}))  # all_knobs() and the embeddings it is of
 
 
 def register_embedding(knobs=(), *, name: str | None = None, backbone_defaults: dict | None = None):
@@ -207,12 +209,21 @@ def split_model_name(name) -> tuple[str, str]:
     return backbone, embedding
 
 
-def all_knobs() -> dict[str, Knob]:
-    """Every knob name of every embedding (a shared name has one type; its first declaration)."""
-    knobs: dict[str, Knob] = {}
-    for emb in registered_embeddings().values():
-        for knob in emb.knobs:
-            knobs.setdefault(knob.name, knob)
+def all_knobs() -> Mapping[str, Knob]:
+    """Every knob name of every embedding (a shared name has one type; its first declaration).
+
+    Read-only, and computed once per set of registered embeddings: validation asks for it several
+    times per trial, 10,000s of times for a big grid."""
+    global _knobs
+    embeddings = tuple(registered_embeddings().values())
+    of, knobs = _knobs
+    if len(of) != len(embeddings) or any(a is not b for a, b in zip(of, embeddings)):
+        merged: dict[str, Knob] = {}
+        for emb in embeddings:
+            for knob in emb.knobs:
+                merged.setdefault(knob.name, knob)
+        knobs = types.MappingProxyType(merged)
+        _knobs = (embeddings, knobs)
     return knobs
 
 

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 TRACKING_WAIT_ENV = "TOKENSWEEP_TRACKING_WAIT_S"
 DEFAULT_TRACKING_WAIT_S = 120.0  # how long a finished sweep waits for an unreachable tracking server
+SNAPSHOT_2S_TRIALS = 1_000  # sweeps up to this size snapshot Tune's state every 2 s (configure_tune)
 
 
 def run_sweep(spec: SweepSpec, options: RunOptions, timings: dict | None = None) -> SweepOutcome:
@@ -67,7 +68,8 @@ def run_sweep(spec: SweepSpec, options: RunOptions, timings: dict | None = None)
         with timed(timings, "mlflow_setup_s"):  # what store setup Ray's start did not hide, and the parent run
             tracker = early_tracker.result() if early_tracker else open_tracker(options.tracking_uri, spec.name)
             parent = start_parent_run(tracker, spec, options, tune_path)
-        callback = MlflowTrialLogger(options.tracking_uri, spec.name, tracker.experiment_id, parent, DescribeTrial(spec))
+        callback = MlflowTrialLogger(options.tracking_uri, spec.name, tracker.experiment_id, parent, DescribeTrial(spec),
+                                     new_parent=tracker.new_parent)  # fmt: skip
         status, trials, errors = run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, started)
     finally:
         with timed(timings, "ray_shutdown_s"):
@@ -83,7 +85,7 @@ def run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, s
         tracker.tag(tracker.parent_run_id, **{T.TUNE_STARTED: f"{time.time():.3f}"})
         with timed(timings, "tune_s"):
             fit(spec, options, tune_path, callback, optuna_url)
-        trials = summarise(tune_path)
+        trials = summarise(tune_path, callback.outcomes())
         failed = sum(1 for t in trials if t.status == "ERROR")
         unfinished = sum(1 for t in trials if t.status not in ("TERMINATED", "ERROR"))
         status = "FAILED" if failed else "KILLED" if unfinished else "FINISHED"
@@ -144,9 +146,11 @@ def optuna_storage(spec: SweepSpec, options: RunOptions) -> str | None:
 def configure_tune(spec: SweepSpec) -> None:
     # Tune snapshots the experiment state (which trials are done, their latest checkpoint) every
     # 10+ s by default; a driver killed in between resumes trials that had already finished. Every
-    # 2 s keeps that window small for a few small files per snapshot. Its warning about frequent
+    # 2 s keeps that window small while a snapshot is small. But each snapshot rewrites every trial
+    # so far, so a fixed period makes a long sweep's total quadratic: above SNAPSHOT_2S_TRIALS, Tune's
+    # "auto" (at most ~5% of the driver's time, at least every 10 s). Its warning about frequent
     # snapshots (forced by num_to_keep) is expected here.
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2" if spec.num_trials <= SNAPSHOT_2S_TRIALS else "auto")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if spec.search == "optuna":
         # Tune insists that every result carries the searcher's metrics, but the objectives
@@ -301,12 +305,15 @@ def replace_callback(tuner, callback) -> bool:
     return True
 
 
-def summarise(tune_path: str) -> list[TrialOutcome]:
-    """Name, Tune status and last metrics per trial, in the spec's order, from the experiment's saved state."""
+def summarise(tune_path: str, outcomes: list | None = None) -> list[TrialOutcome]:
+    """Name, Tune status and last metrics per trial, in the spec's order: from the (trial, status) pairs the
+    callback kept (MlflowTrialLogger.outcomes), else from the experiment's saved state, which reads every
+    trial's results back from storage (a Ray Client sweep's callback ran on the cluster)."""
+    if outcomes is None:
+        outcomes = [(t, t.status) for t in tune.ExperimentAnalysis(tune_path).trials]
 
-    def order(trial):  # grid: the variant's index; optuna: the trial number
-        payload = TrialPayload.decode(trial.config)
-        return (payload.index if payload.index is not None else payload.optuna_number or 0, trial.trial_id)
+    def order(pair):  # grid: the variant's index; optuna: the trial number
+        payload = TrialPayload.decode(pair[0].config)
+        return (payload.index if payload.index is not None else payload.optuna_number or 0, pair[0].trial_id)
 
-    trials = sorted(tune.ExperimentAnalysis(tune_path).trials, key=order)
-    return [TrialOutcome(trial_name(t), t.status, dict(t.last_result or {})) for t in trials]
+    return [TrialOutcome(trial_name(t), status, dict(t.last_result or {})) for t, status in sorted(outcomes, key=order)]

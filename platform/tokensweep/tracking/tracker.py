@@ -9,7 +9,10 @@ written from the sweep's driver process, for three reasons:
   is left RUNNING;
 - a sqlite file on the head node works even when trials run on other nodes.
 Child runs are found by their `trial_id` tag (Tune's trial id, stable across `Tuner.restore`)
-before one is created, so a resumed sweep never makes a second run for a trial.
+before one is created, so a resumed sweep never makes a second run for a trial. MLflow is asked only
+where a run this tracker did not make may exist (a resumed parent, a creation that failed midway):
+under a parent this process created, its own record is complete, and a search per trial would grow
+with the sweep.
 
 Imports MLflow at import time: import it only once a spec has been validated.
 """
@@ -31,6 +34,7 @@ from tokensweep.tracking.uris import sqlite_path
 
 # A metric every epoch's report carries: its history tells which epochs a run already has.
 STEP_METRIC = "epoch_time_s"
+PAGE = 1000  # runs per search request
 
 
 def _now_ms() -> int:
@@ -66,7 +70,9 @@ class SweepTracker:
         self.experiment_id: str | None = None
         self.parent_run_id: str | None = None
         self.resumed_parent = False  # start_parent(resume=True) found the sweep's parent run
+        self.new_parent = False  # the parent was created here: every child run of it is in _children
         self._children: dict[str, str] = {}  # tune trial id -> run id
+        self._creating: set[str] = set()  # trial ids whose run creation failed: it may have reached the store
         self._last_step: dict[str, int] = {}  # run id -> the last epoch (step) logged to it
 
     # --- any run ---
@@ -124,7 +130,7 @@ class SweepTracker:
             all_tags[T.DIRTY_COMMIT] = commit  # "-dirty": uncommitted changes to tracked files
         run = self.client.create_run(self.experiment_id, tags={k: tag_value(v) for k, v in all_tags.items()},
                                      run_name=self.sweep_name)  # fmt: skip
-        self.parent_run_id = run.info.run_id
+        self.parent_run_id, self.new_parent = run.info.run_id, True
         self.client.log_text(self.parent_run_id, spec_text, f"spec/{Path(spec_name).name or 'spec.toml'}")
         self.client.log_dict(self.parent_run_id, resolved, "spec/resolved.json")
         return self.parent_run_id
@@ -132,11 +138,8 @@ class SweepTracker:
     def _close_stale_parents(self, tune_path: str) -> None:
         """A sweep started over (--fresh, or a driver killed before Tune saved any state) leaves its
         old parent and children RUNNING: mark them KILLED."""
-        stale = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`{T.ROLE}` = 'sweep' and tags.`{T.TUNE_PATH}` = {quote(tune_path)} "
-            "and attributes.status = 'RUNNING'",
-            max_results=1000,
+        stale = self.search_all(
+            f"tags.`{T.ROLE}` = 'sweep' and tags.`{T.TUNE_PATH}` = {quote(tune_path)} and attributes.status = 'RUNNING'"
         )
         for run in stale:
             self.parent_run_id = run.info.run_id
@@ -161,7 +164,7 @@ class SweepTracker:
 
     def start_child(self, trial_id: str, name: str, params: dict, tags: dict) -> str:
         """The trial's run: the existing one (set RUNNING again) or a new one with params logged."""
-        run_id = self._children.get(trial_id) or self.find_child(trial_id)
+        run_id = self.child_id(trial_id)
         if run_id is not None:
             self._children[trial_id] = run_id
             run = self.client.get_run(run_id)
@@ -173,16 +176,24 @@ class SweepTracker:
                 self.client.update_run(run_id, status="RUNNING")
             return run_id
         all_tags = {T.PARENT: self.parent_run_id, T.ROLE: "trial", T.TRIAL_ID: trial_id, **tags}
+        self._creating.add(trial_id)  # until its id is known: a request that failed may have created it
         run = self.client.create_run(self.experiment_id, tags={k: tag_value(v) for k, v in all_tags.items()}, run_name=name)
         run_id = run.info.run_id
         self._children[trial_id] = run_id
+        self._creating.discard(trial_id)
         self._last_step[run_id] = 0
         if params:
             self.client.log_batch(run_id, params=[Param(k, tag_value(v)) for k, v in params.items()])
         return run_id
 
     def child_id(self, trial_id: str) -> str | None:
-        return self._children.get(trial_id) or self.find_child(trial_id)
+        """The trial's run, if it has one: from this tracker's record, or from MLflow where that may be incomplete."""
+        run_id = self._children.get(trial_id)
+        if run_id is None and (not self.new_parent or trial_id in self._creating):
+            run_id = self.find_child(trial_id)
+            if run_id is not None:
+                self._children[trial_id] = run_id
+        return run_id
 
     def last_logged_step(self, run_id: str) -> int:
         """The last epoch logged to a trial's run (0: none); read from MLflow once for a reused run."""
@@ -211,11 +222,18 @@ class SweepTracker:
         """Mark every child of the parent still RUNNING (its trial did not end) as `status`."""
         if self.parent_run_id is None:
             return 0
-        runs = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`{T.PARENT}` = {quote(self.parent_run_id)} and attributes.status = 'RUNNING'",
-            max_results=10_000,
-        )
+        runs = self.search_all(f"tags.`{T.PARENT}` = {quote(self.parent_run_id)} and attributes.status = 'RUNNING'")
         for run in runs:
             self.client.set_terminated(run.info.run_id, status=status)
         return len(runs)
+
+    def search_all(self, filter_string: str) -> list:
+        """Every run of the experiment that matches, a page at a time (all pages read before any is changed:
+        MLflow's pages are offsets, and closing a RUNNING run would shift the next page of a RUNNING search)."""
+        runs, token = [], None
+        while True:
+            page = self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=PAGE, page_token=token)
+            runs += page
+            token = page.token
+            if not token:
+                return runs
