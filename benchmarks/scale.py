@@ -32,6 +32,7 @@ import json
 import math
 import os
 import pickle
+import resource
 import shutil
 import signal
 import sqlite3
@@ -96,21 +97,20 @@ def load() -> float:
 
 def variants_main(spec_path: str) -> None:
     """The subprocess of `measure_variants`: validate, build the searcher's configs, print figures as JSON."""
-    import resource
-
     from tokensweep.spec import load_spec
     from tokensweep.sweep import searchers  # Ray Tune's Searcher class, imported before the clock starts
     from tokensweep.sweep.space import Platform, grid_config
 
-    begin = time.perf_counter()
+    begin, cpu = time.perf_counter(), time.process_time()
     spec = load_spec(spec_path, [])
-    validated = time.perf_counter()
+    validated, validated_cpu = time.perf_counter(), time.process_time()
     platform = Platform("sqlite:///mlflow.db", spec.name, False, 10.0, ())
     configs = [grid_config(i, v.name, v.values, platform) for i, v in enumerate(spec.variants)]
     searcher = searchers.GridSearcher(configs)
     pickled = len(pickle.dumps(searcher))  # what Tuner saves with the experiment
     done = time.perf_counter()
-    print(json.dumps(dict(trials=len(spec.variants), validate_s=validated - begin, configs_s=done - validated,
+    print(json.dumps(dict(trials=len(spec.variants), validate_s=validated - begin, validate_cpu_s=validated_cpu - cpu,
+                          variants_cpu_s=time.process_time() - cpu, configs_s=done - validated,
                           variants_s=done - begin, searcher_mb=pickled / 1e6,
                           variants_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))  # fmt: skip
 
@@ -122,12 +122,14 @@ def measure_variants(n: int, work: Path) -> dict:
     if done.returncode != 0:
         raise RuntimeError(f"variant generation of {n:,} trials failed: {done.stderr.strip()[-500:]}")
     row = json.loads(done.stdout.strip().splitlines()[-1])
-    begin = time.perf_counter()
+    begin, children = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     dry = subprocess.run([tokensweep_exe(), "run", str(spec), "--dry-run"], stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, text=True, timeout=RUN_TIMEOUT_S, cwd=work, env=child_env())  # fmt: skip
     if dry.returncode != 0:
         raise RuntimeError(f"--dry-run of {n:,} trials failed: {dry.stderr.strip()[-500:]}")
     row["dry_run_s"] = time.perf_counter() - begin
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    row["dry_run_cpu_s"] = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
     return row
 
 
@@ -145,25 +147,34 @@ class Driver:
         self.launched = time.time()
         self.proc = subprocess.Popen(cmd, cwd=work, env=child_env(), stdout=self.log, stderr=subprocess.STDOUT)
         self.peak_rss = self.cpu_s = 0
-        self.first_trial_rss = None  # the driver's RSS when its first trial run appeared
-        self._process, self._next_look = None, 0.0
+        self.first_trial_rss = self.first_trial_tree_cpu = None  # when the first trial run appeared
+        self._process, self._next_look, self._tree_cpu = None, 0.0, {}
 
     def poll_rss(self) -> None:
-        """The driver's peak RSS, and its CPU seconds so far (what a busy machine does not inflate)."""
+        """The driver's peak RSS and CPU seconds, and the CPU seconds of it and every process it started
+        (Ray's, the trials' workers): CPU is what a busy machine inflates far less than wall time."""
         import psutil
 
         try:
             self._process = self._process or psutil.Process(self.proc.pid)
             with self._process.oneshot():
                 self.peak_rss = max(self.peak_rss, self._process.memory_info().rss)
-                times = self._process.cpu_times()
-                self.cpu_s = times.user + times.system
+                self.cpu_s = cpu_of(self._process)
+            for child in self._process.children(recursive=True):
+                try:
+                    self._tree_cpu[child.pid] = max(self._tree_cpu.get(child.pid, 0.0), cpu_of(child))
+                except psutil.Error:
+                    pass
         except psutil.Error:
             pass
         if self.first_trial_rss is None and time.time() >= self._next_look:
             self._next_look = time.time() + 1.0
             if child_statuses(self.db):
-                self.first_trial_rss = self.peak_rss
+                self.first_trial_rss, self.first_trial_tree_cpu = self.peak_rss, self.tree_cpu_s
+
+    @property
+    def tree_cpu_s(self) -> float:
+        return self.cpu_s + sum(self._tree_cpu.values())
 
     def wait(self, timeout: float, until=None) -> bool:
         """Poll until the driver exits (False) or `until()` holds (True)."""
@@ -191,6 +202,11 @@ class Driver:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
+
+
+def cpu_of(process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
 
 
 def child_statuses(db: Path) -> dict[str, int]:
@@ -224,7 +240,7 @@ def sweep_record(db: Path) -> dict:
                 first_child_start=first_start / 1000 if first_start else None, **times)  # fmt: skip
 
 
-def run_sweep(n: int, work: Path, own_s: float) -> dict:
+def run_sweep(n: int, work: Path, own: tuple[float, float]) -> dict:
     """One sweep of n trials to its end; its figures."""
     work.mkdir()
     driver = Driver(write_spec(work / "scale.toml", n), work)
@@ -238,6 +254,7 @@ def run_sweep(n: int, work: Path, own_s: float) -> dict:
     rec, statuses = sweep_record(driver.db), child_statuses(driver.db)
     if statuses.get("FINISHED") != n:
         raise RuntimeError(f"a sweep of {n:,} trials finished {statuses} trial runs")
+    own_s, own_cpu_s = own
     ray_started = rec["tune_started"] - rec.get("ray_start_s", 0) - rec.get("mlflow_setup_s", 0)
     fixed = rec["first_child_start"] - driver.launched  # what any sweep pays once, its first trial's worker included
     beyond = wall - fixed
@@ -245,7 +262,9 @@ def run_sweep(n: int, work: Path, own_s: float) -> dict:
         trials=n, kind="sweep", load_avg_1m=load(), wall_s=wall, fixed_startup_s=fixed, beyond_startup_s=beyond,
         first_trial_s=rec["first_child_start"] - ray_started, first_trial_after_launch_s=rec["first_child_start"] - driver.launched,
         driver_peak_rss_mb=driver.peak_rss / 2**20, trial_own_s=own_s, platform_s_per_trial=(beyond - n * own_s) / n,
-        driver_cpu_s=driver.cpu_s, driver_cpu_s_per_trial=driver.cpu_s / n,
+        driver_cpu_s=driver.cpu_s, driver_cpu_s_per_trial=driver.cpu_s / n, tree_cpu_s=driver.tree_cpu_s,
+        trial_own_cpu_s=own_cpu_s,
+        platform_cpu_s_per_trial=(driver.tree_cpu_s - (driver.first_trial_tree_cpu or 0) - n * own_cpu_s) / n,
         driver_rss_kb_per_trial=(driver.peak_rss - (driver.first_trial_rss or driver.peak_rss)) / 1024 / n,
         tune_s=rec.get("tune_s"), after_tune_s=rec.get("sweep_s", 0) - rec.get("tune_s", 0) - rec.get("mlflow_setup_s", 0)
         - rec.get("ray_start_s", 0), ray_shutdown_s=rec.get("ray_shutdown_s"),
@@ -293,21 +312,23 @@ def loop_main(spec_path: str, count: int) -> None:
 
     times = []
     for variant in load_spec(spec_path, []).variants[:count]:
-        begin = time.perf_counter()
+        begin, cpu = time.perf_counter(), time.process_time()
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             run_trial(variant.config, progress=False)
-        times.append(time.perf_counter() - begin)
+        times.append((time.perf_counter() - begin, time.process_time() - cpu))
     print(json.dumps(times))
 
 
-def trial_own_time(work: Path) -> float:
+def trial_own_time(work: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of one trial in a plain loop: the medians after the first (a busy machine's
+    spikes are not the trial's own work)."""
     spec = write_spec(work / "loop.toml", LOOP_TRIALS)
     done = subprocess.run([sys.executable, "-m", "benchmarks.scale", "--loop", str(spec), str(LOOP_TRIALS)],
                           capture_output=True, text=True, timeout=RUN_TIMEOUT_S, cwd=REPO, env=child_env())  # fmt: skip
     if done.returncode != 0:
         raise RuntimeError(f"the plain loop failed: {done.stderr.strip()[-500:]}")
-    times = json.loads(done.stdout.strip().splitlines()[-1])
-    return statistics.median(times[1:])  # a busy machine's spikes are not the trial's own work
+    times = json.loads(done.stdout.strip().splitlines()[-1])[1:]
+    return statistics.median(w for w, _ in times), statistics.median(c for _, c in times)
 
 
 # --- the section ----------------------------------------------------------------------------------------
@@ -346,7 +367,7 @@ def measure(sweeps=SWEEPS, variants=VARIANTS, dashboard=DASHBOARD, interrupt: in
             log(f"  variants {n:,}: " + ", ".join(f"{k} {v:.3g}" for k, v in out["variants"][-1].items() if k != "trials"))
         if sweeps:
             own = trial_own_time(work)
-            log(f"  a trial's own time (plain loop): {own:.3f} s")
+            log(f"  a trial's own time (plain loop): {own[0]:.3f} s, {own[1]:.3f} s of CPU")
             for n in sweeps:
                 row = run_sweep(n, work / f"sweep-{n}", own)
                 out["sweeps"].append(row)
@@ -363,15 +384,18 @@ def measure(sweeps=SWEEPS, variants=VARIANTS, dashboard=DASHBOARD, interrupt: in
 
 def print_trends(figures: dict, log=print) -> None:
     log("trend (x per 10x of trials: 1 constant, 10 linear):")
-    for key in ("platform_s_per_trial", "driver_cpu_s_per_trial", "first_trial_s", "driver_peak_rss_mb",
+    for key in ("platform_s_per_trial", "platform_cpu_s_per_trial", "driver_cpu_s_per_trial", "first_trial_s", "driver_peak_rss_mb",
                 "driver_rss_kb_per_trial", "after_tune_s", "beyond_startup_s"):
         log(trend(figures["sweeps"], key))
     sweeps = figures["sweeps"]
     if marginal(sweeps, "beyond_startup_s") is not None:
         log(f"  per added trial, {sweeps[0]['trials']:,} -> {sweeps[-1]['trials']:,}: "
             f"{marginal(sweeps, 'beyond_startup_s') - sweeps[0]['trial_own_s']:.3f} s of platform wall, "
-            f"{marginal(sweeps, 'driver_cpu_s'):.3f} s of driver CPU")  # fmt: skip
-    for key in ("validate_s", "variants_s", "dry_run_s", "variants_rss_mb", "searcher_mb"):
+            f"{marginal(sweeps, 'driver_cpu_s'):.3f} s of driver CPU, "
+            f"{marginal(sweeps, 'tree_cpu_s') - sweeps[0]['trial_own_cpu_s']:.3f} s of platform CPU (driver, Ray, "
+            "workers, beyond the trial's own)")  # fmt: skip
+    for key in ("validate_s", "validate_cpu_s", "variants_s", "variants_cpu_s", "dry_run_s", "dry_run_cpu_s",
+                "variants_rss_mb", "searcher_mb"):
         log(trend(figures["variants"], key))
     for key in ("dashboard_s", "export_s"):
         log(trend(figures["dashboard"], key, size="runs"))
@@ -384,16 +408,23 @@ def targets_of(figures: dict) -> list:
     targets = []
     if sweeps:
         last, first = sweeps[-1], sweeps[0]
-        constant = last["platform_s_per_trial"] / first["platform_s_per_trial"] if first["platform_s_per_trial"] > 0 else None
+        def ratio(key):
+            return last[key] / first[key] if first[key] > 0 else None
+
+        cpu_note = f"CPU of the driver, Ray and the workers beyond a trial's own {last['trial_own_cpu_s']:.2f} s"
         targets += [
             Target(f"platform s per trial, {last['trials']:,} trials", last["platform_s_per_trial"], PER_TRIAL_GOAL_S,
                    " s", False, f"beyond a trial's own {last['trial_own_s']:.2f} s"),
-            Target(f"per-trial cost {last['trials']:,} vs {first['trials']:,} trials", constant, CONSTANT_GOAL, "x", False,
-                   "1x: constant per trial"),
+            Target(f"per-trial cost {last['trials']:,} vs {first['trials']:,} trials", ratio("platform_s_per_trial"),
+                   CONSTANT_GOAL, "x", False, "wall; 1x: constant per trial"),
+            Target(f"platform CPU s per trial, {last['trials']:,} trials", last["platform_cpu_s_per_trial"], None, " s",
+                   False, cpu_note),
+            Target(f"per-trial CPU {last['trials']:,} vs {first['trials']:,} trials", ratio("platform_cpu_s_per_trial"),
+                   CONSTANT_GOAL, "x", False, "1x: constant per trial"),
             Target(f"first trial from Ray's start, {last['trials']:,} trials", last["first_trial_s"], FIRST_TRIAL_GOAL_S,
                    " s", False),
         ]  # fmt: skip
-        for key in ("platform_s_per_trial", "driver_cpu_s_per_trial", "driver_peak_rss_mb", "beyond_startup_s"):
+        for key in ("platform_s_per_trial", "platform_cpu_s_per_trial", "driver_peak_rss_mb", "beyond_startup_s"):
             targets.append(Target(f"{key} growth per 10x trials", per_10x(sweeps, key), LINEAR, "x", False, "10x: linear"))
     if stop:
         n = f"{stop['trials']:,} trials"
@@ -428,9 +459,10 @@ def run(settings):
     rows += [{"kind": "variant generation", **r} for r in figures["variants"]]
     rows += [{"kind": "dashboard + export", "trials": r["runs"], **r} for r in figures["dashboard"]]
     columns = ("kind", "trials", "load_avg_1m", "first_trial_s", "driver_peak_rss_mb", "platform_s_per_trial",
-               "driver_cpu_s_per_trial", "driver_rss_kb_per_trial",
+               "platform_cpu_s_per_trial", "driver_cpu_s_per_trial", "driver_rss_kb_per_trial",
                "trial_own_s", "beyond_startup_s", "after_tune_s", "interrupt_to_exit_s", "exit_code", "running_after",
-               "validate_s", "variants_s", "dry_run_s", "variants_rss_mb", "dashboard_s", "export_s")  # fmt: skip
+               "validate_s", "validate_cpu_s", "variants_s", "dry_run_s", "dry_run_cpu_s", "variants_rss_mb", "dashboard_s",
+               "export_s")  # fmt: skip
     notes = [
         "Trivial trials: the tiny backbone on 2 classes of generated images, 1 epoch of 1 step, no final measurement; "
         "one at a time (resources.cpus = 2 on 2 CPUs). first_trial_s: from Ray's start to the first child run in MLflow.",

@@ -202,7 +202,8 @@ class TrialConfig:
 
     def validate(self) -> None:
         def check(ok: bool, key: str, rule: str) -> None:
-            require(ok, f"{key} must be {rule}, got {getattr(self, key)!r}", key)
+            if not ok:  # the message only when it is needed: a big grid runs these checks 10,000s of times
+                raise ConfigError(f"{key} must be {rule}, got {getattr(self, key)!r}", key)
 
         check(self.dataset in DATASETS, "dataset", f"one of {', '.join(DATASETS)}")
         if self.dataset != "tiny":
@@ -268,17 +269,21 @@ def _field_types(cls) -> dict[str, tuple[type, bool]]:
 
 def _coerce(key: str, value, base: type, optional: bool):
     """Check `value` against the field's type; ints are accepted where floats are expected."""
+    # each message is made only when it is raised (a big grid coerces 10,000s of values)
     if value is None:
-        require(optional, f"{key} must be set (it cannot be empty)", key)
+        if not optional:
+            raise ConfigError(f"{key} must be set (it cannot be empty)", key)
         return None
     if base is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        require(ok, f"{key} must be a number, got {value!r}", key)
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            raise ConfigError(f"{key} must be a number, got {value!r}", key)
         return float(value)
     if base is int:
-        require(isinstance(value, int) and not isinstance(value, bool), f"{key} must be an integer, got {value!r}", key)
+        if not (isinstance(value, int) and not isinstance(value, bool)):
+            raise ConfigError(f"{key} must be an integer, got {value!r}", key)
         return value
-    require(isinstance(value, base), f"{key} must be {_type_name(base)}, got {value!r}", key)
+    if not isinstance(value, base):
+        raise ConfigError(f"{key} must be {_type_name(base)}, got {value!r}", key)
     return value
 
 

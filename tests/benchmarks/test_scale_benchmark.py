@@ -32,7 +32,7 @@ def test_growth_is_per_10x_between_the_smallest_and_largest_size():
 
 
 def _figures(per_trial_small: float, per_trial_large: float) -> dict:
-    sweep = dict(trial_own_s=0.1, first_trial_s=8.0, driver_peak_rss_mb=500.0, beyond_startup_s=1.0)
+    sweep = dict(trial_own_s=0.1, trial_own_cpu_s=0.2, platform_cpu_s_per_trial=0.1, first_trial_s=8.0, driver_peak_rss_mb=500.0, beyond_startup_s=1.0)
     return {
         "sweeps": [{**sweep, "trials": 100, "platform_s_per_trial": per_trial_small},
                    {**sweep, "trials": 1_000, "platform_s_per_trial": per_trial_large}],

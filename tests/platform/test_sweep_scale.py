@@ -166,7 +166,7 @@ def test_the_summary_says_how_each_trial_ended_without_reading_storage(tmp_path)
     assert copy.outcomes() is None and copy.new_parent is False
 
 
-def test_the_snapshot_period_adapts_above_a_thousand_trials(monkeypatch):
+def test_the_snapshot_period_adapts_for_big_sweeps(monkeypatch):
     from tokensweep.sweep.driver import SNAPSHOT_2S_TRIALS, configure_tune
 
     for trials, period in ((4, "2"), (SNAPSHOT_2S_TRIALS, "2"), (SNAPSHOT_2S_TRIALS + 1, "auto"), (100_000, "auto")):
@@ -176,6 +176,74 @@ def test_the_snapshot_period_adapts_above_a_thousand_trials(monkeypatch):
     monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "7")  # the user's choice wins
     configure_tune(types.SimpleNamespace(num_trials=5_000, search="grid"))
     assert os.environ["TUNE_GLOBAL_CHECKPOINT_S"] == "7"
+
+
+# --- the scheduler picks the next trial without walking every finished one ---------------------------
+
+
+class StatusTrial:
+    """A trial whose status reads are counted."""
+
+    reads = 0
+
+    def __init__(self, status: str):
+        self._status = status
+
+    @property
+    def status(self):
+        StatusTrial.reads += 1
+        return self._status
+
+    @status.setter
+    def status(self, value):
+        self._status = value
+
+    def is_finished(self):
+        return self.status in ("TERMINATED", "ERROR")
+
+
+def test_the_scheduler_chooses_as_fifo_does_at_a_constant_cost():
+    from ray.tune.schedulers import FIFOScheduler
+
+    from tokensweep.sweep.schedulers import AshaScheduler, FifoScheduler
+
+    trials = [StatusTrial("TERMINATED") for _ in range(1_000)] + [StatusTrial("RUNNING"), StatusTrial("PENDING")]
+    controller = types.SimpleNamespace(get_trials=lambda: trials)
+    ours, theirs = FifoScheduler(), FIFOScheduler()
+
+    def check():
+        assert ours.choose_trial_to_run(controller) is theirs.choose_trial_to_run(controller)
+
+    check()
+    StatusTrial.reads = 0
+    for _ in range(10):  # Tune's steps while nothing changes
+        assert ours.choose_trial_to_run(controller) is trials[-1]
+    assert StatusTrial.reads <= 10 * 5, StatusTrial.reads  # FIFOScheduler reads all 1,002 statuses each time
+    trials[-1].status = "RUNNING"  # started; then the searcher adds two, one runs and finishes first
+    trials += [StatusTrial("PENDING"), StatusTrial("PENDING")]
+    check()
+    trials[-2].status = "TERMINATED"
+    check()
+    failed = trials[1_000]  # retried: Tune requeues it at the end of the list
+    failed.status = "PENDING"
+    trials.append(trials.pop(1_000))
+    check()
+    for t in trials:
+        if t.status != "TERMINATED":
+            t.status = "PAUSED" if t is failed else "TERMINATED"
+    check()
+    assert ours.choose_trial_to_run(controller) is failed
+    failed.status = "ERROR"
+    check()
+    assert ours.choose_trial_to_run(controller) is None
+    # a new controller (a restored experiment): a new list, looked at from its start
+    restored = [StatusTrial("PENDING")]
+    assert ours.choose_trial_to_run(types.SimpleNamespace(get_trials=lambda: restored)) is restored[0]
+    asha = AshaScheduler(time_attr="epoch", metric="top1", mode="max", max_t=4)
+    assert asha.choose_trial_to_run(controller) is None
+    import pickle
+
+    assert pickle.loads(pickle.dumps(ours)).choose_trial_to_run(controller) is None
 
 
 # --- validation of a big grid stays exact --------------------------------------------------------------

@@ -54,7 +54,8 @@ class Embedding:
 
 _EMBEDDINGS: dict[str, Embedding] = {}
 _loaded = False  # built-ins and entry points, on first use
-_knobs: tuple[tuple, Mapping] = ((), types.MappingProxyType({}))  # all_knobs() and the embeddings it is of
+_version = 0  # registrations so far
+_knobs: tuple = (None, -1, types.MappingProxyType({}))  # all_knobs(), of (the registry dict, its _version)
 
 
 def register_embedding(knobs=(), *, name: str | None = None, backbone_defaults: dict | None = None):
@@ -149,7 +150,9 @@ def _add(emb: Embedding) -> None:
                     f"embedding {emb.name!r}: knob {knob.name!r} is a {knob.type.__name__} here but a "
                     f"{theirs.type.__name__} in embedding {other.name!r} (one flag serves both): rename it"
                 )
+    global _version
     _EMBEDDINGS[emb.name] = emb
+    _version += 1
 
 
 # --- loading -------------------------------------------------------------------------------------------
@@ -215,15 +218,15 @@ def all_knobs() -> Mapping[str, Knob]:
     Read-only, and computed once per set of registered embeddings: validation asks for it several
     times per trial, 10,000s of times for a big grid."""
     global _knobs
-    embeddings = tuple(registered_embeddings().values())
-    of, knobs = _knobs
-    if len(of) != len(embeddings) or any(a is not b for a, b in zip(of, embeddings)):
+    embeddings = registered_embeddings()
+    of, version, knobs = _knobs  # `of` held, not its id: a dict swapped in (tests do) is never mistaken for it
+    if of is not embeddings or version != _version:
         merged: dict[str, Knob] = {}
-        for emb in embeddings:
+        for emb in embeddings.values():
             for knob in emb.knobs:
                 merged.setdefault(knob.name, knob)
         knobs = types.MappingProxyType(merged)
-        _knobs = (embeddings, knobs)
+        _knobs = (embeddings, _version, knobs)
     return knobs
 
 

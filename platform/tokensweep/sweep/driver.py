@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 TRACKING_WAIT_ENV = "TOKENSWEEP_TRACKING_WAIT_S"
 DEFAULT_TRACKING_WAIT_S = 120.0  # how long a finished sweep waits for an unreachable tracking server
-SNAPSHOT_2S_TRIALS = 1_000  # sweeps up to this size snapshot Tune's state every 2 s (configure_tune)
+SNAPSHOT_2S_TRIALS = 200  # sweeps up to this size snapshot Tune's state every 2 s (configure_tune)
 
 
 def run_sweep(spec: SweepSpec, options: RunOptions, timings: dict | None = None) -> SweepOutcome:
@@ -147,8 +147,9 @@ def configure_tune(spec: SweepSpec) -> None:
     # Tune snapshots the experiment state (which trials are done, their latest checkpoint) every
     # 10+ s by default; a driver killed in between resumes trials that had already finished. Every
     # 2 s keeps that window small while a snapshot is small. But each snapshot rewrites every trial
-    # so far, so a fixed period makes a long sweep's total quadratic: above SNAPSHOT_2S_TRIALS, Tune's
-    # "auto" (at most ~5% of the driver's time, at least every 10 s). Its warning about frequent
+    # so far (~20 KB each), so a fixed period makes a long sweep's total quadratic: above
+    # SNAPSHOT_2S_TRIALS, Tune's "auto" (at most ~5% of the driver's time, at least every 10 s); up to
+    # it, snapshots cost at most a few ms per trial. Its warning about frequent
     # snapshots (forced by num_to_keep) is expected here.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2" if spec.num_trials <= SNAPSHOT_2S_TRIALS else "auto")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -269,7 +270,7 @@ def fit(spec: SweepSpec, options: RunOptions, tune_path: str, callback, optuna_u
         param_space, samples = search_base_config(spec.base, platform), spec.num_samples
     tune_config = tune.TuneConfig(
         search_alg=search_alg,
-        scheduler=searchers.asha_scheduler(spec),
+        scheduler=searchers.scheduler(spec),
         num_samples=samples,
         max_concurrent_trials=spec.max_concurrent_trials,
         trial_name_creator=trial_name,
