@@ -13,6 +13,7 @@ from pathlib import Path
 
 SECTIONS = {"clustering": "benchmarks.clustering", "models": "benchmarks.models", "data": "benchmarks.data",
             "platform": "benchmarks.sweep_platform"}  # fmt: skip
+SECTIONS["scale"] = "benchmarks.scale"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"  # as benchmarks.common, without importing torch
 
 

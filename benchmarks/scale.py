@@ -230,14 +230,29 @@ def sweep_record(db: Path) -> dict:
             "where t.key = 'tokensweep.role' and t.value = 'sweep' order by r.start_time desc limit 1"
         ).fetchone()
         tags = dict(con.execute("select key, value from tags where run_uuid = ?", (parent,)).fetchall())
-        first_start = con.execute(
-            "select min(r.start_time) from runs r join tags t on t.run_uuid = r.run_uuid "
+        first_start, last_end = con.execute(
+            "select min(r.start_time), max(r.end_time) from runs r join tags t on t.run_uuid = r.run_uuid "
             "where t.key = 'mlflow.parentRunId' and t.value = ?",
             (parent,),
-        ).fetchone()[0]
+        ).fetchone()
+        starts = [row[0] / 1000 for row in con.execute(
+            "select r.start_time from runs r join tags t on t.run_uuid = r.run_uuid "
+            "where t.key = 'mlflow.parentRunId' and t.value = ? order by r.start_time", (parent,))]  # fmt: skip
     times = {k.removeprefix("tokensweep.time."): float(v) for k, v in tags.items() if k.startswith("tokensweep.time.")}
+    times.update(pace(starts))
     return dict(parent_status=parent_status, tune_started=float(tags["tokensweep.tune_started_at"]),
-                first_child_start=first_start / 1000 if first_start else None, **times)  # fmt: skip
+                first_child_start=first_start / 1000 if first_start else None,
+                last_child_end=last_end / 1000 if last_end else None, **times)  # fmt: skip
+
+
+def pace(starts: list[float]) -> dict:
+    """Seconds between trial starts early in a sweep and late in it (medians over a tenth of its trials,
+    at least 3): a cost that grows with the trials done so far shows as late > early within one sweep."""
+    k = max(3, len(starts) // 10)
+    if len(starts) < 2 * k + 1:
+        return {}
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    return {"early_s_per_trial": statistics.median(gaps[:k]), "late_s_per_trial": statistics.median(gaps[-k:])}
 
 
 def run_sweep(n: int, work: Path, own: tuple[float, float]) -> dict:
@@ -251,6 +266,7 @@ def run_sweep(n: int, work: Path, own: tuple[float, float]) -> dict:
             raise RuntimeError(f"a sweep of {n:,} trials exited {driver.proc.returncode}: {driver.tail()}")
     finally:
         driver.close()
+    ended = time.time()
     rec, statuses = sweep_record(driver.db), child_statuses(driver.db)
     if statuses.get("FINISHED") != n:
         raise RuntimeError(f"a sweep of {n:,} trials finished {statuses} trial runs")
@@ -266,7 +282,8 @@ def run_sweep(n: int, work: Path, own: tuple[float, float]) -> dict:
         trial_own_cpu_s=own_cpu_s,
         platform_cpu_s_per_trial=(driver.tree_cpu_s - (driver.first_trial_tree_cpu or 0) - n * own_cpu_s) / n,
         driver_rss_kb_per_trial=(driver.peak_rss - (driver.first_trial_rss or driver.peak_rss)) / 1024 / n,
-        tune_s=rec.get("tune_s"), after_tune_s=rec.get("sweep_s", 0) - rec.get("tune_s", 0) - rec.get("mlflow_setup_s", 0)
+        end_s=ended - rec["last_child_end"], tune_s=rec.get("tune_s"), early_s_per_trial=rec.get("early_s_per_trial"),
+        late_s_per_trial=rec.get("late_s_per_trial"), after_tune_s=rec.get("sweep_s", 0) - rec.get("tune_s", 0) - rec.get("mlflow_setup_s", 0)
         - rec.get("ray_start_s", 0), ray_shutdown_s=rec.get("ray_shutdown_s"),
     )  # fmt: skip
 
@@ -296,6 +313,8 @@ def interrupt_sweep(n: int, work: Path, after_s: float = 3.0) -> dict:
         first_trial_after_launch_s=rec["first_child_start"] - driver.launched, driver_peak_rss_mb=driver.peak_rss / 2**20,
         interrupt_to_exit_s=stop_s if ended else None, exit_code=code, parent_status=rec["parent_status"],
         trial_runs=sum(statuses.values()), running_after=statuses.get("RUNNING", 0),
+        signal_to_tune_end_s=rec["tune_started"] + rec["tune_s"] - sent if "tune_s" in rec else None,
+        ray_shutdown_s=rec.get("ray_shutdown_s"),
     )  # fmt: skip
 
 
@@ -385,7 +404,8 @@ def measure(sweeps=SWEEPS, variants=VARIANTS, dashboard=DASHBOARD, interrupt: in
 def print_trends(figures: dict, log=print) -> None:
     log("trend (x per 10x of trials: 1 constant, 10 linear):")
     for key in ("platform_s_per_trial", "platform_cpu_s_per_trial", "driver_cpu_s_per_trial", "first_trial_s", "driver_peak_rss_mb",
-                "driver_rss_kb_per_trial", "after_tune_s", "beyond_startup_s"):
+                "driver_rss_kb_per_trial", "early_s_per_trial", "late_s_per_trial", "end_s", "after_tune_s",
+                "beyond_startup_s"):
         log(trend(figures["sweeps"], key))
     sweeps = figures["sweeps"]
     if marginal(sweeps, "beyond_startup_s") is not None:
@@ -424,6 +444,10 @@ def targets_of(figures: dict) -> list:
             Target(f"first trial from Ray's start, {last['trials']:,} trials", last["first_trial_s"], FIRST_TRIAL_GOAL_S,
                    " s", False),
         ]  # fmt: skip
+        if last.get("late_s_per_trial") and last.get("early_s_per_trial"):
+            targets.append(Target(f"late vs early trials within the {last['trials']:,}-trial sweep",
+                                  last["late_s_per_trial"] / last["early_s_per_trial"], CONSTANT_GOAL, "x", False,
+                                  "median gap between trial starts, last tenth vs first tenth"))  # fmt: skip
         for key in ("platform_s_per_trial", "platform_cpu_s_per_trial", "driver_peak_rss_mb", "beyond_startup_s"):
             targets.append(Target(f"{key} growth per 10x trials", per_10x(sweeps, key), LINEAR, "x", False, "10x: linear"))
     if stop:
@@ -460,7 +484,7 @@ def run(settings):
     rows += [{"kind": "dashboard + export", "trials": r["runs"], **r} for r in figures["dashboard"]]
     columns = ("kind", "trials", "load_avg_1m", "first_trial_s", "driver_peak_rss_mb", "platform_s_per_trial",
                "platform_cpu_s_per_trial", "driver_cpu_s_per_trial", "driver_rss_kb_per_trial",
-               "trial_own_s", "beyond_startup_s", "after_tune_s", "interrupt_to_exit_s", "exit_code", "running_after",
+               "trial_own_s", "early_s_per_trial", "late_s_per_trial", "beyond_startup_s", "end_s", "after_tune_s", "interrupt_to_exit_s", "exit_code", "running_after",
                "validate_s", "validate_cpu_s", "variants_s", "dry_run_s", "dry_run_cpu_s", "variants_rss_mb", "dashboard_s",
                "export_s")  # fmt: skip
     notes = [
@@ -468,7 +492,8 @@ def run(settings):
         "one at a time (resources.cpus = 2 on 2 CPUs). first_trial_s: from Ray's start to the first child run in MLflow.",
         "platform_s_per_trial: (sweep wall - fixed start-up - trials x trial_own_s) / trials; trial_own_s is the median "
         "of a plain loop of trials.run_trial over the same trials (after the first, which pays the imports).",
-        "after_tune_s: the sweep's end after Tune returns (the summary, closing runs in MLflow).",
+        "end_s: from the last trial's end to the driver's exit (Tune's own end, which reads every trial's results "
+        "back, the summary, closing runs in MLflow, Ray's shutdown); after_tune_s: the part after Tune returns.",
     ]
     if quick:
         notes.append("quick mode: tiny sizes, the figures prove the code runs and mean nothing")

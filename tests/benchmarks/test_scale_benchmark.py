@@ -77,3 +77,12 @@ def test_the_quick_run_measures_every_part(capsys):
     assert "per-trial cost 12 vs 4 trials" in names and any(n.startswith("Ctrl-C to exit") for n in names)
     out = capsys.readouterr().out
     assert "platform_s_per_trial" in out and "per 10x" in out
+
+
+def test_pace_compares_the_gaps_between_trial_starts_early_and_late():
+    steady = [0.5 * i for i in range(40)]
+    assert scale.pace(steady) == {"early_s_per_trial": 0.5, "late_s_per_trial": 0.5}
+    slowing = [0.01 * i * i for i in range(40)]  # each gap longer than the last: a cost that grows
+    paced = scale.pace(slowing)
+    assert paced["late_s_per_trial"] > 5 * paced["early_s_per_trial"]
+    assert scale.pace([0.0, 1.0, 2.0]) == {}  # too few trials to tell
