@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 SECTIONS = {"clustering": "benchmarks.clustering", "models": "benchmarks.models", "data": "benchmarks.data",
-            "platform": "benchmarks.sweep_platform", "replicates": "benchmarks.replicates"}  # fmt: skip
+            "platform": "benchmarks.sweep_platform", "replicates": "benchmarks.replicates",
+            "scale": "benchmarks.scale"}  # fmt: skip
 RESULTS_DIR = Path(__file__).resolve().parent / "results"  # as benchmarks.common, without importing torch
 
 

@@ -9,6 +9,7 @@ or a plugin's) sit beside the recipe's options. Defaults are the paper's recipe 
 """
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -110,8 +111,8 @@ class TrialConfig:
             model = cls.pick_model(values)
             values = {k: v for k, v in values.items() if k not in ("model", *MODEL_PICKERS)}
             options, knobs = cls._split_knobs(values)
-            hints = typing.get_type_hints(cls)
-            coerced = {k: _coerce(k, v, hints[k]) for k, v in options.items()}
+            types = _field_types(cls)
+            coerced = {k: _coerce(k, v, *types[k]) for k, v in options.items()}
             return cls(model=model, knobs=knobs, **coerced)
         except ConfigError as err:
             raise ConfigError(f"{where}{err}", err.key) from None
@@ -132,13 +133,13 @@ class TrialConfig:
         return model_name(picked["backbone"], picked["embedding"])
 
     @classmethod
-    def option_names(cls) -> set[str]:
+    def option_names(cls) -> frozenset[str]:
         """Every key from_dict takes: the options, `backbone` and `embedding`, every registered knob."""
         return cls._options() | set(MODEL_PICKERS) | set(all_knobs())
 
     @classmethod
-    def _options(cls) -> set[str]:
-        return {f.name for f in dataclasses.fields(cls) if f.init and f.name != "knobs"}
+    def _options(cls) -> frozenset[str]:
+        return _option_names(cls)
 
     @classmethod
     def _split_knobs(cls, values: dict) -> tuple[dict, dict]:
@@ -201,7 +202,8 @@ class TrialConfig:
 
     def validate(self) -> None:
         def check(ok: bool, key: str, rule: str) -> None:
-            require(ok, f"{key} must be {rule}, got {getattr(self, key)!r}", key)
+            if not ok:  # the message only when it is needed: a big grid runs these checks 10,000s of times
+                raise ConfigError(f"{key} must be {rule}, got {getattr(self, key)!r}", key)
 
         check(self.dataset in DATASETS, "dataset", f"one of {', '.join(DATASETS)}")
         if self.dataset != "tiny":
@@ -248,22 +250,40 @@ def _type_name(tp) -> str:
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
 
 
-def _coerce(key: str, value, hint):
-    """Check `value` against the field's type hint; ints are accepted where floats are expected."""
-    args = typing.get_args(hint)
-    optional = type(None) in args
+# What does not change between configs, read once: a big grid validates 10,000s of them.
+@functools.cache
+def _option_names(cls) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cls) if f.init and f.name != "knobs")
+
+
+@functools.cache
+def _field_types(cls) -> dict[str, tuple[type, bool]]:
+    """Each option's (type, whether it may be None), from the field's type hint."""
+    out = {}
+    for key, hint in typing.get_type_hints(cls).items():
+        args = typing.get_args(hint)
+        base = next((a for a in args if a is not type(None)), hint) if args else hint
+        out[key] = (base, type(None) in args)
+    return out
+
+
+def _coerce(key: str, value, base: type, optional: bool):
+    """Check `value` against the field's type; ints are accepted where floats are expected."""
+    # each message is made only when it is raised (a big grid coerces 10,000s of values)
     if value is None:
-        require(optional, f"{key} must be set (it cannot be empty)", key)
+        if not optional:
+            raise ConfigError(f"{key} must be set (it cannot be empty)", key)
         return None
-    base = next((a for a in args if a is not type(None)), hint) if args else hint
     if base is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        require(ok, f"{key} must be a number, got {value!r}", key)
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            raise ConfigError(f"{key} must be a number, got {value!r}", key)
         return float(value)
     if base is int:
-        require(isinstance(value, int) and not isinstance(value, bool), f"{key} must be an integer, got {value!r}", key)
+        if not (isinstance(value, int) and not isinstance(value, bool)):
+            raise ConfigError(f"{key} must be an integer, got {value!r}", key)
         return value
-    require(isinstance(value, base), f"{key} must be {_type_name(base)}, got {value!r}", key)
+    if not isinstance(value, base):
+        raise ConfigError(f"{key} must be {_type_name(base)}, got {value!r}", key)
     return value
 
 

@@ -14,7 +14,8 @@ import importlib
 import importlib.metadata
 import inspect
 import re
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from difflib import get_close_matches
 
@@ -53,6 +54,8 @@ class Embedding:
 
 _EMBEDDINGS: dict[str, Embedding] = {}
 _loaded = False  # built-ins and entry points, on first use
+_version = 0  # registrations so far
+_knobs: tuple = (None, -1, types.MappingProxyType({}))  # all_knobs(), of (the registry dict, its _version)
 
 
 def register_embedding(knobs=(), *, name: str | None = None, backbone_defaults: dict | None = None):
@@ -147,7 +150,9 @@ def _add(emb: Embedding) -> None:
                     f"embedding {emb.name!r}: knob {knob.name!r} is a {knob.type.__name__} here but a "
                     f"{theirs.type.__name__} in embedding {other.name!r} (one flag serves both): rename it"
                 )
+    global _version
     _EMBEDDINGS[emb.name] = emb
+    _version += 1
 
 
 # --- loading -------------------------------------------------------------------------------------------
@@ -207,12 +212,21 @@ def split_model_name(name) -> tuple[str, str]:
     return backbone, embedding
 
 
-def all_knobs() -> dict[str, Knob]:
-    """Every knob name of every embedding (a shared name has one type; its first declaration)."""
-    knobs: dict[str, Knob] = {}
-    for emb in registered_embeddings().values():
-        for knob in emb.knobs:
-            knobs.setdefault(knob.name, knob)
+def all_knobs() -> Mapping[str, Knob]:
+    """Every knob name of every embedding (a shared name has one type; its first declaration).
+
+    Read-only, and computed once per set of registered embeddings: validation asks for it several
+    times per trial, 10,000s of times for a big grid."""
+    global _knobs
+    embeddings = registered_embeddings()
+    of, version, knobs = _knobs  # `of` held, not its id: a dict swapped in (tests do) is never mistaken for it
+    if of is not embeddings or version != _version:
+        merged: dict[str, Knob] = {}
+        for emb in embeddings.values():
+            for knob in emb.knobs:
+                merged.setdefault(knob.name, knob)
+        knobs = types.MappingProxyType(merged)
+        _knobs = (embeddings, _version, knobs)
     return knobs
 
 

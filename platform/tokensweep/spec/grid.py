@@ -145,7 +145,8 @@ def drop_foreign_knobs(ctx: SpecContext, c: Candidate, registry, declared: set) 
 
     embedding = split_model_name(c.model)[1]
     mine = {k.name for k in registry[embedding].knobs}
-    for key in [k for k in c.values if k in all_knobs() and k not in mine]:
+    knobs = all_knobs()
+    for key in [k for k in c.values if k in knobs and k not in mine]:
         if c.values[key] is None:
             continue
         if key in c.explicit or key not in declared:

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 TRACKING_WAIT_ENV = "TOKENSWEEP_TRACKING_WAIT_S"
 DEFAULT_TRACKING_WAIT_S = 120.0  # how long a finished sweep waits for an unreachable tracking server
 STOPPED_TRACKING_WAIT_S = 10.0  # ... and a sweep stopped by a signal, which must end soon (a scheduler's grace period)
+SNAPSHOT_2S_TRIALS = 200  # sweeps up to this size snapshot Tune's state every 2 s (configure_tune)
 
 
 def run_sweep(spec: SweepSpec, options: RunOptions, timings: dict | None = None) -> SweepOutcome:
@@ -102,7 +103,7 @@ def _run_sweep(spec, options, tune_path, optuna_url, timings, started, stop) -> 
             # trials whose runs are done: neither run nor touched again, however late Tune's saved state is
             finished = FinishedTrials.read(tracker) if options.resume and tracker.resumed_parent else None
         callback = MlflowTrialLogger(options.tracking_uri, spec.name, tracker.experiment_id, parent, DescribeTrial(spec),
-                                     finished)  # fmt: skip
+                                     finished, new_parent=tracker.new_parent)  # fmt: skip
         status, trials, errors, stages = run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings,
                                                   started, stop, finished)  # fmt: skip
     finally:
@@ -124,11 +125,12 @@ def run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, s
         with timed(timings, "tune_s"):
             with stop.tune_running():
                 fit(spec, options, tune_path, callback, optuna_url, finished)
+            outcomes = callback.outcomes()  # before the confirmation's experiment ends in the same callback
             confirmed = []
             if not stop.stopped:
                 with stop.tune_running():
                     confirmed = run_confirmation(spec, options, tune_path, callback)  # optuna: [search] confirm_seeds
-        trials = summarise(tune_path) + confirmed
+        trials = summarise(tune_path, outcomes) + confirmed
         failed = sum(1 for t in trials if t.status == "ERROR")
         unfinished = sum(1 for t in trials if t.status not in ("TERMINATED", "ERROR"))
         status = "FAILED" if failed else "KILLED" if unfinished or stop.stopped else "FINISHED"
@@ -204,11 +206,12 @@ def configure_tune(spec: SweepSpec) -> None:
     # Tune snapshots the experiment state (which trials are done, their latest checkpoint) every 10+ s
     # by default. A driver killed in between resumes from that snapshot; trials that had finished since
     # are left alone anyway (FinishedTrials, read from MLflow: tested with snapshots 600 s apart), so the
-    # period only decides how many epochs of the running trials are trained again after a crash. Every
-    # 2 s costs a few small files per snapshot here; a large sweep may set TUNE_GLOBAL_CHECKPOINT_S=auto
-    # (Tune stretches the period to 19x a snapshot's time). Its warning about frequent snapshots (forced
-    # by num_to_keep) is expected here.
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    # period only decides how many epochs of the running trials are trained again after a crash. Each
+    # snapshot rewrites every trial so far (~20 KB each), so a fixed period makes a long sweep's total
+    # quadratic: above SNAPSHOT_2S_TRIALS, Tune's "auto" (at most ~5% of the driver's time, at least
+    # every 10 s); up to it, every 2 s costs at most a few ms per trial. Its warning about frequent
+    # snapshots (forced by num_to_keep) is expected here.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2" if spec.num_trials <= SNAPSHOT_2S_TRIALS else "auto")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     one_line_ray_errors()  # a failed save of Tune's state: one line each, not pyarrow's traceback
     # "Failed to fetch metrics" of a trial that has not reported yet (a stopped sweep's waiting trials), when
@@ -339,7 +342,7 @@ def fit(spec: SweepSpec, options: RunOptions, tune_path: str, callback, optuna_u
         param_space, samples = search_base_config(spec.base, platform), spec.num_samples
     tune_config = tune.TuneConfig(
         search_alg=search_alg,
-        scheduler=searchers.asha_scheduler(spec),
+        scheduler=searchers.scheduler(spec),
         num_samples=samples,
         max_concurrent_trials=spec.max_concurrent_trials,
         trial_name_creator=trial_name,
@@ -378,17 +381,20 @@ def replace_callback(tuner, callbacks: list, verbose: int) -> bool:
     return True
 
 
-def summarise(tune_path: str, missing_ok: bool = False) -> list[TrialOutcome]:
-    """Name, Tune status and last metrics per trial, in the spec's order, from the experiment's saved state."""
+def summarise(tune_path: str, outcomes: list | None = None, missing_ok: bool = False) -> list[TrialOutcome]:
+    """Name, Tune status and last metrics per trial, in the spec's order: from the (trial, status) pairs the
+    callback kept (MlflowTrialLogger.outcomes), else from the experiment's saved state, which reads every
+    trial's results back from storage (a Ray Client sweep's callback ran on the cluster)."""
+    if outcomes is None:
+        try:
+            outcomes = [(t, t.status) for t in tune.ExperimentAnalysis(tune_path).trials]
+        except Exception:
+            if missing_ok:  # stopped before Tune saved any state, or its storage failed
+                return []
+            raise
 
-    def order(trial):  # grid: the variant's index; optuna: the trial number
-        payload = TrialPayload.decode(trial.config)
-        return (payload.index if payload.index is not None else payload.optuna_number or 0, trial.trial_id)
+    def order(pair):  # grid: the variant's index; optuna: the trial number
+        payload = TrialPayload.decode(pair[0].config)
+        return (payload.index if payload.index is not None else payload.optuna_number or 0, pair[0].trial_id)
 
-    try:
-        trials = sorted(tune.ExperimentAnalysis(tune_path).trials, key=order)
-    except Exception:
-        if missing_ok:  # stopped before Tune saved any state, or its storage failed
-            return []
-        raise
-    return [TrialOutcome(trial_name(t), t.status, dict(t.last_result or {})) for t in trials]
+    return [TrialOutcome(trial_name(t), status, dict(t.last_result or {})) for t, status in sorted(outcomes, key=order)]

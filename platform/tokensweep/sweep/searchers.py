@@ -96,12 +96,19 @@ def delete_optuna_study(storage_url: str, name: str) -> None:
         pass
 
 
+def scheduler(spec: SweepSpec):
+    """Tune's scheduler for the spec: ASHA, or FIFO (both choosing the next trial at a constant cost)."""
+    from tokensweep.sweep.schedulers import FifoScheduler
+
+    return asha_scheduler(spec) or FifoScheduler()
+
+
 def asha_scheduler(spec: SweepSpec):
     if spec.scheduler != "asha":
         return None
-    from ray.tune.schedulers import ASHAScheduler
+    from tokensweep.sweep.schedulers import AshaScheduler
 
-    return ASHAScheduler(
+    return AshaScheduler(
         time_attr="epoch",
         metric=spec.scheduler_metric,
         mode=spec.scheduler_mode,

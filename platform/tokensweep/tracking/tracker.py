@@ -9,7 +9,10 @@ written from the sweep's driver process, for three reasons:
   is left RUNNING;
 - a sqlite file on the head node works even when trials run on other nodes.
 Child runs are found by their `trial_id` tag (Tune's trial id, stable across `Tuner.restore`)
-before one is created, so a resumed sweep never makes a second run for a trial.
+before one is created, so a resumed sweep never makes a second run for a trial. MLflow is asked only
+where a run this tracker did not make may exist (a resumed parent, a creation that failed midway):
+under a parent this process created, its own record is complete, and a search per trial would grow
+with the sweep.
 
 Imports MLflow at import time: import it only once a spec has been validated.
 """
@@ -33,7 +36,7 @@ from tokensweep.tracking.uris import sqlite_path
 
 # A metric every epoch's report carries: its history tells which epochs a run already has.
 STEP_METRIC = "epoch_time_s"
-SEARCH_PAGE = 50_000  # runs per search_runs page (MLflow's own maximum)
+PAGE = 1000  # runs per search request
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +100,9 @@ class SweepTracker:
         self.parent_run_id: str | None = None
         self.resumed_parent = False  # start_parent(resume=True) found the sweep's parent run
         self.killed: list[tuple[str, int]] = []  # (run name, epoch reached) of trial runs closed as KILLED at the end
+        self.new_parent = False  # the parent was created here: every child run of it is in _children
         self._children: dict[str, str] = {}  # tune trial id -> run id
+        self._creating: set[str] = set()  # trial ids whose run creation failed: it may have reached the store
         self._last_step: dict[str, int] = {}  # run id -> the last epoch (step) logged to it
         self._parent_datasets: set[str] = set()  # digests logged to the parent run by this tracker
 
@@ -159,7 +164,7 @@ class SweepTracker:
             all_tags[T.DIRTY_COMMIT] = commit  # "-dirty": uncommitted changes to tracked files
         run = self.client.create_run(self.experiment_id, tags={k: tag_value(v) for k, v in all_tags.items()},
                                      run_name=self.sweep_name)  # fmt: skip
-        self.parent_run_id = run.info.run_id
+        self.parent_run_id, self.new_parent = run.info.run_id, True
         self.client.log_text(self.parent_run_id, spec_text, f"spec/{Path(spec_name).name or 'spec.toml'}")
         self.client.log_dict(self.parent_run_id, resolved, "spec/resolved.json")
         return self.parent_run_id
@@ -167,11 +172,8 @@ class SweepTracker:
     def _close_stale_parents(self, tune_path: str) -> None:
         """A sweep started over (--fresh, or a driver killed before Tune saved any state) leaves its
         old parent and children RUNNING: mark them KILLED."""
-        stale = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`{T.ROLE}` = 'sweep' and tags.`{T.TUNE_PATH}` = {quote(tune_path)} "
-            "and attributes.status = 'RUNNING'",
-            max_results=1000,
+        stale = self.search_all(
+            f"tags.`{T.ROLE}` = 'sweep' and tags.`{T.TUNE_PATH}` = {quote(tune_path)} and attributes.status = 'RUNNING'"
         )
         for run in stale:
             self.parent_run_id = run.info.run_id
@@ -200,7 +202,7 @@ class SweepTracker:
         A grid trial's run is also found by its variant (`tags[T.VARIANT]`) when Tune's saved state had
         lost the trial (a driver killed before Tune's next snapshot) and Tune made it again under a new id.
         """
-        run_id = self._children.get(trial_id) or self.find_child(trial_id)
+        run_id = self.child_id(trial_id)
         if run_id is None and tags.get(T.VARIANT) is not None:
             run_id = self._adopt_variant_run(trial_id, tags[T.VARIANT])
         if run_id is not None:
@@ -216,9 +218,11 @@ class SweepTracker:
                 self.client.update_run(run_id, status="RUNNING")
             return run_id
         all_tags = {T.PARENT: self.parent_run_id, T.ROLE: "trial", T.TRIAL_ID: trial_id, **tags}
+        self._creating.add(trial_id)  # until its id is known: a request that failed may have created it
         run = self.client.create_run(self.experiment_id, tags={k: tag_value(v) for k, v in all_tags.items()}, run_name=name)
         run_id = run.info.run_id
         self._children[trial_id] = run_id
+        self._creating.discard(trial_id)
         self._last_step[run_id] = 0
         if params:
             self.client.log_batch(run_id, params=[Param(k, tag_value(v)) for k, v in params.items()])
@@ -242,7 +246,7 @@ class SweepTracker:
         """The parent's trial runs that are done: FINISHED with every epoch logged (or stopped early by
         the scheduler, which says so). What a resumed sweep must neither run nor touch again."""
         done = []
-        for run in self._all_runs(f"tags.`{T.PARENT}` = {quote(self.parent_run_id)} and attributes.status = 'FINISHED'"):
+        for run in self.search_all(f"tags.`{T.PARENT}` = {quote(self.parent_run_id)} and attributes.status = 'FINISHED'"):
             steps = {m.key: m.step for m in run.data.to_proto().metrics}  # each metric's latest step
             last = steps.get(STEP_METRIC, 0)
             try:
@@ -256,17 +260,14 @@ class SweepTracker:
                 done.append(FinishedRun(run.data.tags.get(T.TRIAL_ID, ""), int(variant) if variant else None, last, metrics))
         return done
 
-    def _all_runs(self, filter_string: str) -> list:
-        runs, token = [], None
-        while True:
-            page = self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=SEARCH_PAGE, page_token=token)
-            runs.extend(page)
-            token = page.token
-            if not token:
-                return runs
-
     def child_id(self, trial_id: str) -> str | None:
-        return self._children.get(trial_id) or self.find_child(trial_id)
+        """The trial's run, if it has one: from this tracker's record, or from MLflow where that may be incomplete."""
+        run_id = self._children.get(trial_id)
+        if run_id is None and (not self.new_parent or trial_id in self._creating):
+            run_id = self.find_child(trial_id)
+            if run_id is not None:
+                self._children[trial_id] = run_id
+        return run_id
 
     def last_logged_step(self, run_id: str) -> int:
         """The last epoch logged to a trial's run (0: none); read from MLflow once for a reused run."""
@@ -308,16 +309,22 @@ class SweepTracker:
         epoch it reached; (run name, epoch) of each."""
         if self.parent_run_id is None:
             return []
-        runs = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`{T.PARENT}` = {quote(self.parent_run_id)} and attributes.status = 'RUNNING'",
-            max_results=10_000,
-        )
         closed = []
-        for run in runs:
+        for run in self.search_all(f"tags.`{T.PARENT}` = {quote(self.parent_run_id)} and attributes.status = 'RUNNING'"):
             run_id = run.info.run_id
             epoch = self.last_logged_step(run_id)
             self.tag(run_id, **{T.INTERRUPTED_AT_EPOCH: epoch})  # how far it got
             self.client.set_terminated(run_id, status=status)
             closed.append((run.info.run_name or run_id, epoch))
         return closed
+
+    def search_all(self, filter_string: str) -> list:
+        """Every run of the experiment that matches, a page at a time (all pages read before any is changed:
+        MLflow's pages are offsets, and closing a RUNNING run would shift the next page of a RUNNING search)."""
+        runs, token = [], None
+        while True:
+            page = self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=PAGE, page_token=token)
+            runs += page
+            token = page.token
+            if not token:
+                return runs

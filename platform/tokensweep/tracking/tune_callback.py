@@ -35,6 +35,8 @@ TUNE_KEYS = frozenset(
 # (params, tags) of a trial's run from what Tune carries: the driver knows them without building it again
 Describe = Callable[[TrialPayload], tuple[dict, dict]]
 
+ENDED = ("TERMINATED", "ERROR")  # Tune's statuses of a trial that will not run again
+
 
 def failure_reason(trial) -> str:
     """One line: the exception that ended the trial, e.g. 'NonFiniteLoss: non-finite training loss ...'."""
@@ -86,21 +88,28 @@ class MlflowTrialLogger(tune.Callback):
     its tracker and write queue are made on first use, in the process that runs it."""
 
     def __init__(self, tracking_uri: str, sweep_name: str, experiment_id: str, parent_run_id: str, describe: Describe,
-                 finished=None):  # fmt: skip
+                 finished=None, new_parent: bool = False):  # fmt: skip
+        """`new_parent`: this process created the parent run (SweepTracker.new_parent), so no trial has a run
+        yet that this callback did not make: it need not ask MLflow for one before each trial's creation."""
         self.tracking_uri, self.sweep_name = tracking_uri, sweep_name
         self.experiment_id, self.parent_run_id = experiment_id, parent_run_id
         self.describe = describe
+        self.new_parent = new_parent
         self.finished = finished  # FinishedTrials of a resumed sweep: their runs are not written again
         self._tracker = self._pending = None
+        self._trials = self._status = None  # see outcomes()
 
     def __getstate__(self):
-        return {**self.__dict__, "_tracker": None, "_pending": None}  # no clients, no connections
+        # no clients, no connections, no trials; and a copy may run in another session (a restored
+        # experiment, a Ray Client sweep): there, runs it did not make may exist
+        return {**self.__dict__, "_tracker": None, "_pending": None, "_trials": None, "_status": None, "new_parent": False}
 
     @property
     def tracker(self) -> SweepTracker:
         if self._tracker is None:
             self._tracker = SweepTracker(self.tracking_uri, self.sweep_name)
             self._tracker.experiment_id, self._tracker.parent_run_id = self.experiment_id, self.parent_run_id
+            self._tracker.new_parent = self.new_parent
         return self._tracker
 
     @property
@@ -130,7 +139,31 @@ class MlflowTrialLogger(tune.Callback):
     def on_step_end(self, iteration, trials, **info):
         self.pending.poke()  # replay waiting writes even while no trial reports
 
+    # --- how each trial ended, for the driver's summary: from Tune's events, not read back from storage ---
+    def on_step_begin(self, iteration, trials, **info):
+        if self._status is None:  # the first step: the trials an earlier session ended were restored before it
+            self._status = {t.trial_id: t.status for t in trials if t.status in ENDED}
+
+    def on_experiment_end(self, trials, **info):
+        self._trials = list(trials)
+
+    def outcomes(self) -> list | None:
+        """(trial, Tune status) of every trial of the experiment, once it has ended in this process; None
+        otherwise (a Ray Client sweep runs this callback on the cluster). The status is how the trial ended
+        (TERMINATED, ERROR), or RUNNING / PENDING for one that did not: Tune marks the trials it stops at the
+        end of an interrupted experiment TERMINATED, so its own status cannot tell."""
+        if self._trials is None:
+            return None
+        status = self._status or {}
+        return [(t, status.get(t.trial_id, "PENDING")) for t in self._trials]
+
+    def _set_status(self, trial, status: str) -> None:
+        if self._status is None:
+            self._status = {}
+        self._status[trial.trial_id] = status
+
     def on_trial_start(self, iteration, trials, trial, **info):
+        self._set_status(trial, "RUNNING")
         self._submit("start trial run", self._start, trial)
 
     def _start(self, trial) -> None:
@@ -166,6 +199,7 @@ class MlflowTrialLogger(tune.Callback):
             self.tracker.tag(run_id, **tags)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        self._set_status(trial, "TERMINATED")
         self._submit("finish trial run", self._complete, trial, dict(trial.last_result or {}))
 
     def _complete(self, trial, last: dict) -> None:
@@ -180,6 +214,7 @@ class MlflowTrialLogger(tune.Callback):
         self.tracker.end_child(run_id, "FINISHED")
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        self._set_status(trial, "ERROR")
         self._submit("fail trial run", self._end, trial, "FAILED", failure_reason(trial))
 
     def on_trial_recover(self, iteration, trials, trial, **info):
