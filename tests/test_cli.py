@@ -83,13 +83,14 @@ def test_params_prints_the_paper_beside_measured_counts():
     assert "0.30M" in result.stdout and "1.00M" in result.stdout and "0.09M" in result.stdout
 
 
-def test_bench_writes_timm_style_csv():
+def test_bench_writes_a_csv_in_the_vocabularys_names():
     result = tokensweep("bench", "vit_tiny_patch", "vit_tiny_supertoken", "--batch", "4", "--steps", "2", "--warmup", "1", "--threads", "1")
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [r["model"] for r in rows] == ["vit_tiny_patch", "vit_tiny_supertoken"]
     for row in rows:
-        assert float(row["infer_samples_per_sec"]) > 0 and float(row["train_samples_per_sec"]) > 0
+        assert float(row["images_per_sec"]) > 0 and float(row["train_images_per_sec"]) > 0
+        assert int(row["params"]) > int(row["embed_params"]) > 0 and float(row["flops"]) > 0
         assert row["threads"] == "1" and row["precision"] == "fp32" and row["torch_version"].startswith("2.13")
 
 

@@ -77,6 +77,7 @@ HOW: dict[str, tuple[str, str]] = {
     "tokensweep run platform/sweeps/smoke.toml": (RUN, ""),
     ".venv/bin/tokensweep run platform/sweeps/smoke.toml --resume": (RUN, ""),
     "tokensweep run platform/sweeps/smoke.toml --fresh --set 'sweep.seeds=[0,1,2]'": (RUN, ""),
+    "tokensweep bench --sweep smoke": (RUN, ""),  # the sweep just run, benched again
     "tokensweep run platform/sweeps/smoke.toml --set 'sweep.seeds=[0,1,2]' --dry-run": (RUN, ""),
     "tokensweep dashboard SWEEP": (VARIANT, "tokensweep dashboard smoke"),  # SWEEP: a placeholder
     "tokensweep export SWEEP --out runs.parquet": (VARIANT, "tokensweep export smoke --out runs.parquet"),

@@ -204,6 +204,7 @@ def test_a_resumed_sweep_gets_this_sessions_callbacks_and_verbosity():
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from tokensweep.sweep.driver import replace_callback
+    from tokensweep.sweep.tune_state import ForgetDeletedCheckpoints
     from tokensweep.tracking.tune_callback import MlflowTrialLogger
 
     class UsersCallback(tune.Callback):
@@ -219,4 +220,5 @@ def test_a_resumed_sweep_gets_this_sessions_callbacks_and_verbosity():
 
     now = [MlflowTrialLogger("sqlite:///a.db", "s", "1", "p", None), CSVLoggerCallback(), JsonLoggerCallback()]  # -q: no view
     assert replace_callback(StandInTuner(), now, verbose=2)
-    assert run_config.callbacks == [users, *now] and run_config.verbose == 2
+    users_kept, forget, *ours = run_config.callbacks  # and the resume's own: checkpoints Tune's state lists but lost
+    assert users_kept is users and isinstance(forget, ForgetDeletedCheckpoints) and ours == now and run_config.verbose == 2

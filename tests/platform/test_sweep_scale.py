@@ -105,7 +105,7 @@ def test_closing_running_children_reads_every_page(tmp_path, monkeypatch):
     tracker = _tracker(f"sqlite:///{tmp_path}/mlflow.db")
     ids = [tracker.start_child(f"t_{i:05d}", f"trial-{i}", {}, {}) for i in range(8)]
     tracker.end_child(ids[0], "FINISHED")
-    assert tracker.close_running_children("KILLED") == 7
+    assert len(tracker.close_running_children("KILLED")) == 7
     _, children = sweep_runs(tmp_path / "mlflow.db", "big")
     assert sorted(c.info.status for c in children) == ["FINISHED"] + ["KILLED"] * 7
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from trials.models.clustering import SuperTokenClustering
 import vocab
 from trials import create_model
-from trials.measure import benchmark_model, environment, measure_speed, peak_memory_bytes, ratio_of_medians, time_interleaved
+from trials.measure import environment, measure_speed, peak_memory_bytes, ratio_of_medians, time_interleaved
 from trials.measure.timing import Timing, summarize
 from trials.models.clustering import (
     compiled_clustering,
@@ -164,7 +164,7 @@ def test_peak_memory_counts_what_is_held_at_once():
 
 def test_speed_figures_carry_the_names_vocab_declares():
     """One measurement serves a trial's final metrics and `tokensweep bench`: vocab's names, the step
-    details beside them, the environment; the old bench names only as aliases of the same values."""
+    details beside them, the environment."""
     model, cpu = create_model("vit_tiny_patch"), torch.device("cpu")
     both = measure_speed(model, model.spec.img_size, 2, cpu, "fp32", threads=1, warmup=0, steps=1)
     infer_only = measure_speed(model, model.spec.img_size, 2, cpu, "fp32", threads=1, warmup=0, steps=1, train=False)
@@ -173,8 +173,6 @@ def test_speed_figures_carry_the_names_vocab_declares():
     assert set(both) - env - details == {"images_per_sec", "train_images_per_sec"} <= set(vocab.FINAL_METRICS)
     assert both["images_per_sec"] > 0 and both["train_images_per_sec"] > 0 and both["threads"] == 1
     assert set(infer_only) - env == {"images_per_sec", "infer_step_s", "infer_spread"}  # no peak memory on CPU
-    row = benchmark_model(model, model.spec.img_size, 2, cpu, "fp32", 1, 0, 1, True)
-    assert row["infer_images_per_sec"] == row["images_per_sec"] and "train_step_s" in row
 
 
 def test_time_interleaved_alternates_variants_and_times_each():

@@ -5,7 +5,6 @@ from trials.measure.env import device_name, environment, resolve_device, resolve
 from trials.measure.memory import peak_memory_bytes
 from trials.measure.throughput import (
     Throughput,
-    benchmark_model,
     inference_throughput,
     make_inference_step,
     make_train_step,
@@ -17,7 +16,6 @@ from trials.measure.timing import Timing, cpu_threads, ratio_of_medians, time_in
 __all__ = [
     "Throughput",
     "Timing",
-    "benchmark_model",
     "count_flops",
     "count_params",
     "cpu_threads",

@@ -123,12 +123,3 @@ def measure_speed(
     peak, joules = timed.get("train", timed["infer"]).peak_mem_mb, timed["infer"].joules_per_image
     figures.update({k: v for k, v in (("peak_mem_mb", peak), ("joules_per_image", joules)) if v is not None})
     return figures
-
-
-def benchmark_model(*args, **kwargs) -> dict:
-    """measure_speed's row with the names commands/bench.py reads; goes once it reads measure_speed's."""
-    row = measure_speed(*args, **kwargs)
-    peak = "train_peak_mem_mb" if "train_step_s" in row else "infer_peak_mem_mb"
-    row.update({"infer_images_per_sec": row["images_per_sec"], peak: row.get("peak_mem_mb"),
-                "infer_joules_per_image": row.get("joules_per_image")})  # fmt: skip
-    return row

@@ -1,4 +1,4 @@
-"""`tokensweep bench`: inference and training images/sec of named models, one CSV row each (timm-style columns);
+"""`tokensweep bench`: inference and training images/sec of named models, one CSV row each (the vocabulary's names);
 `tokensweep bench --sweep NAME`: a new bench of a sweep's architectures, recorded on its MLflow runs."""
 
 import argparse
@@ -11,10 +11,11 @@ from tokensweep.plugins import add_plugin_flag
 from tokensweep.spec.model import BENCH_REPEATS, BENCH_STEPS
 
 DEFAULT_MODELS = ("vit_s_patch", "vit_s_conv", "vit_s_supertoken")
+# the names MLflow, export and the dashboards use (vocab): a bench row reads like a trial's final metrics
 COLUMNS = (
-    "model", "embedding", "img_size", "batch_size", "param_count", "embed_param_count", "gflops",
-    "infer_samples_per_sec", "infer_step_ms", "infer_spread",
-    "train_samples_per_sec", "train_step_ms", "train_spread",
+    "model", "embedding", "img_size", "batch_size", "params", "embed_params", "flops",
+    "images_per_sec", "infer_step_ms", "infer_spread",
+    "train_images_per_sec", "train_step_ms", "train_spread",
     "peak_mem_mb", "joules_per_image",
     "device", "device_type", "precision", "torch_version", "threads",
 )  # fmt: skip
@@ -55,17 +56,14 @@ def register(sub) -> None:
 
 
 def parse_overrides(items: list[str]) -> dict:
-    import tomllib
+    from tokensweep.spec.source import parse_value
 
     out = {}
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise SpecError(f"--set expects KEY=VALUE (e.g. cluster_iters=2), got {item!r}")
-        try:
-            out[key.strip()] = tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
-            out[key.strip()] = text
+        out[key.strip()] = parse_value(text)
     return out
 
 
@@ -78,7 +76,7 @@ def check_args(args) -> None:
 
 def bench_rows(args) -> list[dict]:
     from trials import create_model, resolve_model
-    from trials.measure import benchmark_model, count_params, flops_per_image, resolve_device, resolve_precision
+    from trials.measure import measure_speed, model_counts, resolve_device, resolve_precision
 
     overrides = parse_overrides(args.overrides)
     if args.img_size is not None:
@@ -92,27 +90,15 @@ def bench_rows(args) -> list[dict]:
         model = create_model(name, **overrides).to(device)
         phases = "inference" if args.no_train else "inference, then training"
         progress(i, len(specs), name, f"timing {phases}: {args.warmup} warm-up + {args.steps} timed steps of batch {args.batch} each")
-        row = benchmark_model(
+        row = measure_speed(
             model, spec.img_size, args.batch, device, precision, args.threads, args.warmup, args.steps, not args.no_train
         )
         progress(i, len(specs), name, "counting FLOPs")
-        row.update(
-            model=name,
-            embedding=spec.embedding,
-            img_size=spec.img_size,
-            param_count=count_params(model),
-            embed_param_count=count_params(model.embed),
-            gflops=flops_per_image(model, spec.img_size, device) / 1e9,
-            infer_samples_per_sec=row["infer_images_per_sec"],
-            infer_step_ms=row["infer_step_s"] * 1e3,
-            train_samples_per_sec=row.get("train_images_per_sec"),
-            train_step_ms=row["train_step_s"] * 1e3 if "train_step_s" in row else None,
-            peak_mem_mb=row.get("train_peak_mem_mb") or row.get("infer_peak_mem_mb"),
-            joules_per_image=row.get("infer_joules_per_image"),
-        )
+        row.update(model_counts(model, spec.img_size, device), model=name, embedding=spec.embedding, img_size=spec.img_size)
+        row.update({f"{kind}_step_ms": row[f"{kind}_step_s"] * 1e3 for kind in ("infer", "train") if f"{kind}_step_s" in row})
         rows.append(row)
-        train = f", {row['train_samples_per_sec']:.1f} img/s training" if row.get("train_samples_per_sec") else ""
-        progress(i, len(specs), name, f"{row['infer_samples_per_sec']:.1f} img/s inference{train}")
+        train = f", {row['train_images_per_sec']:.1f} img/s training" if row.get("train_images_per_sec") else ""
+        progress(i, len(specs), name, f"{row['images_per_sec']:.1f} img/s inference{train}")
     return rows
 
 
