@@ -35,6 +35,7 @@ from trials.train.checkpoint import check_checkpoint, save_checkpoint
 from trials.train.optim import build_optimizer, lr_at, set_lr
 from trials.train.progress import Progress
 from trials.train.resume import restore
+from trials.train.signals_held import signals_held
 
 Report = Callable[[dict, str], None]
 NAN_CHECK_EVERY = 10  # steps between finiteness checks (each forces a device sync)
@@ -117,7 +118,6 @@ def _train(config, device, precision, report, resume_from, checkpoint_dir, show_
             metrics["bad_images"] = train_loader.bad_images + val_loader.bad_images
             metrics["data_form"] = train_loader.data_form  # "original", or a resized / pre-decoded copy
         bar.end_epoch(metrics)
-        log.write(metrics)
         state = {
             "epoch": epoch,
             "model": model.state_dict(),
@@ -126,8 +126,9 @@ def _train(config, device, precision, report, resume_from, checkpoint_dir, show_
             "metrics": metrics,
             "config": config.to_dict(),
         }
-        with _checkpoint_location(checkpoint_dir) as directory:
+        with signals_held(), _checkpoint_location(checkpoint_dir) as directory:
             save_checkpoint(directory, state)
+            log.write(metrics)  # after the checkpoint it records: the log never runs ahead of what resumes
             if report is not None:
                 report(dict(metrics), directory)
     return metrics

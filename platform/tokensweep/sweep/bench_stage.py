@@ -73,7 +73,7 @@ def run_stage(spec, tracker, configs: dict) -> BenchOutcome:
         try:
             tracker.tag(parent, **{T.BENCH_STATUS: "failed", T.BENCH_FAILURE: reason})
         except Exception as tag_err:  # MLflow itself is down: the exit code and the summary still say it
-            log.warning("could not record the bench failure on the parent run: %s", redact(str(tag_err)))
+            log.warning("could not record the bench failure on the parent run: %s", redact(str(tag_err)).splitlines()[0])
         return BenchOutcome("failed", reason=reason)
 
 
@@ -101,11 +101,11 @@ def settings_of(spec, device: str) -> dict:
     return {"device": device, "batch": spec.bench_batch, "repeats": spec.bench_repeats, "steps": spec.bench_steps}
 
 
-def pick_node(use_gpu: bool) -> tuple[str, float, float]:
+def pick_node(use_gpu: bool, exclude=frozenset()) -> tuple[str, float, float]:
     """(node id, its CPUs, its GPUs): the alive node with the most GPUs (GPU sweeps) or CPUs."""
     import ray
 
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    nodes = [n for n in ray.nodes() if n.get("Alive") and n["NodeID"] not in exclude]
     key = "GPU" if use_gpu else "CPU"
     candidates = [n for n in nodes if n.get("Resources", {}).get(key, 0) > 0]
     if not candidates:
@@ -118,15 +118,21 @@ def pick_node(use_gpu: bool) -> tuple[str, float, float]:
 def measure_on_cluster(spec, archs: list[Architecture]) -> dict:
     """bench_measure.measure in one Ray task holding a whole node (see the module's docstring)."""
     import ray
+    from ray.exceptions import TaskUnschedulableError
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    node, cpus, gpus = pick_node((spec.gpus or 0) > 0)
-    task = ray.remote(bench_measure.measure).options(
-        num_cpus=cpus, num_gpus=gpus, max_retries=0,
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
-    )  # fmt: skip
-    settings = settings_of(spec, "cuda" if gpus else "cpu")
-    return ray.get(task.remote([a.to_json() for a in archs], settings, tuple(spec.plugins)))
+    gone: set[str] = set()
+    while True:
+        node, cpus, gpus = pick_node((spec.gpus or 0) > 0, exclude=gone)
+        task = ray.remote(bench_measure.measure).options(
+            num_cpus=cpus, num_gpus=gpus, max_retries=0,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+        )  # fmt: skip
+        settings = settings_of(spec, "cuda" if gpus else "cpu")
+        try:
+            return ray.get(task.remote([a.to_json() for a in archs], settings, tuple(spec.plugins)))
+        except TaskUnschedulableError:  # the node was lost after Ray last listed it alive: the next one
+            gone.add(node)
 
 
 # --- on demand: tokensweep bench --sweep NAME -----------------------------------------------------------

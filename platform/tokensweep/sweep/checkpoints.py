@@ -48,30 +48,29 @@ def siblings_newest_first(checkpoint: tune.Checkpoint) -> list[tune.Checkpoint]:
     return [tune.Checkpoint(path, filesystem=fs) for _, path in sorted(found, reverse=True)]
 
 
-def choose(checkpoint: tune.Checkpoint, trial_name: str) -> tune.Checkpoint:
-    """`checkpoint` if it loads, else the newest loadable one beside it (said on stderr); else the
+def choose(checkpoint: tune.Checkpoint, trial_name: str) -> tuple[tune.Checkpoint, str | None]:
+    """`checkpoint` if it loads, else the newest loadable one beside it and a note saying so; else the
     registered one's error (a ConfigError: the trial fails with that one line)."""
     with checkpoint.as_directory() as directory:
         why = unloadable(directory)
     if why is None:
-        return checkpoint
+        return checkpoint, None
     for other in siblings_newest_first(checkpoint):
         with other.as_directory() as directory:
             if unloadable(directory) is None:
-                print(
-                    f"tokensweep: trial {trial_name}: {why}; resuming from {other.path.rpartition('/')[2]} instead, "
-                    "the newest checkpoint of the trial that loads",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                return other
+                note = (f"trial {trial_name}: {why}; resuming from {other.path.rpartition('/')[2]} instead, "
+                        "the newest checkpoint of the trial that loads")  # fmt: skip
+                print(f"tokensweep: {note}", file=sys.stderr, flush=True)  # the worker's log
+                return other, note
     from trials.errors import ConfigError
 
     raise ConfigError(f"{why} (and no other checkpoint of the trial loads)")
 
 
 @contextlib.contextmanager
-def resume_directory(checkpoint: tune.Checkpoint, trial_name: str) -> Iterator[str]:
-    """A local directory holding the checkpoint the trial continues from."""
-    with choose(checkpoint, trial_name).as_directory() as directory:
-        yield directory
+def resume_directory(checkpoint: tune.Checkpoint, trial_name: str) -> Iterator[tuple[str, str | None]]:
+    """A local directory holding the checkpoint the trial continues from, and the note saying why it is
+    not Tune's registered one (None when it is): the trial's first report carries it to the driver."""
+    chosen, note = choose(checkpoint, trial_name)
+    with chosen.as_directory() as directory:
+        yield directory, note

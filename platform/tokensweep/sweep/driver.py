@@ -135,6 +135,9 @@ def run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, s
         unfinished = sum(1 for t in trials if t.status not in ("TERMINATED", "ERROR"))
         status = "FAILED" if failed else "KILLED" if unfinished or stop.stopped else "FINISHED"
         tags = {T.FAILED_TRIALS: failed, T.UNFINISHED_TRIALS: unfinished}
+        full = storage.full_storage(tune_path) if failed else None  # trials failed saving checkpoints: the disk is why
+        if full is not None:
+            tags[T.FAILURE_REASON] = storage.report_full(tune_path, full)
         if stop.stopped:
             tags[T.STOPPED] = stopped_by(stop.signum)
         else:

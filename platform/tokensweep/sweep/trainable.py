@@ -21,6 +21,8 @@ from tokensweep.tracking.uris import redact
 
 log = logging.getLogger(__name__)
 
+MONITOR_START_WAIT_S = 30.0  # at a trial's end, how long its system-metrics monitor may still take to start
+
 
 def _start_system_metrics(*args):
     from tokensweep.tracking.system_metrics import start_system_metrics  # MLflow: on the monitor's thread
@@ -37,7 +39,8 @@ class _BackgroundMonitor:
         self._lock = threading.Lock()
         self._monitor = None
         self._finished = False
-        threading.Thread(target=self._start, args=(start, *args), name="system-metrics-start", daemon=True).start()
+        self._thread = threading.Thread(target=self._start, args=(start, *args), name="system-metrics-start", daemon=True)
+        self._thread.start()
 
     def _start(self, start, *args) -> None:
         try:
@@ -53,6 +56,8 @@ class _BackgroundMonitor:
             monitor.finish()
 
     def finish(self) -> None:
+        # a monitor still starting (MLflow's import, on a busy node) gets to take its sample first
+        self._thread.join(MONITOR_START_WAIT_S)
         with self._lock:
             self._finished = True
             monitor = self._monitor
@@ -142,7 +147,9 @@ def train_trial(config: dict, finished=None) -> None:
         if checkpoint is None:
             final = trials.run_trial(trial_config, report, progress=False)
         else:
-            with resume_directory(checkpoint, payload.name) as directory:  # Tune's, or the newest that loads
+            with resume_directory(checkpoint, payload.name) as (directory, note):  # Tune's, or the newest that loads
+                if note is not None:
+                    first["_note"] = note  # Ray's worker lines may not reach the terminal: the driver says it
                 final = trials.run_trial(trial_config, report, resume_from=directory, progress=False)
         missing = [m for m in platform.objectives if m not in final]
         if missing:  # the searcher would get nothing to learn from: fail loudly, not silently

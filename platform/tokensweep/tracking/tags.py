@@ -64,6 +64,7 @@ VARIANT = "tokensweep.variant"  # a grid trial's variant (its index in the spec)
 PREVIOUS_TRIAL_ID = "tokensweep.previous_trial_id"  # the trial id the run had before a resume gave it a new one
 INTERRUPTED_AT_EPOCH = "tokensweep.interrupted_at_epoch"  # the last epoch logged when the sweep stopped under it
 CHECKPOINT_EPOCH = "tokensweep.checkpoint_epoch"
+RESUME_NOTE = "tokensweep.resume_note"  # a trial resumed from another checkpoint than the one Tune named: why
 STOPPED_EARLY = "tokensweep.stopped_early"
 STOPPED_AT_EPOCH = "tokensweep.stopped_at_epoch"
 RETRIES = "tokensweep.retries"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable
 
 from ray import tune
@@ -145,6 +146,8 @@ class MlflowTrialLogger(tune.Callback):
             self._status = {t.trial_id: t.status for t in trials if t.status in ENDED}
 
     def on_experiment_end(self, trials, **info):
+        if self._status is None:  # no step at all: a resume with every trial already ended before it
+            self._status = {t.trial_id: t.status for t in trials if t.status in ENDED}
         self._trials = list(trials)
 
     def outcomes(self) -> list | None:
@@ -178,6 +181,9 @@ class MlflowTrialLogger(tune.Callback):
         if run_id is None:
             self._start(trial)
             run_id = self.tracker.child_id(trial.trial_id)
+        if isinstance(result.get("_note"), str):  # the worker's word on how it resumed: on its run and the terminal
+            self.tracker.tag(run_id, **{T.RESUME_NOTE: result["_note"][:5000]})
+            print(f"tokensweep run: note: {result['_note']}", file=sys.stderr, flush=True)
         step = int(result.get("epoch") or result.get("training_iteration") or 0)
         # A trial restarted from a checkpoint older than its last logged epoch reports those epochs
         # again: a worker killed after reporting an epoch but before Tune registered its checkpoint,
