@@ -1,4 +1,4 @@
-"""Issue 16's dashboard targets: `tokensweep dashboard` and `tokensweep export` at 1,000 and 10,000 runs.
+"""The dashboard at scale: `tokensweep dashboard` and `tokensweep export` at 1,000 and 10,000 runs.
 
     .venv/bin/python -m benchmarks.scale_dashboard [--sizes 1000 10000] [--no-browser]
 

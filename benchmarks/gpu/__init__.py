@@ -1,4 +1,4 @@
-"""The device check: everything `trials` does on CUDA, proven in one call (issue #15).
+"""The device check: everything `trials` does on CUDA, proven in one call.
 
     PYTHONPATH=. python -m benchmarks gpu                  # on a GPU machine, from the source tree
     PYTHONPATH=. python -m benchmarks gpu --cpu-dry-run    # the same code paths on CPU, tiny (CI runs it)

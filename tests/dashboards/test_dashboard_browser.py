@@ -132,7 +132,7 @@ def test_page_draws_means_with_whiskers_and_seeds_and_sorts_its_tables(browser, 
     assert whiskers >= 2 * len(replicated)  # an x and a y whisker per configuration with an interval
     assert "NVIDIA H100 80GB HBM3, bf16" in page.text_content("#pareto-chart .gtitle")
     boxes = page.evaluate(BOXES)
-    assert not overlap(boxes["legend"], boxes["plot"])  # the legend hides no point (issue 14)
+    assert not overlap(boxes["legend"], boxes["plot"])  # the legend hides no point
 
     rows = page.evaluate("() => document.querySelectorAll('#runs-table tbody tr').length")
     assert rows == runs.num_rows  # failed, running and incomplete runs are listed too

@@ -111,7 +111,7 @@ def test_page_is_self_contained_and_marks_every_run(tmp_path):
     assert {r["state"] for r in data["runs"]["rows"]} == {"front", "noise", "dominated", "failed", "running", "missing"}
     assert len(data["configs"]["rows"]) == 10  # the replicated configurations (the single-seed one is its run)
     for run_id in runs.column("run_id").to_pylist():
-        assert html.count(run_id) == 1, run_id  # a run's details are in the page once (issue 16)
+        assert html.count(run_id) == 1, run_id  # a run's details are in the page once
     assert "NVIDIA H100 80GB HBM3, bf16" in html  # the title names device and precision
     for number in (1, 6, 7, 8):
         assert f"Table {number}:" in html

@@ -1,4 +1,4 @@
-"""Statistics where results are read (issue 10): intervals against a direct computation, the front of
+"""Statistics where results are read: intervals against a direct computation, the front of
 the means with its noise against a brute force, configurations in pareto.json and the export."""
 
 import itertools

@@ -1,4 +1,4 @@
-"""One vocabulary (issue 11): the export's columns and what the dashboards read are vocab's names,
+"""One vocabulary: the export's columns and what the dashboards read are vocab's names,
 and a param vocab does not declare (an embedding's knob, a plugin's `kernel`) becomes a typed
 column that the hover and the runs table show with no code change."""
 

@@ -1,6 +1,6 @@
 """SuperTokenClustering against a straightforward re-implementation of STViT's algorithm.
 
-The reference, `stvit_baseline` (benchmarks/clustering.py, also the speed baseline of issue 5),
+The reference, `stvit_baseline` (benchmarks/clustering.py, also the clustering speed baseline),
 follows hhb072/STViT's stoken_forward step by step (unfold and fold as identity convolutions over
 B*C single-channel maps), written independently of the module.
 """
