@@ -117,7 +117,7 @@ def _mlflow_text(value) -> str:
 def write_store(root: Path, n: int, experiment: str = "scale") -> str:
     """An MLflow sqlite store with one sweep of n trial runs (see the module docstring); its URI."""
     from mlflow import MlflowClient
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param
 
     from tokensweep.tracking import tags as T
     import vocab

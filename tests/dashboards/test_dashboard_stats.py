@@ -9,7 +9,6 @@ import statistics
 from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from dashboards.analysis import analyse

@@ -163,7 +163,7 @@ def test_redraws_are_rate_limited():
 def test_a_pickled_view_carries_no_stream_or_trials():
     import pickle
 
-    progress, out, clock = SweepProgress(3, out=None, tty=False), None, None
+    progress = SweepProgress(3, out=None, tty=False)
     progress.setup()
     progress.on_trial_start(0, [], StandInTrial("a1", "a"))
     copy = pickle.loads(pickle.dumps(progress))

@@ -4,7 +4,7 @@ import types
 
 from sweep_helpers import SWEEPS
 from tokensweep.spec import load_spec, parse_spec
-from tokensweep.sweep import driver, searchers
+from tokensweep.sweep import driver, parent_run, searchers
 from tokensweep.sweep.space import Platform, TrialPayload, grid_config, search_base_config
 from tokensweep.tracking.tune_callback import failure_reason
 
@@ -63,7 +63,7 @@ def test_optuna_space_suggests_every_width_and_records_the_trial_number():
     assert values["channels"][0] == trial.params["channels[0]"] and values["channels"][5] in (32, 64)
     assert values["channels"][1:5] == [16, 16, 32, 32]  # the model's own widths
     assert driver.trial_name(_trial(config)).startswith("t000-channels=")
-    params, tags = driver.DescribeTrial(spec)(payload)
+    params, tags = parent_run.DescribeTrial(spec)(payload)
     assert params["optuna_trial_number"] == 0 and params["channels"].count(",") == 5
     assert len(tags["tokensweep.config_id"]) == 12
 
@@ -71,7 +71,7 @@ def test_optuna_space_suggests_every_width_and_records_the_trial_number():
 def test_run_params_only_name_knobs_the_embedding_has():
     text = '[sweep]\nname = "p"\n[trial]\nepochs = 20\n[grid]\nembedding = ["patch", "supertoken"]\ncluster_iters = [2]\n'
     spec = parse_spec(text, "p.toml")
-    describe = driver.DescribeTrial(spec)
+    describe = parent_run.DescribeTrial(spec)
     configs = [grid_config(i, v.name, v.values, PLATFORM) for i, v in enumerate(spec.variants)]
     patch, _ = describe(TrialPayload.decode(configs[0]))
     assert patch == {
@@ -85,7 +85,7 @@ def test_run_params_only_name_knobs_the_embedding_has():
 def test_config_id_is_the_same_for_every_seed_of_a_configuration():
     spec = load_spec(SWEEPS / "smoke.toml", ["sweep.seeds=[0, 1, 2]"])
     assert len(spec.variants) == 12
-    describe = driver.DescribeTrial(spec)
+    describe = parent_run.DescribeTrial(spec)
     ids = {}
     for i, v in enumerate(spec.variants):
         params, tags = describe(TrialPayload.decode(grid_config(i, v.name, v.values, PLATFORM)))
@@ -107,7 +107,7 @@ def test_spec_hash_ignores_resources_and_comments():
     a = load_spec(SWEEPS / "smoke.toml")
     b = load_spec(SWEEPS / "smoke.toml", ["resources.cpus=2", "tracking.system_metrics=false"])
     c = load_spec(SWEEPS / "smoke.toml", ["trial.epochs=5"])
-    assert driver.spec_hash(a) == driver.spec_hash(b) != driver.spec_hash(c)
+    assert parent_run.spec_hash(a) == parent_run.spec_hash(b) != parent_run.spec_hash(c)
 
 
 def test_failure_reason_is_the_root_exception_in_one_line():

@@ -15,7 +15,6 @@ from trials.measure.inference_ready import (
     fold_batchnorm,
     inference_ready,
     onednn_linear_available,
-    use_onednn_linears,
 )
 
 NAMES = ["vit_tiny_patch", "vit_tiny_conv", "vit_tiny_supertoken", "vit_s_conv", "vit_s_supertoken"]

@@ -21,6 +21,7 @@ from ray import tune
 from tokensweep.sweep import bench_record, concurrency, findings
 from tokensweep.sweep.bench_stage import BenchOutcome, run_stage
 from tokensweep.sweep.confirm import confirm_path
+from tokensweep.sweep.parent_run import DEFAULT_TRACKING_WAIT_S, TRACKING_WAIT_ENV
 from tokensweep.sweep.space import TrialPayload
 from tokensweep.tracking.uris import redact, server_unreachable
 
@@ -63,7 +64,6 @@ def wait_for_tracking(tracker, callback) -> None:
     """The trials' last writes delivered (the stages read their runs), and the store answering, or the
     sweep's tracking wait spent (TOKENSWEEP_TRACKING_WAIT_S, as at the end of a sweep): a server that is
     down when the trials end fails no stage that could wait for it."""
-    from tokensweep.sweep.driver import DEFAULT_TRACKING_WAIT_S, TRACKING_WAIT_ENV  # driver imports this module
 
     wait_s = float(os.environ.get(TRACKING_WAIT_ENV, DEFAULT_TRACKING_WAIT_S))
     deadline = time.monotonic() + wait_s

@@ -10,15 +10,11 @@ validated, so bad input never waits for (or starts) Ray.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import dataclasses
-import hashlib
-import json
 import logging
 import os
 import signal
-import sys
 import time
 
 import ray
@@ -32,22 +28,19 @@ from tokensweep.sweep.confirm import run_confirmation
 from tokensweep.sweep.finished import FinishedTrials
 from tokensweep.sweep.lock import SweepLock
 from tokensweep.sweep.options import RunOptions, SweepOutcome, TrialOutcome
+from tokensweep.sweep.parent_run import DescribeTrial, close_parent, open_tracker, open_tracker_in_background, start_parent_run
 from tokensweep.sweep.ray_logs import one_line_ray_errors
 from tokensweep.sweep.signals import StopOnSignal, SweepInterrupted, close_without_ray, signal_name, stopped_by
 from tokensweep.sweep.space import Platform, TrialPayload, grid_config, search_base_config
 from tokensweep.sweep.trainable import train_trial
 from tokensweep.sweep.tune_state import ForgetDeletedCheckpoints
 from tokensweep.tracking import tags as T
-from tokensweep.tracking.store import is_unavailable, use_driver_http_settings
-from tokensweep.tracking.tracker import SweepTracker
+from tokensweep.tracking.store import use_driver_http_settings
 from tokensweep.tracking.tune_callback import MlflowTrialLogger
 from tokensweep.tracking.uris import credentials_to_environment, default_optuna_storage, redact
 
 log = logging.getLogger(__name__)
 
-TRACKING_WAIT_ENV = "TOKENSWEEP_TRACKING_WAIT_S"
-DEFAULT_TRACKING_WAIT_S = 120.0  # how long a finished sweep waits for an unreachable tracking server
-STOPPED_TRACKING_WAIT_S = 10.0  # ... and a sweep stopped by a signal, which must end soon (a scheduler's grace period)
 SNAPSHOT_2S_TRIALS = 200  # sweeps up to this size snapshot Tune's state every 2 s (configure_tune)
 
 
@@ -164,32 +157,6 @@ def run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, s
     return status, trials, callback.errors + end_failed, stages
 
 
-def close_parent(tracker, callback, status, tags, timings, started, quiet=False) -> int:
-    """Deliver waiting writes, close what is still RUNNING, end the parent run; 1 if MLflow is unreachable.
-    `quiet`: the sweep was stopped by a signal - the one line tokensweep run prints says what was closed."""
-    wait = float(os.environ.get(TRACKING_WAIT_ENV, DEFAULT_TRACKING_WAIT_S))
-    callback.drain(min(wait, STOPPED_TRACKING_WAIT_S) if quiet else wait)
-    try:
-        closed = tracker.killed = tracker.close_running_children("KILLED")
-        if callback.errors:
-            tags[T.TRACKING_ERRORS] = callback.errors
-        timings["sweep_s"] = time.perf_counter() - started
-        tags.update({f"{T.TIME_PREFIX}{k}": f"{v:.1f}" for k, v in timings.items()})
-        tracker.end_parent(status, tags)
-        if closed and not quiet:
-            log.warning("%d trial run(s) had not ended; marked KILLED", len(closed))
-        return 0
-    except Exception as err:
-        if not is_unavailable(err):
-            raise
-        print(
-            f"tokensweep run: error: MLflow at {redact(tracker.tracking_uri)} is unreachable at the end of "
-            f"the sweep; its parent run {tracker.parent_run_id} and unfinished trial runs were not closed",
-            file=sys.stderr,
-        )
-        return 1
-
-
 @contextlib.contextmanager
 def timed(timings: dict, key: str):
     t = time.perf_counter()
@@ -225,82 +192,6 @@ def configure_tune(spec: SweepSpec) -> None:
         # (images_per_sec) are measured after the last epoch only: OptunaSearch reads the last
         # result anyway. train_trial checks that the last report has them instead.
         os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
-
-
-# --- MLflow ------------------------------------------------------------------------------------------
-
-
-def open_tracker(tracking_uri: str, sweep_name: str) -> SweepTracker:
-    tracker = SweepTracker(tracking_uri, sweep_name)
-    tracker.ensure_experiment()  # creates the store on first use (a new sqlite file: its tables, 1-2.5 s)
-    return tracker
-
-
-def open_tracker_in_background(tracking_uri: str, sweep_name: str) -> concurrent.futures.Future:
-    """open_tracker on a thread, while ray.init mostly waits for Ray's processes to come up."""
-    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mlflow-setup")
-    future = pool.submit(open_tracker, tracking_uri, sweep_name)
-    pool.shutdown(wait=False)
-    return future
-
-
-def spec_hash(spec: SweepSpec) -> str:
-    """Of the trials a spec defines (not of its comments or the order of its keys)."""
-    doc = {k: v for k, v in spec.resolved.items() if k not in ("resources", "failure", "tracking", "bench")}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
-
-
-def start_parent_run(tracker: SweepTracker, spec: SweepSpec, options: RunOptions, tune_path: str) -> str:
-    tags = {
-        T.SEARCH: spec.search,
-        T.TRIALS: spec.num_trials,
-        "gpu_shared": spec.gpu_shared,
-        T.SPEC_SHA256: spec_hash(spec),
-        **T.source_tags(spec.source),
-    }
-    if spec.description:
-        tags[T.NOTE] = spec.description
-    parent = tracker.start_parent(tune_path=tune_path, command=options.command, tags=tags, spec_text=spec.text,
-                                  spec_name=spec.source, resolved=spec.resolved, resume=options.resume)  # fmt: skip
-    if options.resume and tracker.resumed_parent:
-        original = tracker.tags_of(parent).get(T.SPEC_SHA256)
-        if original and original != spec_hash(spec):  # a resumed sweep runs the trials it started with
-            print(
-                f"tokensweep run: note: {spec.source} (with --set) differs from the spec sweep {spec.name!r} started "
-                "with; a resumed sweep continues its original trials and ignores the changes",
-                file=sys.stderr,
-            )
-    elif options.resume:
-        print(
-            f"tokensweep run: note: no parent run of this sweep in {redact(options.tracking_uri)}; "
-            "started a new one (trials finished before are not in it)",
-            file=sys.stderr,
-        )
-    return parent
-
-
-class DescribeTrial:
-    """(params, tags) of a trial's child run: from the config validation built (grid) or, for an
-    Optuna suggestion, the one config built for it here."""
-
-    def __init__(self, spec: SweepSpec):
-        self.configs = [v.config for v in spec.variants]
-        self.source = spec.source
-
-    def __call__(self, payload: TrialPayload) -> tuple[dict, dict]:
-        if payload.index is not None:
-            config = self.configs[payload.index]
-        else:
-            from trials import TrialConfig
-
-            config = TrialConfig.from_dict(payload.values)
-        params = config.params()
-        tags = {T.CONFIG_ID: config.config_id(), "gpu_shared": config.gpu_shared}
-        if payload.optuna_number is not None:
-            params["optuna_trial_number"] = payload.optuna_number
-        if payload.index is not None:
-            tags[T.VARIANT] = payload.index
-        return params, {**tags, **T.source_tags(self.source)}
 
 
 # --- Tune --------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ columns too, typed from their values and marked kind=param.
 
 import math
 import os
-import urllib.parse
 from difflib import get_close_matches
 from pathlib import Path
 

@@ -1,0 +1,125 @@
+"""What the driver writes to MLflow itself: the sweep's parent run (opened, and closed whatever happened)
+and each trial's params and tags (DescribeTrial, for the Tune callback that creates the trial's run)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+
+from tokensweep.spec import SweepSpec
+from tokensweep.sweep.options import RunOptions
+from tokensweep.sweep.space import TrialPayload
+from tokensweep.tracking import tags as T
+from tokensweep.tracking.store import is_unavailable
+from tokensweep.tracking.tracker import SweepTracker
+from tokensweep.tracking.uris import redact
+
+log = logging.getLogger(__name__)
+
+TRACKING_WAIT_ENV = "TOKENSWEEP_TRACKING_WAIT_S"
+DEFAULT_TRACKING_WAIT_S = 120.0  # how long a finished sweep waits for an unreachable tracking server
+STOPPED_TRACKING_WAIT_S = 10.0  # ... and a sweep stopped by a signal, which must end soon (a scheduler's grace period)
+
+
+def close_parent(tracker, callback, status, tags, timings, started, quiet=False) -> int:
+    """Deliver waiting writes, close what is still RUNNING, end the parent run; 1 if MLflow is unreachable.
+    `quiet`: the sweep was stopped by a signal - the one line tokensweep run prints says what was closed."""
+    wait = float(os.environ.get(TRACKING_WAIT_ENV, DEFAULT_TRACKING_WAIT_S))
+    callback.drain(min(wait, STOPPED_TRACKING_WAIT_S) if quiet else wait)
+    try:
+        closed = tracker.killed = tracker.close_running_children("KILLED")
+        if callback.errors:
+            tags[T.TRACKING_ERRORS] = callback.errors
+        timings["sweep_s"] = time.perf_counter() - started
+        tags.update({f"{T.TIME_PREFIX}{k}": f"{v:.1f}" for k, v in timings.items()})
+        tracker.end_parent(status, tags)
+        if closed and not quiet:
+            log.warning("%d trial run(s) had not ended; marked KILLED", len(closed))
+        return 0
+    except Exception as err:
+        if not is_unavailable(err):
+            raise
+        print(
+            f"tokensweep run: error: MLflow at {redact(tracker.tracking_uri)} is unreachable at the end of "
+            f"the sweep; its parent run {tracker.parent_run_id} and unfinished trial runs were not closed",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def open_tracker(tracking_uri: str, sweep_name: str) -> SweepTracker:
+    tracker = SweepTracker(tracking_uri, sweep_name)
+    tracker.ensure_experiment()  # creates the store on first use (a new sqlite file: its tables, 1-2.5 s)
+    return tracker
+
+
+def open_tracker_in_background(tracking_uri: str, sweep_name: str) -> concurrent.futures.Future:
+    """open_tracker on a thread, while ray.init mostly waits for Ray's processes to come up."""
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mlflow-setup")
+    future = pool.submit(open_tracker, tracking_uri, sweep_name)
+    pool.shutdown(wait=False)
+    return future
+
+
+def spec_hash(spec: SweepSpec) -> str:
+    """Of the trials a spec defines (not of its comments or the order of its keys)."""
+    doc = {k: v for k, v in spec.resolved.items() if k not in ("resources", "failure", "tracking", "bench")}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def start_parent_run(tracker: SweepTracker, spec: SweepSpec, options: RunOptions, tune_path: str) -> str:
+    tags = {
+        T.SEARCH: spec.search,
+        T.TRIALS: spec.num_trials,
+        "gpu_shared": spec.gpu_shared,
+        T.SPEC_SHA256: spec_hash(spec),
+        **T.source_tags(spec.source),
+    }
+    if spec.description:
+        tags[T.NOTE] = spec.description
+    parent = tracker.start_parent(tune_path=tune_path, command=options.command, tags=tags, spec_text=spec.text,
+                                  spec_name=spec.source, resolved=spec.resolved, resume=options.resume)  # fmt: skip
+    if options.resume and tracker.resumed_parent:
+        original = tracker.tags_of(parent).get(T.SPEC_SHA256)
+        if original and original != spec_hash(spec):  # a resumed sweep runs the trials it started with
+            print(
+                f"tokensweep run: note: {spec.source} (with --set) differs from the spec sweep {spec.name!r} started "
+                "with; a resumed sweep continues its original trials and ignores the changes",
+                file=sys.stderr,
+            )
+    elif options.resume:
+        print(
+            f"tokensweep run: note: no parent run of this sweep in {redact(options.tracking_uri)}; "
+            "started a new one (trials finished before are not in it)",
+            file=sys.stderr,
+        )
+    return parent
+
+
+class DescribeTrial:
+    """(params, tags) of a trial's child run: from the config validation built (grid) or, for an
+    Optuna suggestion, the one config built for it here."""
+
+    def __init__(self, spec: SweepSpec):
+        self.configs = [v.config for v in spec.variants]
+        self.source = spec.source
+
+    def __call__(self, payload: TrialPayload) -> tuple[dict, dict]:
+        if payload.index is not None:
+            config = self.configs[payload.index]
+        else:
+            from trials import TrialConfig
+
+            config = TrialConfig.from_dict(payload.values)
+        params = config.params()
+        tags = {T.CONFIG_ID: config.config_id(), "gpu_shared": config.gpu_shared}
+        if payload.optuna_number is not None:
+            params["optuna_trial_number"] = payload.optuna_number
+        if payload.index is not None:
+            tags[T.VARIANT] = payload.index
+        return params, {**tags, **T.source_tags(self.source)}
