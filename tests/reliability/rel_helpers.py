@@ -239,14 +239,16 @@ def resize_disk(path: Path, size: str) -> None:
 def fill_disk(path: Path) -> Path:
     """Write a file in `path` until its filesystem is full; the file (delete it to free the space)."""
     filler = path / "filler.bin"
-    chunk = b"\0" * (64 << 10)
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
-        while os.write(fd, chunk):
-            pass
-    except OSError as err:
-        if err.errno != errno.ENOSPC:
-            raise
+        for size in (64 << 10, 4 << 10, 1):  # down to the last byte: a few KiB left would hold a sqlite write or two
+            chunk = b"\0" * size
+            try:
+                while os.write(fd, chunk):
+                    pass
+            except OSError as err:
+                if err.errno != errno.ENOSPC:
+                    raise
     finally:
         os.close(fd)
     return filler
