@@ -87,8 +87,13 @@ def test_a_full_disk_under_the_mlflow_store_keeps_the_writes_and_says_what_is_lo
         finally:
             stop_process_group(proc)
         output = log.read_text()
-        assert proc.returncode == 1, output[-4000:]
         assert "Traceback" not in output, output[-4000:]
+        if proc.returncode == 0:  # sqlite found room for the last writes in pages it already had: nothing was lost
+            (child,) = sweep_runs(db, "diskfull")[1]
+            assert child.info.status == "FINISHED" and _epochs(db) == [1, 2, 3, 4, 5], output[-3000:]
+            assert "were not recorded" not in output
+            return
+        assert proc.returncode == 1, output[-4000:]
         assert re.search(r"stayed unreachable; \d+ write\(s\) were not recorded \(.*\): those runs are incomplete", output), output[-3000:]
         assert "is unreachable at the end of the sweep" in output  # the runs could not be closed either: it says so
         (store / "filler.bin").unlink()
