@@ -232,7 +232,7 @@ def fit(spec: SweepSpec, options: RunOptions, tune_path: str, callback, optuna_u
         configs = [grid_config(i, v.name, v.values, platform) for i, v in enumerate(spec.variants)]
         search_alg, param_space, samples = searchers.GridSearcher(configs), {}, len(configs)
     else:
-        search_alg = searchers.optuna_searcher(spec, optuna_url)
+        search_alg = searchers.optuna_searcher(spec, optuna_url, options.verbose)
         param_space, samples = search_base_config(spec.base, platform), spec.num_samples
     tune_config = tune.TuneConfig(
         search_alg=search_alg,

@@ -13,6 +13,7 @@ Imports Optuna inside functions: loaded only for [search] sweeps.
 from __future__ import annotations
 
 import logging
+import warnings
 
 from ray import tune
 
@@ -41,7 +42,9 @@ def prepare_study(storage, study_name: str, objectives: list[tuple[str, str]]) -
     study = optuna.create_study(study_name=study_name, storage=storage, directions=directions, load_if_exists=True)
     names = [metric for metric, _ in objectives]
     if study.metric_names != names:
-        study.set_metric_names(names)
+        with warnings.catch_warnings():  # "set_metric_names is experimental": Optuna's note to us, not the user
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(names)
 
 
 class OptunaRunLinks(tune.Callback):

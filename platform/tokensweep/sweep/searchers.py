@@ -58,12 +58,14 @@ class OptunaSpace:
         return {"optuna_trial_number": trial.number}
 
 
-def optuna_searcher(spec: SweepSpec, storage_url: str):
+def optuna_searcher(spec: SweepSpec, storage_url: str, verbose: int = 0):
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
     from tokensweep.sweep.optuna_links import prepare_study, rdb_storage
 
+    if verbose <= 0:  # its INFO lines ("A new study created in RDB ...") are not the sweep's news
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = rdb_storage(storage_url)
     prepare_study(storage, spec.name, spec.objectives)  # its objectives named for optuna-dashboard
     metrics = [m for m, _ in spec.objectives]
