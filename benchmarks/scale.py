@@ -44,10 +44,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SWEEPS, QUICK_SWEEPS = (100, 1_000), (4, 12)
-VARIANTS, QUICK_VARIANTS = (10_000, 100_000), (1_000, 10_000)
-DASHBOARD, QUICK_DASHBOARD = (100, 1_000, 10_000), (30, 90)
-INTERRUPT, QUICK_INTERRUPT = 10_000, 200
+SWEEPS, QUICK_SWEEPS = (100, 1_000), (3, 8)  # quick: 8, the fewest with early and late paces (pace)
+VARIANTS, QUICK_VARIANTS = (10_000, 100_000), (300, 3_000)
+DASHBOARD, QUICK_DASHBOARD = (100, 1_000, 10_000), (15, 45)
+INTERRUPT, QUICK_INTERRUPT = 10_000, 100
 PER_TRIAL_GOAL_S = 0.5  # beyond the trial's own work, this 2-core machine
 CONSTANT_GOAL = 1.5  # the per-trial cost from the smallest sweep to the largest
 FIRST_TRIAL_GOAL_S = 30.0

@@ -74,7 +74,9 @@ def test_the_quick_run_measures_every_part(capsys):
     assert [r["trials"] for r in result.rows if r["kind"] == "variant generation"] == list(scale.QUICK_VARIANTS)
     assert [r["trials"] for r in result.rows if r["kind"] == "dashboard + export"] == list(scale.QUICK_DASHBOARD)
     names = [t.name for t in result.targets]
-    assert "per-trial cost 12 vs 4 trials" in names and any(n.startswith("Ctrl-C to exit") for n in names)
+    small, large = scale.QUICK_SWEEPS
+    assert f"per-trial cost {large} vs {small} trials" in names and any(n.startswith("Ctrl-C to exit") for n in names)
+    assert f"late vs early trials within the {large}-trial sweep" in names  # the larger quick sweep has both paces
     out = capsys.readouterr().out
     assert "platform_s_per_trial" in out and "per 10x" in out
 
