@@ -73,8 +73,28 @@ def cells(page, col_id: str, inner: str | None = None) -> dict[int, str]:
     out = {}
     for cell in page.locator(f"[role=row][row-index] [col-id='{col_id}']").all():
         row = cell.locator("xpath=ancestor::*[@role='row'][1]")
-        out[int(row.get_attribute("row-index"))] = (cell.locator(inner).first if inner else cell).inner_text().strip()
+        text = (cell.locator(inner).first if inner else cell).inner_text(timeout=5_000)  # short: `settled` reads again
+        out[int(row.get_attribute("row-index", timeout=5_000))] = text.strip()
     return out
+
+
+def settled(read, done, timeout: float = 120):
+    """read() again until done(value) or the timeout; the last value, for the caller to assert on.
+    The grid draws its rows and then their cells a moment apart, seconds apart on a busy machine."""
+    from playwright.sync_api import Error
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = read()
+        except Error as err:  # a cell redrawn while it was read
+            value = err
+        if (not isinstance(value, Error) and done(value)) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    if isinstance(value, Error):
+        raise value
+    return value
 
 
 def test_smoke_sweep_opens_on_its_runs_with_dataset_and_source(tmp_path, ray_token_env):
@@ -100,13 +120,16 @@ def test_smoke_sweep_opens_on_its_runs_with_dataset_and_source(tmp_path, ray_tok
             page.get_by_text("5 matching runs").wait_for(timeout=120_000)  # the parent and its four trials
             assert "No data available" not in page.inner_text("body")  # not the GenAI overview
             assert "workflowType=machine_learning" in page.url
-            names = cells(page, "attributes.`Run Name`", "a")
+            names = settled(lambda: cells(page, "attributes.`Run Name`", "a"), lambda got: list(got.values()) == ["smoke"])
             assert list(names.values()) == ["smoke"], names  # the children are folded under their parent
             page.locator("[col-id='attributes.`Run Name`'] button").first.click()  # expand the parent
-            page.get_by_text("vit_tiny_patch").wait_for(timeout=30_000)
-            page.wait_for_function("document.querySelectorAll('[role=row][row-index]').length >= 10")
-            names = cells(page, "attributes.`Run Name`", "a")
-            datasets, sources = cells(page, "attributes.`Dataset`"), cells(page, "attributes.`Source`")
+            page.get_by_text("vit_tiny_patch").wait_for(timeout=120_000)
+
+            def rows():
+                return [cells(page, col) if col != "attributes.`Run Name`" else cells(page, col, "a")
+                        for col in ("attributes.`Run Name`", "attributes.`Dataset`", "attributes.`Source`")]  # fmt: skip
+
+            names, datasets, sources = settled(rows, lambda got: len(got[0]) == 5 and all(c.get(r) for c in got[1:] for r in got[0]))
             try:
                 page.get_by_role("button", name=re.compile("close", re.I)).last.click(timeout=3000)  # the assistant panel
             except Exception:
