@@ -126,8 +126,7 @@ def test_smoke_sweep_opens_on_its_runs_with_dataset_and_source(tmp_path, ray_tok
             page.get_by_text("vit_tiny_patch").wait_for(timeout=120_000)
 
             def rows():
-                return [cells(page, col) if col != "attributes.`Run Name`" else cells(page, col, "a")
-                        for col in ("attributes.`Run Name`", "attributes.`Dataset`", "attributes.`Source`")]  # fmt: skip
+                return cells(page, "attributes.`Run Name`", "a"), cells(page, "attributes.`Dataset`"), cells(page, "attributes.`Source`")
 
             names, datasets, sources = settled(rows, lambda got: len(got[0]) == 5 and all(c.get(r) for c in got[1:] for r in got[0]))
             try:
