@@ -83,11 +83,12 @@ def closed_port() -> int:
     [
         ("tiny-swep", None, "no experiment 'tiny-swep' at sqlite:"),
         (EXPERIMENT, "sqlite:////nonexistent/dir/mlflow.db", "no MLflow store at sqlite:////nonexistent/dir/mlflow.db"),
-        (EXPERIMENT, f"http://127.0.0.1:{closed_port()}", "cannot reach the MLflow tracking server at http://127.0.0.1:"),
+        (EXPERIMENT, "http://127.0.0.1:{closed_port}", "cannot reach the MLflow tracking server at http://127.0.0.1:"),
     ],
-)
+    ids=["misspelt-experiment", "missing-store", "closed-server"],  # the port is chosen at run time: every
+)  # pytest-xdist worker must collect the same test names
 def test_bad_sources_are_one_line_errors(mlflow_store, experiment, uri, message, capsys):
-    uri = uri or mlflow_store.uri
+    uri = (uri or mlflow_store.uri).format(closed_port=closed_port())
     with pytest.raises(InputError, match=message):
         runs_table(experiment, uri)
     assert main(["export", experiment, "--tracking-uri", uri]) == 2
