@@ -28,12 +28,22 @@ def run_trial(config, report=None, resume_from=None, checkpoint_dir=None, progre
     return run(config, report, resume_from, checkpoint_dir, progress, log_path)
 
 
+def __getattr__(name: str):
+    """Torch-backed public names, loaded on first use so `import trials` stays torch-free."""
+    if name == "SuperTokenClustering":
+        from trials.models.clustering import SuperTokenClustering
+
+        return SuperTokenClustering
+    raise AttributeError(f"module 'trials' has no attribute {name!r}")
+
+
 __all__ = [
     "SMOKE",
     "ConfigError",
     "Knob",
     "NonFiniteLoss",
     "PluginError",
+    "SuperTokenClustering",
     "TrialConfig",
     "create_model",
     "list_models",

@@ -84,3 +84,16 @@ def test_bad_arguments():
         SuperTokenClustering(2, 0)
     with pytest.raises(ValueError, match="divisible"):
         SuperTokenClustering(2, 1)(torch.randn(1, 2, 7, 8))
+
+
+def test_the_public_name_is_the_module_and_import_trials_stays_torch_free():
+    import subprocess
+    import sys
+
+    import trials
+
+    assert trials.SuperTokenClustering is SuperTokenClustering  # `from trials import SuperTokenClustering`
+    code = "import sys, trials; assert 'torch' not in sys.modules; from trials import SuperTokenClustering; assert 'torch' in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        trials.nope  # noqa: B018
