@@ -74,6 +74,17 @@ def test_not_a_terminal_one_line_per_trial_event():
     assert "\x1b" not in out.getvalue()  # no cursor movement in a log file
 
 
+def test_a_failed_trials_line_names_the_file_with_its_traceback(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    progress, out, _ = view(num_trials=1)
+    trial = StandInTrial("a1", "vit_tiny_patch")
+    trial.path = str(tmp_path / "ray_results" / "s" / "vit_tiny_patch_a1")
+    progress.on_trial_start(0, [], trial)
+    progress.on_trial_error(0, [], trial)
+    last = out.getvalue().splitlines()[-1]
+    assert last == "[1/1 done] failed    vit_tiny_patch  epoch 0/3  trial failed (no error recorded)  (traceback: ray_results/s/vit_tiny_patch_a1/error.txt)"
+
+
 def test_not_a_terminal_a_progress_line_every_few_minutes_only():
     progress, out, clock = view(num_trials=4)
     trial = StandInTrial("a1", "t")
@@ -178,7 +189,7 @@ def test_small_formatters():
 def test_quiet_ray_switches_only_in_default_and_quiet_modes():
     env = {}
     quiet_ray(0, env)
-    assert env == {"RAY_LOG_TO_DRIVER": "0", "RAY_AIR_NEW_OUTPUT": "0"}
+    assert env == {"RAY_LOG_TO_DRIVER": "0", "RAY_AIR_NEW_OUTPUT": "0", "TUNE_PRINT_ALL_TRIAL_ERRORS": "0"}
     env = {"RAY_LOG_TO_DRIVER": "1"}
     quiet_ray(0, env)
     assert env["RAY_LOG_TO_DRIVER"] == "1"  # the user's value wins

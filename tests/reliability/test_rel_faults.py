@@ -10,6 +10,7 @@ says why, the others finish, and no epoch is trained (logged) twice.
 """
 
 import os
+import re
 import signal
 import time
 
@@ -96,7 +97,7 @@ def faults(tmp_path_factory, ray_head):
     spec = root / "faults.toml"
     spec.write_text(SPEC)
     db = root / "mlflow.db"
-    args = ["run", spec, "--address", ray_head.address, "--data-dir", data, "--quiet"]
+    args = ["run", spec, "--address", ray_head.address, "--data-dir", data]  # the default view: what a user reads
     proc, log = start_cli(args, root, ray_head.env)
     killed = {}
     try:
@@ -139,6 +140,17 @@ def test_nan_loss_fails_its_run_with_the_reason(faults):
     assert reason.startswith("NonFiniteLoss: ") and "NaN" in reason, reason
     assert "\n" not in reason
     assert nan.data.tags["tokensweep.retries"] == "1"  # retried once (max_failures = 1), failed again
+
+
+def test_each_failure_is_one_line_with_its_cause_and_the_file_with_its_traceback(faults):
+    output = faults["output"]
+    assert "Traceback" not in output, output[-4000:]  # Ray's ~40 lines per failure only with -v
+    failures = [line for line in output.splitlines() if " nan " in f"{line} " and ("retrying" in line or "failed" in line)]
+    assert len(failures) == 2, output[-4000:]  # the first failure (retried) and the last
+    for line in failures:
+        match = re.search(r"NonFiniteLoss: .*\(traceback: (\S+/error\.txt)\)$", line)
+        assert match, line
+        assert "NonFiniteLoss" in (faults["root"] / match.group(1)).read_text()  # relative to the sweep's folder
 
 
 def test_other_trials_continue_and_finish(faults):

@@ -91,13 +91,16 @@ def quiet_ray(verbose: int, environ=None) -> None:
     ("(train_trial pid=...)" lines; Ray reads it once, as ray.init's log_to_driver default). They stay
     in Ray's session logs, and the view prints a failed trial's reason. RAY_AIR_NEW_OUTPUT=0: Tune's
     older output engine, silent at verbose=0; the newer one prints its "Configuration for experiment"
-    box and "View detailed results here" even then. -v keeps both as Ray has them.
+    box and "View detailed results here" even then. TUNE_PRINT_ALL_TRIAL_ERRORS=0: no Ray traceback
+    (~40 lines) per failed trial; the view's one line names the root cause and the file that keeps the
+    traceback. -v keeps all three as Ray has them.
     """
     if verbose > 0:
         return
     environ = os.environ if environ is None else environ
     environ.setdefault("RAY_LOG_TO_DRIVER", "0")
     environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
 
 
 def check_tracking(uri: str, ask_server: bool = True) -> None:

@@ -56,6 +56,23 @@ def tune_callbacks(spec, options, total: int | None = None) -> list:
     return callbacks
 
 
+def traceback_file(trial) -> str | None:
+    """Where a failed trial's whole traceback is kept: Tune's error.txt in the trial's folder of the storage
+    (relative to here when below it). The view prints one line per failure; -v also prints Ray's traceback."""
+    path = getattr(trial, "path", None)
+    if not path:
+        return None
+    try:
+        scheme = trial.storage.storage_filesystem.type_name
+    except AttributeError:
+        scheme = "local"
+    if scheme != "local":
+        return f"{scheme}://{path}/error.txt"
+    where = os.path.join(path, "error.txt")
+    relative = os.path.relpath(where)
+    return where if relative.startswith("..") else relative
+
+
 # --- the view -------------------------------------------------------------------------------------
 
 
@@ -219,7 +236,8 @@ class SweepProgress(tune.Callback):
     def _reason(trial) -> str:
         from tokensweep.tracking.tune_callback import failure_reason
 
-        return failure_reason(trial)[:300]
+        where = traceback_file(trial)
+        return failure_reason(trial)[:300] + (f"  (traceback: {where})" if where else "")
 
     # --- what is shown ---
     def running(self) -> list[TrialState]:
