@@ -51,6 +51,8 @@ def register(sub) -> None:
         action="store_true",
         help="include the trials of every sweep in the experiment (default: the newest sweep's only)",
     )
+    p.add_argument("--paper", action="store_true",
+                   help="draw the paper's marks and tables even when the sweep is not on ImageNet-100")  # fmt: skip
     p.add_argument("--no-log", action="store_true", help="do not log the files to the sweep's MLflow parent run")
     p.add_argument("--serve", action="store_true", help="serve --out over HTTP and keep it up to date")
     p.add_argument("--host", default="127.0.0.1", help="--serve address (default: %(default)s, loopback only)")
@@ -64,19 +66,10 @@ def out_dir(args: argparse.Namespace) -> Path:
     return Path(args.out) if args.out else Path("dashboard") / args.experiment.replace("/", "_")
 
 
-def read_runs(args: argparse.Namespace):
-    if args.runs:
-        from dashboards.runs import load_runs
-
-        return load_runs(args.runs)
-    from tokensweep.tracking.export import runs_table
-
-    return runs_table(args.experiment, args.tracking_uri, args.all_sweeps)
-
-
 def build(args: argparse.Namespace, refresh_seconds: int | None = None) -> dict[str, Path]:
     from dashboards.build import build_dashboard
     from dashboards.runs import Objective
+    from tokensweep.commands.report import read_runs
 
     return build_dashboard(
         read_runs(args),
@@ -86,6 +79,7 @@ def build(args: argparse.Namespace, refresh_seconds: int | None = None) -> dict[
         experiment=args.experiment,
         x_scale=args.x_scale,
         refresh_seconds=refresh_seconds,
+        paper=args.paper,
     )
 
 
