@@ -17,8 +17,10 @@ Intervals are unadjusted for multiple comparisons unless Holm's adjustment is as
 
 import math
 from dataclasses import dataclass
+from functools import cache, cached_property
 
 import numpy as np
+from scipy import special
 from scipy import stats as distributions
 
 CONFIDENCE = 0.95
@@ -67,9 +69,19 @@ class Summary:
         return (self.high - self.low) / 2 if self.has_interval else None
 
 
-def t_quantile(df, confidence: float = CONFIDENCE):
-    """The t with P(|T| <= t) = confidence for `df` degrees of freedom (fractional ones too)."""
-    return distributions.t.ppf((1 + np.asarray(confidence)) / 2, df)
+def t_quantile(df, confidence=CONFIDENCE):
+    """The t with P(|T| <= t) = confidence for `df` degrees of freedom (fractional ones too; arrays).
+
+    scipy.stats.t's own quantile function (special.stdtrit) without its per-call argument handling,
+    which costs more than the quantile itself when the front compares millions of pairs.
+    """
+    return special.stdtrit(df, (1 + np.asarray(confidence)) / 2)
+
+
+@cache
+def seeds_t_quantile(df: int) -> float:
+    """The 95% t quantile for n - 1 degrees of freedom: one per seed count, whatever the number of configurations."""
+    return float(t_quantile(df))
 
 
 def summarize(values) -> Summary | None:
@@ -82,7 +94,7 @@ def summarize(values) -> Summary | None:
         return Summary(1, mean, sample=values)
     # Two-pass, like statistics.stdev but in floats (statistics' exact fractions cost 10x at 10,000 runs)
     sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
-    half = float(t_quantile(len(values) - 1)) * sd / math.sqrt(len(values))
+    half = seeds_t_quantile(len(values) - 1) * sd / math.sqrt(len(values))
     return Summary(len(values), mean, sd, mean - half, mean + half, sample=values)
 
 
@@ -96,18 +108,7 @@ class Difference:
     df: float | None
     method: str
     p: float | None = None  # two-sided p-value of "no difference" (what Holm's adjustment ranks)
-
-    @property
-    def resolved(self) -> bool | None:
-        """True when the interval excludes 0; None without an interval."""
-        if self.low is None or self.high is None:
-            return None
-        return bool(excludes_zero(self.low, self.high))
-
-
-def excludes_zero(low, high):
-    """The one rule: a difference is resolved when its interval excludes 0 (arrays or numbers)."""
-    return (np.asarray(low) > 0) | (np.asarray(high) < 0)
+    resolved: bool | None = None  # the interval excludes 0 (Differences.resolved); None without an interval
 
 
 class Samples:
@@ -128,31 +129,68 @@ class Samples:
         with np.errstate(invalid="ignore", divide="ignore"):
             self.sample_mean = np.nansum(self.values, axis=1) / self.n  # NaN without a sample
             self.var = np.nansum((self.values - self.sample_mean[:, None]) ** 2, axis=1) / (self.n - 1)
-        self.pairing = np.array([(s.pairing if s is not None else None) or "" for s in summaries], dtype=object)
+        keys = [(s.pairing if s is not None else None) for s in summaries]
+        codes = {key: code for code, key in enumerate(dict.fromkeys(k for k in keys if k), start=1)}
+        self.pairing = np.array([codes.get(k, 0) for k in keys], dtype=int)  # 0: not paired with anything
 
 
 @dataclass(frozen=True)
 class Differences:
-    """Arrays of a - b: the difference of the means, its interval (NaN: none), df, p, method codes."""
+    """Arrays of a - b: the difference's estimate, standard error and degrees of freedom, and from them
+    its interval at `confidence` (NaN: none) and verdict. The interval is computed only when asked for:
+    the front needs the verdicts of millions of pairs, and a pair within 1.96 standard errors of 0
+    is unresolved whatever its degrees of freedom."""
 
     mean: np.ndarray
-    low: np.ndarray
-    high: np.ndarray
+    se: np.ndarray
     df: np.ndarray
-    p: np.ndarray
+    confidence: np.ndarray
     paired: np.ndarray  # bool: paired on the bench's repeats
     welch_repeats: np.ndarray  # bool: repeats of two benches
 
+    @cached_property
+    def half(self) -> np.ndarray:
+        with np.errstate(invalid="ignore"):
+            return np.where(self.se == 0, 0.0, t_quantile(self.df, self.confidence) * self.se)
+
     @property
+    def low(self) -> np.ndarray:
+        return self.mean - self.half
+
+    @property
+    def high(self) -> np.ndarray:
+        return self.mean + self.half
+
+    @cached_property
     def resolved(self) -> np.ndarray:
-        return excludes_zero(np.nan_to_num(self.low, nan=0.0), np.nan_to_num(self.high, nan=0.0))
+        """The one rule: resolved when the interval excludes 0, |estimate| > half-width (False without an interval)."""
+        with np.errstate(invalid="ignore"):
+            maybe = np.flatnonzero(np.abs(self.mean) > Z_95 * self.se)  # t >= 1.96 at 95% and above: the rest fail
+        out = np.zeros(len(self.mean), dtype=bool)
+        se, df, confidence = self.se[maybe], self.df[maybe], np.broadcast_to(self.confidence, self.mean.shape)[maybe]
+        with np.errstate(invalid="ignore"):
+            out[maybe] = np.abs(self.mean[maybe]) > np.where(se == 0, 0.0, t_quantile(df, confidence) * se)
+        return out
+
+    @property
+    def p(self) -> np.ndarray:
+        """Two-sided p-values of "no difference" (NaN without an interval); an exact difference: 0, or 1 if it is 0."""
+        exact = self.se == 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p = 2 * special.stdtr(np.where(exact, 1.0, self.df), -np.abs(self.mean) / np.where(exact, 1.0, self.se))
+        return np.where(np.isnan(self.se), np.nan, np.where(exact, (self.mean == 0).astype(float), p))
 
     def at(self, i: int) -> Difference:
-        if np.isnan(self.low[i]):
+        if np.isnan(self.se[i]):
             return Difference(None if np.isnan(self.mean[i]) else float(self.mean[i]), None, None, None, NO_INTERVAL)
         method = PAIRED if self.paired[i] else WELCH_REPEATS if self.welch_repeats[i] else WELCH
-        df = None if np.isnan(self.df[i]) else float(self.df[i])
-        return Difference(float(self.mean[i]), float(self.low[i]), float(self.high[i]), df, method, float(self.p[i]))
+        one = self.one(i)
+        return Difference(float(one.mean[0]), float(one.low[0]), float(one.high[0]), float(one.df[0]), method,
+                          float(one.p[0]), bool(one.resolved[0]))  # fmt: skip
+
+    def one(self, i: int) -> "Differences":
+        return Differences(*(np.asarray(np.broadcast_to(getattr(self, f), self.mean.shape)[i : i + 1])
+                             for f in ("mean", "se", "df", "confidence", "paired", "welch_repeats")))  # fmt: skip
 
 
 def differences(samples: Samples, a, b, confidence=CONFIDENCE) -> Differences:
@@ -162,7 +200,7 @@ def differences(samples: Samples, a, b, confidence=CONFIDENCE) -> Differences:
     a, b = np.asarray(a, dtype=int), np.asarray(b, dtype=int)
     na, nb = samples.n[a], samples.n[b]
     known = (na >= 2) & (nb >= 2)
-    paired = known & (samples.pairing[a] != "") & (samples.pairing[a] == samples.pairing[b]) & (na == nb)
+    paired = known & (samples.pairing[a] > 0) & (samples.pairing[a] == samples.pairing[b]) & (na == nb)
     with np.errstate(invalid="ignore", divide="ignore"):
         # The estimate is the difference of the samples' means (a bench figure, a median, may differ from it)
         estimate = np.where(known, samples.sample_mean[a] - samples.sample_mean[b], samples.mean[a] - samples.mean[b])
@@ -174,17 +212,10 @@ def differences(samples: Samples, a, b, confidence=CONFIDENCE) -> Differences:
         n = na[paired]
         se2[paired] = np.nansum((d - estimate[paired][:, None]) ** 2, axis=1) / (n - 1) / n
         df[paired] = n - 1
-    se = np.sqrt(se2)
-    exact = known & (se == 0)  # no spread on either side: the difference is exact
-    df = np.where(known, np.where(exact, na + nb - 2, df), np.nan)
-    usable_df = np.where(known & ~exact, df, 1.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        half = np.where(exact, 0.0, t_quantile(usable_df, confidence) * se)
-        p = 2 * distributions.t.sf(np.abs(estimate) / np.where(exact, 1.0, se), usable_df)
-    p = np.where(exact, (estimate == 0).astype(float), p)
-    welch_repeats = known & ~paired & (samples.pairing[a] != "") & (samples.pairing[b] != "")
-    return Differences(estimate, np.where(known, estimate - half, np.nan), np.where(known, estimate + half, np.nan),
-                       df, np.where(known, p, np.nan), paired, welch_repeats)  # fmt: skip
+    se = np.where(known, np.sqrt(se2), np.nan)
+    df = np.where(known, np.where(se == 0, na + nb - 2, df), np.nan)  # se 0: no spread, the difference is exact
+    welch_repeats = known & ~paired & (samples.pairing[a] > 0) & (samples.pairing[b] > 0)
+    return Differences(estimate, se, df, np.asarray(confidence, dtype=float), paired, welch_repeats)
 
 
 def difference(a: Summary, b: Summary, confidence: float = CONFIDENCE) -> Difference:
