@@ -21,6 +21,18 @@ def register(sub) -> None:
         "params, embedding params, FLOPs) and every pairwise difference of top-1 and images/sec, each with the 95%% "
         "interval of the difference and whether it is resolved (the interval excludes 0). Nothing is left out.",
     )
+    add_runs_arguments(p)
+    p.add_argument("--format", default="md", help="md (default), latex (a document) or csv (one row per difference)")
+    p.add_argument("--out", metavar="FILE", help="write to FILE (default: print)")
+    p.add_argument("--baseline", metavar="NAME", help="each configuration against this one, not every pair")
+    p.add_argument("--adjust", default="none",
+                   help="none (default: each interval at 95%%, unadjusted) or holm (Holm's adjustment over the "
+                        "differences of each metric)")  # fmt: skip
+    p.set_defaults(func=run)
+
+
+def add_runs_arguments(p) -> None:
+    """EXPERIMENT and where its runs come from: what `read_runs` reads (`tokensweep dashboard` too)."""
     p.add_argument("experiment", metavar="EXPERIMENT", help="the sweep's MLflow experiment (the sweep name)")
     source = p.add_mutually_exclusive_group()
     source.add_argument(
@@ -31,13 +43,6 @@ def register(sub) -> None:
                         "(it holds no bench repeats: images/sec differences then have no interval)")  # fmt: skip
     p.add_argument("--all-sweeps", action="store_true",
                    help="include the trials of every sweep in the experiment (default: the newest sweep's only)")  # fmt: skip
-    p.add_argument("--format", default="md", help="md (default), latex (a document) or csv (one row per difference)")
-    p.add_argument("--out", metavar="FILE", help="write to FILE (default: print)")
-    p.add_argument("--baseline", metavar="NAME", help="each configuration against this one, not every pair")
-    p.add_argument("--adjust", default="none",
-                   help="none (default: each interval at 95%%, unadjusted) or holm (Holm's adjustment over the "
-                        "differences of each metric)")  # fmt: skip
-    p.set_defaults(func=run)
 
 
 def _read_json(client, run_id: str, path: str) -> dict | None:
