@@ -7,6 +7,7 @@ differences are computed from, or from a Parquet file of `tokensweep export`.
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def _read_json(client, run_id: str, path: str) -> dict | None:
     folder, _, name = path.rpartition("/")
     if name not in {Path(f.path).name for f in client.list_artifacts(run_id, folder)}:
         return None
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bar per small file
     with tempfile.TemporaryDirectory() as tmp:
         return json.loads(Path(client.download_artifacts(run_id, path, tmp)).read_text())
 
