@@ -205,3 +205,12 @@ def test_report_from_a_parquet_export(tmp_path, capsys):
     rows = {r["metric"]: r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
     assert rows["top1"]["resolved"] == "true"
     assert rows["images_per_sec"]["resolved"] == "" and rows["images_per_sec"]["method"].startswith("no interval")
+
+
+def test_too_many_pairs_for_a_page_point_to_the_report(tmp_path, monkeypatch):
+    from dashboards import tables
+
+    monkeypatch.setattr(tables, "MAX_PAGE_PAIRS", 2)  # 3 configurations: 3 pairs
+    paths = build_dashboard(runs_table(CONV, SUPERTOKEN, *own_embeddings(1)), tmp_path, experiment="big")
+    assert json.loads(paths["pareto.json"].read_text())["differences"] is None
+    assert "<code>tokensweep report big --format csv</code> lists every difference" in paths["pareto.html"].read_text()
