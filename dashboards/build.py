@@ -14,7 +14,7 @@ from dashboards.page import page_html
 from dashboards.runs import Objective, experiment_name, load_runs
 from dashboards.static import write_static
 from dashboards.tables import page_differences
-from dashboards.stats import SINGLE, Summary
+from dashboards.stats import SINGLE, UNADJUSTED, Summary
 
 DEFAULT_X = Objective("images_per_sec", maximize=True)
 DEFAULT_Y = Objective("top1", maximize=True)
@@ -80,6 +80,7 @@ def front_json(analysis: Analysis) -> dict:
         ],
         # every pairwise difference of the finished configurations (null: too many for the page; see tokensweep report)
         "differences": None if pairs is None else [p.as_dict() for p in pairs],
+        "differences_intervals": f"95%, {UNADJUSTED}",
     }
 
 
