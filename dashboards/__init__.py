@@ -9,6 +9,7 @@ so `tokensweep.errors` can import `dashboards.errors` and the CLI's help never w
     dashboards.runs            the runs table's columns (from vocab), load_runs, Objective
     dashboards.analysis        analyse: runs, configurations, fronts
     dashboards.configurations  seeds grouped by config_id; configurations_table for the export
-    dashboards.stats           means, standard deviations, Student t and Welch intervals
+    dashboards.stats           means, intervals, the interval of a difference: when it is resolved
+    dashboards.differences     every pairwise difference of a sweep (the dashboard and `tokensweep report`)
     dashboards.pareto          pareto_mask, hypervolume; dashboards.noise_front: the front with its noise
 """

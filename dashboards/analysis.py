@@ -9,13 +9,13 @@ from functools import cached_property
 
 import pyarrow as pa
 
-from dashboards import configurations
+from dashboards import configurations, paper
 from dashboards.configurations import BENCH, config_key, metric_summary
 from dashboards.errors import InputError
 from dashboards.noise_front import front_and_noise
 from dashboards.pareto import hypervolume_history, pareto_mask
 from dashboards.runs import Objective, check_objective, exclusion_reason, finite, param_columns, sorted_rows, unit
-from dashboards.stats import Summary, summarize
+from dashboards.stats import Samples, Summary, summarize
 
 THROUGHPUT = "images_per_sec"  # the in-trial figure; the bench's (BENCH) replaces it where every run has one
 
@@ -52,7 +52,7 @@ class Configuration:
     top1: Summary | None
     throughput: Summary | None  # the bench figure when there is one, else the in-trial one
     on_front: bool = False  # on the front of the means
-    within_noise: bool = False  # not on it, but its intervals overlap a front configuration's on both axes
+    within_noise: bool = False  # not on it, but nothing surely dominates it (dashboards.noise_front)
 
     @property
     def n(self) -> int:
@@ -79,6 +79,12 @@ class Analysis:
     configurations: list[Configuration]
     params: list[str]  # the table's param columns: vocab's and every kind=param column (knobs)
     x_figure: str  # the column drawn on x: x.metric, or the bench's figure standing in for images_per_sec
+    paper_requested: bool = False  # draw the paper's marks and tables whatever the data set
+
+    @property
+    def shows_paper(self) -> bool:
+        """The paper's marks and tables beside this sweep: asked for, or the sweep is on the paper's data set."""
+        return self.paper_requested or any(p.run.get("dataset") == paper.DATASET for p in self.points)
 
     @property
     def competing(self) -> list[RunPoint]:
@@ -182,7 +188,7 @@ def _configurations(points: list[RunPoint], analysis_x: str, params: list[str], 
         configs.append(Configuration(key, label, tuple(group), x,
                                      summarize(p.y for p in group), metric_summary(runs, "top1"), throughput))  # fmt: skip
     on_front, within = front_and_noise(
-        [(c.x.mean, c.y.mean) for c in configs], [c.x.bounds for c in configs], [c.y.bounds for c in configs], maximize
+        [(c.x.mean, c.y.mean) for c in configs], Samples([c.x for c in configs]), Samples([c.y for c in configs]), maximize
     )
     return [_with_state(c, f, w) for c, f, w in zip(configs, on_front, within)]
 
@@ -191,7 +197,8 @@ def _with_state(config: Configuration, on_front: bool, within: bool) -> Configur
     return replace(config, on_front=on_front, within_noise=within)
 
 
-def analyse(table: pa.Table, x: Objective, y: Objective, experiment: str = "", x_scale: str = "auto") -> Analysis:
+def analyse(table: pa.Table, x: Objective, y: Objective, experiment: str = "", x_scale: str = "auto",
+            paper_requested: bool = False) -> Analysis:  # fmt: skip
     """Classify every run (never dropping one), group the competing ones into configurations, and
     find the front of the runs and of the configurations' means."""
     if x.metric == y.metric:
@@ -212,7 +219,7 @@ def analyse(table: pa.Table, x: Objective, y: Objective, experiment: str = "", x
     params = param_columns(table.schema)
     x_log = _use_log_x(shown, x_scale, [p.x for p in points if p.has_values])
     configs = _configurations(points, shown, params, maximize)
-    return Analysis(experiment, x, y, x_log, points, configs, params, shown)
+    return Analysis(experiment, x, y, x_log, points, configs, params, shown, paper_requested)
 
 
 def _number(value) -> float | None:

@@ -13,7 +13,8 @@ from dashboards.atomic import write_text_atomic
 from dashboards.page import page_html
 from dashboards.runs import Objective, experiment_name, load_runs
 from dashboards.static import write_static
-from dashboards.stats import SINGLE, Summary
+from dashboards.tables import page_differences
+from dashboards.stats import SINGLE, UNADJUSTED, Summary
 
 DEFAULT_X = Objective("images_per_sec", maximize=True)
 DEFAULT_Y = Objective("top1", maximize=True)
@@ -57,8 +58,9 @@ def configuration_json(config: Configuration) -> dict:
 
 
 def front_json(analysis: Analysis) -> dict:
-    """The non-dominated runs, why the others were left out, and the configurations (seeds grouped
-    by config_id) with the front of their means, in a deterministic order."""
+    """The non-dominated runs, why the others were left out, the configurations (seeds grouped by
+    config_id) with the front of their means, and their differences, in a deterministic order."""
+    pairs = page_differences(analysis)
     return {
         "experiment": analysis.experiment,
         "x": {"metric": analysis.x.metric, "direction": analysis.x.direction},
@@ -76,6 +78,9 @@ def front_json(analysis: Analysis) -> dict:
             configuration_json(c)
             for c in sorted(analysis.configurations, key=lambda c: (c.x.mean, c.y.mean, c.key))
         ],
+        # every pairwise difference of the finished configurations (null: too many for the page; see tokensweep report)
+        "differences": None if pairs is None else [p.as_dict() for p in pairs],
+        "differences_intervals": f"95%, {UNADJUSTED}",
     }
 
 
@@ -87,16 +92,18 @@ def build_dashboard(
     experiment: str | None = None,
     x_scale: str = "auto",
     refresh_seconds: int | None = None,
+    paper: bool = False,
 ) -> dict[str, Path]:
     """Write the four dashboard files into `out_dir` (each atomically); return them by name.
 
     `runs`: a runs table or a Parquet file of one (see dashboards.runs). `experiment` names the
     sweep in titles (default: the name `tokensweep export` stored in the table). `refresh_seconds`
-    makes the page reload itself, for a served, live dashboard.
+    makes the page reload itself, for a served, live dashboard. `paper`: draw the paper's marks and
+    tables even when the sweep is not on ImageNet-100.
     """
     table = load_runs(runs)
     name = experiment or experiment_name(table) or ""
-    analysis = analyse(table, x, y, experiment=name, x_scale=x_scale)
+    analysis = analyse(table, x, y, experiment=name, x_scale=x_scale, paper_requested=paper)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {filename: out / filename for filename in OUTPUT_FILES}

@@ -4,7 +4,7 @@ A run matches a paper row on its embedding and the knobs that define the row, wh
 backbone: the super-token widths match when they are the paper's 16-32-32-64-64-64 or a uniform
 scaling of them (the tiny backbone's 8-16-16-32-32-32). Matches are split by backbone, and each
 row shows the paper's number beside this sweep's mean ± 95% interval (n). The differences the
-paper draws between rows get Welch's interval (dashboards.stats).
+paper draws between rows get the 95% interval of the difference (dashboards.stats).
 """
 
 import re
@@ -114,13 +114,13 @@ def _difference_text(a: list[dict], b: list[dict], metric: str, unit: str) -> st
     sa, sb = _summary(a, metric), _summary(b, metric)
     if sa is None or sb is None:
         return "–"
-    diff = stats.welch_difference(sa, sb)
+    diff = stats.difference(sa, sb)
     text = _signed(diff.mean, unit)
-    if diff.distinguishable is None:
-        return f"{text} (n={sa.n} vs {sb.n}: single seed, no interval)"
+    if diff.resolved is None:
+        return f"{text} (n={sa.n} vs {sb.n}: no interval of the difference)"
     if diff.low == diff.high:
         return f"{text} (no spread)"
-    verdict = "" if diff.distinguishable else ", not distinguishable"
+    verdict = ", resolved" if diff.resolved else ", not resolved"
     return f"{text} [{_signed(diff.low, unit)}, {_signed(diff.high, unit)}]{verdict}"
 
 
@@ -131,19 +131,20 @@ def _paper_difference(table: paper.Table, compared: paper.Compared, metric: str)
 
 def compare(table: paper.Table, runs: list[dict]) -> ComparisonTable:
     """One paper table: per row and backbone, the paper's value beside this sweep's mean ± CI (n) over
-    matching FINISHED runs; then the differences the paper draws, with Welch's interval."""
+    matching FINISHED runs; then the differences the paper draws, with the interval of each difference."""
     finished: dict[str, list[dict]] = {}  # by embedding: a row only looks at its own embedding's runs
     for run in runs:
         if (run.get("status") or "").upper() == "FINISHED":
             finished.setdefault(run.get("embedding"), []).append(run)
+    paper_rows = [*table.rows, *_own_embeddings(table, finished)]
     headers = ["configuration", "backbone"]
     for column in table.columns:
         headers += [f"{column.label} (paper)", f"{column.label} (this sweep)"]
     headers.append("this sweep's runs")
     matched = [_by_backbone([r for r in finished.get(row.match["embedding"], []) if matches(r, row.match)])
-               for row in table.rows]  # fmt: skip
+               for row in paper_rows]  # fmt: skip
     rows, kinds = [], []
-    for paper_row, by_backbone in zip(table.rows, matched):
+    for paper_row, by_backbone in zip(paper_rows, matched):
         for name, group in by_backbone.items() or [("–", [])]:
             cells = [paper_row.label, name]
             for column in table.columns:
@@ -159,12 +160,20 @@ def compare(table: paper.Table, runs: list[dict]) -> ComparisonTable:
                 ours = _difference_text(matched[compared.a][name], matched[compared.b][name], column.metric, column.unit)
                 theirs = _paper_difference(table, compared, column.metric)
                 cells += ["–" if theirs is None else _signed(theirs, column.unit), ours]
-            rows.append([*cells, "difference of the two rows' means; Welch's 95% interval"])
+            rows.append([*cells, "difference of the two rows; 95% interval of the difference"])
             kinds.append("difference")
     note = ("This sweep: mean ± 95% Student t interval over its finished runs of the same configuration (n runs); "
-            "differences: Welch's interval (unequal variances, Welch-Satterthwaite degrees of freedom rounded down), "
-            "'not distinguishable' when it includes 0. " + table.note)  # fmt: skip
+            f"differences: the 95% interval of the difference ({stats.WELCH}; throughput from the bench: {stats.PAIRED}), "
+            f"'resolved' when it excludes 0, {stats.UNADJUSTED}. " + table.note)  # fmt: skip
     return ComparisonTable(f"Table {table.number}: {table.title}", note.strip(), headers, rows, kinds)
+
+
+def _own_embeddings(table: paper.Table, finished: dict[str, list[dict]]) -> list[paper.Row]:
+    """A row per embedding of the sweep that the paper has no row for (a user's own), in a by-embedding table."""
+    if not table.by_embedding:
+        return []
+    known = {row.match["embedding"] for row in table.rows}
+    return [paper.Row(f"{e} (this sweep only)", {"embedding": e}, {}) for e in sorted(set(finished) - known, key=str)]
 
 
 def compare_all(runs: list[dict]) -> list[ComparisonTable]:

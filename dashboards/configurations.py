@@ -3,7 +3,8 @@
 A run without a `config_id` (a sweep without replicates, an older export) is a configuration of
 its own (n = 1). Each metric of a configuration is summarised over its seeds (dashboards.stats),
 except the bench throughput: the bench measures an architecture once for all its seeds, so its
-interval is the bench's own (`bench_images_per_sec_ci_low/_high`), not a spread over seeds.
+interval is the bench's own (`bench_images_per_sec_ci_low/_high`), not a spread over seeds, and
+its differences come from the bench's repeats (`vocab.BENCH_REPEATS`) when the runs table has them.
 """
 
 import math
@@ -14,6 +15,7 @@ from collections.abc import Iterable
 
 import pyarrow as pa
 
+import vocab
 from dashboards.runs import KIND, finite, metric_columns, param_columns, sorted_rows
 from dashboards.stats import Summary, summarize
 
@@ -82,9 +84,16 @@ def metric_summary(runs: list[dict], metric: str) -> Summary | None:
     lows = [r[BENCH_LOW] for r in runs if finite(r.get(BENCH_LOW))]
     highs = [r[BENCH_HIGH] for r in runs if finite(r.get(BENCH_HIGH))]
     plain = summarize(values)
-    if not lows or not highs:
-        return Summary(plain.n, plain.mean, plain.sd, method=BENCH_METHOD)
-    return Summary(plain.n, plain.mean, plain.sd, min(lows), max(highs), BENCH_METHOD)
+    low, high = (min(lows), max(highs)) if lows and highs else (None, None)
+    return Summary(plain.n, plain.mean, plain.sd, low, high, BENCH_METHOD, *_bench_repeats(runs))
+
+
+def _bench_repeats(runs: list[dict]) -> tuple[tuple[float, ...] | None, str | None]:
+    """The repeats the bench figure came from (every seed of an architecture shares them) and the bench's id."""
+    for run in runs:
+        if run.get(vocab.BENCH_REPEATS):
+            return tuple(float(v) for v in run[vocab.BENCH_REPEATS]), run.get("bench_id") or "bench"
+    return None, None
 
 
 def _common(runs: list[dict], column: str):

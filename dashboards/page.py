@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from dashboards import compare, figure, page_js, references, tables
 from dashboards.analysis import Analysis
 from dashboards.configurations import BENCH, BENCH_METHOD
-from dashboards.stats import STUDENT
+from dashboards.stats import PAIRED, STUDENT, UNADJUSTED, WELCH
 from dashboards.tables import comparison_html, esc
 
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
@@ -66,6 +66,16 @@ def chart_html(fig, div_id: str) -> str:
             f'<script type="application/json" class="chart" data-div="{div_id}">{data}</script>')  # fmt: skip
 
 
+PAPER_MARKS_NOTE = (" Stars and dotted lines: the paper's published numbers (ImageNet-100, 300 epochs, on the "
+                    "authors' hardware), not this sweep's measurements.")  # fmt: skip
+
+
+def paper_marks_note(analysis: Analysis, outside: str) -> str:
+    if not analysis.shows_paper:
+        return ""
+    return f'<p class="note" id="paper-marks">{esc(references.NOTE)}{" Outside: " + esc(outside) + "." if outside else ""}</p>'
+
+
 def summary(analysis: Analysis) -> str:
     counts: dict[str, int] = {}
     for p in analysis.points:
@@ -90,10 +100,12 @@ def statistics_note(analysis: Analysis) -> str:
                 "to see which differences are resolved.")  # fmt: skip
     else:
         text = (f"Each point is a configuration's mean over its seeds (faint points), with 95% intervals: {STUDENT} "
-                "(mean ± t·s/√n, the t quantile for n − 1 degrees of freedom computed from the t distribution; "
-                "no scipy). A configuration with a single seed has no interval (single seed: no interval). The front "
-                "is computed on the means; a configuration whose intervals overlap a front configuration's on both "
-                "axes is within noise of the front (grey outline).")  # fmt: skip
+                "(mean ± t·s/√n, n − 1 degrees of freedom). A configuration with a single seed has no interval "
+                "(single seed: no interval). The front is computed on the means. A difference is resolved when the "
+                f"95% interval of the difference excludes 0 ({WELCH}; bench throughput: {PAIRED}; {UNADJUSTED}); "
+                "overlapping intervals can still differ. A configuration surely dominates another when it is at "
+                "least as good on both means and one of the two differences is resolved; a configuration off the "
+                "front that nothing surely dominates is within noise of the front (grey outline).")  # fmt: skip
     if analysis.x_figure == BENCH:
         text += f" Throughput (x): the bench stage's figure, measured alone; its interval is the {BENCH_METHOD}."
     return text
@@ -107,6 +119,29 @@ def configurations_section(analysis: Analysis) -> str:
             '<div id="configs-table-box" class="table-box"></div>')  # fmt: skip
 
 
+def differences_section(analysis: Analysis, pairs) -> str:
+    if pairs is None:
+        return (f"<h2>Differences</h2>\n<p class=\"note\">Too many configurations for one page: "
+                f"<code>tokensweep report {esc(analysis.experiment)} --format csv</code> lists every difference.</p>")
+    if not pairs:
+        return ""
+    note = (f"Every difference between two configurations (a − b), as <code>tokensweep report</code> lists them: "
+            f"resolved when its 95% interval excludes 0 ({WELCH}; bench images/sec: {PAIRED}); {UNADJUSTED}.")
+    return f'<h2>Differences</h2>\n<p class="note">{note}</p>\n<div id="differences-table-box" class="table-box"></div>'
+
+
+def paper_section(analysis: Analysis, runs: list[dict]) -> str:
+    """The paper's tables beside this sweep; folded behind one line when the sweep is not comparable."""
+    tables = f'<p class="note">{esc(compare.seeds_note(runs))}</p>\n<div class="paper-grid">' + "".join(
+        comparison_html(t) for t in compare.compare_all(runs)) + "</div>"
+    if analysis.shows_paper:
+        return f"<h2>The paper's tables beside this sweep</h2>\n{tables}"
+    datasets = ", ".join(sorted({str(r.get("dataset")) for r in runs if r.get("dataset")})) or "another data set"
+    return (f'<details id="paper-tables"><summary>The paper\'s tables (ImageNet-100, 300 epochs): this sweep is on '
+            f"{esc(datasets)}, so they are not drawn on the chart; open them here, or draw them with "
+            f"<code>tokensweep dashboard {esc(analysis.experiment)} --paper</code>.</summary>\n{tables}</details>")
+
+
 def page_html(analysis: Analysis, plotly_js: str, refresh_seconds: int | None = None) -> str:
     """The whole page. `refresh_seconds`: reload itself (for `--serve`; not in logged artifacts)."""
     refresh = f'<meta http-equiv="refresh" content="{int(refresh_seconds)}">' if refresh_seconds else ""
@@ -117,8 +152,9 @@ def page_html(analysis: Analysis, plotly_js: str, refresh_seconds: int | None = 
     if analysis.is_optuna:
         hypervolume = chart_html(figure.hypervolume_figure(analysis), "hypervolume-chart")
     runs = [p.run for p in analysis.points]
-    data = {"configs": tables.configurations_table(analysis), "runs": tables.runs_table(analysis)}
-    comparisons = "".join(comparison_html(t) for t in compare.compare_all(runs))
+    pairs = tables.page_differences(analysis)
+    data = {"configs": tables.configurations_table(analysis), "runs": tables.runs_table(analysis),
+            "differences": tables.differences_table(pairs or [])}  # fmt: skip
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -136,19 +172,17 @@ def page_html(analysis: Analysis, plotly_js: str, refresh_seconds: int | None = 
 Generated {generated}{" · reloads every " + str(int(refresh_seconds)) + " s" if refresh_seconds else ""}.</p>
 {chart_html(figure.pareto_figure(analysis, marks), "pareto-chart")}
 <p class="note">Marker size: model parameters. Dimmed: dominated configurations. Grey crosses: failed or running
-runs (never on the front). Stars and dotted lines: the paper's published numbers (ImageNet-100, 300 epochs, on the
-authors' hardware), not this sweep's measurements. Runs lacking a value are listed below, not drawn.
-{esc(statistics_note(analysis))}</p>
-<p class="note" id="paper-marks">{esc(references.NOTE)}{" Outside: " + esc(outside) + "." if outside else ""}</p>
+runs (never on the front).{PAPER_MARKS_NOTE if analysis.shows_paper else ""} Runs lacking a value are listed below,
+not drawn. {esc(statistics_note(analysis))}</p>
+{paper_marks_note(analysis, outside)}
 {hypervolume}
 {configurations_section(analysis)}
+{differences_section(analysis, pairs)}
 <h2>Runs</h2>
 <p class="note">Click a column header to sort. Every run of the sweep is listed, whatever its state; a run's state
 is its configuration's.</p>
 <div id="runs-table-box" class="table-box"></div>
-<h2>The paper's tables beside this sweep</h2>
-<p class="note">{esc(compare.seeds_note(runs))}</p>
-<div class="paper-grid">{comparisons}</div>
+{paper_section(analysis, runs)}
 <script type="application/json" id="page-data">{_json(data)}</script>
 <script type="text/javascript">{script()}</script>
 </body>

@@ -84,6 +84,7 @@ SCRIPT = """
   var texts = {c: hoverTexts(data.configs), r: hoverTexts(data.runs)};
   new Table("configs-table", data.configs);
   new Table("runs-table", data.runs);
+  new Table("differences-table", data.differences);
   document.querySelectorAll("script.chart").forEach(function (source) {
     var fig = JSON.parse(source.textContent);
     fig.data.forEach(function (trace) {

@@ -66,6 +66,10 @@ def _within(value: float, span: tuple[float, float] | None) -> bool:
 
 
 def reference_marks(analysis: Analysis) -> Marks:
+    """None unless the sweep is comparable to the paper (Analysis.shows_paper): its ImageNet-100 lines
+    across a chart of other data would only mislead."""
+    if not analysis.shows_paper:
+        return Marks([], [], [])
     x, y = analysis.x.metric, analysis.y.metric
     xs, ys = drawn_values(analysis)
     x_span, y_span = data_range(xs, analysis.x_log), data_range(ys, False)

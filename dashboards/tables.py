@@ -13,7 +13,7 @@ A column with `hover` is shown in the chart's hover (`"title"`: its first, bold 
 import html
 
 import vocab
-from dashboards import compare, style
+from dashboards import compare, differences, style
 from dashboards.analysis import Analysis, Configuration, RunPoint
 from dashboards.configurations import BENCH_HIGH, BENCH_LOW
 from dashboards.runs import COLUMN_FIELDS, finite
@@ -135,6 +135,37 @@ def _shared(config: Configuration, name: str) -> bool:
 def _mean(config: Configuration, metric: str) -> float | None:
     values = [p.run[metric] for p in config.points if finite(p.run.get(metric))]
     return sum(values) / len(values) if values else None
+
+
+MAX_PAGE_PAIRS = 2_000  # pairs per metric drawn in the page (63 configurations); `tokensweep report` has them all
+
+
+def page_differences(analysis: Analysis) -> list[differences.PairDifference] | None:
+    """Every pairwise difference of the sweep's configurations, as `tokensweep report` lists them;
+    None when there are too many pairs for a page."""
+    configs = differences.sweep_configurations([p.run for p in analysis.points], analysis.params)
+    if len(configs) * (len(configs) - 1) // 2 > MAX_PAGE_PAIRS:
+        return None
+    return differences.all_differences(configs)
+
+
+def _difference_cell(value: float | None, metric: str) -> list:
+    return ["–", None] if value is None else [("+" if value >= 0 else "") + style.human(value, metric), value]
+
+
+def differences_table(pairs: list[differences.PairDifference]) -> dict:
+    """One row per difference a − b: its 95% interval, whether it is resolved, and how it was computed."""
+    columns = [column("metric"), column("a"), column("b"), column("a − b", numeric=True), column("95% low", numeric=True),
+               column("95% high", numeric=True), column("resolved", badge=True), column("method")]  # fmt: skip
+    rows = []
+    for pair in pairs:
+        d = pair.difference
+        resolved = {True: "resolved", False: "unresolved", None: "no interval"}[d.resolved]
+        cells = [pair.metric, pair.a, pair.b, *(_difference_cell(v, pair.metric) for v in (d.mean, d.low, d.high)),
+                 resolved, d.method]  # fmt: skip
+        rows.append({"state": "front" if d.resolved else "noise", "key": f"{pair.metric}:{pair.a}:{pair.b}",
+                     "title": None, "cells": cells})  # fmt: skip
+    return {"columns": columns, "rows": rows}
 
 
 def comparison_html(table: compare.ComparisonTable) -> str:

@@ -84,6 +84,12 @@ HOW: dict[str, tuple[str, str]] = {
     "tokensweep dashboard SWEEP": (VARIANT, "tokensweep dashboard smoke"),  # SWEEP: a placeholder
     "tokensweep export SWEEP --out runs.parquet": (VARIANT, "tokensweep export smoke --out runs.parquet"),
     "tokensweep dashboard SWEEP --runs runs.parquet": (VARIANT, "tokensweep dashboard smoke --runs runs.parquet"),
+    "tokensweep report SWEEP": (VARIANT, "tokensweep report smoke"),
+    "tokensweep report smoke": (RUN, ""),
+    "tokensweep report SWEEP --format csv --out differences.csv": (
+        VARIANT, "tokensweep report smoke --format csv --out differences.csv"),
+    "tokensweep report SWEEP --format latex --out report.tex --baseline vit_tiny_conv --adjust holm": (
+        VARIANT, "tokensweep report smoke --format latex --out report.tex --baseline vit_tiny_conv --adjust holm"),
     "tokensweep dashboard SWEEP --serve": (SERVE, "tokensweep dashboard smoke --serve"),
     ".venv/bin/mlflow ui --backend-store-uri sqlite:///$PWD/mlflow.db": (SERVE, ""),
     "mlflow ui --backend-store-uri sqlite:///mlflow.db": (SERVE, ""),
@@ -133,6 +139,7 @@ HOW: dict[str, tuple[str, str]] = {
     "open dashboard/smoke/pareto.html": (NOT_HERE, "opens a desktop browser; tests/dashboards/test_dashboard_browser.py opens the page in Chromium"),
     "open http://127.0.0.1:5000": (NOT_HERE, "opens a desktop browser on the compose stack's MLflow"),
     "tokensweep export paper-table6 --out runs.parquet": (NOT_HERE, "needs a finished paper-table6 sweep (GPU, ImageNet); its form runs here on the smoke sweep"),
+    "tokensweep report paper-table6 --format latex --out table6.tex": (NOT_HERE, "needs a finished paper-table6 sweep (GPU, ImageNet); its form runs here on the smoke sweep"),
     "tokensweep dashboard paper-table6 --serve": (NOT_HERE, "needs a finished paper-table6 sweep (GPU, ImageNet); its form runs here on the smoke sweep"),
     "tokensweep trial --model vit_s_supertoken --dataset imagenet100 --data-dir /data/imagenet100 --cluster-iters 2 "
     "--checkpoint-dir ckpt/": (NOT_HERE, "300 epochs of ViT-S on ImageNet-100; the trial commands above run its code at smoke size"),

@@ -89,6 +89,11 @@ FIELDS = (
     Field("bench_id", TAG, "str", "bench run"),
 )
 
+# A column the readers of a sweep add beside the bench figures (a list per run, not an MLflow metric):
+# the per-repeat images/sec of the run's architecture in its bench, from the bench's table on the
+# sweep's parent run. Differences of throughput are computed from it.
+BENCH_REPEATS = "bench_repeat_images_per_sec"
+
 
 def of_kind(*kinds: str) -> tuple[Field, ...]:
     return tuple(f for f in FIELDS if f.kind in kinds)

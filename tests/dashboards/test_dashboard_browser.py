@@ -124,7 +124,7 @@ def test_page_draws_means_with_whiskers_and_seeds_and_sorts_its_tables(browser, 
     replicated = [c for c in analysis.configurations if c.n > 1]
     assert counts["configurations"] == len(analysis.configurations) == 11  # one point per configuration, at its mean
     assert counts["seeds"] == sum(c.n for c in replicated) == 30  # the seeds of the replicated ones, faint
-    assert counts["front"] == len(analysis.config_front) == 5
+    assert counts["front"] == len(analysis.config_front) == 4
     assert counts["paper"] == len(reference_marks(analysis).points) == 3  # Table 8, inside the sweep's range
     drawn = page.evaluate("() => document.querySelectorAll('#pareto-chart .scatterlayer .point').length")
     assert drawn == counts["configurations"] + counts["seeds"] + counts["paper"]  # every point really drawn (SVG)
@@ -137,6 +137,8 @@ def test_page_draws_means_with_whiskers_and_seeds_and_sorts_its_tables(browser, 
     rows = page.evaluate("() => document.querySelectorAll('#runs-table tbody tr').length")
     assert rows == runs.num_rows  # failed, running and incomplete runs are listed too
     assert page.evaluate("() => document.querySelectorAll('#configs-table tbody tr').length") == len(replicated)
+    # every pair of the 12 finished configurations (the one without a throughput too), top-1 and images/sec
+    assert page.evaluate("() => document.querySelectorAll('#differences-table tbody tr').length") == 2 * 66
     page.click("#runs-table th:text-is('top1')")
     ascending = column_values(page, "top1")
     numbers = [float(v) for v in ascending if v != ""]

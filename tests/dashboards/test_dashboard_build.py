@@ -204,7 +204,7 @@ def test_paper_tables_match_any_backbone_and_show_intervals():
     assert rows["2 iterations", "–"][3] == "–" and rows["2 iterations", "–"][6] == "no matching run"  # failed only
     differences = [r for r, kind in zip(table8.rows, table8.kinds) if kind == "difference"]
     assert [(r[0], r[1]) for r in differences] == [("1 − 3 iterations", "tiny")]  # the only backbone with both rows
-    assert differences[0][2:4] == ["−0.56", "−3.00 (n=1 vs 2: single seed, no interval)"]
+    assert differences[0][2:4] == ["−0.56", "−3.00 (n=1 vs 2: no interval of the difference)"]
 
 
 def conv_and_supertoken(conv: list[float], supertoken: list[float]) -> list[dict]:
@@ -212,13 +212,13 @@ def conv_and_supertoken(conv: list[float], supertoken: list[float]) -> list[dict
     return rows + [dict(TINY, cluster_iters=3, config_id="st", seed=i, top1=v) for i, v in enumerate(supertoken)]
 
 
-def test_a_difference_whose_interval_includes_zero_is_not_distinguishable():
+def test_a_difference_whose_interval_includes_zero_is_not_resolved():
     close = compare(paper.TABLE_6, table(*conv_and_supertoken([40.0, 44.0, 42.0], [43.0, 41.0, 45.0])).to_pylist())
     far = compare(paper.TABLE_6, table(*conv_and_supertoken([40.0, 40.5, 41.0], [50.0, 50.5, 51.0])).to_pylist())
     diff = lambda t: next(r for r in t.rows if r[0] == "super-token − conv")  # noqa: E731
     # Welch: both sds 2 (close) or 0.5 (far), n 3 + 3: 4 degrees of freedom, t 2.776, se sqrt(2 sd^2 / 3)
-    assert diff(close)[5] == "+1.00 [−3.53, +5.53], not distinguishable"
-    assert diff(far)[5] == "+10.00 [+8.87, +11.13]"
+    assert diff(close)[5] == "+1.00 [−3.53, +5.53], not resolved"
+    assert diff(far)[5] == "+10.00 [+8.87, +11.13], resolved"
     assert diff(far)[4] == "+2.38"  # the paper's 83.52 - 81.14
     assert diff(far)[2:4] == ["−3.00M", "–"]  # the paper's params; these runs logged none
 

@@ -66,7 +66,7 @@ def test_serve_refreshes_the_page_while_the_sweep_runs(fresh_store, tmp_path, mo
     args = argparse.Namespace(
         experiment=fresh_store.experiment, tracking_uri=fresh_store.uri, runs=None, out=str(tmp_path),
         x="images_per_sec", x_dir="max", x_scale="auto", y="top1", y_dir="max", no_log=True, serve=True,
-        host="127.0.0.1", port=0, interval=1, all_sweeps=False,
+        host="127.0.0.1", port=0, interval=1, all_sweeps=False, paper=False,
     )
     dashboard.build(args, refresh_seconds=1)
     servers = []

@@ -1,5 +1,6 @@
 """The bench's parts without a sweep: the interval of the median, architectures, concurrent_trials,
-the findings lines, [bench] and `tokensweep bench --sweep` bad input, a failed bench on a real store."""
+[bench] and `tokensweep bench --sweep` bad input, a failed bench on a real store (the findings lines:
+tests/dashboards/test_dashboard_verdicts.py)."""
 
 import itertools
 import math
@@ -10,7 +11,7 @@ import pytest
 from sweep_helpers import SWEEPS
 from tokensweep.cli import main
 from tokensweep.spec import load_spec
-from tokensweep.sweep import concurrency, findings
+from tokensweep.sweep import concurrency
 from tokensweep.sweep.architectures import arch_id_of, distinct_architectures
 from tokensweep.sweep.median_interval import coverage, median_interval, order_index
 
@@ -113,25 +114,6 @@ def test_concurrent_trials_counts_overlaps_on_the_same_node_only():
     assert concurrency.count_concurrent(results)["f"] == (1, 1)
     results = {"k": reports("n1", 0, [13], measured=(7, 13)), "h": reports("n1", 6, [12]), "m": reports("n1", 5, [20])}
     assert concurrency.count_concurrent(results)["k"] == (2, 1)  # h and m both from 7 to 12
-
-
-# --- the findings lines --------------------------------------------------------------------------------------
-
-
-def test_findings_resolve_what_does_not_overlap():
-    table = {"repeats": 7, "rows": [
-        {"label": "patch", "images_per_sec": 100.0, "ci_low": 95.0, "ci_high": 105.0, "coverage": 0.98},
-        {"label": "st1", "images_per_sec": 60.0, "ci_low": 58.0, "ci_high": 63.0, "coverage": 0.98},
-        {"label": "st3", "images_per_sec": 58.0, "ci_low": 55.0, "ci_high": 60.0, "coverage": 0.98},
-    ]}  # fmt: skip
-    configs = [("patch", [50.0, 51.0, 52.0]), ("st1", [60.0, 61.0, 59.0]), ("st3", [62.0, 64.0, 63.0])]  # t(2) = 4.30: 60.5-65.5, 57.5-62.5, 48.5-53.5
-    lines = findings.findings(table, configs)
-    assert len(lines) == 3
-    assert lines[1] == "  images/sec (bench, 7 repeats): 2 of 3 difference(s) resolved (patch > st1, patch > st3); within noise: st1 ~ st3"
-    assert lines[2] == "  top-1 (3 seeds, Student t): 2 of 3 difference(s) resolved (st1 > patch, st3 > patch); within noise: st1 ~ st3"
-    single = findings.findings(None, [("a", [50.0]), ("b", [60.0])])
-    assert single[1].startswith("  top-1: one seed per configuration, no interval")
-    assert findings.config_label("confirm-t002-channels=8-16-seed=1") == "t002-channels=8-16"
 
 
 # --- [bench] and `tokensweep bench --sweep`: one line, exit 2 ------------------------------------------------

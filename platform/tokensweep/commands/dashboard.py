@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 import vocab
+from tokensweep.commands.report import add_runs_arguments, read_runs
 from tokensweep.errors import USER_ERRORS
 
 
@@ -33,24 +34,15 @@ def register(sub) -> None:
         "for EXPERIMENT into --out, and log them to the sweep's parent MLflow run.",
         epilog=metrics_help(),
     )
-    p.add_argument("experiment", metavar="EXPERIMENT", help="the sweep's MLflow experiment (the sweep name)")
-    source = p.add_mutually_exclusive_group()
-    source.add_argument(
-        "--tracking-uri",
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in this directory)",
-    )
-    source.add_argument("--runs", metavar="PARQUET", help="read runs from this `tokensweep export` file, not MLflow")
+    add_runs_arguments(p)
     p.add_argument("--out", help="output folder (default: dashboard/EXPERIMENT)")
     p.add_argument("--x", default="images_per_sec", metavar="METRIC", help="x objective (default: %(default)s)")
     p.add_argument("--x-dir", choices=("max", "min"), help="maximise or minimise x (default: the metric's direction)")
     p.add_argument("--x-scale", default="auto", choices=("auto", "log", "linear"), help="x axis (default: auto)")
     p.add_argument("--y", default="top1", metavar="METRIC", help="y objective (default: %(default)s)")
     p.add_argument("--y-dir", choices=("max", "min"), help="maximise or minimise y (default: the metric's direction)")
-    p.add_argument(
-        "--all-sweeps",
-        action="store_true",
-        help="include the trials of every sweep in the experiment (default: the newest sweep's only)",
-    )
+    p.add_argument("--paper", action="store_true",
+                   help="draw the paper's marks and tables even when the sweep is not on ImageNet-100")  # fmt: skip
     p.add_argument("--no-log", action="store_true", help="do not log the files to the sweep's MLflow parent run")
     p.add_argument("--serve", action="store_true", help="serve --out over HTTP and keep it up to date")
     p.add_argument("--host", default="127.0.0.1", help="--serve address (default: %(default)s, loopback only)")
@@ -62,16 +54,6 @@ def register(sub) -> None:
 def out_dir(args: argparse.Namespace) -> Path:
     # Experiment names may hold '/': keep the folder one level deep.
     return Path(args.out) if args.out else Path("dashboard") / args.experiment.replace("/", "_")
-
-
-def read_runs(args: argparse.Namespace):
-    if args.runs:
-        from dashboards.runs import load_runs
-
-        return load_runs(args.runs)
-    from tokensweep.tracking.export import runs_table
-
-    return runs_table(args.experiment, args.tracking_uri, args.all_sweeps)
 
 
 def build(args: argparse.Namespace, refresh_seconds: int | None = None) -> dict[str, Path]:
@@ -86,6 +68,7 @@ def build(args: argparse.Namespace, refresh_seconds: int | None = None) -> dict[
         experiment=args.experiment,
         x_scale=args.x_scale,
         refresh_seconds=refresh_seconds,
+        paper=args.paper,
     )
 
 

@@ -93,7 +93,7 @@ def after_training(spec, tracker, callback, tune_path: str, status: str, timings
         timings["bench_s"] = time.perf_counter() - started
     table = report.bench.table if report.bench else None
     hint = findings.CONFIRM_HINT if spec.search == "optuna" else findings.SEEDS_HINT
-    report.findings = findings.findings(table, configurations(trials, configs), hint)
+    report.findings = findings.findings(table, configurations(trials, configs), hint, spec.name)
     return report
 
 
