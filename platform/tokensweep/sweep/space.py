@@ -28,6 +28,7 @@ class Platform:
     system_metrics_interval_s: float
     objectives: tuple[str, ...]
     plugins: tuple[str, ...] = ()
+    search_throughput: dict | None = None  # an Optuna search's throughput objective (tokensweep.sweep.search_throughput)
 
     def encode(self) -> dict:
         return {**self.__dict__, "objectives": list(self.objectives), "plugins": list(self.plugins)}
