@@ -98,6 +98,8 @@ def train_trial(config: dict, finished=None) -> None:
 
     `finished` (a resumed sweep's FinishedTrials, given with tune.with_parameters): a trial whose MLflow
     run is already FINISHED reports that run's final metrics back to Tune and ends, training nothing.
+    An Optuna search's trial steps under its node's lock and its last report carries its architecture
+    benched alone (tokensweep.sweep.search_throughput).
     """
     payload = TrialPayload.decode(config)
     context = tune.get_context()
