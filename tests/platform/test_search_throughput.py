@@ -1,7 +1,9 @@
 """An Optuna search's throughput objective: benched alone on the node, the node's other trials held back,
 each architecture once; what the searcher, the study, the confirmation and the runs are told."""
 
+import dataclasses
 import fcntl
+import json
 import os
 import tempfile
 import threading
@@ -28,13 +30,15 @@ def node_tmp(tmp_path, monkeypatch):
     return tmp_path
 
 
-def optuna_settings(*overrides: str) -> dict | None:
+def optuna_settings(*overrides: str) -> st.SearchSettings | None:
     return st.settings_of(load_spec(OPTUNA, ["resources.gpus=0", *overrides], smoke=True), "run-1")
 
 
 def test_search_trials_report_the_isolated_figure_and_grids_nothing():
     settings = optuna_settings("bench.repeats=3", "bench.steps=4")
-    assert settings == {"sweep": "run-1", "isolated": True, "batch": None, "repeats": 3, "steps": 4}
+    assert settings == st.SearchSettings("run-1", isolated=True, batch=None, repeats=3, steps=4)
+    platform = Platform("sqlite:///x.db", "x", False, 10.0, ("top1", "images_per_sec"), search_throughput=settings)
+    assert Platform.decode(json.loads(json.dumps(platform.encode()))) == platform  # as Tune carries it
     assert st.reported_key("images_per_sec", settings) == "search_images_per_sec"
     assert st.reported_key("top1", settings) == "top1"
     assert st.settings_of(load_spec(SWEEPS / "smoke.toml"), "run-1") is None  # a grid: its bench stage only
@@ -45,7 +49,7 @@ def test_search_trials_report_the_isolated_figure_and_grids_nothing():
 
 def test_on_a_shared_gpu_the_search_is_told_the_in_trial_figure_and_says_so():
     settings = optuna_settings("resources.gpus=0.5")
-    assert settings["isolated"] is False
+    assert settings.isolated is False
     assert st.reported_key("images_per_sec", settings) == "images_per_sec"
     assert "shared its GPU" in st.study_note(settings) and "alone" in st.study_note(optuna_settings())
     trial = st.TrialThroughput(settings, None)
@@ -69,7 +73,7 @@ def holds(path, how) -> bool:
 def test_a_bench_excludes_every_step_and_steps_exclude_only_a_bench(node_tmp):
     lock = st.NodeLock("sweep/1")
     gate, steps = lock.directory / "gate.lock", lock.directory / "steps.lock"
-    assert lock.directory.parent.parent == node_tmp and lock.directory.name == "sweep_1"
+    assert lock.directory.parent.parent == node_tmp and lock.directory.name == "sweep_1"  # a name, not a path
     with lock.step():
         assert holds(steps, fcntl.LOCK_SH) and holds(gate, fcntl.LOCK_SH)  # other trials step beside it
         assert not holds(steps, fcntl.LOCK_EX)  # a bench waits for the step
@@ -113,7 +117,7 @@ def test_a_waiting_bench_lets_the_steps_in_flight_end_and_no_new_one_start(node_
 def test_an_architecture_is_benched_once_per_node_and_sweep(node_tmp):
     from trials import TrialConfig
 
-    settings = {"sweep": "run-2", "isolated": True, "batch": None, "repeats": 1, "steps": 2}
+    settings = st.SearchSettings("run-2", isolated=True, batch=None, repeats=1, steps=2)
     config = TrialConfig.smoke(**TINY)
     trial = st.TrialThroughput(settings, config)
     assert trial.add_to({"top1": 1.0}) == {"top1": 1.0}  # an epoch's report: nothing benched
@@ -128,7 +132,7 @@ def test_an_architecture_is_benched_once_per_node_and_sweep(node_tmp):
     other = st.TrialThroughput(settings, TrialConfig.smoke(**TINY, cluster_iters=1))
     assert other.add_to({"images_per_sec": 2.0})["search_images_per_sec"] != 1234.5
     assert len(list(trial.lock.directory.glob("*.json"))) == 2
-    fresh = st.TrialThroughput({**settings, "sweep": "run-3"}, config)
+    fresh = st.TrialThroughput(dataclasses.replace(settings, sweep="run-3"), config)
     assert fresh.add_to({"images_per_sec": 2.0})["search_images_per_sec"] != 1234.5
     for t in (trial, again, other, fresh):
         t.close()
@@ -146,7 +150,7 @@ def test_the_confirmation_front_is_read_on_the_figure_optuna_was_told():
 
     trials = [trial(0, 60, 100, 300), trial(1, 50, 200, 250)]  # 1 is faster in-trial, slower alone
     objectives = (("top1", "max"), ("images_per_sec", "max"))
-    settings = {"sweep": "s", "isolated": True, "batch": None, "repeats": 1, "steps": 1}
+    settings = st.SearchSettings("s", isolated=True, batch=None, repeats=1, steps=1)
     assert [t.trial_id for t in front(trials, objectives, settings)] == ["0"]
     assert [t.trial_id for t in front(trials, objectives)] == ["0", "1"]
 

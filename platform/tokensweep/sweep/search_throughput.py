@@ -35,6 +35,7 @@ import hashlib
 import json
 import os
 import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tokensweep.sweep import bench_measure
@@ -47,31 +48,48 @@ ISOLATED = "images_per_sec: each architecture benched alone on its trial's node 
 SHARED = "images_per_sec: measured inside each trial while trials shared its GPU (fractional gpus), so other trials slowed it"
 
 
-def settings_of(spec, sweep_id: str) -> dict | None:
-    """What a search trial's worker needs to measure its objective (None: a grid, or no throughput objective)."""
+@dataclass(frozen=True)
+class SearchSettings:
+    """What a search trial's worker needs to measure its objective; carried in Tune's config as JSON."""
+
+    sweep: str  # the sweep's parent run id: names the node's locks and figures
+    isolated: bool  # False where trials share a GPU
+    batch: int | None  # [bench]: None, the trials' bench_batch
+    repeats: int
+    steps: int
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> "SearchSettings | None":
+        return None if data is None else cls(**data)
+
+
+def settings_of(spec, sweep_id: str) -> SearchSettings | None:
+    """None for a grid, or a search without the throughput objective."""
     if spec.search != "optuna" or OBJECTIVE not in dict(spec.objectives):
         return None
-    return {"sweep": sweep_id, "isolated": not spec.gpu_shared, "batch": spec.bench_batch,
-            "repeats": spec.bench_repeats, "steps": spec.bench_steps}  # fmt: skip
+    return SearchSettings(sweep_id, not spec.gpu_shared, spec.bench_batch, spec.bench_repeats, spec.bench_steps)
 
 
-def reported_key(metric: str, settings: dict | None) -> str:
+def reported_key(metric: str, settings: SearchSettings | None) -> str:
     """The key of a trial's last report that holds `metric`'s value for the searcher."""
-    return FIGURE if metric == OBJECTIVE and settings is not None and settings["isolated"] else metric
+    return FIGURE if metric == OBJECTIVE and settings is not None and settings.isolated else metric
 
 
-def study_note(settings: dict | None) -> str | None:
+def study_note(settings: SearchSettings | None) -> str | None:
     """How the study's images_per_sec was measured, for its `throughput` user attribute."""
     if settings is None:
         return None
-    return ISOLATED if settings["isolated"] else SHARED
+    return ISOLATED if settings.isolated else SHARED
 
 
 class NodeLock:
     """The node's two locks for one sweep (see the module's docstring)."""
 
     def __init__(self, sweep_id: str):
-        self.directory = Path(tempfile.gettempdir(), "tokensweep-search", _safe(sweep_id))
+        self.directory = Path(tempfile.gettempdir(), f"tokensweep-search-{os.getuid()}", _safe(sweep_id))
         self.directory.mkdir(parents=True, exist_ok=True)
         self._gate = os.open(self.directory / "gate.lock", os.O_RDWR | os.O_CREAT, 0o600)
         self._steps = os.open(self.directory / "steps.lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -114,10 +132,10 @@ class TrialThroughput:
     """One trial's side of it: the node's lock held shared around its steps, and the figures its last
     report adds. Nothing for a grid's trial (settings None)."""
 
-    def __init__(self, settings: dict | None, config, plugins: tuple[str, ...] = ()):
+    def __init__(self, settings: SearchSettings | None, config, plugins: tuple[str, ...] = ()):
         self.settings, self.config, self.plugins = settings, config, plugins
-        isolated = settings is not None and settings["isolated"]
-        self.lock = NodeLock(settings["sweep"]) if isolated else None
+        isolated = settings is not None and settings.isolated
+        self.lock = NodeLock(settings.sweep) if isolated else None
         self._figures: dict | None = None
 
     def step(self):
@@ -143,12 +161,12 @@ class TrialThroughput:
             self.lock.close()
 
 
-def measured_alone(config, settings: dict, lock: NodeLock, plugins: tuple[str, ...] = ()) -> float:
+def measured_alone(config, settings: SearchSettings, lock: NodeLock, plugins: tuple[str, ...] = ()) -> float:
     """The trial's architecture's images/sec, benched alone on the trial's device, or this node's earlier figure."""
     from trials.measure import device_name, resolve_device
 
     arch = architecture_of(config)
-    bench = {"device": config.device, "batch": settings["batch"], "repeats": settings["repeats"], "steps": settings["steps"]}
+    bench = {"device": config.device, "batch": settings.batch, "repeats": settings.repeats, "steps": settings.steps}
     key = {**bench, "arch_id": arch.arch_id, "device_name": device_name(resolve_device(config.device)), "threads": config.threads}
     cache = lock.directory / f"{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]}.json"
     figure = _cached(cache)
