@@ -85,8 +85,9 @@ def run_trial(
     precision = resolve_precision(config.precision, device)
     if log_path is None and checkpoint_dir is not None:
         log_path = str(Path(checkpoint_dir, LOG_FILENAME))
+    guard = step_guard or contextlib.nullcontext
     with cpu_threads(config.threads):
-        return _train(config, device, precision, report, resume_from, checkpoint_dir, progress, log_path, step_guard or contextlib.nullcontext)
+        return _train(config, device, precision, report, resume_from, checkpoint_dir, progress, log_path, guard)
 
 
 def _train(config, device, precision, report, resume_from, checkpoint_dir, show_progress, log_path, guard) -> dict:

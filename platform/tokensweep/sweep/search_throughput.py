@@ -44,8 +44,8 @@ from tokensweep.sweep.architectures import architecture_of
 OBJECTIVE = "images_per_sec"  # the objective this module answers for
 FIGURE = "search_images_per_sec"  # what Optuna is told for it, when the trials can be held back
 SOURCE = "throughput_source"  # the run's tag: the column Optuna scored (FIGURE, or OBJECTIVE on a shared GPU)
-ISOLATED = "images_per_sec: each architecture benched alone on its trial's node (the bench's protocol) before the trial's last report"
-SHARED = "images_per_sec: measured inside each trial while trials shared its GPU (fractional gpus), so other trials slowed it"
+ISOLATED = "images_per_sec: each architecture benched alone on its trial's node (the bench's protocol) before its last report"
+SHARED = "images_per_sec: measured inside each trial while trials shared its GPU (fractional gpus): other trials slowed it"
 
 
 @dataclass(frozen=True)

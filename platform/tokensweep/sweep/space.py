@@ -34,7 +34,8 @@ class Platform:
 
     def encode(self) -> dict:
         throughput = self.search_throughput.to_json() if self.search_throughput is not None else None
-        return {**self.__dict__, "objectives": list(self.objectives), "plugins": list(self.plugins), "search_throughput": throughput}
+        return {**self.__dict__, "objectives": list(self.objectives), "plugins": list(self.plugins),
+                "search_throughput": throughput}  # fmt: skip
 
     @classmethod
     def decode(cls, data: dict) -> "Platform":
