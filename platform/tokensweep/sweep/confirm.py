@@ -17,7 +17,7 @@ from ray import tune
 from tokensweep.spec import SweepSpec
 from tokensweep.sweep import progress, searchers
 from tokensweep.sweep.options import RunOptions, TrialOutcome
-from tokensweep.sweep.search_throughput import reported_key
+from tokensweep.sweep.search_throughput import SearchSettings, reported_key
 from tokensweep.sweep.space import TrialPayload, grid_config
 from tokensweep.sweep.trainable import train_trial
 
@@ -35,7 +35,7 @@ def dominates(a: tuple, b: tuple, modes: tuple) -> bool:
     return any(better) and not any(worse)
 
 
-def front(tune_trials, objectives: tuple[tuple[str, str], ...], throughput: dict | None = None) -> list:
+def front(tune_trials, objectives: tuple[tuple[str, str], ...], throughput: SearchSettings | None = None) -> list:
     """The finished trials no other finished trial dominates (ties all stay), by Optuna trial number:
     on the figures Optuna was told (`throughput`: the search's settings, tokensweep.sweep.search_throughput)."""
     names = tuple(reported_key(m, throughput) for m, _ in objectives)

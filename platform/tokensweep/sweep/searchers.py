@@ -7,7 +7,7 @@ import json
 from ray.tune.search import Searcher
 
 from tokensweep.spec import SweepSpec
-from tokensweep.sweep.search_throughput import reported_key, study_note
+from tokensweep.sweep.search_throughput import SearchSettings, reported_key, study_note
 
 THROUGHPUT_ATTR = "throughput"  # the study's user attribute: how its images_per_sec was measured
 
@@ -61,7 +61,7 @@ class OptunaSpace:
         return {"optuna_trial_number": trial.number}
 
 
-def optuna_searcher(spec: SweepSpec, storage_url: str, throughput: dict | None = None, verbose: int = 0):
+def optuna_searcher(spec: SweepSpec, storage_url: str, throughput: SearchSettings | None = None, verbose: int = 0):
     """OptunaSearch over the spec's space, scoring each objective on the key the trials report it under
     (`throughput`: the search's settings, tokensweep.sweep.search_throughput); the study says how its
     images_per_sec was measured (user attribute `throughput`)."""
