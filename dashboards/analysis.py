@@ -18,6 +18,7 @@ from dashboards.runs import Objective, check_objective, exclusion_reason, finite
 from dashboards.stats import Samples, Summary, summarize
 
 THROUGHPUT = "images_per_sec"  # the in-trial figure; the bench's (BENCH) replaces it where every run has one
+SEARCH_SOURCE = "throughput_source"  # an Optuna search's runs: the column it scored, which then replaces it
 
 
 @dataclass(frozen=True)
@@ -166,11 +167,16 @@ def _use_log_x(metric: str, x_scale: str, xs: list[float]) -> bool:
 
 
 def x_figure(table: pa.Table, rows: list[dict], x: Objective, y: Objective) -> str:
-    """The bench's throughput in place of the in-trial one when every run that could compete has it."""
-    if x.metric != THROUGHPUT or BENCH not in table.column_names:
+    """What stands in for the in-trial throughput when every run that could compete has it: the figure
+    an Optuna search was told (its runs' `throughput_source`), else the bench's."""
+    if x.metric != THROUGHPUT:
         return x.metric
     candidates = [r for r in rows if exclusion_reason(r, [y.metric]) is None]
-    return BENCH if candidates and all(finite(r.get(BENCH)) for r in candidates) else x.metric
+    told = {r.get(SEARCH_SOURCE) for r in candidates}
+    for figure in (*sorted(t for t in told if t), BENCH):
+        if figure in table.column_names and candidates and all(finite(r.get(figure)) for r in candidates):
+            return figure
+    return x.metric
 
 
 def _configurations(points: list[RunPoint], analysis_x: str, params: list[str], maximize) -> list[Configuration]:

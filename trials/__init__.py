@@ -21,11 +21,11 @@ def create_model(name: str, **overrides):
     return create(name, **overrides)
 
 
-def run_trial(config, report=None, resume_from=None, checkpoint_dir=None, progress=True, log_path=None) -> dict:
+def run_trial(config, report=None, resume_from=None, checkpoint_dir=None, progress=True, log_path=None, step_guard=None) -> dict:
     """Train and evaluate one model; return the final metrics (see trials.train.loop.run_trial)."""
     from trials.train.loop import run_trial as run
 
-    return run(config, report, resume_from, checkpoint_dir, progress, log_path)
+    return run(config, report, resume_from, checkpoint_dir, progress, log_path, step_guard)
 
 
 def __getattr__(name: str):

@@ -73,6 +73,8 @@ FIELDS = (
     Field("bench_images_per_sec", FINAL, "float", "inference throughput, benched alone (images/s)", "max", "img/s"),
     Field("bench_images_per_sec_ci_low", FINAL, "float", "bench throughput, 95% interval low", "max", "img/s"),
     Field("bench_images_per_sec_ci_high", FINAL, "float", "bench throughput, 95% interval high", "max", "img/s"),
+    # an Optuna search's throughput objective: the trial's architecture benched alone on its node
+    Field("search_images_per_sec", FINAL, "float", "inference throughput, benched alone for the search (images/s)", "max", "img/s"),
     # where and how
     Field("device", TAG, "str", "device"),
     Field("precision", TAG, "str", "precision"),  # fp32 | bf16 | fp16
@@ -87,6 +89,7 @@ FIELDS = (
     Field("failure_reason", TAG, "str", "failure reason"),
     Field("bench_device", TAG, "str", "bench device"),
     Field("bench_id", TAG, "str", "bench run"),
+    Field("throughput_source", TAG, "str", "throughput the search was told"),  # the column Optuna scored
 )
 
 # A column the readers of a sweep add beside the bench figures (a list per run, not an MLflow metric):

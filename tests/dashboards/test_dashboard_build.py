@@ -137,6 +137,27 @@ def test_optuna_sweeps_get_a_hypervolume_chart(tmp_path):
     assert 'id="hypervolume-chart"' in optuna and 'id="hypervolume-chart"' not in plain
 
 
+def optuna_runs(source: str, **extra) -> pa.Table:
+    """Two trials whose in-trial, bench and search figures rank them three different ways."""
+    rows = [dict(top1=60.0, images_per_sec=100.0, bench_images_per_sec=500.0, search_images_per_sec=300.0),
+            dict(top1=50.0, images_per_sec=200.0, bench_images_per_sec=400.0, search_images_per_sec=250.0)]  # fmt: skip
+    return table(*({**r, "sweep_search": "optuna", "throughput_source": source, **extra} for r in rows))
+
+
+def test_an_optuna_sweep_plots_the_throughput_optuna_was_told(tmp_path):
+    analysis = analyse(optuna_runs("search_images_per_sec"), X, Y)
+    assert analysis.x_figure == "search_images_per_sec"  # not the bench stage's later figure
+    assert [p.run["run_id"] for p in analysis.front] == ["r0"]  # r1 is slower alone and less accurate
+    front = json.loads(build_dashboard(optuna_runs("search_images_per_sec"), tmp_path)["pareto.json"].read_text())
+    assert front["x_figure"] == "search_images_per_sec" and [p["x"] for p in front["front"]] == [300.0]
+
+
+def test_where_the_search_shared_a_gpu_the_dashboard_plots_that_figure_and_says_so():
+    analysis = analyse(optuna_runs("images_per_sec", gpu_shared=True), X, Y)
+    assert analysis.x_figure == "images_per_sec" and len(analysis.front) == 2
+    assert "shared GPU" in analysis.measured_on()
+
+
 @pytest.mark.parametrize(
     "x, y, message",
     [

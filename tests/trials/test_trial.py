@@ -46,6 +46,29 @@ class Crash(Exception):
     pass
 
 
+def test_step_guard_holds_every_step_and_never_a_report():
+    """A sweep pauses a trial between steps (the guard); a report (which may bench) runs outside it."""
+    import contextlib
+
+    held, entered, steps, reported_held = [0], [0], [], []
+
+    @contextlib.contextmanager
+    def guard():
+        held[0] += 1
+        entered[0] += 1
+        try:
+            yield
+        finally:
+            held[0] -= 1
+
+    config = quick(epochs=2, measure=True, bench_steps=2, bench_batch=2, max_steps_per_epoch=3)
+    train_loader, val_loader, _ = build_loaders(config, torch.device("cpu"))
+    fetches = (min(len(train_loader), 3) + 1) + (len(val_loader) + 1)  # each batch, and the fetch that ends the loop
+    run_trial(config, report=lambda m, d: reported_held.append(held[0]), progress=False, step_guard=guard)
+    assert reported_held == [0, 0] and held == [0]
+    assert entered[0] == 1 + 2 * fetches + 1  # building the data and model, two epochs, the final measurement
+
+
 def test_resume_after_a_crash_reproduces_the_uninterrupted_run(tmp_path):
     full = []
     run_trial(quick(epochs=3), report=lambda m, d: full.append(m), progress=False)

@@ -5,6 +5,11 @@ The hook is how Ray Tune (or anything else) watches a trial without `trials` imp
 directory holding its checkpoint; the last call also carries the final measurements (params,
 FLOPs, images/sec, environment), so a searcher that only sees the last result sees them.
 Every metric name is declared in `vocab`. `log_path` (and a checkpoint dir) get one JSON line per epoch, as DeiT's log.txt.
+
+`step_guard()` (a context manager) is held around what keeps the trial's device busy: building its
+data and model, each training step and evaluation batch (fetching the batch included), and the final
+measurement; never around a report. A sweep uses it to pause the trial while another trial on its
+node benches an architecture alone.
 """
 
 import contextlib
@@ -38,6 +43,7 @@ from trials.train.resume import restore
 from trials.train.signals_held import signals_held
 
 Report = Callable[[dict, str], None]
+StepGuard = Callable[[], contextlib.AbstractContextManager]
 NAN_CHECK_EVERY = 10  # steps between finiteness checks (each forces a device sync)
 LOG_FILENAME = "log.jsonl"
 
@@ -62,13 +68,14 @@ def run_trial(
     checkpoint_dir: str | None = None,
     progress: bool = True,
     log_path: str | None = None,
+    step_guard: StepGuard | None = None,
 ) -> dict:
     """Train and evaluate one model; return the final metrics.
 
     resume_from: a checkpoint directory from an earlier report; training continues after its epoch.
     checkpoint_dir: where epoch checkpoints are kept (replaced atomically); default a temp dir
     that lives only for the report call. Its `log.jsonl` gets every epoch's metrics, one JSON line
-    each; `log_path` names another file for them.
+    each; `log_path` names another file for them. `step_guard`: see the module's docstring.
     """
     if not isinstance(config, TrialConfig):
         config = TrialConfig.from_dict(config)
@@ -78,14 +85,16 @@ def run_trial(
     precision = resolve_precision(config.precision, device)
     if log_path is None and checkpoint_dir is not None:
         log_path = str(Path(checkpoint_dir, LOG_FILENAME))
+    guard = step_guard or contextlib.nullcontext
     with cpu_threads(config.threads):
-        return _train(config, device, precision, report, resume_from, checkpoint_dir, progress, log_path)
+        return _train(config, device, precision, report, resume_from, checkpoint_dir, progress, log_path, guard)
 
 
-def _train(config, device, precision, report, resume_from, checkpoint_dir, show_progress, log_path) -> dict:
+def _train(config, device, precision, report, resume_from, checkpoint_dir, show_progress, log_path, guard) -> dict:
     seed_everything(config.seed)
-    train_loader, val_loader, num_classes = build_loaders(config, device)
-    model = build_model(config.spec.with_classes(num_classes)).to(device)
+    with guard():
+        train_loader, val_loader, num_classes = build_loaders(config, device)
+        model = build_model(config.spec.with_classes(num_classes)).to(device)
     optimizer = build_optimizer(model, config.lr, config.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     mixer = build_mixer(config, num_classes)
@@ -102,18 +111,20 @@ def _train(config, device, precision, report, resume_from, checkpoint_dir, show_
         bar.start_epoch(epoch)
         _reseed_shuffle(train_loader, config.seed, epoch)
         started = time.perf_counter()
-        train = train_one_epoch(model, train_loader, optimizer, scaler, mixer, schedule, epoch, config, device, precision, bar)
+        batches = GuardedLoader(train_loader, guard)
+        train = train_one_epoch(model, batches, optimizer, scaler, mixer, schedule, epoch, config, device, precision, bar)
         elapsed = time.perf_counter() - started
         metrics = {
             "epoch": epoch,
             **train,
-            **evaluate(model, val_loader, device, precision),
+            **evaluate(model, GuardedLoader(val_loader, guard), device, precision),
             "epoch_time_s": time.perf_counter() - started,
             "train_images_per_sec_epoch": train["images"] / elapsed,
         }
         metrics.pop("images")
         if epoch == config.epochs and config.measure:
-            metrics.update(measure_model(model, config, device, precision))
+            with guard():
+                metrics.update(measure_model(model, config, device, precision))
         if config.dataset != "tiny":
             metrics["bad_images"] = train_loader.bad_images + val_loader.bad_images
             metrics["data_form"] = train_loader.data_form  # "original", or a resized / pre-decoded copy
@@ -176,6 +187,26 @@ def _checkpoint_location(checkpoint_dir: str | None) -> Iterator[str]:
         return
     with tempfile.TemporaryDirectory(prefix="tokensweep-ckpt-") as tmp:
         yield tmp
+
+
+class GuardedLoader:
+    """A loader whose every batch is fetched and used under `guard()`: entered before a batch is fetched,
+    left when the next one is asked for or when the loop ends (by break or an exception)."""
+
+    def __init__(self, loader, guard: StepGuard):
+        self.loader, self.guard = loader, guard
+
+    def __iter__(self):
+        batches = iter(self.loader)
+        while True:
+            with self.guard():
+                batch = next(batches, None)
+                if batch is None:
+                    return
+                yield batch
+
+    def device_augment(self, x):
+        return self.loader.device_augment(x)
 
 
 def _reseed_shuffle(loader, seed: int, epoch: int) -> None:

@@ -29,7 +29,7 @@ def build_search(checker: SpecContext, base: dict, base_where: dict, platform: d
         raise checker.err("search", "[search] needs objectives, e.g. objectives = { top1 = \"max\", images_per_sec = \"max\" }")
     if not isinstance(objectives_doc, dict) or not objectives_doc:
         raise checker.err("search.objectives", f"must be a non-empty table metric = \"max\"|\"min\", got {objectives_doc!r}")
-    all_metrics = vocab.METRICS
+    all_metrics = vocab.EPOCH_METRICS + vocab.MEASURED_METRICS  # what a trial reports (not what the sweep adds later)
     objectives = []
     for metric, mode in objectives_doc.items():
         if metric not in all_metrics:

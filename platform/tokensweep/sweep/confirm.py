@@ -17,6 +17,7 @@ from ray import tune
 from tokensweep.spec import SweepSpec
 from tokensweep.sweep import progress, searchers
 from tokensweep.sweep.options import RunOptions, TrialOutcome
+from tokensweep.sweep.search_throughput import SearchSettings, reported_key
 from tokensweep.sweep.space import TrialPayload, grid_config
 from tokensweep.sweep.trainable import train_trial
 
@@ -34,9 +35,11 @@ def dominates(a: tuple, b: tuple, modes: tuple) -> bool:
     return any(better) and not any(worse)
 
 
-def front(tune_trials, objectives: tuple[tuple[str, str], ...]) -> list:
-    """The finished trials no other finished trial dominates (ties all stay), by Optuna trial number."""
-    names, modes = tuple(m for m, _ in objectives), tuple(mode for _, mode in objectives)
+def front(tune_trials, objectives: tuple[tuple[str, str], ...], throughput: SearchSettings | None = None) -> list:
+    """The finished trials no other finished trial dominates (ties all stay), by Optuna trial number:
+    on the figures Optuna was told (`throughput`: the search's settings, tokensweep.sweep.search_throughput)."""
+    names = tuple(reported_key(m, throughput) for m, _ in objectives)
+    modes = tuple(mode for _, mode in objectives)
     scored = []
     for t in tune_trials:
         result = t.last_result or {}
@@ -56,7 +59,7 @@ def confirm_configs(spec: SweepSpec, tune_trials, platform) -> list[dict]:
 
     trained = {config_and_seed(t) for t in tune_trials if t.status == "TERMINATED"}
     configs, confirmed = [], set()
-    for t in front(tune_trials, spec.objectives):
+    for t in front(tune_trials, spec.objectives, platform.search_throughput):
         payload = TrialPayload.decode(t.config)
         config_id, _ = config_and_seed(t)
         if config_id in confirmed:  # Optuna suggested the same configuration twice
@@ -86,7 +89,7 @@ def run_confirmation(spec: SweepSpec, options: RunOptions, tune_path: str, callb
         searched = tune.ExperimentAnalysis(tune_path).trials
         if any(t.status not in ("TERMINATED", "ERROR") for t in searched):
             return []  # the search has not ended: its front is not final (a --resume confirms it)
-        configs = confirm_configs(spec, searched, driver.platform_of(spec, options))
+        configs = confirm_configs(spec, searched, driver.platform_of(spec, options, callback.parent_run_id))
         if not configs:
             return []
         tuner = tune.Tuner(

@@ -22,7 +22,7 @@ from ray import tune
 
 from tokensweep.plugins import export_plugin_roots
 from tokensweep.spec import SweepSpec
-from tokensweep.sweep import progress, ray_session, searchers, storage
+from tokensweep.sweep import progress, ray_session, search_throughput, searchers, storage
 from tokensweep.sweep.after_training import after_training
 from tokensweep.sweep.confirm import run_confirmation
 from tokensweep.sweep.finished import FinishedTrials
@@ -207,7 +207,7 @@ def trial_dirname(trial) -> str:
     return f"{safe[:80]}_{trial.trial_id}"
 
 
-def platform_of(spec: SweepSpec, options: RunOptions) -> Platform:
+def platform_of(spec: SweepSpec, options: RunOptions, parent_run_id: str) -> Platform:
     return Platform(
         tracking_uri=options.tracking_uri,  # without user:password (credentials_to_environment)
         experiment=spec.name,
@@ -215,6 +215,7 @@ def platform_of(spec: SweepSpec, options: RunOptions) -> Platform:
         system_metrics_interval_s=spec.system_metrics_interval_s,
         objectives=tuple(m for m, _ in spec.objectives),
         plugins=spec.plugins,
+        search_throughput=search_throughput.settings_of(spec, parent_run_id),
     )
 
 
@@ -227,12 +228,12 @@ def fit(spec: SweepSpec, options: RunOptions, tune_path: str, callback, optuna_u
         tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_unfinished=True, resume_errored=True)
         replace_callback(tuner, callbacks, options.verbose)
         return tuner.fit()
-    platform = platform_of(spec, options)
+    platform = platform_of(spec, options, callback.parent_run_id)
     if spec.search == "grid":
         configs = [grid_config(i, v.name, v.values, platform) for i, v in enumerate(spec.variants)]
         search_alg, param_space, samples = searchers.GridSearcher(configs), {}, len(configs)
     else:
-        search_alg = searchers.optuna_searcher(spec, optuna_url, options.verbose)
+        search_alg = searchers.optuna_searcher(spec, optuna_url, platform.search_throughput, options.verbose)
         param_space, samples = search_base_config(spec.base, platform), spec.num_samples
     tune_config = tune.TuneConfig(
         search_alg=search_alg,

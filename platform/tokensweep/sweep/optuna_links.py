@@ -34,8 +34,8 @@ def rdb_storage(storage_url: str):
     return optuna.storages.RDBStorage(storage_url, engine_kwargs=connect)
 
 
-def prepare_study(storage, study_name: str, objectives: list[tuple[str, str]]) -> None:
-    """Create (or open) the study with one direction per objective, and name its objectives."""
+def prepare_study(storage, study_name: str, objectives: list[tuple[str, str]]):
+    """Create (or open) the study with one direction per objective, name its objectives, and return it."""
     import optuna
 
     directions = ["maximize" if mode == "max" else "minimize" for _, mode in objectives]
@@ -45,6 +45,7 @@ def prepare_study(storage, study_name: str, objectives: list[tuple[str, str]]) -
         with warnings.catch_warnings():  # "set_metric_names is experimental": Optuna's note to us, not the user
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(names)
+    return study
 
 
 class OptunaRunLinks(tune.Callback):

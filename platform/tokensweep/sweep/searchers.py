@@ -7,6 +7,9 @@ import json
 from ray.tune.search import Searcher
 
 from tokensweep.spec import SweepSpec
+from tokensweep.sweep.search_throughput import SearchSettings, reported_key, study_note
+
+THROUGHPUT_ATTR = "throughput"  # the study's user attribute: how its images_per_sec was measured
 
 
 class GridSearcher(Searcher):
@@ -58,7 +61,10 @@ class OptunaSpace:
         return {"optuna_trial_number": trial.number}
 
 
-def optuna_searcher(spec: SweepSpec, storage_url: str, verbose: int = 0):
+def optuna_searcher(spec: SweepSpec, storage_url: str, throughput: SearchSettings | None = None, verbose: int = 0):
+    """OptunaSearch over the spec's space, scoring each objective on the key the trials report it under
+    (`throughput`: the search's settings, tokensweep.sweep.search_throughput); the study says how its
+    images_per_sec was measured (user attribute `throughput`)."""
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -67,8 +73,11 @@ def optuna_searcher(spec: SweepSpec, storage_url: str, verbose: int = 0):
     if verbose <= 0:  # its INFO lines ("A new study created in RDB ...") are not the sweep's news
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = rdb_storage(storage_url)
-    prepare_study(storage, spec.name, spec.objectives)  # its objectives named for optuna-dashboard
-    metrics = [m for m, _ in spec.objectives]
+    study = prepare_study(storage, spec.name, spec.objectives)  # its objectives named for optuna-dashboard
+    note = study_note(throughput)
+    if note is not None:
+        study.set_user_attr(THROUGHPUT_ATTR, note)
+    metrics = [reported_key(m, throughput) for m, _ in spec.objectives]
     modes = [mode for _, mode in spec.objectives]
     return OptunaSearch(
         space=OptunaSpace(spec.params),

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from tokensweep.sweep.search_throughput import SearchSettings
+
 # keys of a Tune config that are not Optuna suggestions
 RESERVED = ("variant", "index", "trial", "_platform", "optuna_trial_number")
 # an Optuna key for one element of a tuple knob: "channels[2]"
@@ -28,13 +30,17 @@ class Platform:
     system_metrics_interval_s: float
     objectives: tuple[str, ...]
     plugins: tuple[str, ...] = ()
+    search_throughput: SearchSettings | None = None  # an Optuna search's throughput objective
 
     def encode(self) -> dict:
-        return {**self.__dict__, "objectives": list(self.objectives), "plugins": list(self.plugins)}
+        throughput = self.search_throughput.to_json() if self.search_throughput is not None else None
+        return {**self.__dict__, "objectives": list(self.objectives), "plugins": list(self.plugins),
+                "search_throughput": throughput}  # fmt: skip
 
     @classmethod
     def decode(cls, data: dict) -> "Platform":
-        return cls(**{**data, "objectives": tuple(data["objectives"]), "plugins": tuple(data.get("plugins", ()))})
+        return cls(**{**data, "objectives": tuple(data["objectives"]), "plugins": tuple(data.get("plugins", ())),
+                      "search_throughput": SearchSettings.from_json(data.get("search_throughput"))})  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import time
 import ray
 from ray import tune
 
+from tokensweep.sweep import search_throughput
 from tokensweep.sweep.space import TrialPayload
 from tokensweep.sweep.worker_signals import QuietSigterm
 from tokensweep.tracking.uris import redact
@@ -97,6 +98,8 @@ def train_trial(config: dict, finished=None) -> None:
 
     `finished` (a resumed sweep's FinishedTrials, given with tune.with_parameters): a trial whose MLflow
     run is already FINISHED reports that run's final metrics back to Tune and ends, training nothing.
+    An Optuna search's trial steps under its node's lock and its last report carries its architecture
+    benched alone (tokensweep.sweep.search_throughput).
     """
     payload = TrialPayload.decode(config)
     context = tune.get_context()
@@ -132,10 +135,12 @@ def train_trial(config: dict, finished=None) -> None:
     window = MeasureWindow()
     # the data this worker reads, in the first report: the driver logs it as the run's MLflow dataset
     first = {"_dataset": describe_data(trial_config).as_dict()}
+    objective = search_throughput.TrialThroughput(platform.search_throughput, trial_config, platform.plugins)
 
     def report(metrics: dict, checkpoint_dir: str) -> None:
         extra = first.copy()
         first.clear()
+        metrics = objective.add_to(metrics)
         tune.report(
             {**metrics, **extra, "ray_node_id": node_id, "ray_hostname": host, **window.keys(metrics)},
             checkpoint=tune.Checkpoint.from_directory(checkpoint_dir),
@@ -145,16 +150,18 @@ def train_trial(config: dict, finished=None) -> None:
     try:
         checkpoint = tune.get_checkpoint()
         if checkpoint is None:
-            final = trials.run_trial(trial_config, report, progress=False)
+            final = trials.run_trial(trial_config, report, progress=False, step_guard=objective.step)
         else:
             with resume_directory(checkpoint, payload.name) as (directory, note):  # Tune's, or the newest that loads
                 if note is not None:
                     first["_note"] = note  # Ray's worker lines may not reach the terminal: the driver says it
-                final = trials.run_trial(trial_config, report, resume_from=directory, progress=False)
-        missing = [m for m in platform.objectives if m not in final]
+                final = trials.run_trial(trial_config, report, resume_from=directory, progress=False, step_guard=objective.step)
+        final = objective.add_to(final)
+        missing = [m for m in objective.reported_keys(platform.objectives) if m not in final]
         if missing:  # the searcher would get nothing to learn from: fail loudly, not silently
             raise RuntimeError(f"the trial's last report has no {', '.join(missing)} (the search objectives)")
     finally:
+        objective.close()
         if monitor is not None:
             monitor.finish()
 
