@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from torch.utils.data import default_collate
 
-from trials.data.listing import SplitLister, say_once
+from trials.data.listing import SplitLister, describe_not_regular, say_once
 from trials.data.seeded import SeededDataset
 from trials.errors import ConfigError
 
@@ -111,18 +111,23 @@ def list_split(split_dir: str | Path, classes: list[str] | None = None) -> Split
     samples = []
     for name, files, left_out in zip(present, listed, lister.duplicates_by_class):
         if not files:
-            raise _no_images_error(split_dir / name, left_out)
+            raise _no_images_error(split_dir / name, left_out, lister.not_regular_in(split_dir / name))
         samples.extend((path, index[name]) for path in files)
     return SplitListing(list(classes), samples, lister.note())
 
 
-def _no_images_error(class_dir: Path, duplicates: list[str]) -> ConfigError:
+def _no_images_error(class_dir: Path, duplicates: list[str], not_regular: list[str]) -> ConfigError:
     if duplicates:  # e.g. a class folder that is a link to another class folder
         return ConfigError(
             f"class folder {class_dir} holds only images already listed under another class "
             f"(e.g. {duplicates[0]}); an image can have one label only"
         )
-    return ConfigError(f"class folder {class_dir} holds no images (looked for {', '.join(IMAGE_EXTENSIONS)})")
+    skipped = ""
+    if not_regular:
+        skipped = f"; skipped {len(not_regular)} that are not regular files, e.g. {describe_not_regular(not_regular[0])}"
+    return ConfigError(
+        f"class folder {class_dir} holds no images (looked for regular files named {', '.join(IMAGE_EXTENSIONS)}{skipped})"
+    )
 
 
 def _first_few(names: list[str], n: int = 5) -> str:
