@@ -248,6 +248,16 @@ class TrialConfig:
         object.__setattr__(self, "spec", spec)
 
 
+def require_full_batch(train_images: int, batch_size: int, split: str = "the train split") -> None:
+    """ConfigError unless a train split of `train_images` holds one full batch (a trial trains on full ones)."""
+    require(
+        train_images >= batch_size,
+        f"{split} has {train_images} images, fewer than batch_size={batch_size}: "
+        "no full batch to train on; lower batch_size or add images",
+        "batch_size",
+    )
+
+
 def _type_name(tp) -> str:
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
 
@@ -289,4 +299,4 @@ def _coerce(key: str, value, base: type, optional: bool):
     return value
 
 
-__all__ = ["DATASETS", "SMOKE", "TrialConfig"]
+__all__ = ["DATASETS", "SMOKE", "TrialConfig", "require_full_batch"]
