@@ -76,6 +76,8 @@ SPECS = {  # name -> spec text
     "trial_nested_2000": f"[trial]\nepochs = {DEEP}\n",
     "search_seed_2_32": '[sweep]\nname = "x"\n[trial]\nmodel = "vit_tiny_patch"\n[search]\nalgorithm = "optuna"\n'
     f'seed = {BEYOND_NUMPY_SEEDS}\nobjectives = {{ top1 = "max" }}\n[search.params]\nlr = {{ low = 1e-4, high = 1e-2 }}\n',
+    "search_batch_beyond_split": '[sweep]\nname = "x"\n[trial]\nmodel = "vit_tiny_patch"\ntiny_train_per_class = 5\n'
+    '[search]\nalgorithm = "optuna"\nobjectives = { top1 = "max" }\n[search.params]\nbatch_size = { low = 8, high = 60, step = 16 }\n',
     "plugin_exits": '[sweep]\nname = "x"\nplugins = ["p_exit_in_spec"]\n',  # p_exit_in_spec.py beside it: sys.exit(0)
 }
 
@@ -164,6 +166,8 @@ CASES = {
     "data-batch-larger-than-split": Case("data", TRIAL + FOLDER + ["{data:good}", "--batch-size", "64"], "fewer than batch_size=64", also="tests/trials/test_data.py"),
     "data-batch-larger-than-split-sweep": Case("data", ["run", "{smoke}", "--set", 'trial.dataset="imagefolder"', "--data-dir", "{data:good}", "--set", "trial.batch_size=64"], "the train split has 24 images, fewer than batch_size=64"),
     "data-batch-larger-than-generated-split": Case("data", ["run", "{smoke}", "--set", "trial.tiny_train_per_class=3"], "the generated train split has 30 images, fewer than batch_size=64"),
+    # 10 classes x 5 images; the search's largest batch is 56 (8 + 3 steps of 16), not its high
+    "data-search-batch-larger-than-split": Case("data", ["run", "{spec:search_batch_beyond_split}"], "the generated train split has 50 images, fewer than batch_size=56"),
     "data-class-of-only-a-fifo": Case("data", TRIAL + FOLDER + ["{data:fifo_class}"], "zz_fifo/x.png (a FIFO)"),
     # --- checkpoints (trial --resume) -----------------------------------------------------------------------
     "ckpt-missing": Case("checkpoint", TRIAL + ["--resume", "{work}/no-ckpt"], "no checkpoint", also="tests/test_cli.py"),

@@ -164,14 +164,15 @@ def check_data(spec) -> None:
     if not batches:
         return  # generated data only: nothing to list, and no reason to load torch (trials.data) here
     from trials.data import check_imagefolder
+    from trials.data.imagefolder import find_classes
     from trials.data.loaders import check_imagenet100_classes
     from trials.errors import ConfigError
 
     for (dataset, root), batch_size in sorted(batches.items()):
         try:
-            classes = check_imagefolder(root, batch_size)
-            if dataset == "imagenet100":
-                check_imagenet100_classes(root, classes)
+            if dataset == "imagenet100":  # another data set altogether: said before what else is wrong with it
+                check_imagenet100_classes(root, find_classes(Path(root) / "train"))
+            check_imagefolder(root, batch_size)
         except ConfigError as err:
             raise SpecError(f"data path {root}: {err}") from None
 
@@ -185,9 +186,15 @@ def _data_configs(spec):
     config = TrialConfig.from_dict(spec.base)
     for p in spec.params:
         if p.key == "batch_size":
-            steps = (p.high - p.low) // p.step if p.step else 0
-            config = config.replace(batch_size=max(p.choices) if p.kind == "choice" else int(p.low + steps * p.step if p.step else p.high))
+            config = config.replace(batch_size=int(_largest(p)))
     return [config]
+
+
+def _largest(p):
+    """The largest value a search parameter can take (a range's last step may fall short of its high)."""
+    if p.kind == "choice":
+        return max(p.choices)
+    return p.low + (p.high - p.low) // p.step * p.step if p.step else p.high
 
 
 def print_plan(spec) -> None:
