@@ -107,8 +107,8 @@ def read_toml(path: str | Path) -> dict:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise SpecError(f"cannot read {str(path)!r}: {err.strerror}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SpecError(f"cannot read {str(path)!r}: {getattr(err, 'strerror', None) or err}") from None
     from tokensweep.spec.source import load_toml
 
     return load_toml(text, str(path))

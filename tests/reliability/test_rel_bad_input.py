@@ -107,6 +107,7 @@ CASES = {
     "cli-mixup-inf": Case("CLI", TRIAL + ["--mixup", "inf"], "mixup must be a finite alpha >= 0"),
     "cli-cutmix-inf-mixup-0": Case("CLI", TRIAL + ["--cutmix", "inf", "--mixup", "0"], "cutmix must be a finite alpha >= 0"),
     "cli-set-nested-2000": Case("CLI", ["run", "{smoke}", "--set", f"trial.epochs={DEEP}"], "--set trial.epochs: TOML nested more than 32 levels deep"),
+    "cli-trial-config-not-utf8": Case("CLI", ["trial", "--config", "{binary_spec}"], "cannot read"),
     "cli-trial-config-nested-2000": Case("CLI", ["trial", "--config", "{spec:trial_nested_2000}"], "TOML nested more than 32 levels deep"),
     "cli-tracking-uri-query": Case("CLI", ["run", "{smoke}", "--tracking-uri", "sqlite:///{work}/a?b.db"], "'?' starts query arguments in a URI, so MLflow would open"),
     # --- sweep specs ------------------------------------------------------------------------------------------
