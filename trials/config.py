@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BAD_IMAGE_POLICIES = ("fail", "skip")
 MODEL_PICKERS = ("backbone", "embedding")  # not fields: they pick `model` within its family
+MAX_SEED = 2**32 - 1  # np.random.seed takes no more
 
 # Tiny data, the tiny backbone, no augmentation: learns above 2x chance in well under a minute on 2 cores.
 SMOKE = dict(
@@ -228,10 +230,10 @@ class TrialConfig:
         check(0 <= self.min_lr <= self.lr, "min_lr", f"a number in [0, lr={self.lr}]")
         check(self.clip_grad is None or self.clip_grad > 0, "clip_grad", "a positive number or unset")
         check(0 <= self.label_smoothing < 1, "label_smoothing", "a number in [0, 1)")
-        check(self.mixup >= 0, "mixup", "an alpha >= 0 (0 turns mixup off)")
-        check(self.cutmix >= 0, "cutmix", "an alpha >= 0 (0 turns cutmix off)")
+        check(0 <= self.mixup < math.inf, "mixup", "a finite alpha >= 0 (0 turns mixup off)")
+        check(0 <= self.cutmix < math.inf, "cutmix", "a finite alpha >= 0 (0 turns cutmix off)")
         check(0 <= self.mix_switch_prob <= 1, "mix_switch_prob", "a probability in [0, 1]")
-        check(self.seed >= 0, "seed", "an integer >= 0")
+        check(0 <= self.seed <= MAX_SEED, "seed", f"an integer from 0 to {MAX_SEED} (numpy's seed range)")
         check(
             self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
             "max_steps_per_epoch",
@@ -244,6 +246,16 @@ class TrialConfig:
         check(self.bench_steps >= 1, "bench_steps", "an integer >= 1")
         spec = resolve_model(self.model, img_size=self.img_size, drop_path=self.drop_path, **self.knobs)
         object.__setattr__(self, "spec", spec)
+
+
+def require_full_batch(train_images: int, batch_size: int, split: str = "the train split") -> None:
+    """ConfigError unless a train split of `train_images` holds one full batch (a trial trains on full ones)."""
+    require(
+        train_images >= batch_size,
+        f"{split} has {train_images} images, fewer than batch_size={batch_size}: "
+        "no full batch to train on; lower batch_size or add images",
+        "batch_size",
+    )
 
 
 def _type_name(tp) -> str:
@@ -287,4 +299,4 @@ def _coerce(key: str, value, base: type, optional: bool):
     return value
 
 
-__all__ = ["DATASETS", "SMOKE", "TrialConfig"]
+__all__ = ["DATASETS", "SMOKE", "TrialConfig", "require_full_batch"]

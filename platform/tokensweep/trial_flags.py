@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import tomllib
 import typing
 from pathlib import Path
 
@@ -108,12 +107,11 @@ def read_toml(path: str | Path) -> dict:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise SpecError(f"cannot read {str(path)!r}: {err.strerror}") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise SpecError(f"{path}: malformed TOML: {err}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SpecError(f"cannot read {str(path)!r}: {getattr(err, 'strerror', None) or err}") from None
+    from tokensweep.spec.source import load_toml
+
+    return load_toml(text, str(path))
 
 
 def trial_config_from(args: argparse.Namespace) -> TrialConfig:

@@ -2,6 +2,7 @@
 
 import multiprocessing
 import sqlite3
+from urllib.parse import quote
 
 import pytest
 
@@ -16,6 +17,40 @@ def test_tracking_uri_defaults_to_absolute_sqlite(tmp_path):
     assert sqlite_path(f"sqlite:///{tmp_path}/m.db") == f"{tmp_path}/m.db"
     assert default_optuna_storage(f"sqlite:///{tmp_path}/m.db") == f"sqlite:///{tmp_path}/optuna.db"
     assert default_optuna_storage("http://h:5000", cwd=str(tmp_path)) == f"sqlite:///{tmp_path}/optuna.db"
+
+
+ODD_NAMES = ["a b", "a#b", "100%", "a%20b", "q?x=1"]  # each read differently by a URL parser than by a file system
+
+
+@pytest.mark.parametrize("name", ODD_NAMES)
+def test_sqlite_uris_name_the_file_mlflow_opens(name, tmp_path):
+    """The path a URI's checks, lock and summary use is the one SQLAlchemy (MLflow's store) opens: the
+    URI's path percent-decoded once, up to any '?'; URIs built from paths escape what must be escaped."""
+    from sqlalchemy.engine import make_url
+
+    folder = tmp_path / name
+    folder.mkdir()
+    for uri, path in [
+        (resolve_tracking_uri(None, environ={}, cwd=str(folder)), f"{folder}/mlflow.db"),
+        (resolve_tracking_uri("sqlite:///runs.db", environ={}, cwd=str(folder)), f"{folder}/runs.db"),
+        (default_optuna_storage(f"sqlite:///{quote(str(folder))}/m.db"), f"{folder}/optuna.db"),
+        (f"sqlite:///{quote(str(folder))}/m.db", f"{folder}/m.db"),
+    ]:
+        assert make_url(uri).database == path, uri
+        assert sqlite_path(uri) == path, uri
+
+
+def test_a_store_behind_an_escaped_uri_is_one_file(tmp_path):
+    """sqlite:///.../a%20b#c%20d.db: MLflow writes 'a b#c d.db'. The lock and the completeness check
+    looked at the literal 'a%20b#c%20d.db' and at 'a b' (sqlite's own URI cut at '#'), leaving empty
+    files there; now everything is beside the one store."""
+    from tokensweep.tracking.sqlite_store import is_complete
+    from tokensweep.tracking.store import open_store
+
+    client = open_store(f"sqlite:///{tmp_path}/a%20b#c%20d.db")
+    assert [e.name for e in client.search_experiments()] == ["Default"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a b#c d.db", "a b#c d.db.lock"]
+    assert is_complete(f"{tmp_path}/a b#c d.db")
 
 
 def test_split_result_keeps_trial_values_and_drops_tune_bookkeeping():

@@ -25,6 +25,8 @@ from sweep_helpers import CLI, SWEEPS, base_env, free_port
 from tokensweep.cli import main
 
 SMOKE = SWEEPS / "smoke.toml"
+DEEP = "[" * 2000 + "]" * 2000  # an array nested 2,000 deep: tomllib's recursion gives out near 500
+BEYOND_NUMPY_SEEDS = 2**32  # np.random.seed takes 0 .. 2**32 - 1
 TRIAL = ["trial", "--smoke", "--model", "vit_tiny_patch", "--workers", "0", "--batch-size", "4", "--epochs", "1",
          "--bench-steps", "1", "--quiet"]  # fmt: skip
 FOLDER = ["--dataset", "imagefolder", "--data-dir"]
@@ -70,6 +72,13 @@ SPECS = {  # name -> spec text
     "unknown_embedding": '[sweep]\nname = "x"\n[grid]\nembedding = ["patch", "convv"]\n',
     "code_in_name": "[sweep]\nname = \"__import__('os').system('touch PWNED')\"\n",
     "imagefolder_no_data": '[sweep]\nname = "x"\n[trial]\ndataset = "imagefolder"\n',
+    "nested_2000": f'[sweep]\nname = "x"\n[trial]\nepochs = {DEEP}\n',
+    "trial_nested_2000": f"[trial]\nepochs = {DEEP}\n",
+    "search_seed_2_32": '[sweep]\nname = "x"\n[trial]\nmodel = "vit_tiny_patch"\n[search]\nalgorithm = "optuna"\n'
+    f'seed = {BEYOND_NUMPY_SEEDS}\nobjectives = {{ top1 = "max" }}\n[search.params]\nlr = {{ low = 1e-4, high = 1e-2 }}\n',
+    "search_batch_beyond_split": '[sweep]\nname = "x"\n[trial]\nmodel = "vit_tiny_patch"\ntiny_train_per_class = 5\n'
+    '[search]\nalgorithm = "optuna"\nobjectives = { top1 = "max" }\n[search.params]\nbatch_size = { low = 8, high = 60, step = 16 }\n',
+    "plugin_exits": '[sweep]\nname = "x"\nplugins = ["p_exit_in_spec"]\n',  # p_exit_in_spec.py beside it: sys.exit(0)
 }
 
 CASES = {
@@ -94,6 +103,13 @@ CASES = {
     "cli-trial-config-malformed": Case("CLI", ["trial", "--config", "{spec:malformed}"], "malformed TOML"),
     "cli-dashboard-no-store": Case("CLI", ["dashboard", "smoke"], "no MLflow store at sqlite:///"),
     "cli-export-unreachable": Case("CLI", ["export", "smoke", "--tracking-uri", "http://127.0.0.1:{closed_port}"], "cannot reach the MLflow tracking server"),
+    "cli-seed-beyond-numpy": Case("CLI", TRIAL + ["--seed", str(BEYOND_NUMPY_SEEDS)], "seed must be an integer from 0 to 4294967295"),
+    "cli-mixup-inf": Case("CLI", TRIAL + ["--mixup", "inf"], "mixup must be a finite alpha >= 0"),
+    "cli-cutmix-inf-mixup-0": Case("CLI", TRIAL + ["--cutmix", "inf", "--mixup", "0"], "cutmix must be a finite alpha >= 0"),
+    "cli-set-nested-2000": Case("CLI", ["run", "{smoke}", "--set", f"trial.epochs={DEEP}"], "--set trial.epochs: TOML nested more than 32 levels deep"),
+    "cli-trial-config-not-utf8": Case("CLI", ["trial", "--config", "{binary_spec}"], "cannot read"),
+    "cli-trial-config-nested-2000": Case("CLI", ["trial", "--config", "{spec:trial_nested_2000}"], "TOML nested more than 32 levels deep"),
+    "cli-tracking-uri-query": Case("CLI", ["run", "{smoke}", "--tracking-uri", "sqlite:///{work}/a?b.db"], "'?' starts query arguments in a URI, so MLflow would open"),
     # --- sweep specs ------------------------------------------------------------------------------------------
     "spec-missing-file": Case("spec", ["run", "{work}/missing.toml"], "does not exist or is not a file", also="tests/platform/test_sweep_spec.py"),
     "spec-is-a-directory": Case("spec", ["run", "{data:good}"], "does not exist or is not a file"),
@@ -125,9 +141,17 @@ CASES = {
     "spec-cpus-more-than-num-cpus": Case("spec", ["run", "{smoke}", "--set", "resources.cpus=3", "--num-cpus", "2"], "resources.cpus = 3 per trial, but the local Ray has 2 CPU(s) (--num-cpus): no trial could ever start"),
     "spec-cpus-more-than-this-machine": Case("spec", ["run", "{smoke}", "--set", "resources.cpus=1000"], "CPU(s) (this machine's count): no trial could ever start"),
     "spec-imagefolder-without-data": Case("spec", ["run", "{spec:imagefolder_no_data}"], "no data path is set", also="tests/platform/test_sweep_spec.py"),
+    "spec-seed-beyond-numpy": Case("spec", ["run", "{smoke}", "--set", f"trial.seed={BEYOND_NUMPY_SEEDS}"], "trial.seed must be an integer from 0 to 4294967295"),
+    "spec-seeds-beyond-numpy": Case("spec", ["run", "{smoke}", "--set", f"sweep.seeds=[0, {BEYOND_NUMPY_SEEDS}]"], "sweep.seeds must be a non-empty list of distinct integers from 0 to 4294967295"),
+    "spec-search-seed-beyond-numpy": Case("spec", ["run", "{spec:search_seed_2_32}"], "search.seed must be an integer from 0 to 4294967295"),
+    "spec-mixup-inf": Case("spec", ["run", "{smoke}", "--set", "trial.mixup=inf"], "trial.mixup must be a finite alpha >= 0"),
+    "spec-nested-2000": Case("spec", ["run", "{spec:nested_2000}"], "nested_2000.toml: TOML nested more than 32 levels deep"),
+    "spec-plugin-exits": Case("spec", ["run", "{spec:plugin_exits}"], "plugin 'p_exit_in_spec' exited while being imported (sys.exit(0))"),
     # --- the MLflow store -----------------------------------------------------------------------------------------
     "store-not-a-database": Case("store", ["run", "{smoke}", "--tracking-uri", "sqlite:///{random_db}"], "is not an SQLite database (it starts with"),
     "store-is-a-directory": Case("store", ["run", "{smoke}", "--tracking-uri", "sqlite:///{work}"], "is not a file"),
+    # the file MLflow opens is the URI's path decoded once (random db#1.db): the checks look at that one
+    "store-escaped-path-not-a-database": Case("store", ["run", "{smoke}", "--tracking-uri", "sqlite:///{random_db_escaped}"], "random db#1.db is not an SQLite database"),
     # --- data ---------------------------------------------------------------------------------------------------
     "data-dir-missing": Case("data", ["run", "{smoke}", "--data-dir", "{work}/nope"], "does not exist", also="tests/platform/test_sweep_spec.py"),
     "data-dir-is-a-file": Case("data", ["run", "{smoke}", "--data-dir", "{a_file}"], "does not exist or is not a directory"),
@@ -141,6 +165,11 @@ CASES = {
     "data-truncated-image": Case("data", TRIAL + FOLDER + ["{data:truncated}"], "zz_truncated.png", also="tests/trials/test_data.py"),
     "data-not-an-image": Case("data", TRIAL + FOLDER + ["{data:not_image}"], "zz_notes.jpg", also="tests/trials/test_data.py"),
     "data-batch-larger-than-split": Case("data", TRIAL + FOLDER + ["{data:good}", "--batch-size", "64"], "fewer than batch_size=64", also="tests/trials/test_data.py"),
+    "data-batch-larger-than-split-sweep": Case("data", ["run", "{smoke}", "--set", 'trial.dataset="imagefolder"', "--data-dir", "{data:good}", "--set", "trial.batch_size=64"], "the train split has 24 images, fewer than batch_size=64"),
+    "data-batch-larger-than-generated-split": Case("data", ["run", "{smoke}", "--set", "trial.tiny_train_per_class=3"], "the generated train split has 30 images, fewer than batch_size=64"),
+    # 10 classes x 5 images; the search's largest batch is 56 (8 + 3 steps of 16), not its high
+    "data-search-batch-larger-than-split": Case("data", ["run", "{spec:search_batch_beyond_split}"], "the generated train split has 50 images, fewer than batch_size=56"),
+    "data-class-of-only-a-fifo": Case("data", TRIAL + FOLDER + ["{data:fifo_class}"], "zz_fifo/x.png (a FIFO)"),
     # --- checkpoints (trial --resume) -----------------------------------------------------------------------
     "ckpt-missing": Case("checkpoint", TRIAL + ["--resume", "{work}/no-ckpt"], "no checkpoint", also="tests/test_cli.py"),
     "ckpt-truncated": Case("checkpoint", TRIAL + ["--resume", "{ckpt:truncated}"], "is unreadable (truncated or not a checkpoint)"),
@@ -179,6 +208,9 @@ def inputs(tmp_path_factory):
     folders["no_classes"] = data / "no_classes"
     (folders["no_classes"] / "train").mkdir(parents=True)
     (folders["no_classes"] / "val").mkdir()
+    folders["fifo_class"] = Path(shutil.copytree(good, data / "fifo_class"))
+    (folders["fifo_class"] / "train" / "zz_fifo").mkdir()
+    os.mkfifo(folders["fifo_class"] / "train" / "zz_fifo" / "x.png")  # opened as an image, it would wait forever
     folders["one_class"] = image_folder(data / "one_class", classes=2, train=8, val=2)
     shutil.rmtree(sorted((folders["one_class"] / "train").iterdir())[1])
     shutil.rmtree(sorted((folders["one_class"] / "val").iterdir())[1])
@@ -187,12 +219,14 @@ def inputs(tmp_path_factory):
     specs.mkdir()
     for name, text in SPECS.items():
         (specs / f"{name}.toml").write_text(text)
+    (specs / "p_exit_in_spec.py").write_text("import sys\n\nsys.exit(0)\n")
     binary = specs / "binary.toml"
     binary.write_bytes(b"\xff\xfe\x00[sweep]\x00\x9c")
     a_file = root / "a-file.txt"
     a_file.write_text("not a directory")
     random_db = root / "random.db"
     random_db.write_bytes(bytes(random.Random(0).randrange(256) for _ in range(4096)))  # what a stray file holds
+    shutil.copy(random_db, root / "random db#1.db")
 
     import torch
 
@@ -206,7 +240,7 @@ def inputs(tmp_path_factory):
     (ckpts / "truncated" / "checkpoint.pt").write_bytes(full[: len(full) // 2])
     return dict(
         root=root, data=folders, specs=specs, binary_spec=binary, a_file=a_file, ckpts=ckpts, marker=marker, random_db=random_db,
-        closed_port=free_port(),
+        random_db_escaped=f"{root}/random%20db%231.db", closed_port=free_port(),
     )  # fmt: skip
 
 
@@ -222,7 +256,7 @@ def fill(item: str, inputs: dict, work: Path) -> str:
     if item.startswith("{ckpt:"):
         return str(inputs["ckpts"] / item[6:-1])
     return item.format(smoke=SMOKE, work=work, a_file=inputs["a_file"], binary_spec=inputs["binary_spec"], closed_port=inputs["closed_port"],
-                       random_db=inputs["random_db"])  # fmt: skip
+                       random_db=inputs["random_db"], random_db_escaped=inputs["random_db_escaped"])  # fmt: skip
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -322,3 +356,68 @@ def test_unreachable_tracking_server_fails_in_seconds_not_minutes(inputs, tmp_pa
     _assert_one_line(proc, f"cannot reach the MLflow tracking server at http://127.0.0.1:{inputs['closed_port']}")
     assert elapsed < 20, elapsed  # MLflow alone would retry for ~4 minutes
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_fifo_named_like_an_image_is_skipped_and_said_not_waited_on(inputs, tmp_path):
+    """`tokensweep trial` (in a process of its own: the old listing hung on it) and `run --dry-run`
+    finish on a data set with a FIFO `x.png` among the images; each says it skipped it."""
+    data = Path(shutil.copytree(inputs["data"]["good"], tmp_path / "data"))
+    fifo = sorted((data / "train").iterdir())[0] / "x.png"
+    os.mkfifo(fifo)
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = _run(TRIAL + FOLDER + [data], work, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"skipped 1 path(s) that are not regular files (e.g. {fifo} (a FIFO))" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = _run(["run", SMOKE, "--set", 'trial.dataset="imagefolder"', "--set", "trial.batch_size=4", "--data-dir", data, "--dry-run"],
+                work, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"(e.g. {fifo} (a FIFO))" in proc.stderr
+
+
+@pytest.mark.parametrize("name, code", [("p_exit", "0"), ("p_exit_3", "3"), ("p_exit_bye", "'bye'")])
+def test_a_plugin_that_exits_at_import_is_an_error_naming_it(name, code, tmp_path, monkeypatch, capfd):
+    """`--plugin p_exit` whose import calls sys.exit: exit 0 printed nothing and ran no sweep (a CI job
+    would pass). Any exit code is now one line naming the plugin, exit 2."""
+    (tmp_path / f"{name}.py").write_text(f"import sys\n\nsys.exit({code})\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    try:
+        rc = main(["run", str(SMOKE), "--plugin", name, "--dry-run"])
+    except SystemExit as exit_:
+        rc = f"SystemExit({exit_.code!r})"
+    out, err = capfd.readouterr()
+    assert rc == 2, (rc, out, err)
+    assert err.strip().splitlines() == [f"tokensweep: error: plugin {name!r} exited while being imported (sys.exit({code})); "
+                                        "a plugin module must only define and register embeddings"]  # fmt: skip
+    assert out == ""
+
+
+def test_the_dashboard_server_answers_a_path_no_file_can_have_with_400_and_one_line(tmp_path, capfd):
+    """A NUL byte (or a lone surrogate) in a request's path: the server answered nothing and printed
+    a 20-line `ValueError: embedded null byte` traceback per request. Now 400, one stderr line each, and
+    it goes on serving."""
+    import urllib.error
+    import urllib.request
+
+    from tokensweep.commands.dashboard import start_server
+
+    (tmp_path / "pareto.html").write_text("<p>front</p>")
+    server = start_server(tmp_path, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    bad = ["/%00", "/pareto.html%00.txt", "/%ED%A0%80.html"]
+    try:
+        for path in bad:
+            with pytest.raises(urllib.error.HTTPError) as answer:
+                urllib.request.urlopen(base + path, timeout=10)
+            assert answer.value.code == 400, path
+        with urllib.request.urlopen(base + "/pareto.html", timeout=10) as ok:
+            assert ok.read() == b"<p>front</p>"
+    finally:
+        server.shutdown()
+        server.server_close()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err
+    assert [line.split(": ")[0] for line in err.strip().splitlines()] == ["dashboard server"] * len(bad)
+    assert all(f"400 for {path!r}" in line for path, line in zip(bad, err.strip().splitlines()))

@@ -167,3 +167,37 @@ def test_a_prepared_copy_plans_each_image_once(folder):
     job = plan_split(folder, "train", classes)
     assert Counter(job.labels) == {0: TRAIN, 1: TRAIN, 2: TRAIN}
     assert len(set(job.targets)) == len(job.targets)
+
+
+def test_only_regular_files_are_images_and_what_was_skipped_is_said(folder, capsys):
+    """A FIFO named like an image (opening it waits for a writer forever) and a link to one are left
+    out of the listing and the data description, and the split's note names one; a link that leads
+    nowhere is still listed, to fail or be skipped as an unreadable image."""
+    from trials.data.describe import describe_folder
+
+    before = describe_folder(str(folder))
+    train, val = class_dirs(folder)[0], class_dirs(folder, "val")[0]
+    os.mkfifo(train / "x.png")
+    os.symlink(train / "x.png", val / "to-fifo.png")
+    os.symlink(folder / "nowhere.png", val / "dangling.png")
+
+    _, samples = scan_split(folder / "train")
+    assert per_class(samples) == [TRAIN] * 3 and str(train / "x.png") not in real_files(samples)
+    dataset = ImageFolder(folder / "val", transform=None)
+    assert str(val / "to-fifo.png") not in [path for path, _ in dataset.samples]
+    assert str(val / "dangling.png") in [path for path, _ in dataset.samples]
+    assert dataset.note == (f"{folder / 'val'}: skipped 1 path(s) that are not regular files (e.g. {val / 'to-fifo.png'} "
+                            "(a FIFO)): only regular files are read as images")  # fmt: skip
+    assert capsys.readouterr().err.splitlines() == [f"note: {dataset.note}"]
+    after = describe_folder(str(folder))
+    assert after.sizes == {"train": before.sizes["train"], "val": before.sizes["val"]}  # the dangling link: unreadable, not counted
+    check_imagefolder(folder)  # the pre-flight check lists the same way, and returns
+    assert "(a FIFO)" in capsys.readouterr().err
+
+
+def test_a_class_whose_only_image_is_a_fifo_holds_no_images(folder):
+    fifo_class = folder / "train" / "zz_fifo"
+    fifo_class.mkdir()
+    os.mkfifo(fifo_class / "x.png")
+    with pytest.raises(ConfigError, match=r"zz_fifo holds no images .*skipped 1 that are not regular files, e\.g\. .*x\.png \(a FIFO\)"):
+        scan_split(folder / "train")

@@ -135,7 +135,7 @@ def image_files(split_dir: str):
             try:
                 if entry.is_dir():
                     yield from walk(entry.path, prefix + entry.name + "/")
-                elif entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                elif entry.name.lower().endswith(IMAGE_EXTENSIONS) and entry.is_file():  # as the loaders list
                     yield prefix + entry.name, entry.stat().st_size
             except OSError:
                 continue  # a dangling link: not an image the loaders can read either

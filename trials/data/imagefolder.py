@@ -15,8 +15,9 @@ import torch
 from PIL import Image
 from torch.utils.data import default_collate
 
-from trials.data.listing import SplitLister, say_once
+from trials.data.listing import SplitLister, describe_not_regular, say_once
 from trials.data.seeded import SeededDataset
+from trials.config import require_full_batch
 from trials.errors import ConfigError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -65,12 +66,12 @@ class SplitListing(NamedTuple):
     note: str | None  # what was left out (folder loops, second paths to one file), one line; None if nothing
 
 
-def check_imagefolder(root: str | Path) -> list[str]:
+def check_imagefolder(root: str | Path, batch_size: int = 1) -> list[str]:
     """A look at an ImageFolder root before a sweep starts: train/ and val/ hold class folders, each
-    with at least one image file, val has no class train lacks. Lists every file name, as a trial
-    will (a listing is cheap next to decoding), so that a folder loop or a doubly linked file is
-    noted (one line on stderr) here too. Returns the train classes. Decoding is left to the trials
-    (bad_images)."""
+    with at least one image file, val has no class train lacks, train has a full batch_size. Lists
+    every file name, as a trial will (a listing is cheap next to decoding), so that a folder loop or a
+    doubly linked file is noted (one line on stderr) here too. Returns the train classes. Decoding is
+    left to the trials (bad_images)."""
     root = Path(root)
     train = find_classes(root / "train")
     val = find_classes(root / "val")
@@ -78,7 +79,10 @@ def check_imagefolder(root: str | Path) -> list[str]:
     if unknown:
         raise ConfigError(f"{root / 'val'} has {len(unknown)} class folder(s) the train split lacks: {_first_few(unknown)}")
     for split in ("train", "val"):
-        say_once(list_split(root / split, train).note)
+        listing = list_split(root / split, train)
+        say_once(listing.note)
+        if split == "train":
+            require_full_batch(len(listing.samples), batch_size)
     if len(train) < 2:
         raise ConfigError(f"{root}/train has {len(train)} class folder; a classifier needs >= 2")
     return train
@@ -111,18 +115,23 @@ def list_split(split_dir: str | Path, classes: list[str] | None = None) -> Split
     samples = []
     for name, files, left_out in zip(present, listed, lister.duplicates_by_class):
         if not files:
-            raise _no_images_error(split_dir / name, left_out)
+            raise _no_images_error(split_dir / name, left_out, lister.not_regular_in(split_dir / name))
         samples.extend((path, index[name]) for path in files)
     return SplitListing(list(classes), samples, lister.note())
 
 
-def _no_images_error(class_dir: Path, duplicates: list[str]) -> ConfigError:
+def _no_images_error(class_dir: Path, duplicates: list[str], not_regular: list[str]) -> ConfigError:
     if duplicates:  # e.g. a class folder that is a link to another class folder
         return ConfigError(
             f"class folder {class_dir} holds only images already listed under another class "
             f"(e.g. {duplicates[0]}); an image can have one label only"
         )
-    return ConfigError(f"class folder {class_dir} holds no images (looked for {', '.join(IMAGE_EXTENSIONS)})")
+    skipped = ""
+    if not_regular:
+        skipped = f"; skipped {len(not_regular)} that are not regular files, e.g. {describe_not_regular(not_regular[0])}"
+    return ConfigError(
+        f"class folder {class_dir} holds no images (looked for regular files named {', '.join(IMAGE_EXTENSIONS)}{skipped})"
+    )
 
 
 def _first_few(names: list[str], n: int = 5) -> str:

@@ -12,11 +12,14 @@ resolving the path), `up -> ..` in a few class folders branches without end. Her
   inode the directory listing gives (no stat per file: a listing of ImageNet stays a listing), a
   file link by what it leads to (the stat that telling a file from a folder needed anyway). A link to
   a plain file of the split is left out wherever it is, so that the file keeps its own class's label;
+- only regular files (after links are followed) are images: a FIFO, socket or device named `x.png`
+  is left out, as opening a FIFO waits for a writer forever;
 - what was left out is kept (`note()`: one line with counts and an example) for the caller to show:
   silently dropping files would be as bad as silently multiplying them.
 """
 
 import os
+import stat
 import sys
 from pathlib import Path
 
@@ -54,6 +57,7 @@ class SplitLister:
         self.duplicates: list[str] = []
         self.duplicates_by_class: list[list[str]] = []  # of the last list_classes, one list per class folder
         self.plain_keys: set[tuple[int, int]] = set()  # (st_dev, st_ino) of the plain files listed
+        self.not_regular: list[str] = []  # paths named like images that are not regular files
 
     def _find_class_folders(self) -> None:
         """Every class folder of the split, so that a link from one class into another is not followed."""
@@ -113,7 +117,14 @@ class SplitLister:
                 if not keep(entry.name):
                     continue
                 if entry.is_symlink():
-                    items.append((entry.path, _link_key(entry)))
+                    key = _link_key(entry)
+                    if key is None:
+                        self.not_regular.append(entry.path)
+                    else:
+                        items.append((entry.path, key))
+                    continue
+                if not entry.is_file(follow_symlinks=False):  # the listing's file type: no stat
+                    self.not_regular.append(entry.path)
                     continue
                 key = (device, entry.inode())
                 if key in plain:
@@ -172,6 +183,11 @@ class SplitLister:
             path = parent
         return path != self.current_class
 
+    def not_regular_in(self, class_dir: str | Path) -> list[str]:
+        """The paths under class_dir left out for not being regular files."""
+        prefix = str(class_dir).rstrip(os.sep) + os.sep
+        return [path for path in self.not_regular if path.startswith(prefix)]
+
     def note(self) -> str | None:
         """One line saying what was left out of the split, or None."""
         parts = []
@@ -186,16 +202,33 @@ class SplitLister:
                 f"left out {len(self.duplicates)} path(s) to an image listed elsewhere in the split "
                 f"(e.g. {self.duplicates[0]})"
             )
+        if parts:
+            parts = ["; ".join(parts) + ": each image is counted once"]
+        if self.not_regular:
+            parts.append(f"skipped {len(self.not_regular)} path(s) that are not regular files "
+                         f"(e.g. {describe_not_regular(self.not_regular[0])}): only regular files are read as images")  # fmt: skip
         if not parts:
             return None
-        return f"{self.split_dir}: " + "; ".join(parts) + ": each image is counted once"
+        return f"{self.split_dir}: " + "; ".join(parts)
 
 
-def _link_key(entry: os.DirEntry) -> tuple:
-    """(st_dev, st_ino) of what a file link leads to; a link that leads nowhere is its own key (listed, to
-    fail or be skipped as an unreadable image)."""
+def describe_not_regular(path: str) -> str:
+    """'path (a FIFO)': what a path that is no regular file is, for messages."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return path
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"))  # fmt: skip
+    kind = next((name for test, name in kinds if test(mode)), "not a regular file")
+    return f"{path} ({kind})"
+
+
+def _link_key(entry: os.DirEntry) -> tuple | None:
+    """(st_dev, st_ino) of what a file link leads to; None if that is no regular file. A link that leads
+    nowhere is its own key (listed, to fail or be skipped as an unreadable image)."""
     try:
         st = entry.stat()  # cached: is_dir() followed the link already
     except OSError:
         return ("unresolved", entry.path)
-    return st.st_dev, st.st_ino
+    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
+from trials.config import require_full_batch
 from trials.data.device_augment import DeviceAugment
 from trials.data.imagefolder import ImageFolder, bad_image_error, collate_images
 from trials.data.imagenet100 import imagenet100_wnids
@@ -203,11 +204,7 @@ def build_loaders(config, device="cpu") -> tuple[Loader, Loader, int]:
     else:
         train_set, val_set, num_classes = folder_datasets(config, img_size)
         form = data_form(config.data_dir)
-    require(
-        len(train_set) >= config.batch_size,
-        f"the train split has {len(train_set)} images, fewer than batch_size={config.batch_size}: "
-        "no full batch to train on; lower batch_size or add images",
-    )
+    require_full_batch(len(train_set), config.batch_size)
     pin = torch.device(device).type == "cuda"
     train, val = make_loader(train_set, config, True, pin, form), make_loader(val_set, config, False, pin, form)
     return train, val, num_classes

@@ -184,6 +184,9 @@ def load_plugin(module: str, origin: str | None = None) -> list[str]:
         raise PluginError(f"{origin} failed to import: {err}") from None
     except Exception as err:  # the user's code: its error, in one line
         raise PluginError(f"{origin} failed to import: {type(err).__name__}: {err}".replace("\n", " ")) from None
+    except SystemExit as exit_:  # even exit code 0: nothing the command was asked to do has run
+        raise PluginError(f"{origin} exited while being imported (sys.exit({exit_.code!r})); a plugin module "
+                          "must only define and register embeddings") from None  # fmt: skip
     mine = sorted(n for n, e in _EMBEDDINGS.items() if e.module == module or e.module.startswith(module + "."))
     if not mine and before == {n: e.module for n, e in _EMBEDDINGS.items()}:
         raise PluginError(f"{origin} registered no embedding (decorate a builder with @register_embedding)")

@@ -10,6 +10,7 @@ import functools
 import http.server
 import sys
 import threading
+from http import HTTPStatus
 from pathlib import Path
 
 import vocab
@@ -87,7 +88,16 @@ def log_to_sweep(args: argparse.Namespace, paths: dict[str, Path]) -> None:
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves the dashboard folder without a log line per request."""
+    """Serves the dashboard folder without a log line per request; a path no file can have is a 400 and
+    one line on stderr (the base class lets open()'s ValueError escape: no answer, a traceback)."""
+
+    def send_head(self):
+        try:
+            return super().send_head()
+        except ValueError as err:  # a NUL byte, or a name the file system cannot encode, in the path
+            print(f"dashboard server: 400 for {self.path[:200]!r}: {err}", file=sys.stderr, flush=True)
+            self.send_error(HTTPStatus.BAD_REQUEST, "no file can have this path")
+            return None
 
     def log_message(self, format, *args):  # noqa: A002 - the base class's signature
         pass

@@ -148,27 +148,56 @@ def command_line(args) -> str:
 
 
 def check_data(spec) -> None:
-    """Every ImageFolder root the sweep's trials read: class folders present and not empty, readable.
+    """Every ImageFolder root the sweep's trials read: class folders present and not empty, readable,
+    and every trial's train split holding a full batch.
 
     Before Ray starts, so that a data set without images is one line and exit 2, not a sweep of failed
     trials; cheap (file names are listed, as a trial will; nothing is decoded). Folder loops are noted
     on stderr. Files that do not decode are the trials' business (bad_images = "fail" | "skip").
     """
-    values = [v.values for v in spec.variants] if spec.search == "grid" else [spec.base]
-    roots = sorted({(v["dataset"], v["data_dir"]) for v in values if v.get("dataset", "tiny") != "tiny"})
-    if not roots:
-        return  # generated data only: nothing to check, and no reason to load torch (trials.data) here
+    from trials.config import require_full_batch
+
+    batches: dict[tuple[str, str], int] = {}  # (dataset, root) -> the largest batch_size of its trials
+    for config in _data_configs(spec):
+        if config.dataset == "tiny":
+            require_full_batch(config.tiny_classes * config.tiny_train_per_class, config.batch_size, "the generated train split")
+        else:
+            key = (config.dataset, config.data_dir)
+            batches[key] = max(batches.get(key, 1), config.batch_size)
+    if not batches:
+        return  # generated data only: nothing to list, and no reason to load torch (trials.data) here
     from trials.data import check_imagefolder
+    from trials.data.imagefolder import find_classes
     from trials.data.loaders import check_imagenet100_classes
     from trials.errors import ConfigError
 
-    for dataset, root in roots:
+    for (dataset, root), batch_size in sorted(batches.items()):
         try:
-            classes = check_imagefolder(root)
-            if dataset == "imagenet100":
-                check_imagenet100_classes(root, classes)
+            if dataset == "imagenet100":  # another data set altogether: said before what else is wrong with it
+                check_imagenet100_classes(root, find_classes(Path(root) / "train"))
+            check_imagefolder(root, batch_size)
         except ConfigError as err:
             raise SpecError(f"data path {root}: {err}") from None
+
+
+def _data_configs(spec):
+    """The trial configs whose data must fit: every grid trial's; a search's with its largest batch_size."""
+    if spec.search == "grid":
+        return [v.config for v in spec.variants]
+    from trials import TrialConfig
+
+    config = TrialConfig.from_dict(spec.base)
+    for p in spec.params:
+        if p.key == "batch_size":
+            config = config.replace(batch_size=int(_largest(p)))
+    return [config]
+
+
+def _largest(p):
+    """The largest value a search parameter can take (a range's last step may fall short of its high)."""
+    if p.kind == "choice":
+        return max(p.choices)
+    return p.low + (p.high - p.low) // p.step * p.step if p.step else p.high
 
 
 def print_plan(spec) -> None:

@@ -68,11 +68,13 @@ class SpecContext:
                            lambda v: f"unknown metric {v!r}{suggest(v, allowed)}; choose one of: {', '.join(allowed)}")  # fmt: skip
 
     def int_list(self, section: str, table: dict, key: str) -> tuple[int, ...]:
-        """A list of distinct integers >= 0 (seeds)."""
+        """A list of distinct seeds (integers in numpy's seed range)."""
+        from trials.config import MAX_SEED
+
         return tuple(self.option(
             section, table, key, (),
-            lambda v: isinstance(v, list) and v and all(is_int(x) and x >= 0 for x in v) and len(set(v)) == len(v),
-            lambda v: f"must be a non-empty list of distinct integers >= 0, e.g. [0, 1, 2], got {v!r}",
+            lambda v: isinstance(v, list) and v and all(is_int(x) and 0 <= x <= MAX_SEED for x in v) and len(set(v)) == len(v),
+            lambda v: f"must be a non-empty list of distinct integers from 0 to {MAX_SEED}, e.g. [0, 1, 2], got {v!r}",
         ))  # fmt: skip
 
     # --- trial values ---

@@ -14,6 +14,8 @@ NOT_SEARCHABLE = ("model", "embedding", "backbone", "dataset", "data_dir", "devi
 
 
 def build_search(checker: SpecContext, base: dict, base_where: dict, platform: dict) -> dict:
+    from trials.config import MAX_SEED
+
     search = checker.table("search")
     checker.check_keys("search", search, SECTION_KEYS["search"])
     algorithm = search.get("algorithm")
@@ -22,7 +24,7 @@ def build_search(checker: SpecContext, base: dict, base_where: dict, platform: d
     if algorithm != "optuna":
         raise checker.err("search.algorithm", f'must be "optuna", got {algorithm!r}{suggest(algorithm, ["optuna"])}')
     num_samples = checker.int_opt("search", search, "num_samples", 10, 1, 100_000)
-    seed = checker.int_opt("search", search, "seed", None, 0)
+    seed = checker.int_opt("search", search, "seed", None, 0, MAX_SEED)  # the sampler's numpy seed
 
     objectives_doc = search.get("objectives")
     if objectives_doc is None:

@@ -17,6 +17,7 @@ from tokensweep.spec.validate import build_spec
 # tiny recipe, is trials.SMOKE; both apply before --set, so --set still changes anything.
 SMOKE_RESOURCES = {"cpus": 1, "gpus": 0}
 SMOKE_NUM_SAMPLES = 3
+MAX_TOML_DEPTH = 32  # arrays and tables within each other: a spec needs 4; Python's own parser stops near 500
 
 _HEADER_AOT = re.compile(r"^\[\[\s*([^\]]+?)\s*\]\]")
 _HEADER = re.compile(r"^\[\s*([^\]]+?)\s*\]")
@@ -79,10 +80,46 @@ class _Locator:
 # --- reading ---------------------------------------------------------------------------------
 
 
-def parse_value(text: str):
+def load_toml(text: str, source: str) -> dict:
+    """Parse TOML text read from `source`: malformed or absurdly nested text is a one-line SpecError."""
+    try:
+        return _loads(text, source)
+    except tomllib.TOMLDecodeError as err:
+        # tomllib says "... (at line 3, column 7)": put the location first, like every other error
+        msg = str(err)
+        if m := re.search(r"\(at line (\d+), column \d+\)$", msg):
+            raise SpecError(f"{source}:{m[1]}: malformed TOML: {msg[: m.start()].strip()}") from None
+        raise SpecError(f"{source}: malformed TOML: {msg}") from None
+
+
+def _loads(text: str, source: str) -> dict:
+    """tomllib.loads, nesting deeper than MAX_TOML_DEPTH a one-line SpecError (TOMLDecodeError passes)."""
+    too_deep = SpecError(f"{source}: TOML nested more than {MAX_TOML_DEPTH} levels deep (arrays or tables "
+                         "within each other); specs and configs nest 4 deep at most")  # fmt: skip
+    try:
+        doc = tomllib.loads(text)
+    except RecursionError:  # tomllib recurses once per level
+        raise too_deep from None
+    if _depth(doc) > MAX_TOML_DEPTH:  # parsed, but deep enough to exhaust the stack of whatever walks it next
+        raise too_deep
+    return doc
+
+
+def _depth(value) -> int:
+    """How deep arrays and tables nest in a parsed TOML value (without recursion)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
+def parse_value(text: str, source: str = "--set value"):
     """A --set value as TOML (2, 1e-3, true, [1, 2], "x"); anything TOML can't parse is a string."""
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        return _loads(f"v = {text}", source)["v"]
     except tomllib.TOMLDecodeError:
         return text
 
@@ -102,7 +139,7 @@ def apply_set(doc: dict, assignment: str) -> str:
         if not isinstance(child, dict):
             raise SpecError(f"--set {assignment}: {'.'.join(parts[: depth + 1])} is not a table")
         node = child
-    node[parts[-1]] = parse_value(value.strip())
+    node[parts[-1]] = parse_value(value.strip(), f"--set {key}")
     return key
 
 
@@ -168,14 +205,7 @@ def parse_spec(
     --smoke; plugins: the --plugin modules (already imported).
     """
     environ = os.environ if environ is None else environ
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        # tomllib says "... (at line 3, column 7)": put the location first, like every other error
-        msg = str(err)
-        if m := re.search(r"\(at line (\d+), column \d+\)$", msg):
-            raise SpecError(f"{source}:{m[1]}: malformed TOML: {msg[: m.start()].strip()}") from None
-        raise SpecError(f"{source}: malformed TOML: {msg}") from None
+    doc = load_toml(text, source)
     if smoke and not _declares_smoke(doc):  # the preset's tiny data: no data path to find or check
         data_dir, environ = None, {k: v for k, v in environ.items() if k != DATA_ENV}
     smoke = apply_smoke(doc, smoke)

@@ -18,6 +18,7 @@ import os
 import sqlite3
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 
 from tokensweep.errors import SpecError
@@ -65,7 +66,8 @@ def _check_directory_writable(directory: Path, where: str) -> None:
 def is_complete(path: str) -> bool:
     """A store MLflow finished building: its Default experiment is written after the last migration step."""
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as conn:
+        # a file: URI decodes %XX and ends the path at '?' or '#': the path goes in escaped
+        with sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=ro", uri=True, timeout=5) as conn:
             leftovers = conn.execute("select count(*) from sqlite_master where name like '\\_alembic\\_tmp\\_%' escape '\\'").fetchone()[0]
             default = conn.execute("select count(*) from experiments where experiment_id = 0").fetchone()[0]
         return default > 0 and leftovers == 0

@@ -11,6 +11,10 @@ from pathlib import Path
 
 # scheme://user:password@host -> the password part (any URL: tracking URI, Optuna storage, in messages)
 _USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*):(?P<secret>[^/\s@]+)@")
+SQLITE = "sqlite:///"
+# what a sqlite URI's path must escape to be read back as written: SQLAlchemy percent-decodes it and
+# ends it at '?'; '#' it keeps, but other URL parsers would cut it off there
+_ESCAPES = str.maketrans({"%": "%25", "?": "%3F", "#": "%23"})
 
 
 def resolve_tracking_uri(flag: str | None = None, environ=None, cwd: str | None = None) -> str:
@@ -23,27 +27,37 @@ def resolve_tracking_uri(flag: str | None = None, environ=None, cwd: str | None 
     uri = flag or environ.get("MLFLOW_TRACKING_URI") or ""
     cwd = cwd or os.getcwd()
     if not uri:
-        return f"sqlite:///{Path(cwd, 'mlflow.db').resolve()}"
-    if uri.startswith("sqlite:///"):
-        path = uri[len("sqlite:///") :]
-        if path and path != ":memory:" and not path.startswith("/"):
-            return f"sqlite:///{Path(cwd, path).resolve()}"
+        return sqlite_uri(Path(cwd, "mlflow.db").resolve())
+    path = _sqlite_file(uri)
+    if path and path != ":memory:" and not path.startswith("/"):
+        _, query, rest = uri.partition("?")
+        return sqlite_uri(Path(cwd, path).resolve()) + query + rest
     return uri
 
 
+def sqlite_uri(path: str | os.PathLike) -> str:
+    """sqlite:///<path>, escaped so that MLflow (SQLAlchemy) opens exactly `path`."""
+    return SQLITE + str(path).translate(_ESCAPES)
+
+
+def _sqlite_file(uri: str) -> str | None:
+    """The file a sqlite:/// URI names, decoded once as SQLAlchemy decodes it (before any '?'), else None."""
+    if not uri.startswith(SQLITE):
+        return None
+    return urllib.parse.unquote(uri[len(SQLITE) :].partition("?")[0])
+
+
 def sqlite_path(uri: str) -> str | None:
-    """The absolute file path of a sqlite:/// URI, else None."""
-    if uri.startswith("sqlite:///"):
-        path = uri[len("sqlite:///") :]
-        return path if path.startswith("/") else None
-    return None
+    """The absolute file path of a sqlite:/// URI (the file MLflow opens), else None."""
+    path = _sqlite_file(uri)
+    return path if path and path.startswith("/") else None
 
 
 def default_optuna_storage(tracking_uri: str, cwd: str | None = None) -> str:
     """The Optuna study's database: optuna.db beside a sqlite tracking store, else in the working dir."""
     db = sqlite_path(tracking_uri)
     directory = Path(db).parent if db else Path(cwd or os.getcwd()).resolve()
-    return f"sqlite:///{directory / 'optuna.db'}"
+    return sqlite_uri(directory / "optuna.db")
 
 
 # --- secrets in URIs ---------------------------------------------------------------------------------
@@ -126,9 +140,10 @@ def tracking_uri_problem(uri: str, existing: bool = False, ask_server: bool = Tr
     if not uri.startswith(TRACKING_SCHEMES):
         return (f"--tracking-uri {redact(uri)!r}: expected sqlite:///path/mlflow.db, http(s)://server or a database "
                 "URL (MLflow 3 has no ./mlruns file store)")  # fmt: skip
-    db = sqlite_path(uri) if uri.startswith("sqlite:///") else None
-    if uri.startswith("sqlite:///") and db is None:
-        db = uri[len("sqlite:///") :]
+    db = _sqlite_file(uri)
+    if db is not None and "?" in uri:
+        return (f"--tracking-uri {uri!r}: '?' starts query arguments in a URI, so MLflow would open {db!r}; "
+                "write a '?' of the file name as %3F, and leave query arguments out")  # fmt: skip
     if db is not None and db != ":memory:":
         if existing and not Path(db).is_file():
             return f"no MLflow store at {uri} ({db} does not exist); run a sweep first, or pass --tracking-uri / set MLFLOW_TRACKING_URI"
