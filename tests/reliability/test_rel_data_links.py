@@ -39,7 +39,9 @@ def notes(stderr: str) -> list[str]:
 
 def test_run_preflight_finishes_and_notes_each_looped_split(tmp_path):
     data = looped_folder(tmp_path)
-    spec_args = ["run", SWEEPS / "smoke.toml", "--set", 'trial.dataset="imagefolder"', "--data-dir", data, "--dry-run"]
+    # 24 train images: a batch that fits them (the pre-flight refuses smoke.toml's 64, which no trial could fill)
+    spec_args = ["run", SWEEPS / "smoke.toml", "--set", 'trial.dataset="imagefolder"', "--set", "trial.batch_size=8",
+                 "--data-dir", data, "--dry-run"]  # fmt: skip
     proc = cli(spec_args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
