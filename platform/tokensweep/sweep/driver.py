@@ -22,7 +22,7 @@ from ray import tune
 
 from tokensweep.plugins import export_plugin_roots
 from tokensweep.spec import SweepSpec
-from tokensweep.sweep import progress, ray_session, searchers, storage
+from tokensweep.sweep import progress, ray_session, searchers, storage, tune_state
 from tokensweep.sweep.after_training import after_training
 from tokensweep.sweep.confirm import run_confirmation
 from tokensweep.sweep.finished import FinishedTrials
@@ -33,7 +33,7 @@ from tokensweep.sweep.ray_logs import one_line_ray_errors
 from tokensweep.sweep.signals import StopOnSignal, SweepInterrupted, close_without_ray, signal_name, stopped_by
 from tokensweep.sweep.space import Platform, TrialPayload, grid_config, search_base_config
 from tokensweep.sweep.trainable import train_trial
-from tokensweep.sweep.tune_state import ForgetDeletedCheckpoints
+from tokensweep.sweep.tune_state import ForgetDeletedCheckpoints, RecordSnapshots, experiment_path
 from tokensweep.tracking import tags as T
 from tokensweep.tracking.store import use_driver_http_settings
 from tokensweep.tracking.tune_callback import MlflowTrialLogger
@@ -224,7 +224,7 @@ def fit(spec: SweepSpec, options: RunOptions, tune_path: str, callback, optuna_u
     callbacks = [callback, *searchers.optuna_callbacks(spec, optuna_url, callback, options.tracking_uri),
                  *progress.tune_callbacks(spec, options)]  # MLflow, its Optuna links, the terminal, Tune's files  # fmt: skip
     if options.resume:
-        tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        tuner = tune_state.restore_tuner(tune_path, trainable=trainable, resume_unfinished=True, resume_errored=True)
         replace_callback(tuner, callbacks, options.verbose)
         return tuner.fit()
     platform = platform_of(spec, options)
@@ -254,12 +254,12 @@ def fit(spec: SweepSpec, options: RunOptions, tune_path: str, callback, optuna_u
         callbacks=callbacks,
         verbose=options.verbose,
     )
-    return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config).fit()
+    return tune_state.new_tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config).fit()
 
 
 def replace_callback(tuner, callbacks: list, verbose: int) -> bool:
     """After Tuner.restore the pickled RunConfig comes back; swap in this session's callbacks
-    (MLflow's, the terminal view) and verbosity.
+    (MLflow's, the terminal view, the record of its state's digests) and verbosity.
 
     Ray 2.60 keeps it at tuner._local_tuner.get_run_config() (None with a Ray Client address,
     where the pickled callback - same parent run, same tracking URI - is used as is).
@@ -270,7 +270,7 @@ def replace_callback(tuner, callbacks: list, verbose: int) -> bool:
     run_config = local.get_run_config()
     replaced = {type(c) for c in callbacks}  # and any of tokensweep's own the first session had (-q has no view)
     others = [c for c in (run_config.callbacks or []) if type(c) not in replaced and not type(c).__module__.startswith("tokensweep.")]
-    run_config.callbacks = others + [ForgetDeletedCheckpoints(), *callbacks]
+    run_config.callbacks = others + [ForgetDeletedCheckpoints(), RecordSnapshots(experiment_path(run_config)), *callbacks]
     run_config.verbose = verbose
     return True
 
@@ -281,7 +281,7 @@ def summarise(tune_path: str, outcomes: list | None = None, missing_ok: bool = F
     trial's results back from storage (a Ray Client sweep's callback ran on the cluster)."""
     if outcomes is None:
         try:
-            outcomes = [(t, t.status) for t in tune.ExperimentAnalysis(tune_path).trials]
+            outcomes = [(t, t.status) for t in tune_state.analysis(tune_path).trials]
         except Exception:
             if missing_ok:  # stopped before Tune saved any state, or its storage failed
                 return []
