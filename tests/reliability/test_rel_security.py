@@ -18,6 +18,8 @@ import pickle
 import re
 import shlex
 import subprocess
+import threading
+import time
 import types
 from pathlib import Path
 
@@ -25,7 +27,8 @@ import psutil
 import pytest
 import yaml
 
-from sweep_helpers import REPO, run_cli
+from rel_helpers import TINY_TRIAL, sets
+from sweep_helpers import REPO, run_cli, sweep_runs
 from tokensweep.cli import build_parser
 from tokensweep.commands import dashboard
 from tokensweep.commands.run import choose_ray_auth, command_line
@@ -285,28 +288,10 @@ TAMPER_SPEC = """
 [sweep]
 name = "tamper"
 
-[trial]
-model = "vit_tiny_patch"
-dataset = "tiny"
-epochs = 1
-tiny_train_per_class = 10
-tiny_val_per_class = 5
-batch_size = 32
-warmup_epochs = 0.0
-bench_batch = 8
-bench_steps = 1
-workers = 0
-
 [[variants]]
 name = "only"
-
-[resources]
-cpus = 1
-gpus = 0
-
-[tracking]
-system_metrics = false
 """
+ONE_CPU = ["resources.cpus=1", "resources.gpus=0", "tracking.system_metrics=false", "trial.workers=0"]
 
 
 def _tampered_files(folder: Path, marker: Path) -> dict[str, bytes]:
@@ -328,7 +313,7 @@ def test_resume_refuses_a_tune_state_its_driver_did_not_write(tmp_path, ray_toke
     env = {**ray_token_env, "XDG_STATE_HOME": str(tmp_path / "state")}  # the driver's own record of its digests
     spec = tmp_path / "tamper.toml"
     spec.write_text(TAMPER_SPEC)
-    args = ["run", spec, "--num-cpus", "1", "--quiet"]
+    args = ["run", spec, "--num-cpus", "1", "--quiet", *sets(TINY_TRIAL + ONE_CPU)]
     run_cli(args, cwd=tmp_path, env=env, check_rc=0)
     folder, marker = tmp_path / "ray_results" / "tamper", tmp_path / "ran"
     for name, content in _tampered_files(folder, marker).items():
@@ -343,3 +328,53 @@ def test_resume_refuses_a_tune_state_its_driver_did_not_write(tmp_path, ray_toke
         path.write_bytes(original) if original is not None else path.unlink()
     resumed = run_cli(args + ["--resume"], cwd=tmp_path, env=env, check_rc=0)  # what its own driver wrote loads
     assert "Traceback" not in resumed.stderr and not marker.exists()
+
+
+FAILING_SPEC = """
+[sweep]
+name = "failing"
+
+[[variants]]
+name = "nan"
+lr = 10.0             # the maximum TrialConfig allows: NaN within a few steps (test_rel_faults.py)
+weight_decay = 10.0
+drop_path = 0.0
+mixup = 0.0
+cutmix = 0.0
+randaugment = false
+
+[[variants]]
+name = "steady"
+epochs = 2
+tiny_train_per_class = 300    # still training long after `nan` failed
+"""
+
+
+@pytest.mark.slow
+def test_a_failed_trials_error_pickle_replaced_in_the_storage_never_runs(tmp_path, ray_token_env):
+    """While the sweep runs, its failed trial's error.pkl in the storage is kept replaced by a pickle that runs a
+    command (Tune uploads its own copy again at every snapshot); the sweep ends with the command never run."""
+    spec = tmp_path / "failing.toml"
+    spec.write_text(FAILING_SPEC)
+    marker, done = tmp_path / "ran", threading.Event()
+    code = pickle.dumps(_RunsCode(marker))
+
+    def keep_replacing():
+        while not done.is_set():
+            for path in (tmp_path / "ray_results" / "failing").glob("nan_*/error.pkl"):
+                path.with_name("tampered").write_bytes(code)
+                os.replace(path.with_name("tampered"), path)
+            time.sleep(0.02)
+
+    writer = threading.Thread(target=keep_replacing, daemon=True)
+    writer.start()
+    try:
+        args = ["run", spec, "--num-cpus", "2", "--quiet", *sets(TINY_TRIAL + ONE_CPU + ["failure.max_failures=0"])]
+        run_cli(args, cwd=tmp_path, env=ray_token_env, timeout=600, check_rc=1)  # one trial failed
+    finally:
+        done.set()
+        writer.join()
+    assert list((tmp_path / "ray_results" / "failing").glob("nan_*/error.pkl"))  # it was there to be replaced
+    assert not marker.exists()
+    nan = next(run for run in sweep_runs(tmp_path / "mlflow.db", "failing")[1] if run.info.run_name == "nan")
+    assert nan.data.tags["failure_reason"].startswith("NonFiniteLoss: "), nan.data.tags

@@ -87,11 +87,16 @@ def _epochs(db, name) -> list[int]:
     return sorted(r[0] for r in rows)
 
 
-def _interrupt_mid_sweep(proc, db, signum, to_group=False) -> float:
-    """Once `quick` has finished and a slow trial has logged an epoch, send `signum`; the time it was sent."""
+def _wait_mid_sweep(proc, db) -> None:
+    """Until `quick` has finished and a slow trial has logged an epoch."""
     alive = lambda: proc.poll() is None  # noqa: E731
     wait_for(lambda: _statuses(db).get("quick") == "FINISHED" and (_epochs(db, "slow-a") or _epochs(db, "slow-b")),
              400, "a finished trial and a running one", alive=alive)  # fmt: skip
+
+
+def _interrupt_mid_sweep(proc, db, signum, to_group=False) -> float:
+    """Mid-sweep (_wait_mid_sweep), send `signum`; the time it was sent."""
+    _wait_mid_sweep(proc, db)
     sent = time.monotonic()
     if to_group:
         os.killpg(proc.pid, signum)  # Ctrl-C in a terminal: the whole foreground process group
@@ -179,28 +184,36 @@ def _alive(processes: list[psutil.Process]) -> list[str]:
     return alive
 
 
-def test_ctrl_c_twice_stops_the_sweep_as_once_and_resume_clears_an_old_failure(tmp_path, ray_token_env):
-    env = {**ray_token_env, "XDG_STATE_HOME": str(tmp_path / "state")}
-    spec = tmp_path / "twice.toml"
-    spec.write_text(SPEC.format(name="twice"))
-    db = tmp_path / "mlflow.db"
-    args = ["run", spec, "--num-cpus", "2", "--quiet"]
-    proc, log = start_cli(args, tmp_path, env)
+def _signal_local_sweep(tmp_path, env, name, send) -> tuple[int, str]:
+    """SPEC on a local Ray; mid-sweep (_wait_mid_sweep), `send(proc)`; (exit code, output)."""
+    spec = tmp_path / f"{name}.toml"
+    spec.write_text(SPEC.format(name=name))
+    proc, log = start_cli(["run", spec, "--num-cpus", "2", "--quiet"], tmp_path, env)
     try:
-        _interrupt_mid_sweep(proc, db, signal.SIGINT, to_group=True)
-        time.sleep(0.3)  # while Tune stops
-        os.killpg(proc.pid, signal.SIGINT)
+        _wait_mid_sweep(proc, tmp_path / "mlflow.db")
+        send(proc)
         proc.wait(timeout=60)
     finally:
         stop_process_group(proc)
-    output = log.read_text()
-    assert proc.returncode == 130, output[-4000:]
+    return proc.returncode, log.read_text()
+
+
+def test_ctrl_c_twice_stops_the_sweep_as_once_and_resume_clears_an_old_failure(tmp_path, ray_token_env):
+    def ctrl_c_twice(proc):
+        os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(0.3)  # while Tune stops
+        os.killpg(proc.pid, signal.SIGINT)
+
+    env = {**ray_token_env, "XDG_STATE_HOME": str(tmp_path / "state")}
+    code, output = _signal_local_sweep(tmp_path, env, "twice", ctrl_c_twice)
+    assert code == 130, output[-4000:]
+    db = tmp_path / "mlflow.db"
     _check_stopped(db, "twice", output, signal.SIGINT)
     assert "SIGINT again: already stopping" in output and "SystemError" not in output, output[-4000:]
 
     (parent,), _ = sweep_runs(db, "twice")  # a parent run an older tokensweep left FAILED by two Ctrl-C
     MlflowClient(f"sqlite:///{db}").set_tag(parent.info.run_id, "failure_reason", "SystemError: CoreWorker.wait")
-    run_cli(args + ["--resume"], cwd=tmp_path, env=env, timeout=600, check_rc=0)
+    run_cli(["run", tmp_path / "twice.toml", "--num-cpus", "2", "--quiet", "--resume"], cwd=tmp_path, env=env, timeout=600, check_rc=0)
     (parent,), children = sweep_runs(db, "twice")
     assert parent.info.status == "FINISHED" and "failure_reason" not in parent.data.tags, parent.data.tags
     assert parent.data.tags["tokensweep.previous_failure"] == "SystemError: CoreWorker.wait"
@@ -209,23 +222,16 @@ def test_ctrl_c_twice_stops_the_sweep_as_once_and_resume_clears_an_old_failure(t
 
 
 def test_sighup_stops_the_sweep_as_sigterm_and_leaves_no_ray_process(tmp_path, ray_token_env):
-    spec = tmp_path / "hup.toml"
-    spec.write_text(SPEC.format(name="hup"))
-    db = tmp_path / "mlflow.db"
-    proc, log = start_cli(["run", spec, "--num-cpus", "2", "--quiet"], tmp_path, ray_token_env)
-    try:
-        alive = lambda: proc.poll() is None  # noqa: E731
-        wait_for(lambda: _statuses(db).get("quick") == "FINISHED" and (_epochs(db, "slow-a") or _epochs(db, "slow-b")),
-                 400, "a finished trial and a running one", alive=alive)  # fmt: skip
-        ray = tree(proc.pid)[1:]  # its local Ray's processes, the agents among them
-        assert any(p.name().startswith("ray::") for p in ray), [p.name() for p in ray]
+    ray = []  # the local Ray's processes, the agents among them
+
+    def hang_up(proc):
+        ray.extend(tree(proc.pid)[1:])
         os.kill(proc.pid, signal.SIGHUP)  # the driver alone: its terminal closed, nohup not used
-        proc.wait(timeout=60)
-    finally:
-        stop_process_group(proc)
-    output = log.read_text()
-    assert proc.returncode == 129, output[-4000:]
-    _check_stopped(db, "hup", output, signal.SIGHUP)
+
+    code, output = _signal_local_sweep(tmp_path, ray_token_env, "hup", hang_up)
+    assert code == 129, output[-4000:]
+    _check_stopped(tmp_path / "mlflow.db", "hup", output, signal.SIGHUP)
+    assert any(p.name().startswith("ray::") for p in ray), [p.name() for p in ray]
     assert _alive(ray) == []  # ended before the driver exits, however Ray's own shutdown went
 
 

@@ -33,7 +33,7 @@ from tokensweep.sweep.ray_logs import one_line_ray_errors
 from tokensweep.sweep.signals import StopOnSignal, SweepInterrupted, close_without_ray, interrupted_within, signal_name, stopped_by
 from tokensweep.sweep.space import Platform, TrialPayload, grid_config, search_base_config
 from tokensweep.sweep.trainable import train_trial
-from tokensweep.sweep.tune_state import ForgetDeletedCheckpoints, RecordSnapshots, experiment_path
+from tokensweep.sweep.tune_state import ForgetDeletedCheckpoints, experiment_path, guards
 from tokensweep.tracking import tags as T
 from tokensweep.tracking.store import use_driver_http_settings
 from tokensweep.tracking.tune_callback import MlflowTrialLogger
@@ -264,7 +264,7 @@ def fit(spec: SweepSpec, options: RunOptions, tune_path: str, callback, optuna_u
 
 def replace_callback(tuner, callbacks: list, verbose: int) -> bool:
     """After Tuner.restore the pickled RunConfig comes back; swap in this session's callbacks
-    (MLflow's, the terminal view, the record of its state's digests) and verbosity.
+    (MLflow's, the terminal view, the guards of its storage) and verbosity.
 
     Ray 2.60 keeps it at tuner._local_tuner.get_run_config() (None with a Ray Client address,
     where the pickled callback - same parent run, same tracking URI - is used as is).
@@ -275,7 +275,7 @@ def replace_callback(tuner, callbacks: list, verbose: int) -> bool:
     run_config = local.get_run_config()
     replaced = {type(c) for c in callbacks}  # and any of tokensweep's own the first session had (-q has no view)
     others = [c for c in (run_config.callbacks or []) if type(c) not in replaced and not type(c).__module__.startswith("tokensweep.")]
-    run_config.callbacks = others + [ForgetDeletedCheckpoints(), RecordSnapshots(experiment_path(run_config)), *callbacks]
+    run_config.callbacks = others + [ForgetDeletedCheckpoints(), *guards(experiment_path(run_config)), *callbacks]
     run_config.verbose = verbose
     return True
 

@@ -132,12 +132,12 @@ def check_recorded(experiment: str) -> None:
 
 
 def new_tuner(*args, run_config, **kwargs) -> tune.Tuner:
-    """tune.Tuner(...) with its state recorded: the tuner.pkl it has just written, and (RecordSnapshots)
-    every experiment snapshot it will save."""
+    """tune.Tuner(...) with its state recorded: the tuner.pkl it has just written, and (guards) every
+    experiment snapshot it will save."""
     experiment = experiment_path(run_config)
     record = StateRecord(experiment)
     record.forget()  # a new experiment: nothing earlier in its folder is loaded again
-    run_config.callbacks = [*(run_config.callbacks or []), RecordSnapshots(experiment)]
+    run_config.callbacks = [*(run_config.callbacks or []), *guards(experiment)]
     tuner = tune.Tuner(*args, run_config=run_config, **kwargs)
     record.add({k: v for k, v in storage_state(experiment).items() if k == TUNER_FILE})
     return tuner
@@ -191,3 +191,17 @@ class RecordSnapshots(tune.Callback):
             StateRecord(self.experiment).add({p.name: sha256(p.read_bytes()) for p in files})
         except OSError as err:  # the next snapshot tries again; until then --resume would refuse this one
             log.warning("could not record the digests of Tune's state (%s): --resume may refuse it", err)
+
+
+class ErrorsAsText(tune.Callback):
+    """At the experiment's end, before Tuner.fit builds its ResultGrid, which would unpickle from the storage the
+    error of every trial that did not finish: the trials forget their pickled error, so it reads error.txt."""
+
+    def on_experiment_end(self, trials, **info):
+        for trial in trials:
+            trial.run_metadata.pickled_error_filename = None
+
+
+def guards(experiment: str) -> list[tune.Callback]:
+    """The callbacks of every Tuner of a sweep, new or restored: nothing in the storage runs as code."""
+    return [RecordSnapshots(experiment), ErrorsAsText()]
