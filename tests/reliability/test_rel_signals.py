@@ -173,15 +173,16 @@ def test_ctrl_c_on_a_local_ray_stops_the_sweep_in_order(tmp_path, ray_token_env)
     assert not list(tmp_path.glob("ray_results/.ctrlc.lock"))  # the sweep's lock is released
 
 
-def _alive(processes: list[psutil.Process]) -> list[str]:
-    alive = []
+def _names(processes: list[psutil.Process]) -> list[str]:
+    """`pid name` of those still running."""
+    names = []
     for process in processes:
         try:
             if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
-                alive.append(f"{process.pid} {process.name()}")
+                names.append(f"{process.pid} {process.name()}")
         except psutil.NoSuchProcess:
             pass
-    return alive
+    return names
 
 
 def _signal_local_sweep(tmp_path, env, name, send) -> tuple[int, str]:
@@ -226,13 +227,13 @@ def test_sighup_stops_the_sweep_as_sigterm_and_leaves_no_ray_process(tmp_path, r
 
     def hang_up(proc):
         ray.extend(tree(proc.pid)[1:])
+        assert any(" ray::" in name for name in _names(ray)), _names(ray)
         os.kill(proc.pid, signal.SIGHUP)  # the driver alone: its terminal closed, nohup not used
 
     code, output = _signal_local_sweep(tmp_path, ray_token_env, "hup", hang_up)
     assert code == 129, output[-4000:]
     _check_stopped(tmp_path / "mlflow.db", "hup", output, signal.SIGHUP)
-    assert any(p.name().startswith("ray::") for p in ray), [p.name() for p in ray]
-    assert _alive(ray) == []  # ended before the driver exits, however Ray's own shutdown went
+    assert _names(ray) == []  # ended before the driver exits, however Ray's own shutdown went
 
 
 def test_trials_no_node_can_hold_are_explained_and_ctrl_c_ends_the_wait(tmp_path, ray_head):
