@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 from ray import tune
@@ -59,7 +60,8 @@ class ForgetDeletedCheckpoints(tune.Callback):
 
 STATE_SUFFIXES = (".json", ".pkl")
 TUNER_FILE = "tuner.pkl"  # what the Tuner writes to the storage itself (not through the staging folder)
-KEEP_VERSIONS = 8  # recent digests kept per file: Tune's upload of a snapshot may lag its next save
+KEEP_VERSIONS = 32  # recent digests kept per file: Tune's upload of a snapshot may lag its next saves
+STORAGE_LOOK_S = 20.0  # how often the driver reads which of its versions the storage holds (StateRecord)
 
 
 def experiment_path(run_config) -> str:
@@ -73,28 +75,42 @@ def sha256(data: bytes) -> str:
 
 class StateRecord:
     """The digests of an experiment's state files that this user's driver wrote, in a file only the user may
-    write: `$XDG_STATE_HOME/tokensweep/tune-state/` (default ~/.local/state), one per experiment folder."""
+    write: `$XDG_STATE_HOME/tokensweep/tune-state/` (default ~/.local/state), one per experiment folder.
+
+    Per file: its recent versions, and the one the storage held when the driver last looked (`stored`, always
+    one of its own): while uploads fail (a full disk, an outage), the storage keeps an older version than the
+    recent ones, and that is the version a --resume will find."""
 
     def __init__(self, experiment: str):
         self.experiment = experiment.rstrip("/")
         base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
         self.path = base / "tokensweep" / "tune-state" / f"{sha256(self.experiment.encode())[:32]}.json"
 
-    def read(self) -> dict[str, list[str]]:
+    def read(self) -> tuple[dict[str, list[str]], dict[str, str]]:
+        """(name -> recent digests, name -> the stored one)."""
         try:
-            return json.loads(self.path.read_text())["files"]
+            record = json.loads(self.path.read_text())
+            return dict(record["files"]), dict(record["stored"])
         except (OSError, ValueError, KeyError, TypeError):
-            return {}
+            return {}, {}
 
-    def add(self, digests: dict[str, str]) -> None:
-        """Record new versions (written atomically: a driver killed meanwhile leaves the previous record)."""
-        files = self.read()
+    def known(self) -> dict[str, set[str]]:
+        files, stored = self.read()
+        return {name: {*files.get(name, ()), *([stored[name]] if name in stored else [])} for name in {*files, *stored}}
+
+    def add(self, digests: dict[str, str], in_storage: dict[str, str] | None = None) -> None:
+        """Record new versions, and which of its own the storage holds (`in_storage`: what it holds now).
+        Written atomically: a driver killed meanwhile leaves the previous record."""
+        files, stored = self.read()
+        for name, digest in (in_storage or {}).items():
+            if digest in files.get(name, ()):
+                stored[name] = digest
         for name, digest in digests.items():
             versions = [d for d in files.get(name, []) if d != digest]
             files[name] = (versions + [digest])[-KEEP_VERSIONS:]
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps({"experiment": self.experiment, "files": files}))
+        tmp.write_text(json.dumps({"experiment": self.experiment, "files": files, "stored": stored}))
         os.chmod(tmp, 0o600)
         os.replace(tmp, self.path)
 
@@ -120,7 +136,7 @@ def check_recorded(experiment: str) -> None:
     """Before Ray reads an experiment's saved state: a SpecError naming the first file that this user's
     driver did not write (one that the storage's other writers added or changed)."""
     recorded = StateRecord(experiment)
-    known = recorded.read()
+    known = recorded.known()
     for name, digest in sorted(storage_state(experiment).items()):
         if digest not in known.get(name, ()):
             raise SpecError(
@@ -168,9 +184,10 @@ class RecordSnapshots(tune.Callback):
     def __init__(self, experiment: str):
         self.experiment = experiment
         self._trials = None  # Tune's own list of the experiment's trials, which grows as trials are added
+        self._looked = float("-inf")  # when the storage was last read (StateRecord's `stored`)
 
     def __getstate__(self):
-        return {**self.__dict__, "_trials": None}
+        return {**self.__dict__, "_trials": None, "_looked": float("-inf")}
 
     def on_step_begin(self, iteration, trials, **info):
         self._trials = trials
@@ -182,13 +199,23 @@ class RecordSnapshots(tune.Callback):
     def on_experiment_end(self, trials, **info):
         self._record(trials)
 
+    def _in_storage(self) -> dict[str, str] | None:
+        """Every STORAGE_LOOK_S, the digests of what the storage holds (only ever matched against our own)."""
+        if time.monotonic() - self._looked < STORAGE_LOOK_S:
+            return None
+        self._looked = time.monotonic()
+        try:
+            return storage_state(self.experiment)
+        except OSError:  # unreachable now: the versions it holds were seen before, or are recent
+            return None
+
     def _record(self, trials) -> None:
         if not trials:
             return
         staging = Path(trials[0].storage.experiment_driver_staging_path)
         try:
             files = [p for p in staging.iterdir() if p.is_file() and p.name.endswith(STATE_SUFFIXES)]
-            StateRecord(self.experiment).add({p.name: sha256(p.read_bytes()) for p in files})
+            StateRecord(self.experiment).add({p.name: sha256(p.read_bytes()) for p in files}, self._in_storage())
         except OSError as err:  # the next snapshot tries again; until then --resume would refuse this one
             log.warning("could not record the digests of Tune's state (%s): --resume may refuse it", err)
 
