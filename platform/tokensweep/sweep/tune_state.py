@@ -100,7 +100,14 @@ class StateRecord:
 
     def add(self, digests: dict[str, str], in_storage: dict[str, str] | None = None) -> None:
         """Record new versions, and which of its own the storage holds (`in_storage`: what it holds now).
-        Written atomically: a driver killed meanwhile leaves the previous record."""
+        Written atomically: a driver killed meanwhile leaves the previous record. A record that cannot be
+        written (a read-only home) is a warning: the sweep goes on, and --resume would refuse its state."""
+        try:
+            self._write(digests, in_storage)
+        except OSError as err:
+            log.warning("could not record the digests of Tune's state in %s (%s): --resume may refuse it", self.path, err)
+
+    def _write(self, digests: dict[str, str], in_storage: dict[str, str] | None) -> None:
         files, stored = self.read()
         for name, digest in (in_storage or {}).items():
             if digest in files.get(name, ()):
@@ -215,9 +222,11 @@ class RecordSnapshots(tune.Callback):
         staging = Path(trials[0].storage.experiment_driver_staging_path)
         try:
             files = [p for p in staging.iterdir() if p.is_file() and p.name.endswith(STATE_SUFFIXES)]
-            StateRecord(self.experiment).add({p.name: sha256(p.read_bytes()) for p in files}, self._in_storage())
+            digests = {p.name: sha256(p.read_bytes()) for p in files}
         except OSError as err:  # the next snapshot tries again; until then --resume would refuse this one
-            log.warning("could not record the digests of Tune's state (%s): --resume may refuse it", err)
+            log.warning("could not read Tune's state in %s (%s): --resume may refuse it", staging, err)
+            return
+        StateRecord(self.experiment).add(digests, self._in_storage())
 
 
 class ErrorsAsText(tune.Callback):
