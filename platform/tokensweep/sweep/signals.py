@@ -164,8 +164,8 @@ class StopOnSignal:
         if self.signum is not None:  # the stop is under way: the same outcome, sooner would lose Tune's state
             if not self._said_again:
                 self._said_again = True
-                os.write(2, f"tokensweep run: {signal_name(signum)} again: already stopping, saving the sweep's state "
-                            f"for --resume (at most {STOP_DEADLINE_S + CLOSE_GRACE_S:.0f} s)\n".encode())  # fmt: skip
+                self._say(f"tokensweep run: {signal_name(signum)} again: already stopping, saving the sweep's state "
+                          f"for --resume (at most {STOP_DEADLINE_S + CLOSE_GRACE_S:.0f} s)")  # fmt: skip
             return
         self.signum = signum
         if self._phase == "setup":
@@ -180,6 +180,14 @@ class StopOnSignal:
             tune_stop(signal.SIGUSR1, frame)
             return
         raise SweepInterrupted(signum)  # Tune not started yet: stop now
+
+    @staticmethod
+    def _say(line: str) -> None:
+        """From a signal handler: one write, not through sys.stderr (the main thread may be inside a print)."""
+        try:
+            os.write(2, f"{line}\n".encode())
+        except OSError:  # the terminal is gone (SIGHUP): nobody to tell
+            pass
 
     def _watchdog(self) -> None:
         if self._done.wait(STOP_DEADLINE_S):
