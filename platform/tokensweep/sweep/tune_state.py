@@ -54,9 +54,9 @@ class ForgetDeletedCheckpoints(tune.Callback):
 # experiment_state-*.json (each trial in it is cloudpickled), and the searcher's, search generator's and
 # callbacks' states (every *.json and *.pkl at the folder's top, which Tune copies to its local staging folder
 # first). Unpickling runs whatever code a pickle names, and the storage is written by every node of a cluster
-# and whoever else may write its share or bucket: the driver records the SHA-256 of every version of these
-# files it writes, on its own machine, before Tune uploads them, and a resumed sweep loads none that is not
-# recorded (docs/reliability.md, "Trust").
+# and whoever else may write its share or bucket: the driver records the SHA-256 of the versions of these files
+# it writes (StateRecord), on its own machine, before Tune uploads them, and a resumed sweep loads none that is
+# not recorded (docs/reliability.md, "Trust").
 
 STATE_SUFFIXES = (".json", ".pkl")
 TUNER_FILE = "tuner.pkl"  # what the Tuner writes to the storage itself (not through the staging folder)
