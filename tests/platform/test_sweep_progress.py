@@ -215,7 +215,7 @@ def test_a_resumed_sweep_gets_this_sessions_callbacks_and_verbosity():
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from tokensweep.sweep.driver import replace_callback
-    from tokensweep.sweep.tune_state import ForgetDeletedCheckpoints
+    from tokensweep.sweep.tune_state import ErrorsAsText, ForgetDeletedCheckpoints, RecordSnapshots
     from tokensweep.tracking.tune_callback import MlflowTrialLogger
 
     class UsersCallback(tune.Callback):
@@ -223,7 +223,7 @@ def test_a_resumed_sweep_gets_this_sessions_callbacks_and_verbosity():
 
     users = UsersCallback()
     first = [MlflowTrialLogger("sqlite:///a.db", "s", "1", "p", None), CSVLoggerCallback(), JsonLoggerCallback(), SweepProgress(4), users]
-    run_config = tune.RunConfig(callbacks=first, verbose=0)
+    run_config = tune.RunConfig(name="s", storage_path="/storage", callbacks=first, verbose=0)  # as restored
 
     class StandInTuner:  # Ray 2.60 keeps the restored RunConfig at tuner._local_tuner.get_run_config()
         class _local_tuner:
@@ -231,5 +231,7 @@ def test_a_resumed_sweep_gets_this_sessions_callbacks_and_verbosity():
 
     now = [MlflowTrialLogger("sqlite:///a.db", "s", "1", "p", None), CSVLoggerCallback(), JsonLoggerCallback()]  # -q: no view
     assert replace_callback(StandInTuner(), now, verbose=2)
-    users_kept, forget, *ours = run_config.callbacks  # and the resume's own: checkpoints Tune's state lists but lost
+    # and the resume's own: checkpoints Tune's state lists but lost; the guards of the storage
+    users_kept, forget, record, as_text, *ours = run_config.callbacks
     assert users_kept is users and isinstance(forget, ForgetDeletedCheckpoints) and ours == now and run_config.verbose == 2
+    assert isinstance(record, RecordSnapshots) and record.experiment == "/storage/s" and isinstance(as_text, ErrorsAsText)

@@ -111,13 +111,18 @@ def test_spec_hash_ignores_resources_and_comments():
 
 
 def test_failure_reason_is_the_root_exception_in_one_line():
-    class Wrapper(Exception):
-        def __init__(self, cause):
-            super().__init__("Traceback ...\nlots of lines")
-            self.cause = cause
-
-    root = ValueError("non-finite training loss\nmore")
-    trial = types.SimpleNamespace(get_pickled_error=lambda: Wrapper(root), get_error=lambda: None)
-    assert failure_reason(trial) == "ValueError: non-finite training loss"
-    text_only = types.SimpleNamespace(get_pickled_error=lambda: None, get_error=lambda: "Failure # 1\nboom: it broke\n")
-    assert failure_reason(text_only) == "boom: it broke"
+    """From Tune's error text (the last failure's): the worker's traceback prints the root exception first."""
+    traceback = (
+        "Failure # 1 (occurred at 2026-12-07_03-52-20)\nearlier: failure\n"
+        "Failure # 2 (occurred at 2026-12-07_03-52-29)\n"
+        "\x1b[36mray::ImplicitFunc.train()\x1b[39m (pid=14729, ip=127.0.0.1, repr=train_trial)\n"
+        '  File "trials/train/loop.py", line 225, in _check_finite\n    raise NonFiniteLoss(...)\n'
+        "trials.errors.NonFiniteLoss: non-finite training loss in epoch 1\nmore\n\n"
+        "The above exception was the direct cause of the following exception:\n\n"
+        "Traceback (most recent call last):\nRuntimeError: wrapped\n"
+    )
+    trial = types.SimpleNamespace(error_file=None, get_error=lambda: traceback)
+    assert failure_reason(trial) == "NonFiniteLoss: non-finite training loss in epoch 1"
+    died = "Failure # 1 (occurred at x)\nThe actor died unexpectedly before finishing this task.\n\tclass_name: ImplicitFunc\n"
+    assert failure_reason(types.SimpleNamespace(error_file=None, get_error=lambda: died)).startswith("The actor died")
+    assert failure_reason(types.SimpleNamespace(error_file=None, get_error=lambda: None)) == "trial failed (no error recorded)"

@@ -4,7 +4,10 @@
   one line (what finished, what was interrupted, the --resume command), exit code 143, no MLflow run
   left RUNNING (the interrupted ones KILLED with the epoch they reached), no traceback and none of Ray's
   own hints; then --resume finishes the sweep with one run per trial, every epoch once.
-- Ctrl-C in a terminal (SIGINT to the driver's whole process group) on a local Ray: the same, exit 130.
+- Ctrl-C in a terminal (SIGINT to the driver's whole process group) on a local Ray: the same, exit 130;
+  pressed twice, the same again (the second is answered, not acted on), and --resume finishes the sweep and
+  clears the parent run's failure reason of an earlier session.
+- SIGHUP (its terminal closed) to the driver alone: a SIGTERM, exit 129; no process of its local Ray is left.
 - a sweep whose trials no node can hold now, on a cluster: a note says what they wait for; Ctrl-C ends it.
 - SIGTERM to a trial's Ray worker (a node being drained): the trial is retried; the worker ends without a
   traceback or a stack dump.
@@ -22,7 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from rel_helpers import start_cli, stop_process_group, trial_process, wait_for
+import psutil
+from mlflow import MlflowClient
+
+from rel_helpers import start_cli, stop_process_group, trial_process, tree, wait_for
 from sweep_helpers import CLI, base_env, metric_steps, poll_db, run_cli, sweep_runs
 
 pytestmark = pytest.mark.slow
@@ -81,11 +87,16 @@ def _epochs(db, name) -> list[int]:
     return sorted(r[0] for r in rows)
 
 
-def _interrupt_mid_sweep(proc, db, signum, to_group=False) -> float:
-    """Once `quick` has finished and a slow trial has logged an epoch, send `signum`; the time it was sent."""
+def _wait_mid_sweep(proc, db) -> None:
+    """Until `quick` has finished and a slow trial has logged an epoch."""
     alive = lambda: proc.poll() is None  # noqa: E731
     wait_for(lambda: _statuses(db).get("quick") == "FINISHED" and (_epochs(db, "slow-a") or _epochs(db, "slow-b")),
              400, "a finished trial and a running one", alive=alive)  # fmt: skip
+
+
+def _interrupt_mid_sweep(proc, db, signum, to_group=False) -> float:
+    """Mid-sweep (_wait_mid_sweep), send `signum`; the time it was sent."""
+    _wait_mid_sweep(proc, db)
     sent = time.monotonic()
     if to_group:
         os.killpg(proc.pid, signum)  # Ctrl-C in a terminal: the whole foreground process group
@@ -97,7 +108,7 @@ def _interrupt_mid_sweep(proc, db, signum, to_group=False) -> float:
 def _check_stopped(db, name, output, signum) -> list:
     """What a stopped sweep must leave: one line, nothing RUNNING, the interrupted runs KILLED at their epoch."""
     line = output.strip().splitlines()[-1]
-    how = "interrupted by SIGINT" if signum == signal.SIGINT else "terminated by SIGTERM"
+    how = f"{'interrupted' if signum == signal.SIGINT else 'terminated'} by {signal.Signals(signum).name}"
     assert re.match(rf"tokensweep run: {how}: [12] of 3 trial\(s\) finished, ", line), output[-3000:]
     assert line.endswith("--resume` continues the sweep") and "interrupted (" in line, line
     for words in RAY_HINTS:
@@ -160,6 +171,69 @@ def test_ctrl_c_on_a_local_ray_stops_the_sweep_in_order(tmp_path, ray_token_env)
     assert took < 30, took
     _check_stopped(db, "ctrlc", output, signal.SIGINT)
     assert not list(tmp_path.glob("ray_results/.ctrlc.lock"))  # the sweep's lock is released
+
+
+def _names(processes: list[psutil.Process]) -> list[str]:
+    """`pid name` of those still running."""
+    names = []
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                names.append(f"{process.pid} {process.name()}")
+        except psutil.NoSuchProcess:
+            pass
+    return names
+
+
+def _signal_local_sweep(tmp_path, env, name, send) -> tuple[int, str]:
+    """SPEC on a local Ray; mid-sweep (_wait_mid_sweep), `send(proc)`; (exit code, output)."""
+    spec = tmp_path / f"{name}.toml"
+    spec.write_text(SPEC.format(name=name))
+    proc, log = start_cli(["run", spec, "--num-cpus", "2", "--quiet"], tmp_path, env)
+    try:
+        _wait_mid_sweep(proc, tmp_path / "mlflow.db")
+        send(proc)
+        proc.wait(timeout=60)
+    finally:
+        stop_process_group(proc)
+    return proc.returncode, log.read_text()
+
+
+def test_ctrl_c_twice_stops_the_sweep_as_once_and_resume_clears_an_old_failure(tmp_path, ray_token_env):
+    def ctrl_c_twice(proc):
+        os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(0.3)  # while Tune stops
+        os.killpg(proc.pid, signal.SIGINT)
+
+    env = {**ray_token_env, "XDG_STATE_HOME": str(tmp_path / "state")}
+    code, output = _signal_local_sweep(tmp_path, env, "twice", ctrl_c_twice)
+    assert code == 130, output[-4000:]
+    db = tmp_path / "mlflow.db"
+    _check_stopped(db, "twice", output, signal.SIGINT)
+    assert "SIGINT again: already stopping" in output and "SystemError" not in output, output[-4000:]
+
+    (parent,), _ = sweep_runs(db, "twice")  # a parent run an older tokensweep left FAILED by two Ctrl-C
+    MlflowClient(f"sqlite:///{db}").set_tag(parent.info.run_id, "failure_reason", "SystemError: CoreWorker.wait")
+    run_cli(["run", tmp_path / "twice.toml", "--num-cpus", "2", "--quiet", "--resume"], cwd=tmp_path, env=env, timeout=600, check_rc=0)
+    (parent,), children = sweep_runs(db, "twice")
+    assert parent.info.status == "FINISHED" and "failure_reason" not in parent.data.tags, parent.data.tags
+    assert parent.data.tags["tokensweep.previous_failure"] == "SystemError: CoreWorker.wait"
+    assert sorted((c.info.run_name, c.info.status) for c in children) == [
+        ("quick", "FINISHED"), ("slow-a", "FINISHED"), ("slow-b", "FINISHED")]  # fmt: skip
+
+
+def test_sighup_stops_the_sweep_as_sigterm_and_leaves_no_ray_process(tmp_path, ray_token_env):
+    ray = []  # the local Ray's processes, the agents among them
+
+    def hang_up(proc):
+        ray.extend(tree(proc.pid)[1:])
+        assert any(" ray::" in name for name in _names(ray)), _names(ray)
+        os.kill(proc.pid, signal.SIGHUP)  # the driver alone: its terminal closed, nohup not used
+
+    code, output = _signal_local_sweep(tmp_path, ray_token_env, "hup", hang_up)
+    assert code == 129, output[-4000:]
+    _check_stopped(tmp_path / "mlflow.db", "hup", output, signal.SIGHUP)
+    assert _names(ray) == []  # ended before the driver exits, however Ray's own shutdown went
 
 
 def test_trials_no_node_can_hold_are_explained_and_ctrl_c_ends_the_wait(tmp_path, ray_head):

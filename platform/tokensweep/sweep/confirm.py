@@ -15,7 +15,7 @@ from __future__ import annotations
 from ray import tune
 
 from tokensweep.spec import SweepSpec
-from tokensweep.sweep import progress, searchers
+from tokensweep.sweep import progress, searchers, tune_state
 from tokensweep.sweep.options import RunOptions, TrialOutcome
 from tokensweep.sweep.search_throughput import SearchSettings, reported_key
 from tokensweep.sweep.space import TrialPayload, grid_config
@@ -82,7 +82,7 @@ def run_confirmation(spec: SweepSpec, options: RunOptions, tune_path: str, callb
     path = confirm_path(tune_path)
     trainable = tune.with_resources(train_trial, {"cpu": spec.cpus, "gpu": spec.gpus or 0})
     if tune.Tuner.can_restore(path):
-        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        tuner = tune_state.restore_tuner(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
         total = len(tune.ExperimentAnalysis(path).trials)
         driver.replace_callback(tuner, [callback, *progress.tune_callbacks(spec, options, total)], options.verbose)
     else:
@@ -92,7 +92,7 @@ def run_confirmation(spec: SweepSpec, options: RunOptions, tune_path: str, callb
         configs = confirm_configs(spec, searched, driver.platform_of(spec, options, callback.parent_run_id))
         if not configs:
             return []
-        tuner = tune.Tuner(
+        tuner = tune_state.new_tuner(
             trainable,
             param_space={},
             tune_config=tune.TuneConfig(

@@ -22,7 +22,7 @@ from ray import tune
 
 from tokensweep.plugins import export_plugin_roots
 from tokensweep.spec import SweepSpec
-from tokensweep.sweep import progress, ray_session, search_throughput, searchers, storage
+from tokensweep.sweep import progress, ray_session, search_throughput, searchers, storage, tune_state
 from tokensweep.sweep.after_training import after_training
 from tokensweep.sweep.confirm import run_confirmation
 from tokensweep.sweep.finished import FinishedTrials
@@ -30,10 +30,10 @@ from tokensweep.sweep.lock import SweepLock
 from tokensweep.sweep.options import RunOptions, SweepOutcome, TrialOutcome
 from tokensweep.sweep.parent_run import DescribeTrial, close_parent, open_tracker, open_tracker_in_background, start_parent_run
 from tokensweep.sweep.ray_logs import one_line_ray_errors
-from tokensweep.sweep.signals import StopOnSignal, SweepInterrupted, close_without_ray, signal_name, stopped_by
+from tokensweep.sweep.signals import StopOnSignal, SweepInterrupted, close_without_ray, interrupted_within, signal_name, stopped_by
 from tokensweep.sweep.space import Platform, TrialPayload, grid_config, search_base_config
 from tokensweep.sweep.trainable import train_trial
-from tokensweep.sweep.tune_state import ForgetDeletedCheckpoints
+from tokensweep.sweep.tune_state import ForgetDeletedCheckpoints, experiment_path, guards
 from tokensweep.tracking import tags as T
 from tokensweep.tracking.store import use_driver_http_settings
 from tokensweep.tracking.tune_callback import MlflowTrialLogger
@@ -54,11 +54,15 @@ def run_sweep(spec: SweepSpec, options: RunOptions, timings: dict | None = None)
     if not ray_session.starts_local_ray(options):
         ray_session.probe(ray_session.ray_address(options))  # nothing listens there: one line, before the lock is written
     optuna_url = optuna_storage(spec, options)
-    with lock, StopOnSignal() as stop:  # one driver per sweep from here; Ctrl-C / SIGTERM stop it in order
+    with lock, StopOnSignal() as stop:  # one driver per sweep from here; Ctrl-C / SIGTERM / SIGHUP stop it in order
         stop.before_exit.append(lock.release)
+        if ray_session.starts_local_ray(options):  # the process ends from the watchdog: no Ray process outlives it
+            stop.before_exit.append(lambda: ray_session.end_processes(ray_session.own_processes()))
         try:
             return _run_sweep(spec, options, tune_path, optuna_url, timings, started, stop)
-        except SweepInterrupted:  # before the sweep's MLflow parent run existed: nothing to close
+        except (SweepInterrupted, Exception) as err:  # before the sweep's MLflow parent run existed: nothing to close
+            if not interrupted_within(err):
+                raise
             return SweepOutcome(stop.exit_code, None, tune_path, [], timings, interrupted=signal_name(stop.signum))
         except SystemExit as exit_:  # SIGTERM while ray.init had Ray's handler in place of ours
             if exit_.code != signal.SIGTERM:
@@ -101,7 +105,7 @@ def _run_sweep(spec, options, tune_path, optuna_url, timings, started, stop) -> 
                                                   started, stop, finished)  # fmt: skip
     finally:
         with timed(timings, "ray_shutdown_s"):
-            ray.shutdown()
+            ray_session.shutdown(options)
     bench_failed = stages is not None and stages.failed  # a failed bench: exit 1, the trials kept
     code = stop.exit_code or (0 if status == "FINISHED" and not errors and not bench_failed else 1)
     interrupted = signal_name(stop.signum) if stop.stopped else None
@@ -136,22 +140,23 @@ def run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, s
         else:
             with stop.stops_at_once():  # the bench can take minutes: a signal ends it, the trials are kept
                 stages = after_training(spec, tracker, callback, tune_path, status, timings)  # concurrent_trials, bench
-    except SweepInterrupted:  # before Tune ran, during the bench, or a second signal while Tune stopped
-        status, tags = "KILLED", {T.STOPPED: stopped_by(stop.signum)}
-        trials = trials or summarise(tune_path, missing_ok=True)
     except KeyboardInterrupt:
         status, tags = "KILLED", {T.STOPPED: "interrupted"}
         raise
     except SystemExit:  # Ray turns SIGTERM into SystemExit in the driver
         status, tags = "KILLED", {T.STOPPED: "terminated"}
         raise
-    except Exception as err:
-        status, tags = "FAILED", {T.FAILURE_REASON: redact(f"{type(err).__name__}: {err}")[:1000]}
-        full = storage.full_storage(tune_path)  # then Tune fails reading what it half wrote: the disk is the cause
-        if full is None:
-            raise
-        tags[T.FAILURE_REASON] = storage.report_full(tune_path, full)
-        trials = summarise(tune_path, missing_ok=True)
+    except (SweepInterrupted, Exception) as err:
+        if interrupted_within(err):  # before Tune ran, or during the bench (also as Ray's SystemError around it)
+            status, tags = "KILLED", {T.STOPPED: stopped_by(stop.signum)}
+            trials = trials or summarise(tune_path, missing_ok=True)
+        else:
+            status, tags = "FAILED", {T.FAILURE_REASON: redact(f"{type(err).__name__}: {err}")[:1000]}
+            full = storage.full_storage(tune_path)  # then Tune fails reading what it half wrote: the disk is the cause
+            if full is None:
+                raise
+            tags[T.FAILURE_REASON] = storage.report_full(tune_path, full)
+            trials = summarise(tune_path, missing_ok=True)
     finally:
         end_failed = close_parent(tracker, callback, status, tags, timings, started, quiet=stop.stopped)
     return status, trials, callback.errors + end_failed, stages
@@ -225,7 +230,7 @@ def fit(spec: SweepSpec, options: RunOptions, tune_path: str, callback, optuna_u
     callbacks = [callback, *searchers.optuna_callbacks(spec, optuna_url, callback, options.tracking_uri),
                  *progress.tune_callbacks(spec, options)]  # MLflow, its Optuna links, the terminal, Tune's files  # fmt: skip
     if options.resume:
-        tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        tuner = tune_state.restore_tuner(tune_path, trainable=trainable, resume_unfinished=True, resume_errored=True)
         replace_callback(tuner, callbacks, options.verbose)
         return tuner.fit()
     platform = platform_of(spec, options, callback.parent_run_id)
@@ -255,12 +260,12 @@ def fit(spec: SweepSpec, options: RunOptions, tune_path: str, callback, optuna_u
         callbacks=callbacks,
         verbose=options.verbose,
     )
-    return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config).fit()
+    return tune_state.new_tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config).fit()
 
 
 def replace_callback(tuner, callbacks: list, verbose: int) -> bool:
     """After Tuner.restore the pickled RunConfig comes back; swap in this session's callbacks
-    (MLflow's, the terminal view) and verbosity.
+    (MLflow's, the terminal view, the guards of its storage) and verbosity.
 
     Ray 2.60 keeps it at tuner._local_tuner.get_run_config() (None with a Ray Client address,
     where the pickled callback - same parent run, same tracking URI - is used as is).
@@ -271,7 +276,7 @@ def replace_callback(tuner, callbacks: list, verbose: int) -> bool:
     run_config = local.get_run_config()
     replaced = {type(c) for c in callbacks}  # and any of tokensweep's own the first session had (-q has no view)
     others = [c for c in (run_config.callbacks or []) if type(c) not in replaced and not type(c).__module__.startswith("tokensweep.")]
-    run_config.callbacks = others + [ForgetDeletedCheckpoints(), *callbacks]
+    run_config.callbacks = others + [ForgetDeletedCheckpoints(), *guards(experiment_path(run_config)), *callbacks]
     run_config.verbose = verbose
     return True
 
@@ -282,7 +287,7 @@ def summarise(tune_path: str, outcomes: list | None = None, missing_ok: bool = F
     trial's results back from storage (a Ray Client sweep's callback ran on the cluster)."""
     if outcomes is None:
         try:
-            outcomes = [(t, t.status) for t in tune.ExperimentAnalysis(tune_path).trials]
+            outcomes = [(t, t.status) for t in tune_state.analysis(tune_path).trials]
         except Exception:
             if missing_ok:  # stopped before Tune saved any state, or its storage failed
                 return []

@@ -85,6 +85,7 @@ def start_parent_run(tracker: SweepTracker, spec: SweepSpec, options: RunOptions
     parent = tracker.start_parent(tune_path=tune_path, command=options.command, tags=tags, spec_text=spec.text,
                                   spec_name=spec.source, resolved=spec.resolved, resume=options.resume)  # fmt: skip
     if options.resume and tracker.resumed_parent:
+        forget_failure(tracker, parent)
         original = tracker.tags_of(parent).get(T.SPEC_SHA256)
         if original and original != spec_hash(spec):  # a resumed sweep runs the trials it started with
             print(
@@ -99,6 +100,15 @@ def start_parent_run(tracker: SweepTracker, spec: SweepSpec, options: RunOptions
             file=sys.stderr,
         )
     return parent
+
+
+def forget_failure(tracker: SweepTracker, parent: str) -> None:
+    """A resumed sweep's parent run: the reason an earlier session failed is not this session's; it is kept
+    as tokensweep.previous_failure (as a resumed trial's run keeps its own)."""
+    reason = tracker.tags_of(parent).get(T.FAILURE_REASON)
+    if reason:
+        tracker.client.delete_tag(parent, T.FAILURE_REASON)
+        tracker.tag(parent, **{T.PREVIOUS_FAILURE: reason})
 
 
 class DescribeTrial:

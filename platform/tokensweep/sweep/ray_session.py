@@ -47,6 +47,37 @@ def init_ray(options: RunOptions) -> None:
         raise SpecError(f"--address {address}: cannot connect to a Ray cluster ({err})".replace("\n", " ")) from None
 
 
+LEFTOVER_GRACE_S = 5.0  # for a local Ray's processes to end after ray.shutdown, before they are killed
+
+
+def shutdown(options: RunOptions) -> None:
+    """ray.shutdown(); a local Ray's processes that outlive it are then ended (end_processes)."""
+    processes = own_processes() if starts_local_ray(options) else []
+    ray.shutdown()
+    end_processes(processes, LEFTOVER_GRACE_S)
+
+
+def own_processes() -> list:
+    """This process's descendants: a local Ray's (listed before Ray ends: its agents are its raylet's children)."""
+    import psutil
+
+    return psutil.Process().children(recursive=True)
+
+
+def end_processes(processes: list, grace_s: float = 0.0) -> None:
+    """Kill those of `processes` still alive after `grace_s`. A local Ray's agents (DashboardAgent,
+    RuntimeEnvAgent) outlive a driver that ended without ray.shutdown, on their loopback ports, ignoring SIGTERM."""
+    import psutil
+
+    _, alive = psutil.wait_procs(processes, timeout=grace_s)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.Error:  # ended meanwhile
+            pass
+    psutil.wait_procs(alive, timeout=5)
+
+
 def local_cpus(options: RunOptions) -> int:
     """The CPUs a new local Ray offers: --num-cpus, else what this machine has."""
     return options.num_cpus or os.cpu_count() or 1

@@ -1,17 +1,20 @@
-"""Ctrl-C (SIGINT) and SIGTERM (a scheduler's preemption) to `tokensweep run`: the sweep stops in order.
+"""Ctrl-C (SIGINT), SIGTERM (a scheduler's preemption) and SIGHUP (its terminal closed, its SSH session dropped)
+to `tokensweep run`: the sweep stops in order. SIGHUP is a SIGTERM here: a sweep is a batch job whose record
+must be closed, not an interactive program that ends with its terminal.
 
 What the driver does with them (`StopOnSignal`, active from before Ray starts to the end of the sweep):
 - while Tune runs: it asks Tune to stop the way Tune's own Ctrl-C handling does (Tune's SIGUSR1 handler):
   Tune saves its state with every unfinished trial as it was - what `--resume` continues from - and
   stops the trials' actors; then the driver closes the trials' MLflow runs (KILLED, with the epoch they
   reached) and the parent run, and `tokensweep run` says in one line what finished and what was
-  interrupted, exit code 128 + the signal (130, 143);
+  interrupted, exit code 128 + the signal (130, 143, 129);
 - before the sweep's parent run exists (Ray starting): SweepInterrupted is raised at once - nothing
   was started that needs closing;
 - after the parent run exists, before Tune runs, or while runs are being closed: it is remembered
   and acted on at the next safe point (Tune is not started; closing runs is not cut short).
-A second signal while Tune stops raises SweepInterrupted at once, cutting Tune's shutdown short (the
-runs are still closed). If the sweep has not reached its end STOP_DEADLINE_S after the signal (a local
+A second signal (Ctrl-C pressed again) changes nothing: the stop under way goes on (one line says so), since
+cutting Tune's shutdown short would leave its state unsaved and, raised inside Ray's C code, turn into a
+SystemError. If the sweep has not reached its end STOP_DEADLINE_S after the signal (a local
 Ray whose own processes got the SIGTERM too - systemd and batch schedulers signal every process - leaves
 Tune waiting for a GCS that is gone), `on_deadline` closes the MLflow runs from another thread, says so,
 and the process exits with the same code: a signal never leaves a run RUNNING or the user waiting. Ray's own words about it (Tune's Ctrl-C warning, "Trials did not complete",
@@ -28,7 +31,7 @@ import signal
 import sys
 import threading
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 STOP_DEADLINE_S = 20.0  # from the signal to the sweep's end, before the runs are closed without Ray
 CLOSE_GRACE_S = 10.0  # more time for closing runs that has begun when the deadline passes
 # Tune's log lines about a stop we asked for, and its hint to resume with Tuner.restore
@@ -48,7 +51,7 @@ def signal_name(signum: int) -> str:
 
 
 def stopped_by(signum: int) -> str:
-    """The parent run's tokensweep.stopped: 'interrupted (SIGINT)', 'terminated (SIGTERM)'."""
+    """The parent run's tokensweep.stopped: 'interrupted (SIGINT)', 'terminated (SIGTERM)', 'terminated (SIGHUP)'."""
     return f"{'interrupted' if signum == signal.SIGINT else 'terminated'} ({signal_name(signum)})"
 
 
@@ -72,6 +75,18 @@ def close_without_ray(tracker, signum: int, command: str) -> None:
     )
 
 
+def interrupted_within(err: BaseException) -> bool:
+    """Whether `err` came of SweepInterrupted raised inside other code (Ray's C code turns an exception raised
+    by a signal handler into SystemError, with it as the cause)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, SweepInterrupted):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
+
+
 class _DropRayStopWords(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -87,6 +102,7 @@ class StopOnSignal:
         self.on_deadline = None  # closes the sweep's MLflow runs without Ray (set once the parent run exists)
         self.before_exit = []  # what must still happen if the process ends from the watchdog (the sweep's lock)
         self._done = threading.Event()
+        self._said_again = False  # a second signal was answered
 
     @property
     def stopped(self) -> bool:
@@ -145,22 +161,33 @@ class StopOnSignal:
             raise SweepInterrupted(self.signum)
 
     def _handle(self, signum, frame) -> None:
-        first = self.signum is None
-        if first:
-            self.signum = signum
+        if self.signum is not None:  # the stop is under way: the same outcome, sooner would lose Tune's state
+            if not self._said_again:
+                self._said_again = True
+                self._say(f"tokensweep run: {signal_name(signum)} again: already stopping, saving the sweep's state "
+                          f"for --resume (at most {STOP_DEADLINE_S + CLOSE_GRACE_S:.0f} s)")  # fmt: skip
+            return
+        self.signum = signum
         if self._phase == "setup":
             raise SweepInterrupted(signum)
-        if first:
-            threading.Thread(target=self._watchdog, name="stop-deadline", daemon=True).start()
+        threading.Thread(target=self._watchdog, name="stop-deadline", daemon=True).start()
         if self._phase == "stage":
             raise SweepInterrupted(signum)
         if self._phase != "tune":
-            return  # acted on at the next check (or already being acted on)
+            return  # acted on at the next check
         tune_stop = signal.getsignal(signal.SIGUSR1)
-        if first and callable(tune_stop):  # Tune's loop is running: it stops after its current step
+        if callable(tune_stop):  # Tune's loop is running: it stops after its current step
             tune_stop(signal.SIGUSR1, frame)
             return
-        raise SweepInterrupted(self.signum)  # Tune not started yet, or a second signal: stop now
+        raise SweepInterrupted(signum)  # Tune not started yet: stop now
+
+    @staticmethod
+    def _say(line: str) -> None:
+        """From a signal handler: one write, not through sys.stderr (the main thread may be inside a print)."""
+        try:
+            os.write(2, f"{line}\n".encode())
+        except OSError:  # the terminal is gone (SIGHUP): nobody to tell
+            pass
 
     def _watchdog(self) -> None:
         if self._done.wait(STOP_DEADLINE_S):

@@ -13,6 +13,7 @@ from ray import tune
 
 from tokensweep.errors import SpecError
 from tokensweep.spec import SweepSpec
+from tokensweep.sweep import tune_state
 from tokensweep.sweep.options import RunOptions
 
 
@@ -21,7 +22,8 @@ def is_uri(path: str) -> bool:
 
 
 def check_storage(spec: SweepSpec, options: RunOptions) -> str:
-    """The sweep's Tune path, if it exists as --resume/--fresh expect; else a SpecError. No writes."""
+    """The sweep's Tune path, if it exists as --resume/--fresh expect (and, to resume, holds only state files
+    this driver wrote: tune_state.check_recorded); else a SpecError. No writes."""
     path = options.tune_path(spec.name)
     exists = tune.Tuner.can_restore(path)
     if options.resume and not exists:
@@ -31,6 +33,8 @@ def check_storage(spec: SweepSpec, options: RunOptions) -> str:
             f"sweep {spec.name!r} already exists in {options.storage}: pass --resume to continue it, "
             f"--fresh to start it over, or --set sweep.name=NEW"
         )
+    if options.resume:
+        tune_state.check_recorded(path)
     return path
 
 

@@ -1,4 +1,4 @@
-"""Tune's restored state against what its storage holds.
+"""Tune's saved state: which of it a resumed sweep may load, and how a restored state meets its storage.
 
 Tune snapshots a trial's checkpoints (the ones it keeps, `num_to_keep`) with the rest of its state every
 few seconds, and deletes the oldest kept one whenever a new one registers. A driver killed between a
@@ -12,9 +12,16 @@ never dropped.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+import time
+from pathlib import Path
 
 from ray import tune
+
+from tokensweep.errors import SpecError
 
 log = logging.getLogger(__name__)
 
@@ -39,3 +46,198 @@ class ForgetDeletedCheckpoints(tune.Callback):
         if len(kept) != len(results):
             log.debug("trial %s: %d deleted checkpoint(s) dropped from Tune's restored list", trial, len(results) - len(kept))
             manager._checkpoint_results = kept
+
+
+# --- which saved state a resumed sweep may load ----------------------------------------------------------------
+#
+# Tuner.restore unpickles files of the experiment's folder in the Tune storage: tuner.pkl, the newest
+# experiment_state-*.json (each trial in it is cloudpickled), and the searcher's, search generator's and
+# callbacks' states (every *.json and *.pkl at the folder's top, which Tune copies to its local staging folder
+# first). Unpickling runs whatever code a pickle names, and the storage is written by every node of a cluster
+# and whoever else may write its share or bucket: the driver records the SHA-256 of the versions of these files
+# it writes (StateRecord), on its own machine, before Tune uploads them, and a resumed sweep loads none that is
+# not recorded (docs/reliability.md, "Trust").
+
+STATE_SUFFIXES = (".json", ".pkl")
+TUNER_FILE = "tuner.pkl"  # what the Tuner writes to the storage itself (not through the staging folder)
+KEEP_VERSIONS = 32  # recent digests kept per file: Tune's upload of a snapshot may lag its next saves
+STORAGE_LOOK_S = 20.0  # how often the driver reads which of its versions the storage holds (StateRecord)
+
+
+def experiment_path(run_config) -> str:
+    """The experiment's folder in the storage (`<storage>/<name>`): the record's key."""
+    return str(run_config.storage_path).rstrip("/") + "/" + run_config.name
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class StateRecord:
+    """The digests of an experiment's state files that this user's driver wrote, in a file only the user may
+    write: `$XDG_STATE_HOME/tokensweep/tune-state/` (default ~/.local/state), one per experiment folder.
+
+    Per file: its recent versions, and the one the storage held when the driver last looked (`stored`, always
+    one of its own): while uploads fail (a full disk, an outage), the storage keeps an older version than the
+    recent ones, and that is the version a --resume will find."""
+
+    def __init__(self, experiment: str):
+        self.experiment = experiment.rstrip("/")
+        base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+        self.path = base / "tokensweep" / "tune-state" / f"{sha256(self.experiment.encode())[:32]}.json"
+
+    def read(self) -> tuple[dict[str, list[str]], dict[str, str]]:
+        """(name -> recent digests, name -> the stored one)."""
+        try:
+            record = json.loads(self.path.read_text())
+            return dict(record["files"]), dict(record["stored"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}, {}
+
+    def known(self) -> dict[str, set[str]]:
+        files, stored = self.read()
+        return {name: {*files.get(name, ()), *([stored[name]] if name in stored else [])} for name in {*files, *stored}}
+
+    def add(self, digests: dict[str, str], in_storage: dict[str, str] | None = None) -> None:
+        """Record new versions, and which of its own the storage holds (`in_storage`: what it holds now).
+        Written atomically: a driver killed meanwhile leaves the previous record. A record that cannot be
+        written (a read-only home) is a warning: the sweep goes on, and --resume would refuse its state."""
+        try:
+            self._write(digests, in_storage)
+        except OSError as err:
+            log.warning("could not record the digests of Tune's state in %s (%s): --resume may refuse it", self.path, err)
+
+    def _write(self, digests: dict[str, str], in_storage: dict[str, str] | None) -> None:
+        files, stored = self.read()
+        for name, digest in (in_storage or {}).items():
+            if digest in files.get(name, ()):
+                stored[name] = digest
+        for name, digest in digests.items():
+            versions = [d for d in files.get(name, []) if d != digest]
+            files[name] = (versions + [digest])[-KEEP_VERSIONS:]
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps({"experiment": self.experiment, "files": files, "stored": stored}))
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.path)
+
+    def forget(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def storage_state(experiment: str) -> dict[str, str]:
+    """name -> digest of every state file at the top of the experiment's folder in the storage (path or URI)."""
+    import pyarrow.fs
+
+    fs, folder = pyarrow.fs.FileSystem.from_uri(experiment)
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(folder, allow_not_found=True))
+    digests = {}
+    for info in infos:
+        if info.type == pyarrow.fs.FileType.File and info.base_name.endswith(STATE_SUFFIXES):
+            with fs.open_input_stream(info.path) as f:
+                digests[info.base_name] = sha256(f.readall())
+    return digests
+
+
+def check_recorded(experiment: str) -> None:
+    """Before Ray reads an experiment's saved state: a SpecError naming the first file that this user's
+    driver did not write (one that the storage's other writers added or changed)."""
+    recorded = StateRecord(experiment)
+    known = recorded.known()
+    for name, digest in sorted(storage_state(experiment).items()):
+        if digest not in known.get(name, ()):
+            raise SpecError(
+                f"Tune's state file {name} in {experiment} is not one this sweep's driver wrote (its SHA-256 is not in "
+                f"{recorded.path}): it is not loaded, since unpickling it could run any code; if the storage was "
+                "tampered with, start over with --fresh; if the sweep ran on another machine or as another user, "
+                "resume it there"
+            )
+
+
+def new_tuner(*args, run_config, **kwargs) -> tune.Tuner:
+    """tune.Tuner(...) with its state recorded: the tuner.pkl it has just written, and (guards) every
+    experiment snapshot it will save."""
+    experiment = experiment_path(run_config)
+    record = StateRecord(experiment)
+    record.forget()  # a new experiment: nothing earlier in its folder is loaded again
+    run_config.callbacks = [*(run_config.callbacks or []), *guards(experiment)]
+    tuner = tune.Tuner(*args, run_config=run_config, **kwargs)
+    record.add({k: v for k, v in storage_state(experiment).items() if k == TUNER_FILE})
+    return tuner
+
+
+def restore_tuner(experiment: str, **kwargs) -> tune.Tuner:
+    """tune.Tuner.restore, once every state file it would load is one this driver recorded."""
+    check_recorded(experiment)
+    return tune.Tuner.restore(experiment, **kwargs)
+
+
+def analysis(experiment: str) -> tune.ExperimentAnalysis:
+    """The experiment's trials as its saved state has them, once that state is one this driver recorded."""
+    check_recorded(experiment)
+    return tune.ExperimentAnalysis(experiment)
+
+
+class RecordSnapshots(tune.Callback):
+    """Records the digests of each experiment snapshot as Tune saves it, before Tune uploads it to the storage.
+
+    Tune saves a snapshot to its local staging folder (the experiment's state, then the searcher's, then it asks
+    every callback for its state) and then uploads that folder. `get_state` is that ask: the snapshot is complete
+    and has not reached the storage. It returns None, as every tokensweep callback does, so no callback-state file
+    follows unrecorded. The folder is known from the trials (each step's); an experiment that ends without a
+    step (a resumed one with every trial done) is recorded at its end, from the local copy of what it uploaded.
+    """
+
+    def __init__(self, experiment: str):
+        self.experiment = experiment
+        self._trials = None  # Tune's own list of the experiment's trials, which grows as trials are added
+        self._looked = float("-inf")  # when the storage was last read (StateRecord's `stored`)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_trials": None, "_looked": float("-inf")}
+
+    def on_step_begin(self, iteration, trials, **info):
+        self._trials = trials
+
+    def get_state(self):
+        self._record(self._trials)
+        return None
+
+    def on_experiment_end(self, trials, **info):
+        self._record(trials)
+
+    def _in_storage(self) -> dict[str, str] | None:
+        """Every STORAGE_LOOK_S, the digests of what the storage holds (only ever matched against our own)."""
+        if time.monotonic() - self._looked < STORAGE_LOOK_S:
+            return None
+        self._looked = time.monotonic()
+        try:
+            return storage_state(self.experiment)
+        except OSError:  # unreachable now: the versions it holds were seen before, or are recent
+            return None
+
+    def _record(self, trials) -> None:
+        if not trials:
+            return
+        staging = Path(trials[0].storage.experiment_driver_staging_path)
+        try:
+            files = [p for p in staging.iterdir() if p.is_file() and p.name.endswith(STATE_SUFFIXES)]
+            digests = {p.name: sha256(p.read_bytes()) for p in files}
+        except OSError as err:  # the next snapshot tries again; until then --resume would refuse this one
+            log.warning("could not read Tune's state in %s (%s): --resume may refuse it", staging, err)
+            return
+        StateRecord(self.experiment).add(digests, self._in_storage())
+
+
+class ErrorsAsText(tune.Callback):
+    """At the experiment's end, before Tuner.fit builds its ResultGrid, which would unpickle from the storage the
+    error of every trial that did not finish: the trials forget their pickled error, so it reads error.txt."""
+
+    def on_experiment_end(self, trials, **info):
+        for trial in trials:
+            trial.run_metadata.pickled_error_filename = None
+
+
+def guards(experiment: str) -> list[tune.Callback]:
+    """The callbacks of every Tuner of a sweep, new or restored: nothing in the storage runs as code."""
+    return [RecordSnapshots(experiment), ErrorsAsText()]

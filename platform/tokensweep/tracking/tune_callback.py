@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 
@@ -39,38 +40,26 @@ Describe = Callable[[TrialPayload], tuple[dict, dict]]
 ENDED = ("TERMINATED", "ERROR")  # Tune's statuses of a trial that will not run again
 
 
+# an exception's line in a traceback: its (dotted) type name, then ": message" or nothing
+EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*)(?::\s(.*))?$")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+FAILURE_HEADER = re.compile(r"^Failure # \d+.*$", re.M)  # Tune's line before each failure's text
+
+
 def failure_reason(trial) -> str:
-    """One line: the exception that ended the trial, e.g. 'NonFiniteLoss: non-finite training loss ...'."""
-    exc = _pickled_error(trial)
-    seen = set()
-    while exc is not None and id(exc) not in seen:  # the user's exception, not Ray's wrappers around it
-        seen.add(id(exc))
-        inner = getattr(exc, "cause", None)
-        if inner is None or inner is exc:
-            inner = exc.__cause__
-        if inner is None:
-            break
-        exc = inner
-    if exc is not None:
-        first = next((line for line in str(exc).strip().splitlines() if line.strip()), "")
-        return f"{type(exc).__name__}: {first}"[:1000]
-    lines = [line for line in _error_text(trial).splitlines() if line.strip()]
-    return (lines[-1] if lines else "trial failed (no error recorded)")[:1000]
+    """One line: the exception that ended the trial, e.g. 'NonFiniteLoss: non-finite training loss ...'.
 
-
-def _pickled_error(trial):
-    # the driver's own copy first: get_pickled_error() reads storage, which is synced later - at
-    # on_trial_recover time it still holds no error (or the previous one)
-    try:
-        local = getattr(trial, "pickled_error_file", None)
-        if local and os.path.isfile(local):
-            import cloudpickle
-
-            with open(local, "rb") as f:
-                return cloudpickle.load(f)
-        return trial.get_pickled_error()
-    except Exception:
-        return None
+    Read from Tune's error text, never its pickled copy of the exception: that file is in the Tune storage,
+    and unpickling what the storage's other writers may have put there would run their code. The text of the
+    last failure is the worker's traceback; a chain of exceptions prints the root one first (the user's, not
+    Ray's wrappers around it); an error without a traceback (a worker that died) is its first line."""
+    last = FAILURE_HEADER.split(ANSI.sub("", _error_text(trial)))[-1]
+    lines = [line for line in last.splitlines() if line.strip()]
+    for line in lines:
+        match = EXCEPTION_LINE.match(line)
+        if match:
+            return (match[1] + (f": {match[2]}" if match[2] is not None else ""))[:1000]
+    return (lines[0].strip() if lines else "trial failed (no error recorded)")[:1000]
 
 
 def _error_text(trial) -> str:
