@@ -38,6 +38,13 @@ class DataDescription:
     classes: int
     form: str  # "generated", "original", or a prepared copy's form ("resized_256", ...)
 
+    def summary(self) -> str:
+        """For people, one line: where the images come from, the classes, the images found per split."""
+        where = "generated" if self.source_kind == "generated" else self.source
+        form = "" if self.form in ("original", "generated") else f", {self.form}"
+        images = ", ".join(f"{split} {n}" for split, n in self.sizes.items())
+        return f"{where}{form}: {self.classes} classes; images: {images}"
+
     def as_dict(self) -> dict:
         return asdict(self)
 
@@ -53,6 +60,12 @@ def describe_data(config) -> DataDescription:
             config.tiny_classes, config.tiny_train_per_class, config.tiny_val_per_class, config.spec.img_size
         )
     return describe_folder(config.data_dir, config.dataset)
+
+
+def data_line(config) -> str:
+    """The data `config` reads, its training length and recipe, in one line: what a user checks before a trial."""
+    epochs = f"{config.epochs} epoch{'' if config.epochs == 1 else 's'}"
+    return f"{config.dataset} data ({describe_data(config).summary()}); {epochs}, {config.recipe()}"
 
 
 def describe_tiny(classes: int, train_per_class: int, val_per_class: int, img_size: int) -> DataDescription:

@@ -155,15 +155,12 @@ def check_data(spec) -> None:
     roots = sorted({(v["dataset"], v["data_dir"]) for v in values if v.get("dataset", "tiny") != "tiny"})
     if not roots:
         return  # generated data only: nothing to check, and no reason to load torch (trials.data) here
-    from trials.data import check_imagefolder
-    from trials.data.loaders import check_imagenet100_classes
+    from trials.data.loaders import check_data_root
     from trials.errors import ConfigError
 
     for dataset, root in roots:
         try:
-            classes = check_imagefolder(root)
-            if dataset == "imagenet100":
-                check_imagenet100_classes(root, classes)
+            check_data_root(dataset, root)
         except ConfigError as err:
             raise SpecError(f"data path {root}: {err}") from None
 
@@ -177,6 +174,17 @@ def print_plan(spec) -> None:
     else:
         objectives = ", ".join(f"{m} ({mode})" for m, mode in spec.objectives)
         print(f"  optuna over {', '.join(p.key for p in spec.params)}; objectives: {objectives}")
+    for line in data_lines(spec):
+        print(f"data: {line}")
+
+
+def data_lines(spec) -> list[str]:
+    """What the trials read and how long they train, once per distinct line (grid trials may differ)."""
+    from trials import TrialConfig
+    from trials.data.describe import data_line
+
+    configs = [v.config for v in spec.variants] or [TrialConfig.from_dict(spec.base)]
+    return list(dict.fromkeys(data_line(c) for c in configs))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -32,7 +32,12 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from trials.data.describe import data_line
+
     config = trial_config_from(args)  # validated before anything heavy happens
+    check_data(config)
+    if args.resume is None:  # a checkpoint that does not fit is found only once the model is built: one line then
+        print(f"tokensweep trial: {data_line(config)}", file=sys.stderr)
     for note in config.notes():
         print(f"tokensweep trial: note: {note}", file=sys.stderr)
 
@@ -52,6 +57,14 @@ def run(args: argparse.Namespace) -> int:
         write_text_atomic(args.out, line + "\n")
     print(line, flush=True)
     return 0
+
+
+def check_data(config) -> None:
+    """The data folder, looked at before the trial says what it reads: a bad one is the only line on stderr."""
+    if config.dataset != "tiny":
+        from trials.data.loaders import check_data_root
+
+        check_data_root(config.dataset, config.data_dir)
 
 
 class Terminated(BaseException):
