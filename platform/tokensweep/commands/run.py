@@ -14,6 +14,9 @@ from pathlib import Path
 from tokensweep.errors import SpecError
 from tokensweep.plugins import add_plugin_flag
 
+MLFLOW_UI_PORT = 5000  # `mlflow ui`'s default: the link the summary prints assumes it
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "run",
@@ -286,20 +289,30 @@ def _print_outcome(spec, outcome, tracking_uri: str) -> None:
     phases = ("validate_s", "import_s", "ray_start_s", "mlflow_setup_s", "tune_s", "bench_s", "ray_shutdown_s")
     parts = [f"{k[:-2].replace('_', ' ')} {t[k]:.1f}s" for k in phases if k in t]
     print(f"time: {t.get('total_s', 0):.1f}s ({', '.join(parts)})")
-    from tokensweep.tracking.tags import runs_url
-    from tokensweep.tracking.uris import redact, split_credentials
-
-    if tracking_uri.startswith("sqlite:///"):
-        print(f"compare runs: mlflow ui --backend-store-uri {tracking_uri}")
-        if outcome.experiment_id:
-            print(f"  then open {runs_url('http://127.0.0.1:5000', outcome.experiment_id)}")
-    elif tracking_uri.startswith(("http://", "https://")) and outcome.experiment_id:
-        print(f"compare runs: {runs_url(redact(split_credentials(tracking_uri)[0]), outcome.experiment_id)}")
+    for line in compare_runs_lines(tracking_uri, outcome.experiment_id):
+        print(line)
     print(f"Tune state: {outcome.tune_path}")
     if outcome.tracking_errors:
         print(f"warning: {outcome.tracking_errors} MLflow write(s) failed (see the log above); the runs may be incomplete")
     _print_stages(spec, outcome.stages)
     sys.stdout.flush()
+
+
+def compare_runs_lines(tracking_uri: str, experiment_id: str | None) -> list[str]:
+    """How to see the sweep's runs: a server's link, or for a sqlite store the `mlflow ui` command with the
+    port its link assumes (another port: the same link on it)."""
+    from tokensweep.tracking.tags import runs_url
+    from tokensweep.tracking.uris import redact, split_credentials
+
+    if tracking_uri.startswith("sqlite:///"):
+        lines = [f"compare runs: mlflow ui --backend-store-uri {tracking_uri} --port {MLFLOW_UI_PORT}"]
+        if experiment_id:
+            link = runs_url(f"http://127.0.0.1:{MLFLOW_UI_PORT}", experiment_id)
+            lines.append(f"  then open {link} (with another --port, the same link on that port)")
+        return lines
+    if tracking_uri.startswith(("http://", "https://")) and experiment_id:
+        return [f"compare runs: {runs_url(redact(split_credentials(tracking_uri)[0]), experiment_id)}"]
+    return []
 
 
 def _print_stages(spec, stages) -> None:
