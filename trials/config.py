@@ -67,8 +67,8 @@ class TrialConfig:
     drop_path: float = opt(0.1, "stochastic depth rate of the last block")
     knobs: dict = field(default_factory=dict)  # the embedding's knobs that are set; flat keys in from_dict
     # --- data ---
-    dataset: str = opt("tiny", "generated tiny data, any ImageFolder, or ImageNet-100", choices=DATASETS)
-    data_dir: str | None = opt(None, "ImageFolder root with train/ and val/", unset="none: tiny data only")
+    dataset: str = opt("tiny", "generated tiny data, any ImageFolder, or ImageNet-100 (a data_dir alone: imagefolder)", choices=DATASETS)
+    data_dir: str | None = opt(None, "ImageFolder root with train/ and val/", unset="none: generated data")
     tiny_classes: int = opt(10, "classes of the generated data set")
     tiny_train_per_class: int = opt(200, "generated training images per class")
     tiny_val_per_class: int = opt(50, "generated validation images per class")

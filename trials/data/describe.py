@@ -26,6 +26,7 @@ DIGEST_CHARS = 16  # of the sha256: enough to tell data sets apart, short enough
 # trials.data.imagefolder.IMAGE_EXTENSIONS (that module imports torch)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 MARKER = "tokensweep-data.json"  # trials.data.prepared.MARKER: what a prepared copy is
+TINY_DATA_SEED = 0  # the tiny set is a fixed benchmark: config.seed varies training, not the data
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,6 @@ def data_line(config) -> str:
 
 
 def describe_tiny(classes: int, train_per_class: int, val_per_class: int, img_size: int) -> DataDescription:
-    from trials.data.loaders import TINY_DATA_SEED  # the seed trials use for the tiny set
-
     inputs = {
         "generator": "trials.data.tiny",
         "seed": TINY_DATA_SEED,

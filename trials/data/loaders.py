@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
+from trials.data.describe import TINY_DATA_SEED
 from trials.data.device_augment import DeviceAugment
 from trials.data.imagefolder import ImageFolder, bad_image_error, check_imagefolder, collate_images
 from trials.data.imagenet100 import imagenet100_wnids
@@ -28,8 +29,6 @@ from trials.data.seeded import SeededDataset
 from trials.data.tiny import make_tiny
 from trials.data.transforms import EvalTransform, TrainTransform, pad_crop_flip
 from trials.errors import ConfigError, require
-
-TINY_DATA_SEED = 0  # the tiny set is a fixed benchmark: config.seed varies training, not the data
 
 
 class InMemoryImages(SeededDataset):

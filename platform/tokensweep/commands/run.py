@@ -36,7 +36,8 @@ def register(subparsers) -> None:
         metavar="KEY=VALUE",
         help="override a spec value, value parsed as TOML (repeatable): --set trial.epochs=2 --set search.num_samples=4",
     )
-    p.add_argument("--data-dir", help="data set root (ImageFolder with train/ and val/); default $TOKENSWEEP_DATA")
+    p.add_argument("--data-dir", help="data set root (ImageFolder with train/ and val/): the spec's data set, an "
+                   "ImageFolder where it names none; default [trial] data_dir, else $TOKENSWEEP_DATA")  # fmt: skip
     p.add_argument(
         "--address",
         help="Ray cluster: 'auto' (the running one), host:port, ray://host:10001, or 'local' (start a new "
@@ -56,9 +57,11 @@ def register(subparsers) -> None:
     group.add_argument("--fresh", action="store_true", help="delete the same-named sweep's Tune state (and Optuna study) and start over")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a new local Ray (default: all)")
     p.add_argument("--smoke", action="store_true",
-                   help="shrink the spec to the smoke preset: tiny backbone and data, a few epochs, 1 CPU per trial, "
-                   "3 Optuna trials (what CI runs for every shipped spec); --set still applies")  # fmt: skip
-    p.add_argument("--dry-run", action="store_true", help="validate and list the trials; start nothing")
+                   help="shrink the spec to the smoke preset: tiny backbone, a few epochs, 1 CPU per trial, 3 Optuna "
+                   "trials (what CI runs for every shipped spec); generated data unless a data path is given; "
+                   "--set still applies")  # fmt: skip
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate and list the trials, the data they read, their epochs and recipe; start nothing")  # fmt: skip
     talk = p.add_mutually_exclusive_group()
     talk.add_argument("-q", "--quiet", action="store_true", help="print nothing but the summary at the end")
     talk.add_argument("-v", "--verbose", action="count", default=0,

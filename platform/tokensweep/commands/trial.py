@@ -14,11 +14,13 @@ def register(sub) -> None:
     p = sub.add_parser(
         "trial",
         help="train and measure one model",
-        description="Train and evaluate one ViT, then measure params, FLOPs and images/sec. "
-        "Ends with one JSON line of final metrics on stdout.",
+        description="Train and evaluate one ViT, then measure params, FLOPs and images/sec. Says first what it "
+        "reads (data set, path, classes, images per split), its epochs and recipe; ends with one JSON line of "
+        "final metrics on stdout.",
         epilog="example: tokensweep trial --smoke --model vit_tiny_patch --epochs 4",
     )
-    p.add_argument("--smoke", action="store_true", help="tiny data, tiny model, a few epochs (CPU, under a minute)")
+    p.add_argument("--smoke", action="store_true",
+                   help="tiny model, a few epochs, generated data unless --data-dir is given (CPU, under a minute)")  # fmt: skip
     p.add_argument("--config", metavar="FILE.toml", help="TrialConfig values ([trial] table or top level); flags win")
     p.add_argument("--checkpoint-dir", metavar="DIR", help="keep each epoch's checkpoint here (replaced atomically)")
     p.add_argument("--resume", metavar="DIR", help="continue from the checkpoint in DIR")
