@@ -63,10 +63,19 @@ def describe_data(config) -> DataDescription:
     return describe_folder(config.data_dir, config.dataset)
 
 
-def data_line(config) -> str:
-    """The data `config` reads, its training length and recipe, in one line: what a user checks before a trial."""
+def data_inputs(config) -> tuple:
+    """What describe_data(config) depends on: configs alike in these read the same data."""
+    if config.dataset == "tiny":
+        return ("tiny", config.tiny_classes, config.tiny_train_per_class, config.tiny_val_per_class, config.spec.img_size)
+    return (config.dataset, config.data_dir)
+
+
+def data_line(config, description: DataDescription | None = None) -> str:
+    """The data `config` reads (`description`, if already made), its training length and recipe, in one
+    line: what a user checks before a trial."""
+    description = description or describe_data(config)
     epochs = f"{config.epochs} epoch{'' if config.epochs == 1 else 's'}"
-    return f"{config.dataset} data ({describe_data(config).summary()}); {epochs}, {config.recipe()}"
+    return f"{config.dataset} data ({description.summary()}); {epochs}, {config.recipe()}"
 
 
 def describe_tiny(classes: int, train_per_class: int, val_per_class: int, img_size: int) -> DataDescription:

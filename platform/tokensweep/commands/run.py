@@ -185,12 +185,17 @@ def print_plan(spec) -> None:
 
 
 def data_lines(spec) -> list[str]:
-    """What the trials read and how long they train, once per distinct line (grid trials may differ)."""
+    """What the trials read and how long they train, once per distinct line (grid trials may differ); each
+    data set described once (a folder's files are listed)."""
     from trials import TrialConfig
-    from trials.data.describe import data_line
+    from trials.data.describe import data_inputs, data_line, describe_data
 
     configs = [v.config for v in spec.variants] or [TrialConfig.from_dict(spec.base)]
-    return list(dict.fromkeys(data_line(c) for c in configs))
+    described = {}
+    for c in configs:
+        if data_inputs(c) not in described:
+            described[data_inputs(c)] = describe_data(c)
+    return list(dict.fromkeys(data_line(c, described[data_inputs(c)]) for c in configs))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,8 +15,8 @@ def register(sub) -> None:
         "trial",
         help="train and measure one model",
         description="Train and evaluate one ViT, then measure params, FLOPs and images/sec. Says first (unless "
-        "--quiet) what it reads (data set, path, classes, images per split), its epochs and recipe; ends with one JSON line of "
-        "final metrics on stdout.",
+        "--quiet) what it reads (data set, path, classes, images per split), its epochs and recipe; ends with "
+        "one JSON line of final metrics on stdout.",
         epilog="example: tokensweep trial --smoke --model vit_tiny_patch --epochs 4",
     )
     p.add_argument("--smoke", action="store_true",

@@ -194,9 +194,10 @@ def resolve_data(ctx: SpecContext, base: dict, where: dict[str, str], flag: str 
     if shrunk and not (given or wants_env) and "trial.dataset" not in ctx.set_keys:
         dataset = "tiny"  # the smoke preset's data: no path was given for the spec's
     if given and dataset == "tiny":
-        raise _data_error(ctx, where["data_dir"], f"{base['data_dir']!r} is given, but {where.get('dataset', 'trial.dataset')} is 'tiny' "
-                          "(generated data, which reads no files): set trial.dataset = \"imagefolder\" (or "
-                          "\"imagenet100\") to train on it, or leave the data path out")  # fmt: skip
+        named = where.get("dataset", "trial.dataset")
+        raise _data_error(ctx, where["data_dir"], f"{base['data_dir']!r} is given, but {named} is 'tiny' (generated "
+                          'data, which reads no files): set trial.dataset = "imagefolder" (or "imagenet100") to '
+                          "train on it, or leave the data path out")  # fmt: skip
     base["dataset"] = dataset
     if wants_env:
         base["data_dir"], where["data_dir"] = environ[DATA_ENV], f"${DATA_ENV}"

@@ -17,7 +17,7 @@ from tokensweep.sweep.space import TrialPayload
 from tokensweep.tracking import tags as T
 from tokensweep.tracking.store import is_unavailable
 from tokensweep.tracking.tracker import SweepTracker
-from tokensweep.tracking.uris import redact
+from tokensweep.tracking.uris import redact, server_unreachable
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,8 @@ def time_tags(tracker: SweepTracker, timings: dict) -> dict[str, str]:
 def log_summary(tracker: SweepTracker) -> None:
     """What the sweep found, as its parent run's metrics (vocab.SWEEP_FIELDS): MLflow's run page lists
     them. A figure that cannot be made is a warning; an unreachable store is close_parent's to report."""
+    if server_unreachable(tracker.tracking_uri):
+        return
     try:
         metrics = summary_metrics(tracker)
         if metrics:
