@@ -132,6 +132,19 @@ def test_dry_run_prints_the_data_the_epochs_and_the_recipe(folder, capsys):
     assert "; 300 epochs, the paper's recipe (made for 300 epochs)" in capsys.readouterr().out
 
 
+def test_dry_run_lists_a_data_set_once_however_many_trials_read_it(folder, monkeypatch):
+    import trials.data.describe as describe
+    from tokensweep.commands.run import data_lines
+
+    calls = []
+    real = describe.describe_data
+    monkeypatch.setattr(describe, "describe_data", lambda config: calls.append(config) or real(config))
+    s = parse_spec(PLAIN + '[grid]\nlr = [1e-3, 2e-3, 3e-3]\n', "s.toml", data_dir=str(folder))
+    lines = data_lines(s)
+    assert len(calls) == 1 and len(lines) == 3  # one listing of the folder; a line per recipe
+    assert all(line.startswith(f"imagefolder data ({folder}: 4 classes;") for line in lines)
+
+
 # --- the recipe and the loader workers ------------------------------------------------------------------
 
 
