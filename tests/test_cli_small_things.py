@@ -79,3 +79,13 @@ def test_imagenet100_folders_get_what_mkdir_gives_like_data_tiny(tmp_path, umask
     for folder in (links, copy, tiny / "train"):
         assert stat.S_IMODE(folder.stat().st_mode) == expected, (folder, oct(folder.stat().st_mode))
     assert "(100 classes" in tokensweep("data", "imagenet100", "--source", source, "--dest", links).stdout
+
+
+@pytest.mark.parametrize("command", ["trial", "params", "bench", "data", "run", "export", "dashboard"])
+def test_help_prints_percent_signs_as_typed(command, capsys):
+    """argparse %-formats help strings but not descriptions: a description's '%%' would print as typed."""
+    from tokensweep.cli import main
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "%%" not in capsys.readouterr().out

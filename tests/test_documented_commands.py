@@ -117,13 +117,13 @@ HOW: dict[str, tuple[str, str]] = {
         VARIANT, "tokensweep run platform/sweeps/paper-table7.toml --set trial.epochs=100" + SMOKE_DRY),
     "tokensweep run platform/sweeps/channels-optuna.toml": (VARIANT, "tokensweep run platform/sweeps/channels-optuna.toml" + SMOKE_DRY),
     "tokensweep run platform/sweeps/paper-table6.toml --data-dir /data/imagenet100": (
-        VARIANT, "tokensweep run platform/sweeps/paper-table6.toml --data-dir /data/imagenet100" + SMOKE_DRY),
+        VARIANT, "tokensweep run platform/sweeps/paper-table6.toml" + SMOKE_DRY),  # --smoke keeps a data path: none here
     "tokensweep run platform/sweeps/paper-table7.toml --data-dir /data/imagenet100": (
-        VARIANT, "tokensweep run platform/sweeps/paper-table7.toml --data-dir /data/imagenet100" + SMOKE_DRY),
+        VARIANT, "tokensweep run platform/sweeps/paper-table7.toml" + SMOKE_DRY),  # --smoke keeps a data path: none here
     "tokensweep run platform/sweeps/paper-table8.toml --data-dir /data/imagenet100": (
-        VARIANT, "tokensweep run platform/sweeps/paper-table8.toml --data-dir /data/imagenet100" + SMOKE_DRY),
+        VARIANT, "tokensweep run platform/sweeps/paper-table8.toml" + SMOKE_DRY),  # --smoke keeps a data path: none here
     "tokensweep run platform/sweeps/channels-optuna.toml --data-dir /data/imagenet100": (
-        VARIANT, "tokensweep run platform/sweeps/channels-optuna.toml --data-dir /data/imagenet100" + SMOKE_DRY),
+        VARIANT, "tokensweep run platform/sweeps/channels-optuna.toml" + SMOKE_DRY),  # --smoke keeps a data path: none here
     "tokensweep run platform/sweeps/paper-table6.toml --address auto --storage s3://BUCKET/ray_results "
     "--tracking-uri http://MLFLOW-HOST:5000": (
         VARIANT, "tokensweep run platform/sweeps/paper-table6.toml --address auto --storage s3://BUCKET/ray_results "

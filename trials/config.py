@@ -29,6 +29,12 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BAD_IMAGE_POLICIES = ("fail", "skip")
 MODEL_PICKERS = ("backbone", "embedding")  # not fields: they pick `model` within its family
 MAX_SEED = 2**32 - 1  # np.random.seed takes no more
+MAX_DEFAULT_WORKERS = 4  # loader workers when unset: more than the usable CPUs makes PyTorch warn and oversubscribe
+PAPER_EPOCHS = 300  # what the paper's recipe (the defaults) is made for
+FEW_EPOCHS = PAPER_EPOCHS // 10  # below this, its regularisation keeps a trial from learning much
+# The options that make the recipe (the epochs aside): the paper's are the defaults, the smoke preset's SMOKE.
+RECIPE = ("batch_size", "lr", "weight_decay", "warmup_epochs", "min_lr", "clip_grad", "label_smoothing", "mixup",
+          "cutmix", "mix_switch_prob", "randaugment", "random_erasing", "drop_path")  # fmt: skip
 
 # Tiny data, the tiny backbone, no augmentation: learns above 2x chance in well under a minute on 2 cores.
 SMOKE = dict(
@@ -63,14 +69,14 @@ class TrialConfig:
     drop_path: float = opt(0.1, "stochastic depth rate of the last block")
     knobs: dict = field(default_factory=dict)  # the embedding's knobs that are set; flat keys in from_dict
     # --- data ---
-    dataset: str = opt("tiny", "generated tiny data, any ImageFolder, or ImageNet-100", choices=DATASETS)
-    data_dir: str | None = opt(None, "ImageFolder root with train/ and val/", unset="none: tiny data only")
+    dataset: str = opt("tiny", "generated tiny data, any ImageFolder, or ImageNet-100 (a data_dir alone: imagefolder)", choices=DATASETS)
+    data_dir: str | None = opt(None, "ImageFolder root with train/ and val/", unset="none: generated data")
     tiny_classes: int = opt(10, "classes of the generated data set")
     tiny_train_per_class: int = opt(200, "generated training images per class")
     tiny_val_per_class: int = opt(50, "generated validation images per class")
     randaugment: bool = opt(True, "RandAugment m9 on training images")
     random_erasing: float = opt(0.25, "random erasing probability")
-    workers: int = opt(4, "data loader worker processes")
+    workers: int | None = opt(None, "data loader worker processes", unset=f"{MAX_DEFAULT_WORKERS}, or fewer on fewer CPUs")
     bad_images: str = opt("fail", "an undecodable file: fail the trial, or skip and count it", choices=BAD_IMAGE_POLICIES)
     # --- recipe (paper Table 2 and the DeiT recipe it builds on) ---
     epochs: int = opt(300, "training epochs")
@@ -173,12 +179,35 @@ class TrialConfig:
         to half the run, so the learning rate still decays."""
         return self.warmup_epochs if self.warmup_epochs <= self.epochs else self.epochs / 2
 
+    @property
+    def loader_workers(self) -> int:
+        """`workers`, or when unset MAX_DEFAULT_WORKERS capped at the CPUs this process may run on."""
+        if self.workers is not None:
+            return self.workers
+        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return min(MAX_DEFAULT_WORKERS, usable)
+
+    def recipe(self) -> str:
+        """The recipe in words: the paper's, the smoke preset's, or the paper's with what differs from it."""
+        paper = {f.name: f.default for f in dataclasses.fields(self) if f.name in RECIPE}
+        changed = [k for k in RECIPE if getattr(self, k) != paper[k]]
+        if not changed:
+            return f"the paper's recipe (made for {PAPER_EPOCHS} epochs)"
+        if all(getattr(self, k) == SMOKE.get(k, paper[k]) for k in RECIPE):
+            return "the smoke recipe (no augmentation or mixing)"
+        return "the paper's recipe with " + ", ".join(f"{k} {getattr(self, k)}" for k in changed)
+
     def notes(self) -> list[str]:
         """What this config does that its values do not say outright (callers print it once)."""
+        notes = []
         if self.warmup < self.warmup_epochs:
-            return [f"warmup_epochs {self.warmup_epochs:g} is longer than epochs {self.epochs}: "
-                    f"warming up over {self.warmup:g} epoch(s) instead, then cosine decay"]  # fmt: skip
-        return []
+            notes.append(f"warmup_epochs {self.warmup_epochs:g} is longer than epochs {self.epochs}: "
+                         f"warming up over {self.warmup:g} epoch(s) instead, then cosine decay")  # fmt: skip
+        if self.epochs < FEW_EPOCHS and (self.mixup > 0 or self.cutmix > 0 or self.randaugment):
+            notes.append(f"the paper's recipe is made for {PAPER_EPOCHS} epochs: in {self.epochs}, its mixup, cutmix "
+                         "and RandAugment can keep top-1 near chance; a short try learns with them off (mixup 0, "
+                         "cutmix 0, no randaugment, as --smoke does)")  # fmt: skip
+        return notes
 
     def params(self) -> dict:
         """What defines the trial, as its MLflow params (vocab's param names and every knob, resolved)."""
@@ -220,7 +249,7 @@ class TrialConfig:
         check(self.tiny_train_per_class >= 1, "tiny_train_per_class", "an integer >= 1")
         check(self.tiny_val_per_class >= 1, "tiny_val_per_class", "an integer >= 1")
         check(0 <= self.random_erasing <= 1, "random_erasing", "a probability in [0, 1]")
-        check(self.workers >= 0, "workers", "an integer >= 0")
+        check(self.workers is None or self.workers >= 0, "workers", "an integer >= 0 or unset")
         check(self.bad_images in BAD_IMAGE_POLICIES, "bad_images", f"one of {', '.join(BAD_IMAGE_POLICIES)}")
         check(1 <= self.epochs <= 10_000, "epochs", "an integer from 1 to 10000")
         check(1 <= self.batch_size <= 65_536, "batch_size", "an integer from 1 to 65536")

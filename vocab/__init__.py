@@ -98,6 +98,16 @@ FIELDS = (
 BENCH_REPEATS = "bench_repeat_images_per_sec"
 
 
+# What a whole sweep found: metrics of its parent run (MLflow's run page lists them), not columns of a trial's row.
+SWEEP_FIELDS = (
+    Field("configurations", FINAL, "int", "configurations (seeds of one config_id grouped)"),
+    Field("front_size", FINAL, "int", "configurations on the front of the means (top-1 vs images/s)"),
+    Field("best_top1_mean", FINAL, "float", "the best configuration's mean top-1 (%)", "max", "%"),
+    Field("best_top1_ci_low", FINAL, "float", "its 95% interval's low end (%)", "max", "%"),
+    Field("best_top1_ci_high", FINAL, "float", "its 95% interval's high end (%)", "max", "%"),
+)
+
+
 def of_kind(*kinds: str) -> tuple[Field, ...]:
     return tuple(f for f in FIELDS if f.kind in kinds)
 

@@ -124,7 +124,20 @@ def trial_config_from(args: argparse.Namespace) -> TrialConfig:
         where = f"{args.config}: "
         if not isinstance(values, dict):
             raise SpecError(f"{args.config}: [trial] must be a table of TrialConfig options")
-    values = {**values, **flag_values(args)}
+    values = with_dataset({**values, **flag_values(args)}, where)
     if getattr(args, "smoke", False):
         return TrialConfig.smoke(**values)
     return TrialConfig.from_dict(values, where=where)
+
+
+def with_dataset(values: dict, where: str = "") -> dict:
+    """A data path given with no data set named means an ImageFolder (the smoke preset's generated data
+    is not a choice the user made); beside dataset "tiny", which reads no files, it is an error."""
+    if values.get("data_dir") is None:
+        return values
+    dataset = values.setdefault("dataset", "imagefolder")
+    if dataset == "tiny":
+        raise SpecError(f"{where}data_dir {values['data_dir']!r} is set, but dataset is 'tiny' (generated data, which "
+                        "reads no files): pass --dataset imagefolder (or imagenet100) to train on it, or leave "
+                        "--data-dir out")  # fmt: skip
+    return values

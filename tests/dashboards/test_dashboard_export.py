@@ -61,7 +61,7 @@ def test_export_command_writes_parquet_atomically(mlflow_store, tmp_path, capsys
     out = tmp_path / "sub" / "runs.parquet"
     assert main(["export", EXPERIMENT, "--tracking-uri", mlflow_store.uri, "--out", str(out)]) == 0
     assert pq.read_table(out).num_rows == 6
-    assert sorted(p.name for p in out.parent.iterdir()) == ["configurations.parquet", "runs.parquet"]  # no temp files
+    assert sorted(p.name for p in out.parent.iterdir()) == ["runs-configurations.parquet", "runs.parquet"]  # no temp files
     printed = capsys.readouterr().out
     assert "wrote 6 runs" in printed and "wrote 5 configurations" in printed  # FINISHED runs, one seed each
 
@@ -134,7 +134,7 @@ def test_export_writes_the_configurations_beside_the_runs(mlflow_store, tmp_path
     out = tmp_path / "out" / "runs.parquet"
     uri = f"sqlite:///{mlflow_store.db_dir / 'mlflow.db'}"
     assert main(["export", "replicated", "--tracking-uri", uri, "--out", str(out)]) == 0
-    configs = {r["config_id"]: r for r in pq.read_table(out.with_name("configurations.parquet")).to_pylist()}
+    configs = {r["config_id"]: r for r in pq.read_table(out.with_name("runs-configurations.parquet")).to_pylist()}
     st = configs["cfg-st3"]
     direct = summarize([50.0, 51.0, 52.0])
     assert st["n"] == 3 and st["name"] == "st-3" and st["cluster_iters"] == 3 and len(st["run_ids"]) == 3
@@ -143,9 +143,16 @@ def test_export_writes_the_configurations_beside_the_runs(mlflow_store, tmp_path
     assert "wrote 2 configurations" in capsys.readouterr().out
 
 
-def test_export_refuses_to_overwrite_its_own_configurations_file(mlflow_store, tmp_path, capsys):
-    out = tmp_path / "configurations.parquet"
-    assert main(["export", EXPERIMENT, "--tracking-uri", mlflow_store.uri, "--out", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert "is the name of the configurations file" in err and err.count("\n") == 1
-    assert list(tmp_path.iterdir()) == []  # nothing written
+def test_two_sweeps_exported_to_one_folder_keep_their_own_configurations(mlflow_store, fresh_store, tmp_path, capsys):
+    first, second = tmp_path / "first.parquet", tmp_path / "second.parquet"
+    assert main(["export", EXPERIMENT, "--tracking-uri", mlflow_store.uri, "--out", str(first)]) == 0
+    assert main(["export", fresh_store.experiment, "--tracking-uri", fresh_store.uri, "--out", str(second)]) == 0
+    for out, experiment in ((first, EXPERIMENT), (second, fresh_store.experiment)):
+        configs = pq.read_table(tmp_path / f"{out.stem}-configurations.parquet")
+        assert configs.schema.metadata[b"tokensweep.experiment"] == experiment.encode() and configs.num_rows == 5
+    assert capsys.readouterr().err == ""
+    # the same --out for another sweep: replaced, and said so
+    assert main(["export", EXPERIMENT, "--tracking-uri", mlflow_store.uri, "--out", str(second)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"tokensweep export: note: replacing {path}, which held sweep {fresh_store.experiment!r}"
+                   for path in (second, tmp_path / "second-configurations.parquet")]  # fmt: skip

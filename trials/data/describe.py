@@ -26,6 +26,7 @@ DIGEST_CHARS = 16  # of the sha256: enough to tell data sets apart, short enough
 # trials.data.imagefolder.IMAGE_EXTENSIONS (that module imports torch)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 MARKER = "tokensweep-data.json"  # trials.data.prepared.MARKER: what a prepared copy is
+TINY_DATA_SEED = 0  # the tiny set is a fixed benchmark: config.seed varies training, not the data
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,13 @@ class DataDescription:
     sizes: dict  # split -> images
     classes: int
     form: str  # "generated", "original", or a prepared copy's form ("resized_256", ...)
+
+    def summary(self) -> str:
+        """For people, one line: where the images come from, the classes, the images found per split."""
+        where = "generated" if self.source_kind == "generated" else self.source
+        form = "" if self.form in ("original", "generated") else f", {self.form}"
+        images = ", ".join(f"{split} {n}" for split, n in self.sizes.items())
+        return f"{where}{form}: {self.classes} classes; images: {images}"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -55,9 +63,22 @@ def describe_data(config) -> DataDescription:
     return describe_folder(config.data_dir, config.dataset)
 
 
-def describe_tiny(classes: int, train_per_class: int, val_per_class: int, img_size: int) -> DataDescription:
-    from trials.data.loaders import TINY_DATA_SEED  # the seed trials use for the tiny set
+def data_inputs(config) -> tuple:
+    """What describe_data(config) depends on: configs alike in these read the same data."""
+    if config.dataset == "tiny":
+        return ("tiny", config.tiny_classes, config.tiny_train_per_class, config.tiny_val_per_class, config.spec.img_size)
+    return (config.dataset, config.data_dir)
 
+
+def data_line(config, description: DataDescription | None = None) -> str:
+    """The data `config` reads (`description`, if already made), its training length and recipe, in one
+    line: what a user checks before a trial."""
+    description = description or describe_data(config)
+    epochs = f"{config.epochs} epoch{'' if config.epochs == 1 else 's'}"
+    return f"{config.dataset} data ({description.summary()}); {epochs}, {config.recipe()}"
+
+
+def describe_tiny(classes: int, train_per_class: int, val_per_class: int, img_size: int) -> DataDescription:
     inputs = {
         "generator": "trials.data.tiny",
         "seed": TINY_DATA_SEED,

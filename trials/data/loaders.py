@@ -15,22 +15,22 @@ augmentations (per worker, and on the device), so two runs with the same seed se
 """
 
 import os
+from pathlib import Path
 
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from trials.config import require_full_batch
+from trials.data.describe import TINY_DATA_SEED
 from trials.data.device_augment import DeviceAugment
-from trials.data.imagefolder import ImageFolder, bad_image_error, collate_images
+from trials.data.imagefolder import ImageFolder, bad_image_error, check_imagefolder, collate_images, find_classes
 from trials.data.imagenet100 import imagenet100_wnids
 from trials.data.prepared import PredecodedImages, data_form, read_prepared_form
 from trials.data.seeded import SeededDataset
 from trials.data.tiny import make_tiny
 from trials.data.transforms import EvalTransform, TrainTransform, pad_crop_flip
 from trials.errors import ConfigError, require
-
-TINY_DATA_SEED = 0  # the tiny set is a fixed benchmark: config.seed varies training, not the data
 
 
 class InMemoryImages(SeededDataset):
@@ -136,17 +136,18 @@ def _seed_worker(worker_id: int) -> None:
 
 def make_loader(dataset: Dataset, config, train: bool, pin_memory: bool, data_form: str = "original") -> Loader:
     generator = torch.Generator().manual_seed(config.seed) if train else None
+    workers = config.loader_workers
     loader = DataLoader(
         dataset,
         batch_size=config.batch_size,
         shuffle=train,
         drop_last=train,
         generator=generator,
-        num_workers=config.workers,
-        persistent_workers=config.workers > 0,
+        num_workers=workers,
+        persistent_workers=workers > 0,
         pin_memory=pin_memory,
         collate_fn=collate_images,
-        worker_init_fn=_seed_worker if config.workers > 0 else None,
+        worker_init_fn=_seed_worker if workers > 0 else None,
     )
     device_step = DeviceAugment(config.random_erasing if train else 0.0, seed=config.seed)
     return Loader(loader, config.bad_images, device_step, data_form)
@@ -156,7 +157,7 @@ def tiny_datasets(config, img_size: int) -> tuple[Dataset, Dataset, int]:
     data = make_tiny(
         config.tiny_classes, config.tiny_train_per_class, config.tiny_val_per_class, img_size, TINY_DATA_SEED
     )
-    if config.workers == 0:
+    if config.loader_workers == 0:
         augment = CheapAugment(img_size)
     else:
         augment = PilAugment(TrainTransform(img_size, config.randaugment))
@@ -179,6 +180,14 @@ def folder_datasets(config, img_size: int) -> tuple[Dataset, Dataset, int]:
         check_imagenet100_classes(root, train.classes)
     require(len(train.classes) >= 2, f"{root}/train has {len(train.classes)} class folder; a classifier needs >= 2")
     return train, val, len(train.classes)
+
+
+def check_data_root(dataset: str, root: str, batch_size: int = 1) -> None:
+    """The folder a trial of `dataset` reads, looked at before any training (check_imagefolder), and for
+    ImageNet-100 its class set: a one-line ConfigError now rather than a failed trial later."""
+    if dataset == "imagenet100":  # another data set altogether: said before what else is wrong with it
+        check_imagenet100_classes(root, find_classes(Path(root) / "train"))
+    check_imagefolder(root, batch_size)
 
 
 def check_imagenet100_classes(root: str, classes: list[str]) -> None:

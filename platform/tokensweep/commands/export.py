@@ -1,10 +1,12 @@
 """`tokensweep export`: a sweep's trial runs from MLflow into one typed Parquet file, and its
-configurations (seeds grouped by config_id, with means and intervals) into configurations.parquet beside it."""
+configurations (seeds grouped by config_id, with means and intervals) into a file beside it named after
+it (runs.parquet -> runs-configurations.parquet): two sweeps exported to one folder keep their own."""
 
 import argparse
+import sys
 from pathlib import Path
 
-CONFIGURATIONS_FILE = "configurations.parquet"
+CONFIGURATIONS_SUFFIX = "-configurations"
 
 
 def register(sub) -> None:
@@ -13,7 +15,8 @@ def register(sub) -> None:
         help="write a sweep's runs from MLflow to a Parquet file (and its configurations beside it)",
         description="Write one row per trial run of EXPERIMENT (params typed, an embedding's knobs included, "
         "final metrics, device and precision tags, status) to --out, and one row per configuration (its seeds' "
-        f"n, means, standard deviations and 95%% intervals) to {CONFIGURATIONS_FILE} in the same folder; "
+        "n, means, standard deviations and 95% intervals) to a file beside it named after it (runs.parquet -> "
+        f"runs{CONFIGURATIONS_SUFFIX}.parquet); "
         "docs/dashboard.md lists the columns.",
     )
     p.add_argument("experiment", metavar="EXPERIMENT", help="the sweep's MLflow experiment (the sweep name)")
@@ -31,14 +34,23 @@ def register(sub) -> None:
 
 
 def configurations_path(out: str) -> Path:
-    path = Path(out).with_name(CONFIGURATIONS_FILE)
-    if path == Path(out):
-        from dashboards.errors import InputError
+    """Beside `out`, named after it: X.parquet -> X-configurations.parquet."""
+    path = Path(out)
+    return path.with_name(f"{path.stem}{CONFIGURATIONS_SUFFIX}{path.suffix or '.parquet'}")
 
-        raise InputError(
-            f"--out {out!r} is the name of the configurations file written beside it; name it e.g. runs.parquet"
-        )
-    return path
+
+def sweep_in(path: Path) -> str | None:
+    """The sweep an earlier export wrote to `path` (its Parquet metadata), or None."""
+    import pyarrow.parquet as pq
+
+    from dashboards.runs import EXPERIMENT_METADATA_KEY
+
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (OSError, ValueError):  # no file, or not a Parquet file
+        return None
+    name = metadata.get(EXPERIMENT_METADATA_KEY)
+    return name.decode(errors="replace") if name is not None else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
     configs_path = configurations_path(args.out)
     table = runs_table(args.experiment, args.tracking_uri, args.all_sweeps)
     configs = configurations_table(table)
+    for target in (Path(args.out), configs_path):
+        held = sweep_in(target)
+        if held not in (None, args.experiment):
+            print(f"tokensweep export: note: replacing {target}, which held sweep {held!r}", file=sys.stderr)
     path = write_parquet(table, args.out)
     write_parquet(configs, configs_path)
     print(f"wrote {table.num_rows} runs x {table.num_columns} columns of {args.experiment!r} to {path}")

@@ -14,6 +14,9 @@ from pathlib import Path
 from tokensweep.errors import SpecError
 from tokensweep.plugins import add_plugin_flag
 
+MLFLOW_UI_PORT = 5000  # `mlflow ui`'s default: the link the summary prints assumes it
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "run",
@@ -33,7 +36,8 @@ def register(subparsers) -> None:
         metavar="KEY=VALUE",
         help="override a spec value, value parsed as TOML (repeatable): --set trial.epochs=2 --set search.num_samples=4",
     )
-    p.add_argument("--data-dir", help="data set root (ImageFolder with train/ and val/); default $TOKENSWEEP_DATA")
+    p.add_argument("--data-dir", help="data set root (ImageFolder with train/ and val/): the spec's data set, an "
+                   "ImageFolder where it names none; default [trial] data_dir, else $TOKENSWEEP_DATA")  # fmt: skip
     p.add_argument(
         "--address",
         help="Ray cluster: 'auto' (the running one), host:port, ray://host:10001, or 'local' (start a new "
@@ -53,9 +57,11 @@ def register(subparsers) -> None:
     group.add_argument("--fresh", action="store_true", help="delete the same-named sweep's Tune state (and Optuna study) and start over")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a new local Ray (default: all)")
     p.add_argument("--smoke", action="store_true",
-                   help="shrink the spec to the smoke preset: tiny backbone and data, a few epochs, 1 CPU per trial, "
-                   "3 Optuna trials (what CI runs for every shipped spec); --set still applies")  # fmt: skip
-    p.add_argument("--dry-run", action="store_true", help="validate and list the trials; start nothing")
+                   help="shrink the spec to the smoke preset: tiny backbone, a few epochs, 1 CPU per trial, 3 Optuna "
+                   "trials (what CI runs for every shipped spec); generated data unless a data path is given; "
+                   "--set still applies")  # fmt: skip
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate and list the trials, the data they read, their epochs and recipe; start nothing")  # fmt: skip
     talk = p.add_mutually_exclusive_group()
     talk.add_argument("-q", "--quiet", action="store_true", help="print nothing but the summary at the end")
     talk.add_argument("-v", "--verbose", action="count", default=0,
@@ -166,16 +172,12 @@ def check_data(spec) -> None:
             batches[key] = max(batches.get(key, 1), config.batch_size)
     if not batches:
         return  # generated data only: nothing to list, and no reason to load torch (trials.data) here
-    from trials.data import check_imagefolder
-    from trials.data.imagefolder import find_classes
-    from trials.data.loaders import check_imagenet100_classes
+    from trials.data.loaders import check_data_root
     from trials.errors import ConfigError
 
     for (dataset, root), batch_size in sorted(batches.items()):
         try:
-            if dataset == "imagenet100":  # another data set altogether: said before what else is wrong with it
-                check_imagenet100_classes(root, find_classes(Path(root) / "train"))
-            check_imagefolder(root, batch_size)
+            check_data_root(dataset, root, batch_size)
         except ConfigError as err:
             raise SpecError(f"data path {root}: {err}") from None
 
@@ -209,6 +211,22 @@ def print_plan(spec) -> None:
     else:
         objectives = ", ".join(f"{m} ({mode})" for m, mode in spec.objectives)
         print(f"  optuna over {', '.join(p.key for p in spec.params)}; objectives: {objectives}")
+    for line in data_lines(spec):
+        print(f"data: {line}")
+
+
+def data_lines(spec) -> list[str]:
+    """What the trials read and how long they train, once per distinct line (grid trials may differ); each
+    data set described once (a folder's files are listed)."""
+    from trials import TrialConfig
+    from trials.data.describe import data_inputs, data_line, describe_data
+
+    configs = [v.config for v in spec.variants] or [TrialConfig.from_dict(spec.base)]
+    described = {}
+    for c in configs:
+        if data_inputs(c) not in described:
+            described[data_inputs(c)] = describe_data(c)
+    return list(dict.fromkeys(data_line(c, described[data_inputs(c)]) for c in configs))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -310,20 +328,30 @@ def _print_outcome(spec, outcome, tracking_uri: str) -> None:
     phases = ("validate_s", "import_s", "ray_start_s", "mlflow_setup_s", "tune_s", "bench_s", "ray_shutdown_s")
     parts = [f"{k[:-2].replace('_', ' ')} {t[k]:.1f}s" for k in phases if k in t]
     print(f"time: {t.get('total_s', 0):.1f}s ({', '.join(parts)})")
-    from tokensweep.tracking.tags import runs_url
-    from tokensweep.tracking.uris import redact, split_credentials
-
-    if tracking_uri.startswith("sqlite:///"):
-        print(f"compare runs: mlflow ui --backend-store-uri {tracking_uri}")
-        if outcome.experiment_id:
-            print(f"  then open {runs_url('http://127.0.0.1:5000', outcome.experiment_id)}")
-    elif tracking_uri.startswith(("http://", "https://")) and outcome.experiment_id:
-        print(f"compare runs: {runs_url(redact(split_credentials(tracking_uri)[0]), outcome.experiment_id)}")
+    for line in compare_runs_lines(tracking_uri, outcome.experiment_id):
+        print(line)
     print(f"Tune state: {outcome.tune_path}")
     if outcome.tracking_errors:
         print(f"warning: {outcome.tracking_errors} MLflow write(s) failed (see the log above); the runs may be incomplete")
     _print_stages(spec, outcome.stages)
     sys.stdout.flush()
+
+
+def compare_runs_lines(tracking_uri: str, experiment_id: str | None) -> list[str]:
+    """How to see the sweep's runs: a server's link, or for a sqlite store the `mlflow ui` command with the
+    port its link assumes (another port: the same link on it)."""
+    from tokensweep.tracking.tags import runs_url
+    from tokensweep.tracking.uris import redact, split_credentials
+
+    if tracking_uri.startswith("sqlite:///"):
+        lines = [f"compare runs: mlflow ui --backend-store-uri {tracking_uri} --port {MLFLOW_UI_PORT}"]
+        if experiment_id:
+            link = runs_url(f"http://127.0.0.1:{MLFLOW_UI_PORT}", experiment_id)
+            lines.append(f"  then open {link} (with another --port, the same link on that port)")
+        return lines
+    if tracking_uri.startswith(("http://", "https://")) and experiment_id:
+        return [f"compare runs: {runs_url(redact(split_credentials(tracking_uri)[0]), experiment_id)}"]
+    return []
 
 
 def _print_stages(spec, stages) -> None:

@@ -14,25 +14,32 @@ def register(sub) -> None:
     p = sub.add_parser(
         "trial",
         help="train and measure one model",
-        description="Train and evaluate one ViT, then measure params, FLOPs and images/sec. "
-        "Ends with one JSON line of final metrics on stdout.",
+        description="Train and evaluate one ViT, then measure params, FLOPs and images/sec. Says first (unless "
+        "--quiet) what it reads (data set, path, classes, images per split), its epochs and recipe; ends with "
+        "one JSON line of final metrics on stdout.",
         epilog="example: tokensweep trial --smoke --model vit_tiny_patch --epochs 4",
     )
-    p.add_argument("--smoke", action="store_true", help="tiny data, tiny model, a few epochs (CPU, under a minute)")
+    p.add_argument("--smoke", action="store_true",
+                   help="tiny model, a few epochs, generated data unless --data-dir is given (CPU, under a minute)")  # fmt: skip
     p.add_argument("--config", metavar="FILE.toml", help="TrialConfig values ([trial] table or top level); flags win")
     p.add_argument("--checkpoint-dir", metavar="DIR", help="keep each epoch's checkpoint here (replaced atomically)")
     p.add_argument("--resume", metavar="DIR", help="continue from the checkpoint in DIR")
     p.add_argument("--out", metavar="FILE.json", help="also write the final metrics here (atomically)")
     p.add_argument("--log", metavar="FILE.jsonl",
                    help="one JSON line of metrics per epoch (default with --checkpoint-dir: DIR/log.jsonl)")  # fmt: skip
-    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--quiet", action="store_true", help="no progress output, nor the line saying what the trial reads")
     add_plugin_flag(p)
     add_trial_flags(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from trials.data.describe import data_line
+
     config = trial_config_from(args)  # validated before anything heavy happens
+    check_inputs(config, args.resume)
+    if not args.quiet:  # with the progress it precedes: --quiet leaves a failure the only line
+        print(f"tokensweep trial: {data_line(config)}", file=sys.stderr)
     for note in config.notes():
         print(f"tokensweep trial: note: {note}", file=sys.stderr)
 
@@ -52,6 +59,19 @@ def run(args: argparse.Namespace) -> int:
         write_text_atomic(args.out, line + "\n")
     print(line, flush=True)
     return 0
+
+
+def check_inputs(config, resume: str | None) -> None:
+    """The data folder and the checkpoint to resume from, looked at before the trial says what it reads:
+    a missing one is the only line on stderr."""
+    if config.dataset != "tiny":
+        from trials.data.loaders import check_data_root
+
+        check_data_root(config.dataset, config.data_dir)
+    if resume is not None:
+        from trials.train.checkpoint import check_checkpoint
+
+        check_checkpoint(resume)
 
 
 class Terminated(BaseException):

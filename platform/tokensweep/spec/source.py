@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tokensweep.errors import SpecError
 from tokensweep.spec.context import SpecContext
-from tokensweep.spec.model import DATA_ENV, SweepSpec
+from tokensweep.spec.model import SweepSpec
 from tokensweep.spec.validate import build_spec
 
 # `--smoke`, the platform's half: one CPU per trial, no GPU, a short search. The trials' half, the
@@ -166,17 +166,19 @@ def apply_smoke(doc: dict, flag: bool) -> bool:
 
     `[sweep] smoke = true`: the spec is written on top of the preset (its [trial] values win).
     `--smoke` on any other spec: the preset wins over its [trial] (a paper spec runs tiny), and
-    its resources and search budget shrink too.
+    its resources and search budget shrink too. The data set is not the preset's to choose: the
+    spec's data stays where a path is given, else the trials read generated data (resolve_data).
     """
     from trials import SMOKE
 
+    preset = {k: v for k, v in SMOKE.items() if k != "dataset"}
     trial = doc.get("trial") if isinstance(doc.get("trial"), dict) else {}
     if _declares_smoke(doc):
-        doc["trial"] = {**SMOKE, **trial}
+        doc["trial"] = {**preset, **trial}
         return True
     if not flag:
         return False
-    doc["trial"] = {k: v for k, v in {**trial, **SMOKE}.items() if k != "data_dir"}
+    doc["trial"] = {**trial, **preset}
     if isinstance(doc.get("resources"), dict) or "resources" not in doc:
         doc["resources"] = {**doc.get("resources", {}), **SMOKE_RESOURCES}
     search = doc.get("search")
@@ -206,9 +208,8 @@ def parse_spec(
     """
     environ = os.environ if environ is None else environ
     doc = load_toml(text, source)
-    if smoke and not _declares_smoke(doc):  # the preset's tiny data: no data path to find or check
-        data_dir, environ = None, {k: v for k, v in environ.items() if k != DATA_ENV}
+    shrunk = smoke and not _declares_smoke(doc)  # --smoke on a full-size spec
     smoke = apply_smoke(doc, smoke)
     set_keys = {apply_set(doc, item): item for item in overrides}
     ctx = SpecContext(doc, _Locator(source, text, set_keys), text, source, tuple(overrides), set_keys, plugins)
-    return build_spec(ctx, data_dir, environ, smoke)
+    return build_spec(ctx, data_dir, environ, smoke, shrunk)

@@ -25,7 +25,8 @@ from tokensweep.spec.model import (
 from tokensweep.spec.search import build_search
 
 
-def build_spec(ctx: SpecContext, data_dir_flag: str | None, environ, smoke: bool) -> SweepSpec:
+def build_spec(ctx: SpecContext, data_dir_flag: str | None, environ, smoke: bool, shrunk: bool = False) -> SweepSpec:
+    """`shrunk`: --smoke on a spec that does not declare smoke (its data kept only where a path is given)."""
     doc = ctx.doc
     for section in doc:
         if section not in SECTIONS:
@@ -45,7 +46,7 @@ def build_spec(ctx: SpecContext, data_dir_flag: str | None, environ, smoke: bool
     base = dict(ctx.table("trial"))
     ctx.check_trial_keys("trial", base)
     base_where = {k: f"trial.{k}" for k in base}
-    resolve_data_dir(ctx, base, base_where, data_dir_flag, environ)
+    resolve_data(ctx, base, base_where, data_dir_flag, environ, shrunk)
     fields.update(_resources(ctx))
     fields.update(_failure_and_tracking(ctx))
     fields.update(_bench(ctx))
@@ -177,34 +178,55 @@ def _platform_values(fields: dict) -> dict:
     return out
 
 
-def resolve_data_dir(ctx: SpecContext, base: dict, where: dict[str, str], flag: str | None, environ) -> None:
-    """data_dir: --data-dir > --set/[trial] data_dir > $TOKENSWEEP_DATA; made absolute (trials run elsewhere)."""
+def resolve_data(ctx: SpecContext, base: dict, where: dict[str, str], flag: str | None, environ, shrunk: bool) -> None:
+    """Which data set the trials read (base["dataset"]) and where (base["data_dir"], made absolute).
+
+    The path: --data-dir > [trial] data_dir (or --set) > $TOKENSWEEP_DATA, which serves only a data
+    set that needs a path. A path given with no data set named is an ImageFolder; given beside
+    dataset "tiny" (generated data, reads no files) it is an error, never silently unused. --smoke
+    keeps the spec's data set where a path is given, else trains on generated data.
+    """
     if flag is not None:
         base["data_dir"], where["data_dir"] = flag, "--data-dir"
-    elif "data_dir" not in base and environ.get(DATA_ENV):
+    given = "data_dir" in base
+    dataset = base.get("dataset", "imagefolder" if given else "tiny")
+    wants_env = dataset != "tiny" and not given and bool(environ.get(DATA_ENV))
+    if shrunk and not (given or wants_env) and "trial.dataset" not in ctx.set_keys:
+        dataset = "tiny"  # the smoke preset's data: no path was given for the spec's
+    if given and dataset == "tiny":
+        named = where.get("dataset", "trial.dataset")
+        raise _data_error(ctx, where["data_dir"], f"{base['data_dir']!r} is given, but {named} is 'tiny' (generated "
+                          'data, which reads no files): set trial.dataset = "imagefolder" (or "imagenet100") to '
+                          "train on it, or leave the data path out")  # fmt: skip
+    base["dataset"] = dataset
+    if wants_env:
         base["data_dir"], where["data_dir"] = environ[DATA_ENV], f"${DATA_ENV}"
-    if "data_dir" not in base:
-        return
-    value, label = base["data_dir"], where["data_dir"]
+    if "data_dir" in base:
+        base["data_dir"] = checked_data_path(ctx, base["data_dir"], where["data_dir"])
 
-    def error(message: str) -> SpecError:
-        return SpecError(f"{label}: {message}") if label.startswith(("--", "$")) else ctx.err(label, message)
 
+def _data_error(ctx: SpecContext, label: str, message: str) -> SpecError:
+    """At the key that set the path, or at the flag or variable (--data-dir, $TOKENSWEEP_DATA)."""
+    return SpecError(f"{label}: {message}") if label.startswith(("--", "$")) else ctx.err(label, message)
+
+
+def checked_data_path(ctx: SpecContext, value, label: str) -> str:
+    """The data path as an absolute directory (trials run elsewhere), readable, with train/ and val/."""
     if not isinstance(value, str) or not value:
-        raise error(f"must be a directory path, got {value!r}")
+        raise _data_error(ctx, label, f"must be a directory path, got {value!r}")
     path = os.path.abspath(os.path.expanduser(value))
     if not os.path.isdir(path):
-        raise error(f"data path {value!r} does not exist or is not a directory (expected an ImageFolder root with train/ and val/)")
+        raise _data_error(ctx, label, f"data path {value!r} does not exist or is not a directory (expected an ImageFolder root with train/ and val/)")
     try:  # an unreadable data path: isdir() below would call its train/ missing instead
         os.listdir(path)
     except PermissionError:
-        raise error(f"data path {value!r} is not readable (permission denied)") from None
+        raise _data_error(ctx, label, f"data path {value!r} is not readable (permission denied)") from None
     except OSError as err:
-        raise error(f"cannot read data path {value!r}: {err.strerror or err}") from None
+        raise _data_error(ctx, label, f"cannot read data path {value!r}: {err.strerror or err}") from None
     missing = [split for split in ("train", "val") if not os.path.isdir(os.path.join(path, split))]
-    if base.get("dataset", "tiny") != "tiny" and missing:
-        raise error(f"data path {value!r} has no {missing[0]}/ folder (expected an ImageFolder root with train/ and val/)")
-    base["data_dir"] = path
+    if missing:
+        raise _data_error(ctx, label, f"data path {value!r} has no {missing[0]}/ folder (expected an ImageFolder root with train/ and val/)")
+    return path
 
 
 def build_scheduler(ctx: SpecContext, epochs: int, fields: dict) -> dict:

@@ -17,7 +17,7 @@ from tokensweep.sweep.space import TrialPayload
 from tokensweep.tracking import tags as T
 from tokensweep.tracking.store import is_unavailable
 from tokensweep.tracking.tracker import SweepTracker
-from tokensweep.tracking.uris import redact
+from tokensweep.tracking.uris import redact, server_unreachable
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,9 @@ def close_parent(tracker, callback, status, tags, timings, started, quiet=False)
         if callback.errors:
             tags[T.TRACKING_ERRORS] = callback.errors
         timings["sweep_s"] = time.perf_counter() - started
-        tags.update({f"{T.TIME_PREFIX}{k}": f"{v:.1f}" for k, v in timings.items()})
+        tags.update(time_tags(tracker, timings))
+        if not quiet:  # a sweep stopped by a signal must end soon: its --resume logs them
+            log_summary(tracker)
         tracker.end_parent(status, tags)
         if closed and not quiet:
             log.warning("%d trial run(s) had not ended; marked KILLED", len(closed))
@@ -50,6 +52,60 @@ def close_parent(tracker, callback, status, tags, timings, started, quiet=False)
             file=sys.stderr,
         )
         return 1
+
+
+def time_tags(tracker: SweepTracker, timings: dict) -> dict[str, str]:
+    """The parent's tokensweep.time.* tags: this run's phases, plus a resumed sweep's earlier runs' (its
+    tags say what they spent), so that they are the whole sweep's."""
+    before = tracker.tags_of(tracker.parent_run_id) if tracker.resumed_parent else {}
+    totals = dict(timings)
+    for key, text in before.items():
+        phase = key.removeprefix(T.TIME_PREFIX)
+        if phase != key:
+            try:
+                totals[phase] = totals.get(phase, 0.0) + float(text)
+            except ValueError:  # not written by tokensweep: this run's figure stands
+                pass
+    return {f"{T.TIME_PREFIX}{k}": f"{v:.1f}" for k, v in totals.items()}
+
+
+def log_summary(tracker: SweepTracker) -> None:
+    """What the sweep found, as its parent run's metrics (vocab.SWEEP_FIELDS): MLflow's run page lists
+    them. A figure that cannot be made is a warning; an unreachable store is close_parent's to report."""
+    if server_unreachable(tracker.tracking_uri):
+        return
+    try:
+        metrics = summary_metrics(tracker)
+        if metrics:
+            tracker.log_result(tracker.parent_run_id, metrics, step=0)
+    except Exception as err:
+        if is_unavailable(err):
+            raise
+        log.warning("the sweep's summary metrics were not logged: %s", redact(str(err)))
+
+
+def summary_metrics(tracker: SweepTracker) -> dict[str, float]:
+    """configurations, front_size (of the means: top-1 vs images/sec, as `tokensweep dashboard` draws it),
+    and the best configuration's mean top-1 with its 95% interval (several seeds only)."""
+    from dashboards.analysis import analyse
+    from dashboards.errors import InputError
+    from dashboards.runs import Objective
+    from tokensweep.tracking.export import runs_table
+
+    table = runs_table(tracker.sweep_name, tracker.tracking_uri, parent_run_id=tracker.parent_run_id)
+    try:
+        analysis = analyse(table, Objective("images_per_sec", maximize=True), Objective("top1", maximize=True))
+    except InputError:  # no trial reported both figures yet: nothing to summarise
+        return {}
+    configs = analysis.configurations
+    metrics = {"configurations": len(configs), "front_size": len(analysis.config_front)}
+    scored = [c for c in configs if c.top1 is not None]
+    if scored:
+        best = max(scored, key=lambda c: c.top1.mean).top1
+        metrics["best_top1_mean"] = best.mean
+        if best.has_interval:
+            metrics["best_top1_ci_low"], metrics["best_top1_ci_high"] = best.low, best.high
+    return metrics
 
 
 def open_tracker(tracking_uri: str, sweep_name: str) -> SweepTracker:

@@ -212,12 +212,14 @@ def to_table(rows: list[dict], experiment_name: str, knobs: list[pa.Field] = ())
     return table.replace_schema_metadata({EXPERIMENT_METADATA_KEY: experiment_name.encode()})
 
 
-def runs_table(experiment_name: str, tracking_uri: str | None = None, all_sweeps: bool = False) -> pa.Table:
+def runs_table(experiment_name: str, tracking_uri: str | None = None, all_sweeps: bool = False,
+               parent_run_id: str | None = None) -> pa.Table:  # fmt: skip
     """One row per trial run (tag tokensweep.role=trial) of the experiment, ordered by start time, run id.
 
     By default only the trials of the newest sweep (parent run): a sweep run again with --fresh
     starts a new parent in the same experiment, and its old trials are not this sweep's results.
-    all_sweeps=True keeps every sweep's trials (the parent_run_id column tells them apart).
+    all_sweeps=True keeps every sweep's trials (the parent_run_id column tells them apart);
+    parent_run_id picks one sweep's.
     """
     uri = resolve_tracking_uri(tracking_uri)
     check_reachable(uri)
@@ -226,8 +228,10 @@ def runs_table(experiment_name: str, tracking_uri: str | None = None, all_sweeps
     sweeps = search_all_runs(client, experiment.experiment_id, SWEEP_FILTER, uri)  # oldest first
     search_by_parent = {s.info.run_id: s.data.tags.get(tags.SEARCH) for s in sweeps}
     trial_filter = TRIAL_FILTER
-    if sweeps and not all_sweeps:  # the newest sweep's trials only: MLflow need not read the others
-        trial_filter += f" and tags.`{tags.PARENT}` = '{sweeps[-1].info.run_id}'"
+    if parent_run_id is None and sweeps and not all_sweeps:  # the newest sweep's: MLflow need not read the others
+        parent_run_id = sweeps[-1].info.run_id
+    if parent_run_id is not None:
+        trial_filter += f" and tags.`{tags.PARENT}` = '{parent_run_id}'"
     trials = search_all_runs(client, experiment.experiment_id, trial_filter, uri)
     knobs = knob_fields(trials)
     rows = [run_row(r, search_by_parent, knobs) for r in trials]
