@@ -67,7 +67,7 @@ def check_inputs(config, resume: str | None) -> None:
     if config.dataset != "tiny":
         from trials.data.loaders import check_data_root
 
-        check_data_root(config.dataset, config.data_dir)
+        check_data_root(config.dataset, config.data_dir, config.batch_size)
     if resume is not None:
         from trials.train.checkpoint import check_checkpoint
 
