@@ -1,7 +1,7 @@
 """MlflowTrialLogger: a Tune callback on the driver that turns every trial event into SweepTracker writes.
 
 Every write goes through `PendingWrites`: while the tracking server is unreachable, writes wait in
-order and are replayed when it answers again (and at the end of the sweep, `drain`), so an outage
+order and are replayed when it answers again (and at the end of the sweep, `PendingWrites.drain`), so an outage
 delays records but loses none; what cannot be delivered in the end is counted, not dropped silently.
 """
 
@@ -123,9 +123,6 @@ class MlflowTrialLogger(tune.Callback):
     def errors(self) -> int:
         """MLflow writes that failed or were never delivered."""
         return self.pending.failed + self.pending.lost
-
-    def drain(self, timeout_s: float) -> int:
-        return self.pending.drain(timeout_s)
 
     def _submit(self, what: str, fn, trial, *args) -> None:
         if self._is_finished(trial):
