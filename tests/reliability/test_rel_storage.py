@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from rel_helpers import drop_read_override, fill_disk, resize_disk, small_disk, start_cli, stop_process_group, wait_for
-from sweep_helpers import CLI, SWEEPS, base_env, metric_steps, poll_db, run_cli, sweep_runs
+from sweep_helpers import CLI, SWEEPS, base_env, free_port, metric_steps, poll_db, run_cli, sweep_runs
+from tokensweep.spec import load_spec
 
 SPEC = """
 [sweep]
@@ -244,3 +245,106 @@ def test_a_store_that_cannot_be_written_is_one_line_before_ray(what, tmp_path):
     _one_line(proc, fragment)
     assert time.monotonic() - started < 30  # no Ray started
     assert list(work.iterdir()) == [] and sorted(p.name for p in locked.iterdir()) == before
+
+
+# --- lost writes: one wording whichever phase gives up; a disabled bench runs nothing ---------------------------
+
+LOST = r"stayed unreachable; \d+ write\(s\) were not recorded \(.*\): those runs are incomplete"
+
+
+@pytest.fixture
+def sweep_store(tmp_path, monkeypatch):
+    """A sweep's parent run with one trial run RUNNING in a real sqlite store, and a real client of a store that
+    has gone away (a closed port: refused at once, MLflow asked not to retry)."""
+    from tokensweep.tracking.store import RetryingClient
+    from tokensweep.tracking.tracker import SweepTracker
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    tracker = SweepTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "smoke")
+    tracker.start_parent(tune_path=str(tmp_path / "t"), command="test", tags={}, spec_text="", spec_name="s.toml", resolved={})
+    spec = load_spec(SWEEPS / "smoke.toml", ["bench.enabled=false"])
+    configs = {"trial_0": spec.variants[0].config}
+    child = tracker.start_child("trial_0", "trial_0", configs["trial_0"].params(), {})
+    return spec, tracker, configs, child, RetryingClient(f"http://127.0.0.1:{free_port()}")
+
+
+def test_a_close_that_never_reaches_mlflow_is_worded_like_any_lost_write(sweep_store, monkeypatch, capsys):
+    """Every trial write arrived, then the store went away: the sweep's own last write (closing its runs) is
+    lost like a trial's, in the same words, counted, and the runs left open are named."""
+    from tokensweep.sweep.parent_run import close_parent
+    from tokensweep.tracking.tune_callback import MlflowTrialLogger
+
+    spec, tracker, _, _, gone = sweep_store
+    monkeypatch.setenv("TOKENSWEEP_TRACKING_WAIT_S", "0")
+    callback = MlflowTrialLogger(tracker.tracking_uri, "smoke", tracker.experiment_id, tracker.parent_run_id, describe=None)
+    tracker.client = gone
+    close_parent(tracker, callback, "FINISHED", {}, {}, time.perf_counter())
+    err = capsys.readouterr().err
+    assert re.search(LOST, err) and "(1 x close the sweep's runs)" in err, err
+    assert f"its parent run {tracker.parent_run_id} and unfinished trial runs were not closed" in err
+    assert callback.errors == 1 and all(line.startswith("tokensweep run: ") for line in err.strip().splitlines()), err
+
+
+def test_a_store_unreachable_through_the_wait_is_not_waited_for_again(capsys):
+    """The trials' writes waited the sweep's whole tracking wait in vain; the close, queued after them, gets
+    one more try, not a second wait, and all of them are reported in one line."""
+    from tokensweep.tracking.outage import PendingWrites
+
+    now = [0.0]
+    pending = PendingWrites("MLflow", retry_every_s=2, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    tries = []
+
+    def refused(what):
+        tries.append(what)
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    pending.submit("log result", refused, "epoch 4")
+    assert not pending.wait(30) and now[0] >= 30  # before the stages: waited, nothing reported yet
+    assert "were not recorded" not in capsys.readouterr().err
+    tries.clear()
+    pending.submit("close the sweep's runs", refused, "close")
+    waited_from = now[0]
+    assert pending.drain(30) == 2 and now[0] == waited_from and tries == ["epoch 4"]
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["tokensweep run: error: MLflow stayed unreachable; 2 write(s) were not recorded "
+                     "(1 x log result, 1 x close the sweep's runs): those runs are incomplete"]  # fmt: skip
+
+
+def test_a_disabled_bench_runs_nothing_of_its_stage(sweep_store, caplog):
+    """bench.enabled=false with the store unreachable: no bench stage fails, nothing is measured; the record a
+    later `tokensweep bench --sweep` needs waits with the sweep's other writes and arrives when the store does."""
+    from tokensweep.sweep import bench_record
+    from tokensweep.sweep.bench_stage import skip_stage
+    from tokensweep.tracking import tags as T
+    from tokensweep.tracking.outage import PendingWrites
+
+    spec, tracker, configs, child, gone = sweep_store
+    store, tracker.client = tracker.client, gone
+    pending = PendingWrites("MLflow", retry_every_s=0)
+    outcome = skip_stage(spec, tracker, configs, pending)
+    assert outcome.status == "disabled" and not outcome.failed and outcome.table is None
+    assert pending.waiting == 1 and "bench stage failed" not in caplog.text
+    tracker.client = store  # the store answers again
+    assert pending.wait(0)
+    assert tracker.tags_of(tracker.parent_run_id)[T.BENCH_STATUS] == "disabled"
+    assert bench_record.read_architectures(tracker)[1] == {tracker.client.get_run(child).data.tags[T.ARCH_ID]: [child]}
+    assert T.BENCHES not in tracker.tags_of(tracker.parent_run_id)  # no bench was started
+
+
+def test_mlflow_errors_are_one_line(monkeypatch):
+    """sqlalchemy's error (statement, parameters, background link on lines of their own) and a refused
+    request (urllib3's retry history): each one line that says why."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from tokensweep.tracking.store import RetryingClient, mlflow_error
+
+    full = OperationalError("INSERT INTO metrics (key, value) VALUES (?, ?)", ("top1", 1.0),
+                            sqlite3.OperationalError("database or disk is full"))  # fmt: skip
+    assert len(str(full).splitlines()) > 1
+    assert mlflow_error(full) == "OperationalError: database or disk is full"
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with pytest.raises(Exception) as refused:
+        RetryingClient(f"http://127.0.0.1:{free_port()}").get_experiment_by_name("x")
+    assert re.fullmatch(r"MlflowException: [^\n]*Connection refused", mlflow_error(refused.value)), mlflow_error(refused.value)
