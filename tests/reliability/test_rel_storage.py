@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from rel_helpers import drop_read_override, fill_disk, resize_disk, small_disk, start_cli, stop_process_group, wait_for
+from rel_helpers import drop_read_override, fill_disk, paused, resize_disk, small_disk, start_cli, stop_process_group, wait_for
 from sweep_helpers import CLI, SWEEPS, base_env, free_port, metric_steps, poll_db, run_cli, sweep_runs
 from tokensweep.spec import load_spec
 
@@ -50,6 +50,9 @@ system_metrics = false
 """
 
 
+LOST = r"stayed unreachable; \d+ write\(s\) were not recorded \(.*\): those runs are incomplete"
+
+
 def _spec(tmp_path: Path, name: str, epochs: int = 4, per_class: int = 300, keep: int = 2) -> Path:
     path = tmp_path / f"{name}.toml"
     path.write_text(SPEC.format(name=name, epochs=epochs, per_class=per_class, keep=keep))
@@ -64,7 +67,16 @@ def _epochs(db: Path) -> list[int]:
 @pytest.mark.slow
 def test_a_full_disk_under_the_mlflow_store_keeps_the_writes_and_says_what_is_lost(tmp_path, ray_head):
     """Full after epoch 1, freed again: the waiting writes arrive, in order, once. Full again after epoch 3
-    and never freed: the sweep says how many writes were not recorded, exits 1, and the run is not FINISHED."""
+    and never freed: the sweep says how many writes were not recorded, exits 1, and the run is not FINISHED.
+
+    The trial's pace is taken out of it: the driver writes every MLflow record and hands the trial its next
+    epoch only once it has taken in the last one, so while it is paused (SIGSTOP) nothing reaches the store
+    and the trial stops at the end of its epoch. The disk is filled and freed with the driver paused, and it
+    is paused past its next retry before the store answers again (else the trial ran on, unpaced, while the
+    driver waited to retry: it could finish before the second fill, and nothing of it was lost).
+    """
+    from tokensweep.tracking.outage import RETRY_EVERY_S
+
     spec = _spec(tmp_path, "diskfull", epochs=5)
     with small_disk(tmp_path / "store", "16m") as store:
         db = store / "mlflow.db"
@@ -75,15 +87,21 @@ def test_a_full_disk_under_the_mlflow_store_keeps_the_writes_and_says_what_is_lo
         proc, log = start_cli(args, tmp_path, env)
         try:
             alive = lambda: proc.poll() is None  # noqa: E731
-            wait_for(lambda: _epochs(db) == [1], 300, "epoch 1 in MLflow", alive=alive)
-            filler = fill_disk(store)
-            wait_for(lambda: "is unreachable (database or disk is full)" in log.read_text(), 120, "the outage note", alive=alive)
+            printed = lambda words: lambda: words in log.read_text()  # noqa: E731
             reported = tmp_path / "ray_results" / "diskfull"  # Tune's own results: not on the full disk
-            wait_for(lambda: _tune_epochs(reported) >= 2, 120, "an epoch reported while the disk is full", alive=alive)
-            filler.unlink()
-            wait_for(lambda: "answers again; every waiting write delivered" in log.read_text(), 120, "the delivery", alive=alive)
+            wait_for(lambda: _epochs(db), 300, "epoch 1 in MLflow", alive=alive)
+            with paused(proc):
+                filler = fill_disk(store)
+                full_after = _tune_epochs(reported)
+            wait_for(printed("is unreachable (database or disk is full)"), 120, "the outage note", alive=alive)
+            wait_for(lambda: _tune_epochs(reported) > full_after, 120, "an epoch reported while the disk is full", alive=alive)
+            with paused(proc):
+                filler.unlink()
+                time.sleep(RETRY_EVERY_S)  # its retry is due when it goes on: the writes arrive at once
+            wait_for(printed("answers again; every waiting write delivered"), 120, "the delivery", alive=alive)
             wait_for(lambda: len(_epochs(db)) >= 3, 300, "epoch 3 in MLflow", alive=alive)
-            fill_disk(store)  # and never freed
+            with paused(proc):
+                fill_disk(store)  # and never freed
             proc.wait(timeout=300)
         finally:
             stop_process_group(proc)
@@ -95,8 +113,11 @@ def test_a_full_disk_under_the_mlflow_store_keeps_the_writes_and_says_what_is_lo
             assert "were not recorded" not in output
             return
         assert proc.returncode == 1, output[-4000:]
-        assert re.search(r"stayed unreachable; \d+ write\(s\) were not recorded \(.*\): those runs are incomplete", output), output[-3000:]
+        assert re.search(LOST, output), output[-3000:]
         assert "is unreachable at the end of the sweep" in output  # the runs could not be closed either: it says so
+        assert "the bench stage failed" not in output and "bench: FAILED" not in output  # disabled: nothing of it ran
+        for line in output.splitlines():  # every MLflow error in one line: no sqlalchemy statement or link
+            assert not line.startswith(("[SQL", "[parameters", "(Background on this error")), output[-3000:]
         (store / "filler.bin").unlink()
         steps = _epochs(db)
         assert steps == list(range(1, len(steps) + 1)) and 3 <= len(steps) < 5, steps  # delivered late, each once
@@ -248,8 +269,6 @@ def test_a_store_that_cannot_be_written_is_one_line_before_ray(what, tmp_path):
 
 
 # --- lost writes: one wording whichever phase gives up; a disabled bench runs nothing ---------------------------
-
-LOST = r"stayed unreachable; \d+ write\(s\) were not recorded \(.*\): those runs are incomplete"
 
 
 @pytest.fixture

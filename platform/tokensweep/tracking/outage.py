@@ -13,6 +13,7 @@ log = logging.getLogger(__name__)
 
 # MLflow's sqlite store logs each failed request with its traceback before raising it
 MLFLOW_STORE_LOGGER = "mlflow.store.db.utils"
+RETRY_EVERY_S = 3.0  # how often waiting writes are tried again
 
 
 class _ReportedByPendingWrites(logging.Filter):
@@ -43,7 +44,7 @@ class PendingWrites:
     in one line, and skipped.
     """
 
-    def __init__(self, label: str = "MLflow", retry_every_s: float = 3.0, clock=time.monotonic, sleep=time.sleep):
+    def __init__(self, label: str = "MLflow", retry_every_s: float = RETRY_EVERY_S, clock=time.monotonic, sleep=time.sleep):
         self.label = label
         self.retry_every_s = retry_every_s
         self.clock, self.sleep = clock, sleep
