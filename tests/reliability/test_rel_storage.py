@@ -86,20 +86,21 @@ def test_a_full_disk_under_the_mlflow_store_keeps_the_writes_and_says_what_is_lo
         env = {**ray_head.env, "TOKENSWEEP_TRACKING_WAIT_S": "5"}
         proc, log = start_cli(args, tmp_path, env)
         try:
-            alive = lambda: proc.poll() is None  # noqa: E731
+            # each pause follows what it waits for within a poll (50 ms), well within an epoch (0.5 s idle and more)
+            soon = {"interval": 0.05, "alive": lambda: proc.poll() is None}
             printed = lambda words: lambda: words in log.read_text()  # noqa: E731
             reported = tmp_path / "ray_results" / "diskfull"  # Tune's own results: not on the full disk
-            wait_for(lambda: _epochs(db), 300, "epoch 1 in MLflow", alive=alive)
+            wait_for(lambda: _epochs(db), 300, "epoch 1 in MLflow", **soon)
             with paused(proc):
                 filler = fill_disk(store)
                 full_after = _tune_epochs(reported)
-            wait_for(printed("is unreachable (database or disk is full)"), 120, "the outage note", alive=alive)
-            wait_for(lambda: _tune_epochs(reported) > full_after, 120, "an epoch reported while the disk is full", alive=alive)
+            wait_for(printed("is unreachable (database or disk is full)"), 120, "the outage note", **soon)
+            wait_for(lambda: _tune_epochs(reported) > full_after, 120, "an epoch reported while the disk is full", **soon)
             with paused(proc):
                 filler.unlink()
                 time.sleep(RETRY_EVERY_S)  # its retry is due when it goes on: the writes arrive at once
-            wait_for(printed("answers again; every waiting write delivered"), 120, "the delivery", alive=alive)
-            wait_for(lambda: len(_epochs(db)) >= 3, 300, "epoch 3 in MLflow", alive=alive)
+            wait_for(printed("answers again; every waiting write delivered"), 120, "the delivery", **soon)
+            wait_for(lambda: len(_epochs(db)) >= 3, 300, "epoch 3 in MLflow", **soon)
             with paused(proc):
                 fill_disk(store)  # and never freed
             proc.wait(timeout=300)
