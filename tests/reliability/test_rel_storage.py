@@ -86,7 +86,7 @@ def test_a_full_disk_under_the_mlflow_store_keeps_the_writes_and_says_what_is_lo
         env = {**ray_head.env, "TOKENSWEEP_TRACKING_WAIT_S": "5"}
         proc, log = start_cli(args, tmp_path, env)
         try:
-            # each pause follows what it waits for within a poll (50 ms), well within an epoch (0.5 s idle and more)
+            # each pause follows what it waits for within a poll (50 ms): well within an epoch of the trial
             soon = {"interval": 0.05, "alive": lambda: proc.poll() is None}
             printed = lambda words: lambda: words in log.read_text()  # noqa: E731
             reported = tmp_path / "ray_results" / "diskfull"  # Tune's own results: not on the full disk
