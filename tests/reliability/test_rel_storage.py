@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from mlflow.exceptions import MlflowException
 
 from rel_helpers import drop_read_override, fill_disk, paused, resize_disk, small_disk, start_cli, stop_process_group, wait_for
 from sweep_helpers import CLI, SWEEPS, base_env, free_port, metric_steps, poll_db, run_cli, sweep_runs
@@ -368,3 +369,39 @@ def test_mlflow_errors_are_one_line(monkeypatch):
     with pytest.raises(Exception) as refused:
         RetryingClient(f"http://127.0.0.1:{free_port()}").get_experiment_by_name("x")
     assert re.fullmatch(r"MlflowException: [^\n]*Connection refused", mlflow_error(refused.value)), mlflow_error(refused.value)
+
+
+class FullAfterMetrics:
+    """A client of a real store whose disk fills up in the middle of a batch, once: MLflow's sqlite store
+    commits a batch's metrics and its tags in two transactions, so the metrics are in and the tags refused."""
+
+    def __init__(self, client):
+        self.client, self.filled = client, False
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+    def log_batch(self, run_id, metrics=(), params=(), tags=()):
+        if self.filled:
+            return self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
+        self.filled = True
+        self.client.log_batch(run_id, metrics=metrics)
+        raise MlflowException("(sqlite3.OperationalError) database or disk is full [SQL: INSERT INTO tags ...]")
+
+
+def test_a_result_replayed_after_a_half_written_batch_is_logged_once(sweep_store):
+    """The disk fills between a result's metrics and its tags: the result waits and is replayed once the store
+    answers, its metrics once (main: twice, the replay stamped later), its tags delivered."""
+    from types import SimpleNamespace
+
+    from tokensweep.tracking.tune_callback import MlflowTrialLogger
+
+    _, tracker, _, child, _ = sweep_store
+    logger = MlflowTrialLogger(tracker.tracking_uri, "smoke", tracker.experiment_id, tracker.parent_run_id, describe=None)
+    logger.tracker.client = FullAfterMetrics(logger.tracker.client)
+    trial = SimpleNamespace(trial_id="trial_0", config={})
+    logger.on_trial_result(0, [], trial, {"epoch": 1, "top1": 10.0, "epoch_time_s": 1.0, "device": "cpu"})
+    assert logger.pending.waiting == 1  # the store said it is full: the result waits
+    assert logger.pending.wait(30) and logger.errors == 0
+    assert [(m.step, m.value) for m in tracker.client.get_metric_history(child, "top1")] == [(1, 10.0)]
+    assert tracker.client.get_run(child).data.tags["device"] == "cpu"

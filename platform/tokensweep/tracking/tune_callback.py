@@ -17,7 +17,7 @@ from ray import tune
 from tokensweep.sweep.space import TrialPayload, variant_index
 from tokensweep.tracking import tags as T
 from tokensweep.tracking.outage import PendingWrites
-from tokensweep.tracking.tracker import SweepTracker
+from tokensweep.tracking.tracker import SweepTracker, now_ms
 from tokensweep.tracking.uris import redact
 
 log = logging.getLogger(__name__)
@@ -171,9 +171,10 @@ class MlflowTrialLogger(tune.Callback):
         self.tracker.start_child(trial.trial_id, str(trial), params, {T.SWEEP: self.sweep_name, **tags})
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        self._submit("log result", self._result, trial, dict(result))  # a copy: it may be replayed later
+        # a copy (it may be replayed later), with the time it arrived: a replay of a half-written batch adds no row
+        self._submit("log result", self._result, trial, dict(result), now_ms())
 
-    def _result(self, trial, result) -> None:
+    def _result(self, trial, result: dict, arrived_ms: int) -> None:
         run_id = self.tracker.child_id(trial.trial_id)
         if run_id is None:
             self._start(trial)
@@ -188,7 +189,7 @@ class MlflowTrialLogger(tune.Callback):
         if step <= self.tracker.last_logged_step(run_id):
             log.info("trial %s: epoch %d is already in MLflow (run %s); not logged again", trial, step, run_id)
             return
-        self.tracker.log_result(run_id, {k: v for k, v in result.items() if k not in TUNE_KEYS}, step)
+        self.tracker.log_result(run_id, {k: v for k, v in result.items() if k not in TUNE_KEYS}, step, arrived_ms)
 
     def on_trial_save(self, iteration, trials, trial, **info):
         checkpoint = trial.latest_checkpoint_result
