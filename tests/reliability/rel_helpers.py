@@ -199,6 +199,16 @@ def stop_process_group(proc: subprocess.Popen, timeout: float = 30) -> None:
     proc.wait(timeout=timeout)
 
 
+@contextlib.contextmanager
+def paused(proc: subprocess.Popen):
+    """The process (not its children) stopped with SIGSTOP for the block, continued after it whatever happens."""
+    os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+
+
 def drop_read_override() -> list[str] | None:
     """Command prefix that runs a child without root's power to read any file (so chmod 000 bites).
 

@@ -13,9 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+from mlflow.exceptions import MlflowException
 
-from rel_helpers import drop_read_override, fill_disk, resize_disk, small_disk, start_cli, stop_process_group, wait_for
-from sweep_helpers import CLI, SWEEPS, base_env, metric_steps, poll_db, run_cli, sweep_runs
+from rel_helpers import drop_read_override, fill_disk, paused, resize_disk, small_disk, start_cli, stop_process_group, wait_for
+from sweep_helpers import CLI, SWEEPS, base_env, free_port, metric_steps, poll_db, run_cli, sweep_runs
+from tokensweep.spec import load_spec
 
 SPEC = """
 [sweep]
@@ -49,6 +51,9 @@ system_metrics = false
 """
 
 
+LOST = r"stayed unreachable; \d+ write\(s\) were not recorded \(.*\): those runs are incomplete"
+
+
 def _spec(tmp_path: Path, name: str, epochs: int = 4, per_class: int = 300, keep: int = 2) -> Path:
     path = tmp_path / f"{name}.toml"
     path.write_text(SPEC.format(name=name, epochs=epochs, per_class=per_class, keep=keep))
@@ -63,7 +68,16 @@ def _epochs(db: Path) -> list[int]:
 @pytest.mark.slow
 def test_a_full_disk_under_the_mlflow_store_keeps_the_writes_and_says_what_is_lost(tmp_path, ray_head):
     """Full after epoch 1, freed again: the waiting writes arrive, in order, once. Full again after epoch 3
-    and never freed: the sweep says how many writes were not recorded, exits 1, and the run is not FINISHED."""
+    and never freed: the sweep says how many writes were not recorded, exits 1, and the run is not FINISHED.
+
+    The trial's pace is taken out of it: the driver writes every MLflow record and hands the trial its next
+    epoch only once it has taken in the last one, so while it is paused (SIGSTOP) nothing reaches the store
+    and the trial stops at the end of its epoch. The disk is filled and freed with the driver paused, and it
+    is paused past its next retry before the store answers again (else the trial ran on, unpaced, while the
+    driver waited to retry: it could finish before the second fill, and nothing of it was lost).
+    """
+    from tokensweep.tracking.outage import RETRY_EVERY_S
+
     spec = _spec(tmp_path, "diskfull", epochs=5)
     with small_disk(tmp_path / "store", "16m") as store:
         db = store / "mlflow.db"
@@ -73,16 +87,23 @@ def test_a_full_disk_under_the_mlflow_store_keeps_the_writes_and_says_what_is_lo
         env = {**ray_head.env, "TOKENSWEEP_TRACKING_WAIT_S": "5"}
         proc, log = start_cli(args, tmp_path, env)
         try:
-            alive = lambda: proc.poll() is None  # noqa: E731
-            wait_for(lambda: _epochs(db) == [1], 300, "epoch 1 in MLflow", alive=alive)
-            filler = fill_disk(store)
-            wait_for(lambda: "is unreachable (database or disk is full)" in log.read_text(), 120, "the outage note", alive=alive)
+            # each pause follows what it waits for within a poll (50 ms): well within an epoch of the trial
+            soon = {"interval": 0.05, "alive": lambda: proc.poll() is None}
+            printed = lambda words: lambda: words in log.read_text()  # noqa: E731
             reported = tmp_path / "ray_results" / "diskfull"  # Tune's own results: not on the full disk
-            wait_for(lambda: _tune_epochs(reported) >= 2, 120, "an epoch reported while the disk is full", alive=alive)
-            filler.unlink()
-            wait_for(lambda: "answers again; every waiting write delivered" in log.read_text(), 120, "the delivery", alive=alive)
-            wait_for(lambda: len(_epochs(db)) >= 3, 300, "epoch 3 in MLflow", alive=alive)
-            fill_disk(store)  # and never freed
+            wait_for(lambda: _epochs(db), 300, "epoch 1 in MLflow", **soon)
+            with paused(proc):
+                filler = fill_disk(store)
+                full_after = _tune_epochs(reported)
+            wait_for(printed("is unreachable (database or disk is full)"), 120, "the outage note", **soon)
+            wait_for(lambda: _tune_epochs(reported) > full_after, 120, "an epoch reported while the disk is full", **soon)
+            with paused(proc):
+                filler.unlink()
+                time.sleep(RETRY_EVERY_S)  # its retry is due when it goes on: the writes arrive at once
+            wait_for(printed("answers again; every waiting write delivered"), 120, "the delivery", **soon)
+            wait_for(lambda: len(_epochs(db)) >= 3, 300, "epoch 3 in MLflow", **soon)
+            with paused(proc):
+                fill_disk(store)  # and never freed
             proc.wait(timeout=300)
         finally:
             stop_process_group(proc)
@@ -94,8 +115,11 @@ def test_a_full_disk_under_the_mlflow_store_keeps_the_writes_and_says_what_is_lo
             assert "were not recorded" not in output
             return
         assert proc.returncode == 1, output[-4000:]
-        assert re.search(r"stayed unreachable; \d+ write\(s\) were not recorded \(.*\): those runs are incomplete", output), output[-3000:]
+        assert re.search(LOST, output), output[-3000:]
         assert "is unreachable at the end of the sweep" in output  # the runs could not be closed either: it says so
+        assert "the bench stage failed" not in output and "bench: FAILED" not in output  # disabled: nothing of it ran
+        for line in output.splitlines():  # every MLflow error in one line: no sqlalchemy statement or link
+            assert not line.startswith(("[SQL", "[parameters", "(Background on this error")), output[-3000:]
         (store / "filler.bin").unlink()
         steps = _epochs(db)
         assert steps == list(range(1, len(steps) + 1)) and 3 <= len(steps) < 5, steps  # delivered late, each once
@@ -244,3 +268,140 @@ def test_a_store_that_cannot_be_written_is_one_line_before_ray(what, tmp_path):
     _one_line(proc, fragment)
     assert time.monotonic() - started < 30  # no Ray started
     assert list(work.iterdir()) == [] and sorted(p.name for p in locked.iterdir()) == before
+
+
+# --- lost writes: one wording whichever phase gives up; a disabled bench runs nothing ---------------------------
+
+
+@pytest.fixture
+def sweep_store(tmp_path, monkeypatch):
+    """A sweep's parent run with one trial run RUNNING in a real sqlite store, and a real client of a store that
+    has gone away (a closed port: refused at once, MLflow asked not to retry)."""
+    from tokensweep.tracking.store import RetryingClient
+    from tokensweep.tracking.tracker import SweepTracker
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    tracker = SweepTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "smoke")
+    tracker.start_parent(tune_path=str(tmp_path / "t"), command="test", tags={}, spec_text="", spec_name="s.toml", resolved={})
+    spec = load_spec(SWEEPS / "smoke.toml", ["bench.enabled=false"])
+    configs = {"trial_0": spec.variants[0].config}
+    child = tracker.start_child("trial_0", "trial_0", configs["trial_0"].params(), {})
+    return spec, tracker, configs, child, RetryingClient(f"http://127.0.0.1:{free_port()}")
+
+
+def test_a_close_that_never_reaches_mlflow_is_worded_like_any_lost_write(sweep_store, monkeypatch, capsys):
+    """Every trial write arrived, then the store went away: the sweep's own last write (closing its runs) is
+    lost like a trial's, in the same words, counted, and the runs left open are named."""
+    from tokensweep.sweep.parent_run import close_parent
+    from tokensweep.tracking.tune_callback import MlflowTrialLogger
+
+    spec, tracker, _, _, gone = sweep_store
+    monkeypatch.setenv("TOKENSWEEP_TRACKING_WAIT_S", "0")
+    callback = MlflowTrialLogger(tracker.tracking_uri, "smoke", tracker.experiment_id, tracker.parent_run_id, describe=None)
+    tracker.client = gone
+    close_parent(tracker, callback, "FINISHED", {}, {}, time.perf_counter())
+    err = capsys.readouterr().err
+    assert re.search(LOST, err) and "(1 x close the sweep's runs)" in err, err
+    assert f"its parent run {tracker.parent_run_id} and unfinished trial runs were not closed" in err
+    assert callback.errors == 1 and all(line.startswith("tokensweep run: ") for line in err.strip().splitlines()), err
+
+
+def test_a_store_unreachable_through_the_wait_is_not_waited_for_again(capsys):
+    """The trials' writes waited the sweep's whole tracking wait in vain; the close, queued after them, gets
+    one more try, not a second wait, and all of them are reported in one line."""
+    from tokensweep.tracking.outage import PendingWrites
+
+    now = [0.0]
+    pending = PendingWrites("MLflow", retry_every_s=2, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    tries = []
+
+    def refused(what):
+        tries.append(what)
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    pending.submit("log result", refused, "epoch 4")
+    assert not pending.wait(30) and now[0] >= 30  # before the stages: waited, nothing reported yet
+    assert "were not recorded" not in capsys.readouterr().err
+    tries.clear()
+    pending.submit("close the sweep's runs", refused, "close")
+    waited_from = now[0]
+    assert pending.drain(30) == 2 and now[0] == waited_from and tries == ["epoch 4"]
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["tokensweep run: error: MLflow stayed unreachable; 2 write(s) were not recorded "
+                     "(1 x log result, 1 x close the sweep's runs): those runs are incomplete"]  # fmt: skip
+
+
+def test_a_disabled_bench_runs_nothing_of_its_stage(sweep_store, caplog):
+    """bench.enabled=false with the store unreachable: no bench stage fails, nothing is measured; the record a
+    later `tokensweep bench --sweep` needs waits with the sweep's other writes and arrives when the store does."""
+    from tokensweep.sweep import bench_record
+    from tokensweep.sweep.bench_stage import skip_stage
+    from tokensweep.tracking import tags as T
+    from tokensweep.tracking.outage import PendingWrites
+
+    spec, tracker, configs, child, gone = sweep_store
+    store, tracker.client = tracker.client, gone
+    pending = PendingWrites("MLflow", retry_every_s=0)
+    outcome = skip_stage(spec, tracker, configs, pending)
+    assert outcome.status == "disabled" and not outcome.failed and outcome.table is None
+    assert pending.waiting == 1 and "bench stage failed" not in caplog.text
+    tracker.client = store  # the store answers again
+    assert pending.wait(0)
+    assert tracker.tags_of(tracker.parent_run_id)[T.BENCH_STATUS] == "disabled"
+    assert bench_record.read_architectures(tracker)[1] == {tracker.client.get_run(child).data.tags[T.ARCH_ID]: [child]}
+    assert T.BENCHES not in tracker.tags_of(tracker.parent_run_id)  # no bench was started
+
+
+def test_mlflow_errors_are_one_line(monkeypatch):
+    """sqlalchemy's error (statement, parameters, background link on lines of their own) and a refused
+    request (urllib3's retry history): each one line that says why."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from tokensweep.tracking.store import RetryingClient, mlflow_error
+
+    full = OperationalError("INSERT INTO metrics (key, value) VALUES (?, ?)", ("top1", 1.0),
+                            sqlite3.OperationalError("database or disk is full"))  # fmt: skip
+    assert len(str(full).splitlines()) > 1
+    assert mlflow_error(full) == "OperationalError: database or disk is full"
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with pytest.raises(Exception) as refused:
+        RetryingClient(f"http://127.0.0.1:{free_port()}").get_experiment_by_name("x")
+    assert re.fullmatch(r"MlflowException: [^\n]*Connection refused", mlflow_error(refused.value)), mlflow_error(refused.value)
+
+
+class FullAfterMetrics:
+    """A client of a real store whose disk fills up in the middle of a batch, once: MLflow's sqlite store
+    commits a batch's metrics and its tags in two transactions, so the metrics are in and the tags refused."""
+
+    def __init__(self, client):
+        self.client, self.filled = client, False
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+    def log_batch(self, run_id, metrics=(), params=(), tags=()):
+        if self.filled:
+            return self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
+        self.filled = True
+        self.client.log_batch(run_id, metrics=metrics)
+        raise MlflowException("(sqlite3.OperationalError) database or disk is full [SQL: INSERT INTO tags ...]")
+
+
+def test_a_result_replayed_after_a_half_written_batch_is_logged_once(sweep_store):
+    """The disk fills between a result's metrics and its tags: the result waits and is replayed once the store
+    answers, its metrics once (main: twice, the replay stamped later), its tags delivered."""
+    from types import SimpleNamespace
+
+    from tokensweep.tracking.tune_callback import MlflowTrialLogger
+
+    _, tracker, _, child, _ = sweep_store
+    logger = MlflowTrialLogger(tracker.tracking_uri, "smoke", tracker.experiment_id, tracker.parent_run_id, describe=None)
+    logger.tracker.client = FullAfterMetrics(logger.tracker.client)
+    trial = SimpleNamespace(trial_id="trial_0", config={})
+    logger.on_trial_result(0, [], trial, {"epoch": 1, "top1": 10.0, "epoch_time_s": 1.0, "device": "cpu"})
+    assert logger.pending.waiting == 1  # the store said it is full: the result waits
+    assert logger.pending.wait(30) and logger.errors == 0
+    assert [(m.step, m.value) for m in tracker.client.get_metric_history(child, "top1")] == [(1, 10.0)]
+    assert tracker.client.get_run(child).data.tags["device"] == "cpu"

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from ray import tune
 
 from tokensweep.sweep import bench_record, concurrency, findings
-from tokensweep.sweep.bench_stage import BenchOutcome, run_stage
+from tokensweep.sweep.bench_stage import BenchOutcome, run_stage, skip_stage
 from tokensweep.sweep.confirm import confirm_path
 from tokensweep.sweep.parent_run import DEFAULT_TRACKING_WAIT_S, TRACKING_WAIT_ENV
 from tokensweep.sweep.space import TrialPayload
+from tokensweep.tracking.store import mlflow_error
 from tokensweep.tracking.uris import redact, server_unreachable
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def wait_for_tracking(tracker, callback) -> None:
 
     wait_s = float(os.environ.get(TRACKING_WAIT_ENV, DEFAULT_TRACKING_WAIT_S))
     deadline = time.monotonic() + wait_s
-    callback.drain(wait_s)
+    callback.pending.wait(wait_s)  # what is still waiting then is reported with the sweep's last write
     noted = False
     while server_unreachable(tracker.tracking_uri) and time.monotonic() < deadline:
         if not noted:
@@ -86,9 +87,11 @@ def after_training(spec, tracker, callback, tune_path: str, status: str, timings
     try:
         concurrency.record_concurrent_trials(tracker, trials, bench_record.child_runs(tracker))
     except Exception as err:  # a figure about the measurement's conditions: never fails the sweep
-        log.warning("concurrent_trials not recorded: %s", redact(str(err)))
+        log.warning("concurrent_trials not recorded: %s", mlflow_error(err))
     report = StageReport()
-    if status != "KILLED":
+    if status != "KILLED" and not spec.bench:
+        report.bench = skip_stage(spec, tracker, configs, callback.pending)
+    elif status != "KILLED":
         report.bench = run_stage(spec, tracker, configs)
         timings["bench_s"] = time.perf_counter() - started
     table = report.bench.table if report.bench else None

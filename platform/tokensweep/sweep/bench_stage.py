@@ -21,6 +21,7 @@ from tokensweep.errors import SpecError
 from tokensweep.sweep import bench_measure, bench_record
 from tokensweep.sweep.architectures import Architecture, arch_id_of, distinct_architectures
 from tokensweep.tracking import tags as T
+from tokensweep.tracking.store import mlflow_error
 from tokensweep.tracking.uris import redact
 
 log = logging.getLogger(__name__)
@@ -50,16 +51,33 @@ def plan(configs: dict, runs: list) -> tuple[list[Architecture], dict[str, list[
     return archs, runs_by_arch
 
 
+def record_architectures(spec, tracker, configs: dict) -> tuple[list[Architecture], dict[str, list[str]]]:
+    """The sweep's architectures and the child runs of each, recorded on the parent run: what a bench
+    measures, and what `tokensweep bench --sweep` benches later."""
+    runs = bench_record.child_runs(tracker)
+    archs, runs_by_arch = plan(configs, runs)
+    bench_record.write_architectures(tracker, archs, runs_by_arch, runs, spec.plugins)
+    return archs, runs_by_arch
+
+
+def skip_stage(spec, tracker, configs: dict, pending) -> BenchOutcome:
+    """[bench] enabled = false: nothing of the stage runs. The architectures are still recorded (for a later
+    `tokensweep bench --sweep`), as one more of the sweep's writes in `pending` (a PendingWrites): a store
+    that is unreachable now gets them later or reports them lost with the rest, and fails no bench."""
+
+    def record() -> None:
+        record_architectures(spec, tracker, configs)
+        tracker.tag(tracker.parent_run_id, **{T.BENCH_STATUS: "disabled"})
+
+    pending.submit("record the architectures", record)
+    return BenchOutcome("disabled")
+
+
 def run_stage(spec, tracker, configs: dict) -> BenchOutcome:
     """The sweep's own bench (or what is left of it after a killed driver); never raises for a failed bench."""
     parent = tracker.parent_run_id
     try:
-        runs = bench_record.child_runs(tracker)
-        archs, runs_by_arch = plan(configs, runs)
-        bench_record.write_architectures(tracker, archs, runs_by_arch, runs, spec.plugins)
-        if not spec.bench:
-            tracker.tag(parent, **{T.BENCH_STATUS: "disabled"})
-            return BenchOutcome("disabled")
+        archs, runs_by_arch = record_architectures(spec, tracker, configs)
         table = stage_table(spec, tracker, archs)
         tracker.tag(parent, **{T.BENCH_STATUS: "recording"})
         written = bench_record.record_on_children(tracker, table, runs_by_arch, bench_record.child_runs(tracker))
@@ -68,12 +86,12 @@ def run_stage(spec, tracker, configs: dict) -> BenchOutcome:
             tracker.client.delete_tag(parent, T.BENCH_FAILURE)  # an earlier session's failure, now resumed
         return BenchOutcome("finished", table["bench_id"], table, written=written)
     except Exception as err:
-        reason = redact(f"{type(err).__name__}: {err}".replace("\n", " "))[:1000]
+        reason = mlflow_error(err)
         log.warning("the bench stage failed: %s", reason)
         try:
             tracker.tag(parent, **{T.BENCH_STATUS: "failed", T.BENCH_FAILURE: reason})
         except Exception as tag_err:  # MLflow itself is down: the exit code and the summary still say it
-            log.warning("could not record the bench failure on the parent run: %s", redact(str(tag_err)).splitlines()[0])
+            log.warning("could not record the bench failure on the parent run: %s", mlflow_error(tag_err))
         return BenchOutcome("failed", reason=reason)
 
 

@@ -158,8 +158,8 @@ def run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, s
             tags[T.FAILURE_REASON] = storage.report_full(tune_path, full)
             trials = summarise(tune_path, missing_ok=True)
     finally:
-        end_failed = close_parent(tracker, callback, status, tags, timings, started, quiet=stop.stopped)
-    return status, trials, callback.errors + end_failed, stages
+        close_parent(tracker, callback, status, tags, timings, started, quiet=stop.stopped)
+    return status, trials, callback.errors, stages
 
 
 @contextlib.contextmanager

@@ -15,7 +15,6 @@ from tokensweep.spec import SweepSpec
 from tokensweep.sweep.options import RunOptions
 from tokensweep.sweep.space import TrialPayload
 from tokensweep.tracking import tags as T
-from tokensweep.tracking.store import is_unavailable
 from tokensweep.tracking.tracker import SweepTracker
 from tokensweep.tracking.uris import redact, server_unreachable
 
@@ -24,15 +23,17 @@ log = logging.getLogger(__name__)
 TRACKING_WAIT_ENV = "TOKENSWEEP_TRACKING_WAIT_S"
 DEFAULT_TRACKING_WAIT_S = 120.0  # how long a finished sweep waits for an unreachable tracking server
 STOPPED_TRACKING_WAIT_S = 10.0  # ... and a sweep stopped by a signal, which must end soon (a scheduler's grace period)
+CLOSE_RUNS = "close the sweep's runs"  # the last write of a sweep, as a report of lost writes names it
 
 
-def close_parent(tracker, callback, status, tags, timings, started, quiet=False) -> int:
-    """Deliver waiting writes, close what is still RUNNING, end the parent run; 1 if MLflow is unreachable.
-    `quiet`: the sweep was stopped by a signal - the one line tokensweep run prints says what was closed."""
-    wait = float(os.environ.get(TRACKING_WAIT_ENV, DEFAULT_TRACKING_WAIT_S))
-    callback.drain(min(wait, STOPPED_TRACKING_WAIT_S) if quiet else wait)
-    try:
-        closed = tracker.killed = tracker.close_running_children("KILLED")
+def close_parent(tracker, callback, status, tags, timings, started, quiet=False) -> None:
+    """Close what is still RUNNING and end the parent run: one more write after those still waiting, in their
+    order, given the sweep's tracking wait; what never arrives is reported with them (PendingWrites.drain)
+    and counted in callback.errors. `quiet`: the sweep was stopped by a signal - the one line tokensweep run
+    prints says what was closed."""
+
+    def close() -> None:
+        tracker.killed.extend(tracker.close_running_children("KILLED"))  # a replayed close adds what it closed
         if callback.errors:
             tags[T.TRACKING_ERRORS] = callback.errors
         timings["sweep_s"] = time.perf_counter() - started
@@ -40,18 +41,17 @@ def close_parent(tracker, callback, status, tags, timings, started, quiet=False)
         if not quiet:  # a sweep stopped by a signal must end soon: its --resume logs them
             log_summary(tracker)
         tracker.end_parent(status, tags)
-        if closed and not quiet:
-            log.warning("%d trial run(s) had not ended; marked KILLED", len(closed))
-        return 0
-    except Exception as err:
-        if not is_unavailable(err):
-            raise
+
+    wait = float(os.environ.get(TRACKING_WAIT_ENV, DEFAULT_TRACKING_WAIT_S))
+    callback.pending.submit(CLOSE_RUNS, close)
+    if callback.pending.drain(min(wait, STOPPED_TRACKING_WAIT_S) if quiet else wait):  # the close is the last write
         print(
             f"tokensweep run: error: MLflow at {redact(tracker.tracking_uri)} is unreachable at the end of "
             f"the sweep; its parent run {tracker.parent_run_id} and unfinished trial runs were not closed",
             file=sys.stderr,
         )
-        return 1
+    elif tracker.killed and not quiet:
+        log.warning("%d trial run(s) had not ended; marked KILLED", len(tracker.killed))
 
 
 def time_tags(tracker: SweepTracker, timings: dict) -> dict[str, str]:

@@ -7,12 +7,13 @@ import logging
 import sys
 import time
 
-from tokensweep.tracking.store import is_unavailable, one_line, why_unreachable
+from tokensweep.tracking.store import is_unavailable, mlflow_error, why_unreachable
 
 log = logging.getLogger(__name__)
 
 # MLflow's sqlite store logs each failed request with its traceback before raising it
 MLFLOW_STORE_LOGGER = "mlflow.store.db.utils"
+RETRY_EVERY_S = 3.0  # how often waiting writes are tried again
 
 
 class _ReportedByPendingWrites(logging.Filter):
@@ -36,12 +37,14 @@ class PendingWrites:
     (`is_unavailable`), the write waits in a FIFO, and so does every later one - never reordered, so a
     run is not marked FINISHED before its last metrics arrive. Later submits (and `poke`, called on
     every Tune step) replay the queue, at most once per `retry_every_s`, so a dead server costs one
-    quick failed request every few seconds rather than blocking. `drain` waits for the queue to empty
-    at the end of a sweep; what it cannot deliver is counted in `lost` and reported, never dropped
-    silently. Any other error (a bug, a refused value) is counted in `failed`, logged, and skipped.
+    quick failed request every few seconds rather than blocking. `wait` gives the queue time to empty
+    (once per outage: a store that stayed unreachable for a whole wait gets one more try, not another
+    wait); `drain` waits, then counts what it cannot deliver in `lost` and reports it (`not_recorded`),
+    never dropping it silently. Any other error (a bug, a refused value) is counted in `failed`, logged
+    in one line, and skipped.
     """
 
-    def __init__(self, label: str = "MLflow", retry_every_s: float = 3.0, clock=time.monotonic, sleep=time.sleep):
+    def __init__(self, label: str = "MLflow", retry_every_s: float = RETRY_EVERY_S, clock=time.monotonic, sleep=time.sleep):
         self.label = label
         self.retry_every_s = retry_every_s
         self.clock, self.sleep = clock, sleep
@@ -51,6 +54,7 @@ class PendingWrites:
         self.delivered_late = 0  # writes that waited, then arrived
         self.outages = 0
         self._next_try = 0.0
+        self._waited_out = False  # a wait of this outage ended with writes still waiting
         quiet_store_errors()
 
     @property
@@ -89,7 +93,7 @@ class PendingWrites:
                     self._next_try = self.clock() + self.retry_every_s
                     return False
                 self.failed += 1
-                log.error("MLflow logging failed (%s); the sweep goes on: %s", what, one_line(err))
+                log.error("MLflow logging failed (%s); the sweep goes on: %s", what, mlflow_error(err))
                 log.debug("MLflow logging failure", exc_info=True)
             else:
                 if was_waiting:
@@ -98,12 +102,16 @@ class PendingWrites:
         if self._next_try > 0:
             print(f"tokensweep run: note: {self.label} answers again; every waiting write delivered", file=sys.stderr, flush=True)
             self._next_try = 0.0
+        self._waited_out = False
         return True
 
-    def drain(self, timeout_s: float) -> int:
-        """Replay until the queue is empty or `timeout_s` passed; return (and count in `lost`) what is left."""
+    def wait(self, timeout_s: float) -> bool:
+        """Replay until the queue is empty or `timeout_s` passed (one try if an earlier wait of this outage
+        ran out); True if nothing is left waiting."""
         if not self.queue:
-            return 0
+            return True
+        if self._waited_out:
+            return self._run_queue()
         deadline = self.clock() + timeout_s
         print(
             f"tokensweep run: note: waiting up to {timeout_s:g}s for {self.label} to deliver "
@@ -116,16 +124,22 @@ class PendingWrites:
             if not self.queue or self.clock() >= deadline:
                 break
             self.sleep(min(self.retry_every_s, max(0.0, deadline - self.clock()), 1.0))
+        self._waited_out = bool(self.queue)
+        return not self.queue
+
+    def drain(self, timeout_s: float) -> int:
+        """`wait`, then count in `lost` and report what is left (its number, returned), and forget it."""
+        if self.wait(timeout_s):
+            return 0
         left = len(self.queue)
-        if left:
-            self.lost += left
-            whats = collections.Counter(what for what, _, _ in self.queue)
-            summary = ", ".join(f"{n} x {what}" for what, n in whats.items())
-            print(
-                f"tokensweep run: error: {self.label} stayed unreachable; {left} write(s) were not recorded "
-                f"({summary}): those runs are incomplete",
-                file=sys.stderr,
-                flush=True,
-            )
-            self.queue.clear()
+        self.lost += left
+        whats = collections.Counter(what for what, _, _ in self.queue)
+        print(f"tokensweep run: error: {not_recorded(self.label, whats)}", file=sys.stderr, flush=True)
+        self.queue.clear()
         return left
+
+
+def not_recorded(label: str, whats: collections.Counter) -> str:
+    """The one wording of writes that never reached the store, whichever phase of a sweep gave up on them."""
+    summary = ", ".join(f"{n} x {what}" for what, n in whats.items())
+    return f"{label} stayed unreachable; {whats.total()} write(s) were not recorded ({summary}): those runs are incomplete"

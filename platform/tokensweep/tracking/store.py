@@ -101,6 +101,19 @@ def why_unreachable(err: BaseException) -> str:
     return m[1].strip() if m else one_line(err)[:200]
 
 
+def mlflow_error(err: BaseException) -> str:
+    """A failed MLflow request in one line: its type and why, without sqlalchemy's statement, parameters and
+    background link, or urllib3's retry history."""
+    driver_error = re.search(r"\((?:sqlite3|psycopg2?)\.[\w.]+\) ([^\[(]+)", " ".join(str(err).split()))
+    if is_unavailable(err):
+        reason = why_unreachable(err)
+    elif driver_error:
+        reason = driver_error[1].strip()
+    else:
+        return one_line(err)
+    return redact(f"{type(err).__name__}: {reason}")
+
+
 def quote(value: str) -> str:
     """A value inside an MLflow search filter string."""
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -49,7 +49,7 @@ class FinishedRun:
     metrics: dict
 
 
-def _now_ms() -> int:
+def now_ms() -> int:
     return int(time.time() * 1000)
 
 
@@ -276,11 +276,16 @@ class SweepTracker:
             self._last_step[run_id] = max((m.step for m in history), default=0)
         return self._last_step[run_id]
 
-    def log_result(self, run_id: str, result: dict, step: int) -> None:
+    def log_result(self, run_id: str, result: dict, step: int, timestamp_ms: int | None = None) -> None:
+        """The result's metrics and tags in one request, its metrics stamped `timestamp_ms` (default: now).
+
+        MLflow keeps a metric row once per (key, value, step, timestamp), and a store commits a batch's metrics
+        apart from its tags: a batch that failed after its metrics and is sent again with the same timestamp
+        adds no second row."""
         if isinstance(result.get("_dataset"), dict):  # the trial's first report describes its data
             self.log_dataset(run_id, result["_dataset"])
         metrics, tags = split_result(result)
-        ts = _now_ms()
+        ts = timestamp_ms or now_ms()
         self.client.log_batch(
             run_id,
             metrics=[Metric(k, v, ts, step) for k, v in metrics.items()],

@@ -1,7 +1,7 @@
 """MlflowTrialLogger: a Tune callback on the driver that turns every trial event into SweepTracker writes.
 
 Every write goes through `PendingWrites`: while the tracking server is unreachable, writes wait in
-order and are replayed when it answers again (and at the end of the sweep, `drain`), so an outage
+order and are replayed when it answers again (and at the end of the sweep, `PendingWrites.drain`), so an outage
 delays records but loses none; what cannot be delivered in the end is counted, not dropped silently.
 """
 
@@ -18,7 +18,7 @@ from ray import tune
 from tokensweep.sweep.space import TrialPayload, variant_index
 from tokensweep.tracking import tags as T
 from tokensweep.tracking.outage import PendingWrites
-from tokensweep.tracking.tracker import SweepTracker
+from tokensweep.tracking.tracker import SweepTracker, now_ms
 from tokensweep.tracking.uris import redact
 
 log = logging.getLogger(__name__)
@@ -113,9 +113,6 @@ class MlflowTrialLogger(tune.Callback):
         """MLflow writes that failed or were never delivered."""
         return self.pending.failed + self.pending.lost
 
-    def drain(self, timeout_s: float) -> int:
-        return self.pending.drain(timeout_s)
-
     def _submit(self, what: str, fn, trial, *args) -> None:
         if self._is_finished(trial):
             return  # a resumed sweep's trial whose run was FINISHED before: never touched again
@@ -163,9 +160,10 @@ class MlflowTrialLogger(tune.Callback):
         self.tracker.start_child(trial.trial_id, str(trial), params, {T.SWEEP: self.sweep_name, **tags})
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        self._submit("log result", self._result, trial, dict(result))  # a copy: it may be replayed later
+        # a copy (it may be replayed later), with the time it arrived: a replay of a half-written batch adds no row
+        self._submit("log result", self._result, trial, dict(result), now_ms())
 
-    def _result(self, trial, result) -> None:
+    def _result(self, trial, result: dict, arrived_ms: int) -> None:
         run_id = self.tracker.child_id(trial.trial_id)
         if run_id is None:
             self._start(trial)
@@ -180,7 +178,7 @@ class MlflowTrialLogger(tune.Callback):
         if step <= self.tracker.last_logged_step(run_id):
             log.info("trial %s: epoch %d is already in MLflow (run %s); not logged again", trial, step, run_id)
             return
-        self.tracker.log_result(run_id, {k: v for k, v in result.items() if k not in TUNE_KEYS}, step)
+        self.tracker.log_result(run_id, {k: v for k, v in result.items() if k not in TUNE_KEYS}, step, arrived_ms)
 
     def on_trial_save(self, iteration, trials, trial, **info):
         checkpoint = trial.latest_checkpoint_result
