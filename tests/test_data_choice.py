@@ -22,7 +22,8 @@ VAL_IMAGES = 36  # 4 classes x 9: unlike the generated set's 500, so a top-1 tel
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
-    return write_imagefolder(tmp_path_factory.mktemp("data") / "shapes", classes=4, train_per_class=8, val_per_class=9)
+    # 128 train images: a full batch for every shipped spec (run's pre-flight refuses fewer)
+    return write_imagefolder(tmp_path_factory.mktemp("data") / "shapes", classes=4, train_per_class=32, val_per_class=9)
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +48,7 @@ def test_a_data_dir_alone_trains_on_that_imagefolder_and_says_so(folder):
                        "--bench-batch", "4", "--bench-steps", "1", cpus=one_cpu)  # fmt: skip
     assert result.returncode == 0, result.stderr
     lines = result.stderr.splitlines()
-    assert (f"tokensweep trial: imagefolder data ({folder}: 4 classes; images: train 32, val {VAL_IMAGES}); "
+    assert (f"tokensweep trial: imagefolder data ({folder}: 4 classes; images: train 128, val {VAL_IMAGES}); "
             "1 epoch, the paper's recipe with batch_size 8") in lines  # fmt: skip
     assert any("the paper's recipe is made for 300 epochs: in 1" in line for line in lines)
     assert "worker processes" not in result.stderr  # PyTorch's warning: more loader workers than CPUs
@@ -125,7 +126,7 @@ def test_dry_run_prints_the_data_the_epochs_and_the_recipe(folder, capsys):
     assert main(["run", str(SWEEPS / "channels-optuna.toml"), "--smoke", "--dry-run", "--data-dir", str(folder),
                  "--set", 'trial.dataset="imagefolder"']) == 0  # fmt: skip
     out = capsys.readouterr().out
-    assert (f"data: imagefolder data ({folder}: 4 classes; images: train 32, val {VAL_IMAGES}); 6 epochs, "
+    assert (f"data: imagefolder data ({folder}: 4 classes; images: train 128, val {VAL_IMAGES}); 6 epochs, "
             "the smoke recipe (no augmentation or mixing)") in out.splitlines()  # fmt: skip
     assert main(["run", str(SWEEPS / "paper-table6.toml"), "--dry-run", "--data-dir", str(folder),
                  "--set", 'trial.dataset="imagefolder"']) == 0  # fmt: skip
