@@ -86,6 +86,7 @@ FIELDS = (
     Field("dataset_digest", TAG, "str", "data set digest"),  # trials.data.describe: the files (or generator) read
     Field("ray_node_id", TAG, "str", "Ray node"),
     Field("ray_hostname", TAG, "str", "host"),
+    Field("cuda_visible_devices", TAG, "str", "GPUs held"),  # as Ray set it for the trial's worker; GPU trials only
     Field("failure_reason", TAG, "str", "failure reason"),
     Field("bench_device", TAG, "str", "bench device"),
     Field("bench_id", TAG, "str", "bench run"),

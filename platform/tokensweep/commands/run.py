@@ -56,6 +56,9 @@ def register(subparsers) -> None:
     group.add_argument("--resume", action="store_true", help="continue the sweep of the same name from its Tune state")
     group.add_argument("--fresh", action="store_true", help="delete the same-named sweep's Tune state (and Optuna study) and start over")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a new local Ray (default: all)")
+    p.add_argument("--num-gpus", type=int, default=None,
+                   help="GPUs of a new local Ray (default: those Ray finds); Ray schedules by this count alone, so "
+                   "on a machine without CUDA the trials run on the CPU: a dry run of GPU scheduling")  # fmt: skip
     p.add_argument("--smoke", action="store_true",
                    help="shrink the spec to the smoke preset: tiny backbone, a few epochs, 1 CPU per trial, 3 Optuna "
                    "trials (what CI runs for every shipped spec); generated data unless a data path is given; "
@@ -137,7 +140,7 @@ def command_line(args) -> str:
     parts = ["tokensweep", "run", args.spec]
     for item in args.overrides:
         parts += ["--set", item]
-    for flag in ("data_dir", "address", "storage", "tracking_uri", "optuna_storage", "num_cpus"):
+    for flag in ("data_dir", "address", "storage", "tracking_uri", "optuna_storage", "num_cpus", "num_gpus"):
         value = getattr(args, flag)
         if value is not None:
             parts += ["--" + flag.replace("_", "-"), str(value)]
@@ -243,6 +246,8 @@ def run(args: argparse.Namespace) -> int:
     storage = resolve_storage(args.storage)
     if args.num_cpus is not None and args.num_cpus < 1:
         raise SpecError(f"--num-cpus must be >= 1, got {args.num_cpus}")
+    if args.num_gpus is not None and args.num_gpus < 0:
+        raise SpecError(f"--num-gpus must be >= 0, got {args.num_gpus}")
     if args.dry_run:
         print_plan(spec)
         return 0
@@ -271,6 +276,7 @@ def run(args: argparse.Namespace) -> int:
         verbose=verbose,
         quiet=args.quiet,
         num_cpus=args.num_cpus,
+        num_gpus=args.num_gpus,
     )
     outcome = run_sweep(spec, options, {"validate_s": validated - started, "import_s": imported - validated})
     outcome.timings["total_s"] = time.perf_counter() - started

@@ -17,6 +17,7 @@ class RunOptions:
     verbose: int = 0  # 0: tokensweep's own compact progress (sweep/progress.py); 1-2: Tune's tables instead
     quiet: bool = False  # nothing but the summary
     num_cpus: int | None = None  # local Ray only
+    num_gpus: int | None = None  # local Ray only
 
     def tune_path(self, name: str) -> str:
         return self.storage.rstrip("/") + "/" + name

@@ -38,7 +38,8 @@ def init_ray(options: RunOptions) -> None:
     address = ray_address(options)
     if starts_local_ray(options):
         # RAY_AUTH_MODE was chosen before Ray was imported: see tokensweep.commands.run.choose_ray_auth
-        ray.init(address="local", num_cpus=options.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+        ray.init(address="local", num_cpus=options.num_cpus, num_gpus=options.num_gpus, include_dashboard=False,
+                 logging_level=logging.WARNING)  # fmt: skip
         return
     probe(address)
     try:
@@ -115,10 +116,22 @@ def note_unschedulable(spec: SweepSpec, options: RunOptions) -> None:
 
 
 def resolve_gpus(spec: SweepSpec, options: RunOptions) -> SweepSpec:
-    """gpus = "auto": one per trial when the cluster has GPUs, else none; a GPU nobody has: refused locally."""
+    """gpus = "auto": one per trial when the cluster has GPUs, else none; a GPU nobody has: refused locally,
+    and so are more GPUs per trial than the local Ray has (a cluster's trials wait for a node that large)."""
     cluster_gpus = ray.cluster_resources().get("GPU", 0)
     if spec.gpus is None:
         return spec.with_gpus(1.0 if cluster_gpus > 0 else 0.0)
+    largest = max((n.get("Resources", {}).get("GPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0)
+    if 0 < largest < spec.gpus:
+        if starts_local_ray(options):
+            raise SpecError(f"resources.gpus = {spec.gpus:g} per trial, but the local Ray has {largest:g} GPU(s): "
+                            "no trial could ever start; lower resources.gpus")  # fmt: skip
+        print(
+            f"tokensweep run: note: each trial needs resources.gpus = {spec.gpus:g} on one node, and the largest node "
+            f"of the cluster has {largest:g} GPU(s) now; the trials wait until a node that large joins",
+            file=sys.stderr,
+            flush=True,
+        )
     if spec.gpus > 0 and cluster_gpus == 0:
         if starts_local_ray(options):
             raise SpecError(f"resources.gpus = {spec.gpus:g}, but this machine has no GPU visible to Ray (use gpus = 0)")

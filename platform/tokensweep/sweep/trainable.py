@@ -8,6 +8,7 @@ their own thread, so MLflow's import (~0.8 s) is not ahead of a new worker's fir
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -121,6 +122,8 @@ def train_trial(config: dict, finished=None) -> None:
     trial_config = trials.TrialConfig.from_dict(payload.values)  # validated on the driver; built once here
     node_id = ray.get_runtime_context().get_node_id()
     host = socket.gethostname()
+    # the GPUs Ray gave this trial, as the worker sees them (Ray sets CUDA_VISIBLE_DEVICES from its GPU ids)
+    gpus = {"cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")} if ray.get_gpu_ids() else {}
 
     monitor = None
     if platform.system_metrics:
@@ -142,7 +145,7 @@ def train_trial(config: dict, finished=None) -> None:
         first.clear()
         metrics = objective.add_to(metrics)
         tune.report(
-            {**metrics, **extra, "ray_node_id": node_id, "ray_hostname": host, **window.keys(metrics)},
+            {**metrics, **extra, "ray_node_id": node_id, "ray_hostname": host, **gpus, **window.keys(metrics)},
             checkpoint=tune.Checkpoint.from_directory(checkpoint_dir),
         )
         window.reported()
