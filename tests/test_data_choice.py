@@ -161,3 +161,10 @@ def test_default_loader_workers_fit_the_cpus():
     usable = len(os.sched_getaffinity(0))
     assert TrialConfig().loader_workers == min(4, usable)
     assert TrialConfig(workers=3).loader_workers == 3
+
+
+def test_a_path_serves_the_variants_that_read_a_folder_beside_generated_data(folder):
+    text = PLAIN + 'dataset = "tiny"\n\n[[variants]]\nname = "gen"\n\n[[variants]]\nname = "own"\ndataset = "imagefolder"\n'
+    s = parse_spec(text, "mixed.toml", data_dir=str(folder), environ={})
+    assert {v.name: v.values["dataset"] for v in s.variants} == {"gen": "tiny", "own": "imagefolder"}
+    assert {v.values["data_dir"] for v in s.variants} == {str(folder)}

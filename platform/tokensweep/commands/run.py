@@ -238,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
     from tokensweep.tracking.uris import resolve_tracking_uri
 
     spec = load_spec(args.spec, args.overrides, data_dir=args.data_dir, smoke=args.smoke, plugins=args.plugin)
-    for note in spec.notes:
+    for note in () if args.quiet else spec.notes:  # -q: nothing but errors before the summary
         print(f"tokensweep run: note: {note}", file=sys.stderr)
     check_data(spec)
     tracking_uri = resolve_tracking_uri(args.tracking_uri)

@@ -183,7 +183,8 @@ def resolve_data(ctx: SpecContext, base: dict, where: dict[str, str], flag: str 
 
     The path: --data-dir > [trial] data_dir (or --set) > $TOKENSWEEP_DATA, which serves only a data
     set that needs a path. A path given with no data set named is an ImageFolder; given beside
-    dataset "tiny" (generated data, reads no files) it is an error, never silently unused. --smoke
+    dataset "tiny" (generated data, reads no files) that no variant or grid value changes, it is an
+    error, never silently unused. --smoke
     keeps the spec's data set where a path is given, else trains on generated data.
     """
     if flag is not None:
@@ -193,7 +194,7 @@ def resolve_data(ctx: SpecContext, base: dict, where: dict[str, str], flag: str 
     wants_env = dataset != "tiny" and not given and bool(environ.get(DATA_ENV))
     if shrunk and not (given or wants_env) and "trial.dataset" not in ctx.set_keys:
         dataset = "tiny"  # the smoke preset's data: no path was given for the spec's
-    if given and dataset == "tiny":
+    if given and dataset == "tiny" and not datasets_beside(ctx.doc) - {"tiny"}:  # no trial reads the path
         named = where.get("dataset", "trial.dataset")
         raise _data_error(ctx, where["data_dir"], f"{base['data_dir']!r} is given, but {named} is 'tiny' (generated "
                           'data, which reads no files): set trial.dataset = "imagefolder" (or "imagenet100") to '
@@ -203,6 +204,15 @@ def resolve_data(ctx: SpecContext, base: dict, where: dict[str, str], flag: str 
         base["data_dir"], where["data_dir"] = environ[DATA_ENV], f"${DATA_ENV}"
     if "data_dir" in base:
         base["data_dir"] = checked_data_path(ctx, base["data_dir"], where["data_dir"])
+
+
+def datasets_beside(doc: dict) -> set:
+    """The data sets that [[variants]] tables or a [grid] name beside [trial]'s: a path given for a spec of
+    generated data serves those of its trials that read a folder."""
+    named = [v.get("dataset") for v in doc.get("variants", []) if isinstance(v, dict)]
+    grid = doc.get("grid", {}) if isinstance(doc.get("grid"), dict) else {}
+    named += grid.get("dataset", []) if isinstance(grid.get("dataset"), list) else []
+    return {d for d in named if isinstance(d, str)}
 
 
 def _data_error(ctx: SpecContext, label: str, message: str) -> SpecError:
