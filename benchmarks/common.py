@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from trials.atomic import write_text_atomic
+from vocab.atomic import write_text_atomic
 from trials.measure import environment
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from dashboards.analysis import Analysis, Configuration, analyse
 from dashboards.configurations import BENCH, BENCH_METHOD
-from dashboards.atomic import write_text_atomic
+from vocab.atomic import write_text_atomic
 from dashboards.page import page_html
 from dashboards.runs import Objective, experiment_name, load_runs
 from dashboards.static import write_static

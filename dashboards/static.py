@@ -14,7 +14,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from dashboards import figure, style
 from dashboards.analysis import Analysis
-from dashboards.atomic import atomic_path
+from vocab.atomic import atomic_path
 from dashboards.figure import title
 from dashboards.references import Marks, reference_marks
 

@@ -4,8 +4,10 @@ The CLI turns them into a single line on stderr and exit code 2; anything else i
 and keeps its traceback.
 """
 
+from vocab.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError):
     """A value the user gave is wrong; the message names it and what would be right.
 
     `key` is the option the message is about (e.g. "cluster_iters"), when there is one, so that

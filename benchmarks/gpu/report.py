@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.common import Target, md_table, to_csv, write_index
-from trials.atomic import write_text_atomic
+from vocab.atomic import write_text_atomic
 
 OK, FAILED, SKIPPED = "ok", "FAILED", "skipped"
 

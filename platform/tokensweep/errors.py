@@ -1,11 +1,12 @@
-"""User-input errors of every layer: the CLI prints them as one line and exits 2."""
+"""The platform's user-input error; every layer's derives from vocab.errors.UserError, which the CLI
+prints as one line with exit 2."""
 
-from dashboards.errors import InputError as DashboardInputError
 from trials.errors import ConfigError
+from vocab.errors import UserError
 
 
 class SpecError(ConfigError):
     """A sweep spec or CLI value is wrong; the message names the key (and file:line when known)."""
 
 
-USER_ERRORS = (ConfigError, DashboardInputError)
+USER_ERRORS = (UserError,)

@@ -12,7 +12,7 @@ from plotly.offline import get_plotlyjs
 
 from dashboards import paper
 from dashboards.analysis import analyse
-from dashboards.atomic import atomic_path, write_text_atomic
+from vocab.atomic import atomic_path, write_text_atomic
 from dashboards.build import OUTPUT_FILES, build_dashboard
 from dashboards import compare as compare_module
 from dashboards.compare import compare

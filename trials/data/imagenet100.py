@@ -11,7 +11,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from trials.atomic import atomic_dir
+from vocab.atomic import atomic_dir
 from trials.data.imagefolder import is_image_file
 from trials.data.prepared import write_prepared_copy
 from trials.errors import ConfigError, require

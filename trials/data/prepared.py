@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from trials.atomic import atomic_dir
+from vocab.atomic import atomic_dir
 from trials.data.imagefolder import _DECODE_ERRORS, is_image_file, load_rgb
 from trials.data.listing import SplitLister, say_once
 from trials.data.seeded import SeededDataset

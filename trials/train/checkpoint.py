@@ -1,7 +1,7 @@
 """Checkpoints written atomically and loaded safely.
 
 A checkpoint directory holds `checkpoint.pt`. It is written to a temporary file in the same
-directory, fsynced, then renamed over the old one (trials.atomic), so a crash mid-write leaves the previous
+directory, fsynced, then renamed over the old one (vocab.atomic), so a crash mid-write leaves the previous
 checkpoint intact and never a half-written file that resume would load. Loading uses
 torch.load(weights_only=True): a checkpoint is data, never code.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from trials.atomic import atomic_path
+from vocab.atomic import atomic_path
 from trials.errors import ConfigError
 
 FILENAME = "checkpoint.pt"

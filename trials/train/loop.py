@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import vocab
-from trials.atomic import write_text_atomic
+from vocab.atomic import write_text_atomic
 from trials.config import TrialConfig
 from trials.data import build_loaders, build_mixer, soft_cross_entropy
 from trials.errors import NonFiniteLoss

@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     args.steps = args.steps or 10
     text = to_csv(bench_rows(args))
     if args.out:
-        from dashboards.atomic import write_text_atomic
+        from vocab.atomic import write_text_atomic
 
         write_text_atomic(args.out, text)
     else:
@@ -171,7 +171,7 @@ def bench_sweep(args: argparse.Namespace) -> int:
     for r in table["rows"]:
         print(f"  {r['label']:<{width}}  {r['images_per_sec']:>10.1f} img/s  [{r['ci_low']:.1f}, {r['ci_high']:.1f}]")
     if args.out:
-        from dashboards.atomic import write_text_atomic
+        from vocab.atomic import write_text_atomic
         from tokensweep.sweep.bench_record import to_csv as table_csv
 
         write_text_atomic(args.out, table_csv(table))

@@ -104,7 +104,7 @@ def read_runs(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from dashboards.atomic import write_text_atomic
+    from vocab.atomic import write_text_atomic
     from dashboards.report import build_report, check_options, render
 
     check_options(args.format, args.adjust)  # before MLflow is read

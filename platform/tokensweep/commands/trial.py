@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     for note in config.notes():
         print(f"tokensweep trial: note: {note}", file=sys.stderr)
 
-    from dashboards.atomic import write_text_atomic
+    from vocab.atomic import write_text_atomic
     from trials import run_trial
 
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 
 import vocab
-from dashboards.atomic import atomic_path
+from vocab.atomic import atomic_path
 from dashboards.errors import InputError
 from dashboards.runs import ARROW_TYPES, COLUMN_FIELDS, EXPERIMENT_METADATA_KEY, knob_field, runs_schema
 from dashboards.runs import backbone as derived_backbone

@@ -1,8 +1,8 @@
 """Files and folders that appear whole or not at all: built beside their destination, renamed into place.
 
 A crash, a signal or a reader polling the folder sees the old file or the new one, never half of it.
-Beside it, in the same folder, because a rename is atomic only within one file system. dashboards has
-its own file writer (dashboards.atomic): the layers may not import each other.
+Beside it, in the same folder, because a rename is atomic only within one file system. Here, in the
+layer every other imports, so trials, dashboards and the platform share one writer.
 """
 
 import contextlib

@@ -1,11 +1,11 @@
-"""trials.atomic: a file or folder is the old one or the new one, never a half; nothing is left behind."""
+"""vocab.atomic: a file or folder is the old one or the new one, never a half; nothing is left behind."""
 
 import os
 import stat
 
 import pytest
 
-from trials.atomic import atomic_dir, atomic_path, write_text_atomic
+from vocab.atomic import atomic_dir, atomic_path, write_text_atomic
 
 
 class Boom(Exception):
