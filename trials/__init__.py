@@ -4,14 +4,15 @@
     model = trials.create_model("vit_s_supertoken", num_classes=100, cluster_iters=2)
     metrics = trials.run_trial(trials.TrialConfig.smoke())
 
-Importing `trials` loads no torch: the config, the registry and the errors are plain Python, so the
+Importing `trials` loads no torch: the config, the model registry and the errors are plain Python, so the
 CLI answers --help and validates input at once. `create_model` and `run_trial` load torch when called.
 """
 
 from trials.config import SMOKE, TrialConfig
 from trials.errors import ConfigError, NonFiniteLoss, PluginError
 from trials.models.knobs import Knob
-from trials.models.registry import list_models, load_plugin, register_embedding, resolve_model
+from trials.models.catalog import list_models, load_plugin, resolve_model
+from trials.models.registry import register_embedding
 
 
 def create_model(name: str, **overrides):

@@ -20,7 +20,8 @@ from difflib import get_close_matches
 
 from trials.errors import ConfigError, require
 from trials.models.backbones import BACKBONES
-from trials.models.registry import all_knobs, model_name, registered_embeddings, resolve_model, split_model_name
+from trials.models.catalog import all_knobs, model_name, registered_embeddings, resolve_model, split_model_name
+from trials.models.registry import reserve_names
 from trials.models.spec import ModelSpec
 
 DATASETS = ("tiny", "imagefolder", "imagenet100")
@@ -275,6 +276,9 @@ class TrialConfig:
         check(self.bench_steps >= 1, "bench_steps", "an integer >= 1")
         spec = resolve_model(self.model, img_size=self.img_size, drop_path=self.drop_path, **self.knobs)
         object.__setattr__(self, "spec", spec)
+
+
+reserve_names(f.name for f in dataclasses.fields(TrialConfig))  # a knob becomes a flag beside these
 
 
 def require_full_batch(train_images: int, batch_size: int, split: str = "the train split") -> None:

@@ -18,6 +18,7 @@ built-in embeddings the same way.
 
 from trials.errors import PluginError
 from trials.models.knobs import Knob
-from trials.models.registry import ENTRY_POINT_GROUP, load_plugin, register_embedding
+from trials.models.catalog import ENTRY_POINT_GROUP, load_plugin
+from trials.models.registry import register_embedding
 
 __all__ = ["ENTRY_POINT_GROUP", "Knob", "PluginError", "load_plugin", "register_embedding"]

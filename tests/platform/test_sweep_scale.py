@@ -269,7 +269,7 @@ def test_a_big_grid_validates_every_trial_exactly(tmp_path):
 
 def test_all_knobs_follows_the_registry(monkeypatch):
     from trials.models import all_knobs, registry
-    from trials.models.registry import registered_embeddings
+    from trials.models.catalog import registered_embeddings
     from trials.plugins import Knob, register_embedding
 
     before = dict(all_knobs())

@@ -1,10 +1,12 @@
-"""The three embeddings the paper compares, registered as any user's embedding is (trials.plugins).
+"""The three embeddings the paper compares, registered as any user's embedding is (the decorator and
+Knob that trials.plugins exports).
 
 Each builder imports its module when called, not at registration: a spec or a config is then
 validated, and `--help` answers, without loading torch.
 """
 
-from trials.plugins import Knob, register_embedding
+from trials.models.knobs import Knob
+from trials.models.registry import register_embedding
 
 PAPER_CHANNELS = (16, 32, 32, 64, 64, 64)  # Table 5: the six conv modules' widths
 

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from trials.errors import PluginError
-from trials.models.registry import registered_embeddings, resolve_model
+from trials.models.catalog import registered_embeddings, resolve_model
 from trials.models.spec import PATCH, ModelSpec
 from trials.models.vit import VisionTransformer
 

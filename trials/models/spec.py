@@ -1,5 +1,5 @@
 """What defines a model, as plain data: importable without torch, so that a sweep spec or a trial
-config is validated (trials.models.registry.resolve_model) before torch is even loaded."""
+config is validated (trials.models.catalog.resolve_model) before torch is even loaded."""
 
 from dataclasses import dataclass, field, replace
 

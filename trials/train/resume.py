@@ -17,7 +17,7 @@ would record a longer run's result under a shorter one's settings.
 import torch
 
 from trials.errors import ConfigError
-from trials.models.registry import all_knobs
+from trials.models.catalog import all_knobs
 from trials.train.checkpoint import FILENAME, load_checkpoint
 
 STATE_TYPES = {"epoch": int, "model": dict, "optimizer": dict, "scaler": dict, "metrics": dict, "config": dict}
