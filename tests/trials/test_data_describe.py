@@ -14,7 +14,8 @@ import pytest
 
 from trials import TrialConfig
 from trials.data import imagefolder, prepared
-from trials.data.describe import IMAGE_EXTENSIONS, MARKER, DataDescription, describe_data, describe_folder, image_files
+from trials.data.describe import MARKER, DataDescription, describe_data, describe_folder
+from trials.data.listing import IMAGE_EXTENSIONS, image_files
 
 
 def make_folder(root, classes=("a", "b"), per_class=3, payload=b"x"):

@@ -7,8 +7,9 @@ Two trials on different data get different digests, so their runs cannot be conf
   size); the same inputs give the same images (trials.data.tiny).
 - an ImageFolder (imagenet100, imagefolder, a resized or pre-decoded copy): the digest of every
   split's image files, as sorted relative paths with their sizes, plus a prepared copy's marker.
-  One directory listing and one stat per file, no file is read: ~1 s for ImageNet-100's 130k files
-  on a local disk. Directories reached twice through symlinks are listed once.
+  The files are those the loaders read, listed as they list them (trials.data.listing: links
+  followed, each real folder and file once): one directory listing and one stat per file, no file
+  is read, ~1 s for ImageNet-100's 130k files on a local disk.
 
 No torch or Ray here (plain os/hashlib), so a platform may call it wherever it likes; the sweep calls it
 in the trial's worker, on the data that worker actually reads.
@@ -21,11 +22,10 @@ import json
 import os
 from dataclasses import asdict, dataclass
 
-SPLITS = ("train", "val")
+from trials.data.listing import SPLITS, SplitLister
+
 DIGEST_CHARS = 16  # of the sha256: enough to tell data sets apart, short enough to read in a table
-# trials.data.imagefolder.IMAGE_EXTENSIONS (that module imports torch)
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-MARKER = "tokensweep-data.json"  # trials.data.prepared.MARKER: what a prepared copy is
+MARKER = "tokensweep-data.json"  # what a prepared copy is (trials.data.prepared writes it)
 TINY_DATA_SEED = 0  # the tiny set is a fixed benchmark: config.seed varies training, not the data
 
 
@@ -102,63 +102,23 @@ def describe_folder(root: str, dataset: str = "imagefolder") -> DataDescription:
             text = f.read()
         h.update(b"marker\0" + text + b"\n")
         try:
-            form = _prepared_form(json.loads(text))
-        except (ValueError, TypeError, KeyError):
+            fields = json.loads(text)
+            form = prepared_form_name(fields["shorter_side"], fields.get("predecoded"))
+        except (ValueError, TypeError, KeyError, AttributeError):
             form = "unknown"
     sizes, classes = {}, 0
     for split in SPLITS:
-        split_dir = os.path.join(root, split)
-        count = 0
-        for rel, size in image_files(split_dir):
+        lister = SplitLister(os.path.join(root, split))
+        files = lister.image_files()
+        for rel, size in files:
             h.update(f"{split}/{rel}\0{size}\n".encode("utf-8", "surrogateescape"))
-            count += 1
-        sizes[split] = count
+        sizes[split] = len(files)
         if split == "train":
-            classes = len(_class_dirs(split_dir))
+            classes = len(lister.class_names)
     name = dataset if dataset == "imagenet100" else os.path.basename(root.rstrip(os.sep)) or dataset
     return DataDescription(name, h.hexdigest()[:DIGEST_CHARS], root, "folder", sizes, classes, form)
 
 
-def _prepared_form(marker: dict) -> str:
-    """trials.data.prepared.PreparedForm.describe(), from the marker's fields."""
-    return f"resized_{marker['shorter_side']}" + ("_predecoded" if marker.get("predecoded") else "")
-
-
-def _class_dirs(split_dir: str) -> list[str]:
-    try:
-        with os.scandir(split_dir) as entries:
-            return sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
-    except OSError:
-        return []
-
-
-def image_files(split_dir: str):
-    """(path relative to split_dir, size) of every image file under it, in sorted order.
-
-    Follows symlinks (ImageNet-100 is symlinks into ImageNet-1k) but lists each real directory once,
-    so a symlink loop ends. Hidden files and folders are skipped, as the loaders skip them.
-    """
-    seen: set[tuple[int, int]] = set()
-
-    def walk(directory: str, prefix: str):
-        try:
-            st = os.stat(directory)
-            if (st.st_dev, st.st_ino) in seen:
-                return
-            seen.add((st.st_dev, st.st_ino))
-            with os.scandir(directory) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError:
-            return
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            try:
-                if entry.is_dir():
-                    yield from walk(entry.path, prefix + entry.name + "/")
-                elif entry.name.lower().endswith(IMAGE_EXTENSIONS) and entry.is_file():  # as the loaders list
-                    yield prefix + entry.name, entry.stat().st_size
-            except OSError:
-                continue  # a dangling link: not an image the loaders can read either
-
-    yield from walk(split_dir, "")
+def prepared_form_name(shorter_side: int, predecoded: bool) -> str:
+    """A prepared copy's form, e.g. 'resized_256' or 'resized_256_predecoded' (the trial's `data_form` metric)."""
+    return f"resized_{shorter_side}" + ("_predecoded" if predecoded else "")

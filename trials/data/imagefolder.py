@@ -15,12 +15,11 @@ import torch
 from PIL import Image
 from torch.utils.data import default_collate
 
-from trials.data.listing import SplitLister, describe_not_regular, say_once
+from trials.data.listing import IMAGE_EXTENSIONS, SPLITS, SplitLister, describe_not_regular, is_image_file, say_once
 from trials.data.seeded import SeededDataset
 from trials.config import require_full_batch
 from trials.errors import ConfigError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
@@ -33,10 +32,6 @@ class BadImage(NamedTuple):
 
     path: str
     reason: str
-
-
-def is_image_file(name: str) -> bool:
-    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
 
 
 def find_classes(split_dir: str | Path) -> list[str]:
@@ -78,7 +73,7 @@ def check_imagefolder(root: str | Path, batch_size: int = 1) -> list[str]:
     unknown = sorted(set(val) - set(train))
     if unknown:
         raise ConfigError(f"{root / 'val'} has {len(unknown)} class folder(s) the train split lacks: {_first_few(unknown)}")
-    for split in ("train", "val"):
+    for split in SPLITS:
         listing = list_split(root / split, train)
         say_once(listing.note)
         if split == "train":

@@ -12,11 +12,9 @@ from importlib import resources
 from pathlib import Path
 
 from vocab.atomic import atomic_dir
-from trials.data.imagefolder import is_image_file
+from trials.data.listing import SPLITS, SplitLister, is_image_file
 from trials.data.prepared import write_prepared_copy
 from trials.errors import ConfigError, require
-
-SPLITS = ("train", "val")
 
 
 def imagenet100_wnids() -> list[str]:
@@ -49,11 +47,10 @@ def check_source(source: Path, wnids: list[str]) -> None:
 
 
 def _check_classes_have_images(source: Path, wnids: list[str]) -> None:
-    """Every class folder holds an image (the first one found is enough): else "100 classes" would be untrue."""
-    from trials.data.describe import image_files  # a lazy walk: stops at the first image, each folder once
-
+    """Every class folder holds an image the loaders would read: else "100 classes" would be untrue."""
     for split in SPLITS:
-        empty = [w for w in wnids if next(image_files(source / split / w), None) is None]
+        listed = SplitLister(source / split).list_classes([source / split / w for w in wnids], is_image_file)
+        empty = [w for w, files in zip(wnids, listed) if not files]
         if empty:
             raise ConfigError(
                 f"{source / split} has {len(empty)} ImageNet-100 class folder(s) without images: {_first_few(empty)}; "

@@ -25,6 +25,8 @@ from pathlib import Path
 
 from trials.errors import ConfigError
 
+SPLITS = ("train", "val")  # an ImageFolder is root/<split>/<class>/<image files>
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 _SAID: set[str] = set()  # notes this process has printed (a reused worker meets the same data again)
 
 
@@ -33,6 +35,15 @@ def say_once(note: str | None) -> None:
     if note and note not in _SAID:
         _SAID.add(note)
         print(f"note: {note}", file=sys.stderr, flush=True)
+
+
+def is_image_file(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+
+
+def image_files(split_dir: str | Path) -> list[tuple[str, int]]:
+    """(path relative to split_dir, size) of each image file of the split (SplitLister.image_files)."""
+    return SplitLister(split_dir).image_files()
 
 
 def _is_within(path: str, folder: str) -> bool:
@@ -45,12 +56,14 @@ def _cannot_read(err: OSError) -> ConfigError:
 
 
 class SplitLister:
-    """Lists the class folders of one split: `list_classes(class_dirs, keep)`; `note()` says what was left out."""
+    """Lists the class folders of one split: `list_classes(class_dirs, keep)` or `image_files()`; `note()`
+    says what was left out."""
 
     def __init__(self, split_dir: str | Path):
         self.split_dir = Path(split_dir)
         self.folders: set[tuple[int, int]] = set()  # (st_dev, st_ino) of every folder entered or to enter
         self.class_reals: set[str] = set()  # real paths of the split's class folders
+        self.class_names: list[str] = []  # the split's class folders, by name
         self._find_class_folders()
         self.current_class = ""  # real path of the class folder being walked
         self.skipped_folders: list[tuple[str, str]] = []  # (path, the real folder it leads to)
@@ -71,8 +84,10 @@ class SplitLister:
                     st = entry.stat()
                     self.folders.add((st.st_dev, st.st_ino))
                     self.class_reals.add(os.path.realpath(entry.path))
+                    self.class_names.append(entry.name)
             except OSError:
                 continue
+        self.class_names.sort()
 
     def list_classes(self, class_dirs, keep=lambda name: True) -> list[list[str]]:
         """For each class folder, its files whose name `keep` accepts, each real file once in the split,
@@ -97,6 +112,20 @@ class SplitLister:
             self.duplicates_by_class.append(left_out)
             self.duplicates.extend(left_out)
         return listed
+
+    def image_files(self) -> list[tuple[str, int]]:
+        """(path relative to the split, size) of each image file of every class folder, as the loaders list
+        them, in the order of a walk that enters folders by name. A path without a size (a link that leads
+        nowhere) is left out: no image is there."""
+        prefix = len(str(self.split_dir)) + 1
+        listed = self.list_classes([self.split_dir / name for name in self.class_names], is_image_file)
+        files = []
+        for path in (path for paths in listed for path in paths):
+            try:
+                files.append((path[prefix:], os.stat(path).st_size))
+            except OSError:
+                continue
+        return sorted(files, key=lambda file: file[0].split(os.sep))
 
     def _walk(self, class_dir: str, keep) -> tuple[list, list[str]]:
         """([plain file path, or (link path, key of what it leads to)], [paths left out]) under class_dir.

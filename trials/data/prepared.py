@@ -25,16 +25,15 @@ import numpy as np
 from PIL import Image
 
 from vocab.atomic import atomic_dir
-from trials.data.imagefolder import _DECODE_ERRORS, is_image_file, load_rgb
-from trials.data.listing import SplitLister, say_once
+from trials.data.describe import MARKER, prepared_form_name
+from trials.data.imagefolder import _DECODE_ERRORS, load_rgb
+from trials.data.listing import SPLITS, SplitLister, is_image_file, say_once
 from trials.data.seeded import SeededDataset
 from trials.data.transforms import resize_shorter
 from trials.errors import ConfigError, require
 
-MARKER = "tokensweep-data.json"
 PIXELS_DIR = "predecoded"
 JPEG_QUALITY = 90
-SPLITS = ("train", "val")
 _CHUNK = 32  # images per task sent to a process: amortises the inter-process round trip
 
 
@@ -49,7 +48,7 @@ class PreparedForm:
 
     def describe(self) -> str:
         """The trial's `data_form` metric, e.g. 'resized_256' or 'resized_256_predecoded'."""
-        return f"resized_{self.shorter_side}" + ("_predecoded" if self.predecoded else "")
+        return prepared_form_name(self.shorter_side, self.predecoded)
 
 
 def read_prepared_form(root: str | Path) -> PreparedForm | None:

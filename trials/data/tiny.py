@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from trials.data.listing import SPLITS
 from trials.errors import ConfigError, require
 
 SHAPES = ("disk", "square", "diamond", "ring", "cross", "triangle")
@@ -208,7 +209,7 @@ def write_imagefolder(
 
     require(image_format in ("png", "jpeg"), f"image format must be png or jpeg, got {image_format!r}")
     out = Path(out_dir)
-    for split in ("train", "val"):
+    for split in SPLITS:
         if (out / split).exists():
             raise ConfigError(f"{out / split} already exists; choose an empty output directory")
     data = make_tiny(classes, train_per_class, val_per_class, img_size, seed)
