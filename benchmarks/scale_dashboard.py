@@ -110,10 +110,6 @@ def time_page_load(html: Path) -> tuple[float, float] | None:
             browser.close()
 
 
-def _mlflow_text(value) -> str:
-    return ("true" if value else "false") if isinstance(value, bool) else str(value)
-
-
 def write_store(root: Path, n: int, experiment: str = "scale") -> str:
     """An MLflow sqlite store with one sweep of n trial runs (see the module docstring); its URI."""
     from mlflow import MlflowClient
@@ -121,6 +117,7 @@ def write_store(root: Path, n: int, experiment: str = "scale") -> str:
 
     from tokensweep.tracking import tags as T
     import vocab
+    from vocab.values import as_text
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(uri)
@@ -130,9 +127,9 @@ def write_store(root: Path, n: int, experiment: str = "scale") -> str:
 
     def split(values: dict) -> tuple[dict, dict, dict]:
         metrics = {k: float(v) for k, v in values.items() if k in vocab.METRICS and k != "lr"}
-        tag_values = {k: _mlflow_text(v) for k, v in values.items() if k in vocab.TAGS}
+        tag_values = {k: as_text(v) for k, v in values.items() if k in vocab.TAGS}
         tag_values.update({T.PARENT: parent, T.ROLE: "trial", T.CONFIG_ID: values["config_id"]})
-        params = {k: _mlflow_text(v) for k, v in values.items() if k not in metrics and k not in tag_values
+        params = {k: as_text(v) for k, v in values.items() if k not in metrics and k not in tag_values
                   and k != "config_id"}  # fmt: skip
         return params, tag_values, metrics
 

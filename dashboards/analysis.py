@@ -9,12 +9,13 @@ from functools import cached_property
 
 import pyarrow as pa
 
+from vocab.values import is_number
 from dashboards import configurations, paper
 from dashboards.configurations import BENCH, config_key, metric_summary
 from dashboards.errors import InputError
 from dashboards.noise_front import front_and_noise
 from dashboards.pareto import hypervolume_history, pareto_mask
-from dashboards.runs import Objective, check_objective, exclusion_reason, finite, param_columns, sorted_rows, unit
+from dashboards.runs import Objective, check_objective, exclusion_reason, param_columns, sorted_rows, unit
 from dashboards.stats import Samples, Summary, summarize
 
 THROUGHPUT = "images_per_sec"  # the in-trial figure; the bench's (BENCH) replaces it where every run has one
@@ -31,7 +32,7 @@ class RunPoint:
 
     @property
     def has_values(self) -> bool:
-        return finite(self.x) and finite(self.y)
+        return is_number(self.x) and is_number(self.y)
 
     @property
     def state(self) -> str:
@@ -174,7 +175,7 @@ def x_figure(table: pa.Table, rows: list[dict], x: Objective, y: Objective) -> s
     candidates = [r for r in rows if exclusion_reason(r, [y.metric]) is None]
     told = {r.get(SEARCH_SOURCE) for r in candidates}
     for figure in (*sorted(t for t in told if t), BENCH):
-        if figure in table.column_names and candidates and all(finite(r.get(figure)) for r in candidates):
+        if figure in table.column_names and candidates and all(is_number(r.get(figure)) for r in candidates):
             return figure
     return x.metric
 
@@ -229,4 +230,4 @@ def analyse(table: pa.Table, x: Objective, y: Objective, experiment: str = "", x
 
 
 def _number(value) -> float | None:
-    return float(value) if finite(value) else None
+    return float(value) if is_number(value) else None

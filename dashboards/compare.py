@@ -10,9 +10,10 @@ paper draws between rows get the 95% interval of the difference (dashboards.stat
 import re
 from dataclasses import dataclass
 
+from vocab.values import is_number
 from dashboards import configurations, paper, stats
 from dashboards.configurations import BENCH, metric_summary
-from dashboards.runs import backbone, finite
+from dashboards.runs import backbone
 from dashboards.style import with_interval
 
 
@@ -78,7 +79,7 @@ def _by_backbone(runs: list[dict]) -> dict[str, list[dict]]:
 
 def _figure(metric: str, runs: list[dict]) -> str:
     """The bench's throughput in place of the in-trial one when every matching run has it."""
-    if metric == "images_per_sec" and runs and all(finite(r.get(BENCH)) for r in runs):
+    if metric == "images_per_sec" and runs and all(is_number(r.get(BENCH)) for r in runs):
         return BENCH
     return metric
 

@@ -16,7 +16,8 @@ from collections.abc import Iterable
 import pyarrow as pa
 
 import vocab
-from dashboards.runs import KIND, finite, metric_columns, param_columns, sorted_rows
+from vocab.values import is_number
+from dashboards.runs import KIND, metric_columns, param_columns, sorted_rows
 from dashboards.stats import Summary, summarize
 
 BENCH = "bench_images_per_sec"
@@ -76,13 +77,13 @@ def names(groups: list[list[dict]], swept_params: list[str]) -> list[str]:
 
 def metric_summary(runs: list[dict], metric: str) -> Summary | None:
     """The metric over the runs that have it; for the bench figure, the bench's own interval."""
-    values = [r[metric] for r in runs if finite(r.get(metric))]
+    values = [r[metric] for r in runs if is_number(r.get(metric))]
     if metric != BENCH:
         return summarize(values)
     if not values:
         return None
-    lows = [r[BENCH_LOW] for r in runs if finite(r.get(BENCH_LOW))]
-    highs = [r[BENCH_HIGH] for r in runs if finite(r.get(BENCH_HIGH))]
+    lows = [r[BENCH_LOW] for r in runs if is_number(r.get(BENCH_LOW))]
+    highs = [r[BENCH_HIGH] for r in runs if is_number(r.get(BENCH_HIGH))]
     plain = summarize(values)
     low, high = (min(lows), max(highs)) if lows and highs else (None, None)
     return Summary(plain.n, plain.mean, plain.sd, low, high, BENCH_METHOD, *_bench_repeats(runs))

@@ -12,10 +12,10 @@ from itertools import combinations
 
 import numpy as np
 
+from vocab.values import is_number
 from dashboards import configurations
 from dashboards.configurations import BENCH, metric_summary
 from dashboards.errors import InputError
-from dashboards.runs import finite
 from dashboards.stats import (ADJUSTMENTS, HOLM, UNADJUSTED, Difference, Samples, differences,
                               holm_confidences)  # fmt: skip
 from dashboards.style import SIZE_METRICS
@@ -36,7 +36,7 @@ class Config:
 
     def mean(self, metric: str) -> float | None:
         """A size figure (params, FLOPs) over the seeds: the same for every seed of one architecture."""
-        values = [r[metric] for r in self.runs if finite(r.get(metric))]
+        values = [r[metric] for r in self.runs if is_number(r.get(metric))]
         return sum(values) / len(values) if values else None
 
 
@@ -60,7 +60,7 @@ class PairDifference:
 
 def throughput_figure(groups: list[list[dict]]) -> str:
     """The bench's figure when every configuration has one, else the in-trial one."""
-    return BENCH if groups and all(any(finite(r.get(BENCH)) for r in g) for g in groups) else THROUGHPUT
+    return BENCH if groups and all(any(is_number(r.get(BENCH)) for r in g) for g in groups) else THROUGHPUT
 
 
 def sweep_configurations(runs: list[dict], params: list[str]) -> list[Config]:

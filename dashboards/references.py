@@ -9,9 +9,9 @@ that span; the others are listed under the chart, and every one is in the paper 
 import math
 from dataclasses import dataclass
 
+from vocab.values import is_number
 from dashboards import paper
 from dashboards.analysis import Analysis
-from dashboards.runs import finite
 
 PAD = 0.05  # of the span on each side, as plotting libraries pad their autorange
 
@@ -33,7 +33,7 @@ class Marks:
 
 def data_range(values: list[float], log: bool) -> tuple[float, float] | None:
     """The span of `values`, padded; None without values."""
-    values = [v for v in values if finite(v) and (v > 0 or not log)]
+    values = [v for v in values if is_number(v) and (v > 0 or not log)]
     if not values:
         return None
     low, high = min(values), max(values)

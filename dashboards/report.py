@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from vocab.values import as_text
 from dashboards.configurations import BENCH, BENCH_METHOD
 from dashboards.differences import (METRICS, THROUGHPUT, TOP1, Config, PairDifference,
                                     adjustment_note, all_differences, sweep_configurations)  # fmt: skip
@@ -138,7 +139,7 @@ def latex(report: Report) -> str:
 def _csv_value(value) -> str:
     if value is None:
         return ""
-    return str(value).lower() if isinstance(value, bool) else repr(value) if isinstance(value, float) else str(value)
+    return repr(value) if isinstance(value, float) else as_text(value)
 
 
 def csv_text(report: Report) -> str:

@@ -8,7 +8,6 @@ the dashboards tell a plugin's knob from a metric without knowing its name. The 
 only `run_id`, `run_name`, `status` and the objective columns; every other column is optional.
 """
 
-import math
 import os
 import re
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 
 import vocab
+from vocab.values import is_number
 from dashboards.errors import InputError
 
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
@@ -193,10 +193,6 @@ def sorted_rows(table: pa.Table) -> list[dict]:
     return sorted(rows, key=lambda r: (r.get("start_time") is None, r.get("start_time") or 0, r["run_id"]))
 
 
-def finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def exclusion_reason(row: dict, metrics: list[str]) -> str | None:
     """Why a run cannot be on the front ("failed", "running", "missing top1"), or None if it can.
 
@@ -206,7 +202,7 @@ def exclusion_reason(row: dict, metrics: list[str]) -> str | None:
     status = (row.get("status") or "UNKNOWN").upper()
     if status != "FINISHED":
         return status.lower()
-    missing = [m for m in metrics if not finite(row.get(m))]
+    missing = [m for m in metrics if not is_number(row.get(m))]
     if missing:
         return "missing " + ", ".join(missing)
     return None

@@ -1,7 +1,8 @@
 """What the interactive and the static chart share: colours, marker sizes, labels, numbers."""
 
+from vocab.values import is_number
 from dashboards.analysis import Analysis, Configuration
-from dashboards.runs import Objective, finite, label, unit
+from dashboards.runs import Objective, label, unit
 from dashboards.stats import STUDENT
 
 EMBEDDING_COLOURS = {"patch": "#1f77b4", "conv": "#ff7f0e", "supertoken": "#2ca02c"}
@@ -35,7 +36,7 @@ def colour(name: str, order: list[str]) -> str:
 
 
 def mean_params(config: Configuration) -> float | None:
-    values = [p.run["params"] for p in config.points if finite(p.run.get("params")) and p.run["params"] > 0]
+    values = [p.run["params"] for p in config.points if is_number(p.run.get("params")) and p.run["params"] > 0]
     return sum(values) / len(values) if values else None
 
 
@@ -44,13 +45,13 @@ def marker_sizes(params: list[float | None], reference: list[float | None]) -> l
 
     Relative to the median, not the range: 17.9M vs 18.9M params should look alike, not 1:3.
     """
-    known = sorted(v for v in reference if finite(v) and v > 0)
+    known = sorted(v for v in reference if is_number(v) and v > 0)
     if not known:
         return [11.0] * len(params)
     median = known[len(known) // 2]
     sizes = []
     for value in params:
-        size = 11.0 * (value / median) ** 0.5 if finite(value) and value > 0 else 11.0
+        size = 11.0 * (value / median) ** 0.5 if is_number(value) and value > 0 else 11.0
         sizes.append(min(max(size, 5.0), 28.0))
     return sizes
 
@@ -65,7 +66,7 @@ def axis_label(objective: Objective, figure: str | None = None) -> str:
 
 def human(value, metric: str = "") -> str:
     """Numbers as people read them: 17.9M params, 4.61G FLOPs, 83.52 %."""
-    if not finite(value):
+    if not is_number(value):
         return "–" if value is None else str(value)
     if metric in SIZE_METRICS or abs(value) >= 1e6:
         for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):

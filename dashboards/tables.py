@@ -13,10 +13,11 @@ A column with `hover` is shown in the chart's hover (`"title"`: its first, bold 
 import html
 
 import vocab
+from vocab.values import is_number
 from dashboards import compare, differences, style
 from dashboards.analysis import Analysis, Configuration, RunPoint
 from dashboards.configurations import BENCH_HIGH, BENCH_LOW
-from dashboards.runs import COLUMN_FIELDS, finite
+from dashboards.runs import COLUMN_FIELDS
 
 STATE_ORDER = {"front": 0, "noise": 1, "dominated": 2, "running": 3, "missing": 4, "killed": 5, "failed": 6}
 STATE_TEXT = {"front": "★ front", "noise": "within noise", "dominated": "dominated"}
@@ -38,14 +39,13 @@ def column(name: str, hover: bool | str = False, numeric: bool = False, **extra)
 
 
 def metric_cell(value, metric: str) -> list:
-    return ["–", None] if not finite(value) else [style.human(value, metric), float(value)]
+    return ["–", None] if not is_number(value) else [style.human(value, metric), float(value)]
 
 
 def param_cell(value) -> list | str:
-    if value is None or (isinstance(value, float) and not finite(value)):
+    if value is None or (isinstance(value, float) and not is_number(value)):
         return ["–", None]
-    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return [str(value), value] if numeric else str(value)
+    return [str(value), value] if is_number(value) else str(value)
 
 
 def param_column(name: str, order: list[str], hover: bool = True) -> dict:
@@ -57,7 +57,7 @@ def param_column(name: str, order: list[str], hover: bool = True) -> dict:
 def table_metrics(analysis: Analysis) -> list[str]:
     """The figure drawn on x and the y objective first, then the other results some run has."""
     first = list(dict.fromkeys([analysis.x_figure, analysis.y.metric, analysis.x.metric]))
-    rest = [m for m in RESULT_METRICS if m not in first and any(finite(p.run.get(m)) for p in analysis.points)]
+    rest = [m for m in RESULT_METRICS if m not in first and any(is_number(p.run.get(m)) for p in analysis.points)]
     return first + rest
 
 
@@ -133,7 +133,7 @@ def _shared(config: Configuration, name: str) -> bool:
 
 
 def _mean(config: Configuration, metric: str) -> float | None:
-    values = [p.run[metric] for p in config.points if finite(p.run.get(metric))]
+    values = [p.run[metric] for p in config.points if is_number(p.run.get(metric))]
     return sum(values) / len(values) if values else None
 
 

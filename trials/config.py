@@ -18,6 +18,7 @@ import typing
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 
+from vocab.values import is_int
 from trials.errors import ConfigError, require
 from trials.models.backbones import BACKBONES
 from trials.models.catalog import all_knobs, model_name, registered_embeddings, resolve_model, split_model_name
@@ -324,7 +325,7 @@ def _coerce(key: str, value, base: type, optional: bool):
             raise ConfigError(f"{key} must be a number, got {value!r}", key)
         return float(value)
     if base is int:
-        if not (isinstance(value, int) and not isinstance(value, bool)):
+        if not is_int(value):
             raise ConfigError(f"{key} must be an integer, got {value!r}", key)
         return value
     if not isinstance(value, base):

@@ -3,7 +3,8 @@
 A trial reports them (`trials`), the sweep logs them to MLflow (`tokensweep.tracking`), the export
 writes them as typed columns and the dashboards read them back; each imports its names from here.
 No dependencies, so every layer may import it; for the same reason it also holds what every layer
-shares besides names: the user-error base (`vocab.errors`) and the atomic file writer (`vocab.atomic`).
+shares besides names: the user-error base (`vocab.errors`), the atomic file writer (`vocab.atomic`)
+and how values are told apart and written as text (`vocab.values`: is_int, is_number, as_text).
 
 Kinds:
     run     the run record: MLflow's run info and the sweep's bookkeeping (export columns)

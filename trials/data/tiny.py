@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vocab.values import is_int
 from trials.data.listing import SPLITS
 from trials.errors import ConfigError, require
 
@@ -39,10 +40,6 @@ class TinyData:
 
 def check_tiny_args(classes: int, train_per_class: int, val_per_class: int, img_size: int, seed: int) -> None:
     """One-line ConfigError for any value the generator cannot use."""
-
-    def is_int(v) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool)
-
     require(is_int(classes) and classes >= 2, f"tiny classes must be an integer >= 2, got {classes!r}")
     require(
         is_int(train_per_class) and train_per_class >= 1,

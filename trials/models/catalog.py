@@ -15,7 +15,8 @@ from difflib import get_close_matches
 
 from trials.errors import ConfigError, PluginError, require
 from trials.models.backbones import BACKBONES
-from trials.models.knobs import Knob, is_int, is_number
+from vocab.values import is_int, is_number
+from trials.models.knobs import Knob
 from trials.models.registry import Embedding, registered
 from trials.models.spec import PATCH, ModelSpec
 

@@ -12,22 +12,14 @@ of a grid it applies to, the MLflow param, the export column, Optuna ranges.
 its default, each element within low..high.
 """
 
-import math
 import re
 from dataclasses import dataclass
 
+from vocab.values import as_text, is_int, is_number
 from trials.errors import ConfigError, PluginError
 
 KNOB_TYPES = (int, float, bool, str, tuple)
 KNOB_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-
-
-def is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -124,9 +116,7 @@ class Knob:
         """As an MLflow param, a flag value and an export cell: channels as '16,32,32,64,64,64'."""
         if isinstance(value, (tuple, list)):
             return ",".join(map(str, value))
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        return str(value)
+        return as_text(value)
 
     def parse(self, text: str):
         """A flag's text as a value of this knob's type (checked by `check` afterwards)."""
