@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import replace
 from difflib import get_close_matches
 
+from vocab.values import is_int, is_number
 from trials.errors import ConfigError, PluginError, require
 from trials.models.backbones import BACKBONES
-from vocab.values import is_int, is_number
 from trials.models.knobs import Knob
 from trials.models.registry import Embedding, registered
 from trials.models.spec import PATCH, ModelSpec
