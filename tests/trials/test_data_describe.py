@@ -119,3 +119,17 @@ def test_listing_does_not_read_files(tmp_path, n):
     finally:
         for f in cls.iterdir():
             f.chmod(0o644)
+
+
+def test_the_description_counts_the_images_the_loaders_read(tmp_path):
+    """A second path to one image (a hard link, a link from another class) and a file beside the class
+    folders are not images a trial reads: the sizes leave them out, as the loaders do."""
+    from trials.data.imagefolder import scan_split
+
+    root = make_folder(tmp_path / "d")
+    os.link(root / "train" / "a" / "0.jpg", root / "train" / "a" / "hard.jpg")
+    os.symlink(root / "train" / "a" / "1.jpg", root / "train" / "b" / "from-a.jpg")
+    (root / "val" / "loose.jpg").write_bytes(b"x")
+    read = {split: len(scan_split(root / split)[1]) for split in ("train", "val")}
+    assert read == {"train": 6, "val": 6}
+    assert describe_folder(root).sizes == read
