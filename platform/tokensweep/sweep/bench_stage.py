@@ -115,7 +115,7 @@ def stage_table(spec, tracker, archs: list[Architecture]) -> dict:
     return table
 
 
-def settings_of(spec, device: str) -> dict:
+def bench_settings(spec, device: str) -> dict:
     return {"device": device, "batch": spec.bench_batch, "repeats": spec.bench_repeats, "steps": spec.bench_steps}
 
 
@@ -146,7 +146,7 @@ def measure_on_cluster(spec, archs: list[Architecture]) -> dict:
             num_cpus=cpus, num_gpus=gpus, max_retries=0,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
         )  # fmt: skip
-        settings = settings_of(spec, "cuda" if gpus else "cpu")
+        settings = bench_settings(spec, "cuda" if gpus else "cpu")
         try:
             return ray.get(task.remote([a.to_json() for a in archs], settings, tuple(spec.plugins)))
         except TaskUnschedulableError:  # the node was lost after Ray last listed it alive: the next one

@@ -35,35 +35,18 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from tokensweep.sweep import bench_measure
 from tokensweep.sweep.architectures import architecture_of
+from tokensweep.sweep.space import SearchSettings
 
 OBJECTIVE = "images_per_sec"  # the objective this module answers for
 FIGURE = "search_images_per_sec"  # what Optuna is told for it, when the trials can be held back
 SOURCE = "throughput_source"  # the run's tag: the column Optuna scored (FIGURE, or OBJECTIVE on a shared GPU)
 ISOLATED = "images_per_sec: each architecture benched alone on its trial's node (the bench's protocol) before its last report"
 SHARED = "images_per_sec: measured inside each trial while trials shared its GPU (fractional gpus): other trials slowed it"
-
-
-@dataclass(frozen=True)
-class SearchSettings:
-    """What a search trial's worker needs to measure its objective; carried in Tune's config as JSON."""
-
-    sweep: str  # the sweep's parent run id: names the node's locks and figures
-    isolated: bool  # False where trials share a GPU
-    batch: int | None  # [bench]: None, the trials' bench_batch
-    repeats: int
-    steps: int
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict | None) -> "SearchSettings | None":
-        return None if data is None else cls(**data)
 
 
 def settings_of(spec, sweep_id: str) -> SearchSettings | None:

@@ -10,14 +10,30 @@ No Ray here: validation (which checks Optuna ranges with `apply_search_values`) 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-
-from tokensweep.sweep.search_throughput import SearchSettings
+from dataclasses import asdict, dataclass
 
 # keys of a Tune config that are not Optuna suggestions
 RESERVED = ("variant", "index", "trial", "_platform", "optuna_trial_number")
 # an Optuna key for one element of a tuple knob: "channels[2]"
 INDEXED = re.compile(r"^(?P<key>[a-z_][a-z0-9_]*)\[(?P<index>\d+)\]$")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """What a search trial's worker needs to measure its objective; carried in Tune's config as JSON."""
+
+    sweep: str  # the sweep's parent run id: names the node's locks and figures
+    isolated: bool  # False where trials share a GPU
+    batch: int | None  # [bench]: None, the trials' bench_batch
+    repeats: int
+    steps: int
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> "SearchSettings | None":
+        return None if data is None else cls(**data)
 
 
 @dataclass(frozen=True)
