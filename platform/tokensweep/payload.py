@@ -1,4 +1,6 @@
-"""What Tune carries for a trial, typed: a trial's config is encoded into Tune's (a plain dict, saved in
+"""What Tune carries to a trial's worker (TrialPayload, Platform, SearchSettings), encoded and decoded.
+
+What Tune carries for a trial, typed: a trial's config is encoded into Tune's (a plain dict, saved in
 Tune's experiment state) and decoded back in the trial's worker and by the driver's callback.
 
     grid:    {"variant": name, "index": i, "trial": {values}, "_platform": {...}}   (one trial's own values)
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+
 
 # keys of a Tune config that are not Optuna suggestions
 RESERVED = ("variant", "index", "trial", "_platform", "optuna_trial_number")
@@ -40,7 +43,7 @@ class SearchSettings:
 class Platform:
     """What every trial's worker needs from the driver besides its values."""
 
-    tracking_uri: str  # without user:password (tokensweep.tracking.uris.credentials_to_environment)
+    tracking_uri: str  # without user:password (tokensweep.tracking.store.credentials_to_environment)
     experiment: str
     system_metrics: bool
     system_metrics_interval_s: float
