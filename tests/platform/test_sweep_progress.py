@@ -214,7 +214,7 @@ def test_a_resumed_sweep_gets_this_sessions_callbacks_and_verbosity():
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    from tokensweep.sweep.driver import replace_callback
+    from tokensweep.sweep.tuner import replace_callback
     from tokensweep.sweep.tuner import ErrorsAsText, ForgetDeletedCheckpoints, RecordSnapshots
     from tokensweep.tracking.callback import MlflowTrialLogger
 

@@ -25,8 +25,8 @@ def test_grid_trials_carry_only_their_own_values():
     payload = TrialPayload.decode(handed[2])
     assert payload.values["model"] == "vit_tiny_supertoken" and payload.values["cluster_iters"] == 1
     assert payload.values["threads"] == 1  # one CPU per trial -> one torch thread
-    assert payload.index == 2 and driver.trial_name(_trial(handed[2])) == spec.variants[2].name
-    assert driver.trial_dirname(_trial(handed[2])).endswith("_abcde_00001")
+    assert payload.index == 2 and tuner.trial_name(_trial(handed[2])) == spec.variants[2].name
+    assert tuner.trial_dirname(_trial(handed[2])).endswith("_abcde_00001")
     # nothing in a trial's config grows with the grid
     assert all(set(c) == {"variant", "index", "trial", "_platform"} for c in handed)
 
@@ -62,7 +62,7 @@ def test_optuna_space_suggests_every_width_and_records_the_trial_number():
     values = payload.values
     assert values["channels"][0] == trial.params["channels[0]"] and values["channels"][5] in (32, 64)
     assert values["channels"][1:5] == [16, 16, 32, 32]  # the model's own widths
-    assert driver.trial_name(_trial(config)).startswith("t000-channels=")
+    assert tuner.trial_name(_trial(config)).startswith("t000-channels=")
     params, tags = driver.DescribeTrial(spec)(payload)
     assert params["optuna_trial_number"] == 0 and params["channels"].count(",") == 5
     assert len(tags["tokensweep.config_id"]) == 12

@@ -99,9 +99,9 @@ def test_a_new_parent_creates_its_trial_runs_without_searching_mlflow(tmp_path):
 
 
 def test_closing_running_children_reads_every_page(tmp_path, monkeypatch):
-    from tokensweep.tracking import tracker as tracker_module
+    from tokensweep.tracking import store
 
-    monkeypatch.setattr(tracker_module, "PAGE", 2)  # 7 runs in 4 pages (10,000 runs per page would be 10,000 runs)
+    monkeypatch.setattr(store, "PAGE", 2)  # 7 runs in 4 pages (10,000 runs per page would be 10,000 runs)
     tracker = _tracker(f"sqlite:///{tmp_path}/mlflow.db")
     ids = [tracker.start_child(f"t_{i:05d}", f"trial-{i}", {}, {}) for i in range(8)]
     tracker.end_child(ids[0], "FINISHED")
@@ -132,7 +132,7 @@ def no_params(payload):
 
 
 def test_the_summary_says_how_each_trial_ended_without_reading_storage(tmp_path):
-    from tokensweep.sweep.driver import summarise
+    from tokensweep.sweep.tuner import summarise
     from tokensweep.tracking.callback import MlflowTrialLogger
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"

@@ -10,21 +10,13 @@ checked by building its TrialConfig, whose error carries the option it is about 
 
 from __future__ import annotations
 
-import math
 import typing
 from difflib import get_close_matches
 
 from tokensweep.errors import SpecError
 from tokensweep.payload import INDEXED
 from tokensweep.spec.model import DATA_ENV
-
-
-def is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def is_num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+from trials.models.knobs import is_int, is_number
 
 
 def suggest(word: str, choices: typing.Iterable[str]) -> str:
@@ -98,7 +90,7 @@ class SpecContext:
                            lambda v: f"must be an integer {rng}, got {v!r}")  # fmt: skip
 
     def num_opt(self, section, table, key, default, check, rule):
-        v = self.option(section, table, key, default, lambda v: is_num(v) and check(v), lambda v: f"must be {rule}, got {v!r}")
+        v = self.option(section, table, key, default, lambda v: is_number(v) and check(v), lambda v: f"must be {rule}, got {v!r}")
         return float(v) if key in table else v
 
     def choice_opt(self, section, table, key, default, choices):

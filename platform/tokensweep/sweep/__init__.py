@@ -1,9 +1,9 @@
 """The sweep: a validated SweepSpec run on Ray Tune; what the command line decided (RunOptions) and how
 the sweep ended (SweepOutcome), declared here because every phase reads or fills them.
 
-    driver.py    run_sweep: the phases, the MLflow parent run, the stages after training, the summary
-    tuner.py     building or restoring Tune's Tuner: the grid and Optuna searchers, schedulers, the Optuna
-                 study's links to MLflow, Tune's restored state and storage, Ray's log records
+    driver.py    Sweep: one sweep and its phases (start, tune, stages, close), the MLflow parent run
+    tuner.py     the one place a Tuner is built or restored, for the search and Optuna's confirmation: the
+                 grid and Optuna searchers, schedulers, the study's links to MLflow, Tune's state and storage
     confirm.py   an Optuna search's front trained again on more seeds
     worker.py    train_trial: what runs in a trial's worker (its checkpoint, a quiet SIGTERM)
     guards.py    one driver per sweep (the lock), Ctrl-C and SIGTERM to the driver, starting or joining Ray

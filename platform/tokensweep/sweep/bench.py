@@ -122,10 +122,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mlflow.entities import Metric, RunTag
-
 from tokensweep.errors import SpecError
-from tokensweep.payload import SearchSettings
+from tokensweep.payload import SearchSettings, fmt_value
 from tokensweep.tracking import tags as T
 from tokensweep.tracking.store import mlflow_error, quote, redact
 
@@ -208,21 +206,13 @@ def label_architectures(archs: list[Architecture]) -> list[Architecture]:
         same_model = [b for b in archs if b.model == a.model]
         for k in sorted(a.knobs):
             if len({json.dumps(b.knobs.get(k)) for b in same_model}) > 1:
-                parts.append(f"{k}={_fmt(a.knobs[k])}")
+                parts.append(f"{k}={fmt_value(a.knobs[k])}")
         if varies(lambda b: b.img_size):
             parts.append(f"img_size={a.img_size}")
         if varies(lambda b: b.precision):
             parts.append(a.precision)
         out.append(dataclasses.replace(a, label=" ".join(parts)))
     return out
-
-
-def _fmt(value) -> str:
-    if isinstance(value, list):
-        return "-".join(_fmt(v) for v in value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 CONFIDENCE = 0.95
@@ -476,11 +466,7 @@ def bench_step(bench_id: str) -> int:
 
 def child_runs(tracker) -> list:
     """Every trial run of the sweep's parent run."""
-    return tracker.client.search_runs(
-        [tracker.experiment_id],
-        filter_string=f"tags.`{T.PARENT}` = {quote(tracker.parent_run_id)} and tags.`{T.ROLE}` = 'trial'",
-        max_results=50_000,
-    )
+    return tracker.search_all(f"tags.`{T.PARENT}` = {quote(tracker.parent_run_id)} and tags.`{T.ROLE}` = 'trial'")
 
 
 def write_architectures(tracker, archs: list[Architecture], runs_by_arch: dict[str, list[str]], runs: list,
@@ -548,6 +534,8 @@ def to_csv(table: dict) -> str:
 
 def record_on_children(tracker, table: dict, runs_by_arch: dict[str, list[str]], runs: list) -> int:
     """The bench's figures on every child run of each architecture it measured; returns the runs written."""
+    from mlflow.entities import Metric, RunTag  # here: a trial's worker imports this module, MLflow is not its to load
+
     bench_id, step = table["bench_id"], table["step"]
     by_id = {r.info.run_id: r for r in runs}
     written, now = 0, int(time.time() * 1000)

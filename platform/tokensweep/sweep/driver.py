@@ -1,4 +1,5 @@
-"""The driver: run_sweep and its phases, the MLflow parent run, the stages after training, the summary.
+"""The driver: a Sweep and its phases (start -> tune -> stages -> close), the MLflow parent run, the stages
+after training. run_sweep(spec, options) is Sweep(spec, options).run().
 
 Trials a resumed sweep leaves alone: those whose MLflow run is FINISHED with every epoch.
 
@@ -27,7 +28,7 @@ before it closes the parent run:
 
 Everything here reads the trials back from Tune's saved state, so a resumed driver does the same.
 
-run_sweep: a validated SweepSpec on Ray Tune, every trial an MLflow child run of the sweep's parent run.
+A sweep: a validated SweepSpec on Ray Tune, every trial an MLflow child run of the sweep's parent run.
 
     Tuner(with_resources(train_trial, {cpu, gpu}), search_alg = the grid's GridSearcher or Optuna)
       -> one `train_trial` per trial (tokensweep.sweep.worker): `trials.run_trial(config, report)`
@@ -54,10 +55,10 @@ from dataclasses import dataclass, field
 import ray
 from ray import tune
 
-from tokensweep.payload import Platform, TrialPayload, grid_config, search_base_config
+from tokensweep.payload import TrialPayload, grid_config, search_base_config
 from tokensweep.plugins import export_plugin_roots
 from tokensweep.spec import SweepSpec
-from tokensweep.sweep import RunOptions, SweepOutcome, TrialOutcome, bench, guards, progress, tuner
+from tokensweep.sweep import RunOptions, SweepOutcome, bench, guards, progress, tuner
 from tokensweep.sweep.bench import BenchOutcome, run_stage, skip_stage
 from tokensweep.sweep.confirm import confirm_path, run_confirmation
 from tokensweep.sweep.guards import (
@@ -69,13 +70,13 @@ from tokensweep.sweep.guards import (
     signal_name,
     stopped_by,
 )
-from tokensweep.sweep.tuner import ForgetDeletedCheckpoints, experiment_path, one_line_ray_errors, state_guards
-from tokensweep.sweep.worker import train_trial
+from tokensweep.sweep.tuner import one_line_ray_errors
 from tokensweep.tracking import tags as T
-from tokensweep.tracking.callback import MlflowTrialLogger
+from tokensweep.tracking.callback import ENDED, MlflowTrialLogger
 from tokensweep.tracking.store import (
     credentials_to_environment,
     default_optuna_storage,
+    is_unavailable,
     mlflow_error,
     redact,
     server_unreachable,
@@ -373,42 +374,70 @@ SNAPSHOT_2S_TRIALS = 200  # sweeps up to this size snapshot Tune's state every 2
 
 def run_sweep(spec: SweepSpec, options: RunOptions, timings: dict | None = None) -> SweepOutcome:
     """`timings`: phases before this call (validate_s, import_s), recorded with the sweep's own."""
-    started, timings = time.perf_counter(), dict(timings or {})
-    lock = SweepLock(options.storage, spec.name, options.command)
-    lock.check()  # another driver runs this sweep: one line, before anything else is checked or written
-    tune_path = tuner.check_storage(spec, options)
-    guards.check_cpus(spec, options)  # trials a local Ray could never start: refused before it starts
-    if not guards.starts_local_ray(options):
-        guards.probe(guards.ray_address(options))  # nothing listens there: one line, before the lock is written
-    optuna_url = optuna_storage(spec, options)
-    with lock, StopOnSignal() as stop:  # one driver per sweep from here; Ctrl-C / SIGTERM / SIGHUP stop it in order
-        stop.before_exit.append(lock.release)
-        if guards.starts_local_ray(options):  # the process ends from the watchdog: no Ray process outlives it
-            stop.before_exit.append(lambda: guards.end_processes(guards.own_processes()))
+    return Sweep(spec, options, timings).run()
+
+
+class Sweep:
+    """One sweep, from its checks to its outcome: what was asked (spec, options), where Tune keeps it
+    (tune_path), the MLflow writer and its Tune callback, how it stops (stop), how long each phase took
+    (timings). Its methods are the phases, in order: start (Ray, the parent run), tune (the trials, then
+    Optuna's confirmation), run_stages (concurrent trials, the bench, the findings), close (the parent run)."""
+
+    def __init__(self, spec: SweepSpec, options: RunOptions, timings: dict | None = None):
+        self.spec, self.options = spec, options
+        self.started, self.timings = time.perf_counter(), dict(timings or {})
+        self.lock = SweepLock(options.storage, spec.name, options.command)
+        self.tune_path = self.optuna_url = self.stop = None
+        self.tracker = self.callback = self.parent = self.finished = None
+        self.status, self.trials, self.stages, self.tracking_errors = "FAILED", [], None, 0
+
+    def run(self) -> SweepOutcome:
+        spec, options = self.spec, self.options
+        self.lock.check()  # another driver runs this sweep: one line, before anything else is checked or written
+        self.tune_path = tuner.check_storage(spec, options)
+        guards.check_cpus(spec, options)  # trials a local Ray could never start: refused before it starts
+        if not guards.starts_local_ray(options):
+            guards.probe(guards.ray_address(options))  # nothing listens there: one line, before the lock is written
+        self.optuna_url = optuna_storage(spec, options)
+        with self.lock, StopOnSignal() as stop:  # one driver per sweep from here; Ctrl-C / SIGTERM / SIGHUP stop it in order
+            self.stop = stop
+            stop.before_exit.append(self.lock.release)
+            if guards.starts_local_ray(options):  # the process ends from the watchdog: no Ray process outlives it
+                stop.before_exit.append(lambda: guards.end_processes(guards.own_processes()))
+            try:
+                return self.on_ray()
+            except (SweepInterrupted, Exception) as err:  # before the sweep's MLflow parent run existed: nothing to close
+                if not interrupted_within(err):
+                    raise
+                return self.stopped_before_parent()
+            except SystemExit as exit_:  # SIGTERM while ray.init had Ray's handler in place of ours
+                if exit_.code != signal.SIGTERM:
+                    raise
+                stop.signum = stop.signum or signal.SIGTERM
+                return self.stopped_before_parent()
+
+    def on_ray(self) -> SweepOutcome:
+        """The phases that need Ray; Ray is shut down (or left) whatever happened."""
+        if self.options.fresh:
+            tuner.delete_tune_dir(self.tune_path)
+            if self.optuna_url:
+                tuner.delete_optuna_study(self.optuna_url, self.spec.name)
+        configure_tune(self.spec)
+        if guards.starts_local_ray(self.options):
+            export_plugin_roots(self.spec.plugins)  # its workers import the user's embeddings as this process did
+        self.options = dataclasses.replace(self.options, tracking_uri=credentials_to_environment(self.options.tracking_uri))
         try:
-            return _run_sweep(spec, options, tune_path, optuna_url, timings, started, stop)
-        except (SweepInterrupted, Exception) as err:  # before the sweep's MLflow parent run existed: nothing to close
-            if not interrupted_within(err):
-                raise
-            return SweepOutcome(stop.exit_code, None, tune_path, [], timings, interrupted=signal_name(stop.signum))
-        except SystemExit as exit_:  # SIGTERM while ray.init had Ray's handler in place of ours
-            if exit_.code != signal.SIGTERM:
-                raise
-            stop.signum = stop.signum or signal.SIGTERM
-            return SweepOutcome(stop.exit_code, None, tune_path, [], timings, interrupted=signal_name(stop.signum))
+            self.start()
+            self.tune_stages_close()
+        finally:
+            with timed(self.timings, "ray_shutdown_s"):
+                guards.shutdown(self.options)
+        return self.outcome()
 
-
-def _run_sweep(spec, options, tune_path, optuna_url, timings, started, stop) -> SweepOutcome:
-    if options.fresh:
-        tuner.delete_tune_dir(tune_path)
-        if optuna_url:
-            tuner.delete_optuna_study(optuna_url, spec.name)
-    configure_tune(spec)
-    if guards.starts_local_ray(options):
-        export_plugin_roots(spec.plugins)  # its workers import the user's embeddings as this process did
-    options = dataclasses.replace(options, tracking_uri=credentials_to_environment(options.tracking_uri))
-    try:
-        with timed(timings, "ray_start_s"):  # a new local Ray, or connecting
+    def start(self) -> None:
+        """Ray started or joined, the MLflow store opened, the sweep's parent run started, the Tune callback."""
+        spec, options, stop = self.spec, self.options, self.stop
+        with timed(self.timings, "ray_start_s"):  # a new local Ray, or connecting
             # A new local Ray can only fail by crashing, and its GPU check cannot refuse gpus = 0 or "auto":
             # then the MLflow store is set up while Ray starts. Otherwise after, so bad input writes nothing.
             overlap = guards.starts_local_ray(options) and not (spec.gpus or 0) > 0
@@ -418,75 +447,90 @@ def _run_sweep(spec, options, tune_path, optuna_url, timings, started, stop) -> 
         use_driver_http_settings()  # after ray.init: a local Ray's trials keep MLflow's own HTTP retries
         guards.warn_if_storage_is_not_shared(options.storage)
         guards.note_unschedulable(spec, options)
-        spec = guards.resolve_gpus(spec, options)
-        with timed(timings, "mlflow_setup_s"):  # what store setup Ray's start did not hide, and the parent run
-            tracker = early_tracker.result() if early_tracker else open_tracker(options.tracking_uri, spec.name)
+        self.spec = spec = guards.resolve_gpus(spec, options)
+        with timed(self.timings, "mlflow_setup_s"):  # what store setup Ray's start did not hide, and the parent run
+            self.tracker = tracker = early_tracker.result() if early_tracker else open_tracker(options.tracking_uri, spec.name)
             stop.parent_started()  # from here a signal is acted on where the parent run can be closed
-            parent = start_parent_run(tracker, spec, options, tune_path)
+            self.parent = start_parent_run(tracker, spec, options, self.tune_path)
             stop.on_deadline = lambda: close_without_ray(tracker, stop.signum, options.command)  # Ray hung up
             # trials whose runs are done: neither run nor touched again, however late Tune's saved state is
-            finished = FinishedTrials.read(tracker) if options.resume and tracker.resumed_parent else None
-        callback = MlflowTrialLogger(options.tracking_uri, spec.name, tracker.experiment_id, parent, DescribeTrial(spec),
-                                     finished, new_parent=tracker.new_parent)  # fmt: skip
-        status, trials, errors, stages = run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings,
-                                                  started, stop, finished)  # fmt: skip
-    finally:
-        with timed(timings, "ray_shutdown_s"):
-            guards.shutdown(options)
-    bench_failed = stages is not None and stages.failed  # a failed bench: exit 1, the trials kept
-    code = stop.exit_code or (0 if status == "FINISHED" and not errors and not bench_failed else 1)
-    interrupted = signal_name(stop.signum) if stop.stopped else None
-    resumable = bool(interrupted) and tune.Tuner.can_restore(tune_path)
-    return SweepOutcome(code, parent, tune_path, trials, timings, errors, stages=stages, interrupted=interrupted,
-                        killed=tracker.killed, resumable=resumable, experiment_id=tracker.experiment_id)  # fmt: skip
+            self.finished = FinishedTrials.read(tracker) if options.resume and tracker.resumed_parent else None
+        self.callback = MlflowTrialLogger(options.tracking_uri, spec.name, tracker.experiment_id, self.parent,
+                                          DescribeTrial(spec), self.finished, new_parent=tracker.new_parent)  # fmt: skip
 
+    def tune_stages_close(self) -> None:
+        """Tune's run and the stages after it, then the parent run closed with what happened, whatever happened."""
+        tags = {}
+        try:
+            tags = self.tune()
+            if not self.stop.stopped:
+                self.run_stages()
+        except KeyboardInterrupt:
+            self.status, tags = "KILLED", {T.STOPPED: "interrupted"}
+            raise
+        except SystemExit:  # Ray turns SIGTERM into SystemExit in the driver
+            self.status, tags = "KILLED", {T.STOPPED: "terminated"}
+            raise
+        except (SweepInterrupted, Exception) as err:
+            if interrupted_within(err):  # before Tune ran, or during the bench (also as Ray's SystemError around it)
+                self.status, tags = "KILLED", {T.STOPPED: stopped_by(self.stop.signum)}
+                self.trials = self.trials or tuner.summarise(self.tune_path, missing_ok=True)
+            else:
+                self.status, tags = "FAILED", {T.FAILURE_REASON: redact(f"{type(err).__name__}: {err}")[:1000]}
+                full = tuner.full_storage(self.tune_path)  # then Tune fails reading what it half wrote: the disk is the cause
+                if full is None:
+                    raise
+                tags[T.FAILURE_REASON] = tuner.report_full(self.tune_path, full)
+                self.trials = tuner.summarise(self.tune_path, missing_ok=True)
+        finally:
+            self.close(tags)
+        self.tracking_errors = self.callback.errors
 
-def run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, started, stop, finished=None):
-    """Tune's run, then the parent run closed with what happened, whatever happened."""
-    status, trials, tags, stages = "FAILED", [], {}, None
-    try:
-        tracker.tag(tracker.parent_run_id, **{T.TUNE_STARTED: f"{time.time():.3f}"})
-        with timed(timings, "tune_s"):
+    def tune(self) -> dict:
+        """The trials, then Optuna's confirmation: the sweep's status, and the parent run's tags that say it."""
+        stop, tune_path = self.stop, self.tune_path
+        self.tracker.tag(self.tracker.parent_run_id, **{T.TUNE_STARTED: f"{time.time():.3f}"})
+        with timed(self.timings, "tune_s"):
             with stop.tune_running():
-                fit(spec, options, tune_path, callback, optuna_url, finished)
-            outcomes = callback.outcomes()  # before the confirmation's experiment ends in the same callback
+                fit(self.spec, self.options, tune_path, self.callback, self.optuna_url, self.finished)
+            outcomes = self.callback.outcomes()  # before the confirmation's experiment ends in the same callback
             confirmed = []
             if not stop.stopped:
                 with stop.tune_running():
-                    confirmed = run_confirmation(spec, options, tune_path, callback)  # optuna: [search] confirm_seeds
-        trials = summarise(tune_path, outcomes) + confirmed
-        failed = sum(1 for t in trials if t.status == "ERROR")
-        unfinished = sum(1 for t in trials if t.status not in ("TERMINATED", "ERROR"))
-        status = "FAILED" if failed else "KILLED" if unfinished or stop.stopped else "FINISHED"
+                    confirmed = run_confirmation(self.spec, self.options, tune_path, self.callback)  # optuna: [search] confirm_seeds
+        self.trials = tuner.summarise(tune_path, outcomes) + confirmed
+        failed = sum(1 for t in self.trials if t.status == "ERROR")
+        unfinished = sum(1 for t in self.trials if t.status not in ENDED)
+        self.status = "FAILED" if failed else "KILLED" if unfinished or stop.stopped else "FINISHED"
         tags = {T.FAILED_TRIALS: failed, T.UNFINISHED_TRIALS: unfinished}
         full = tuner.full_storage(tune_path) if failed else None  # trials failed saving checkpoints: the disk is why
         if full is not None:
             tags[T.FAILURE_REASON] = tuner.report_full(tune_path, full)
         if stop.stopped:
             tags[T.STOPPED] = stopped_by(stop.signum)
-        else:
-            with stop.stops_at_once():  # the bench can take minutes: a signal ends it, the trials are kept
-                stages = after_training(spec, tracker, callback, tune_path, status, timings)  # concurrent_trials, bench
-    except KeyboardInterrupt:
-        status, tags = "KILLED", {T.STOPPED: "interrupted"}
-        raise
-    except SystemExit:  # Ray turns SIGTERM into SystemExit in the driver
-        status, tags = "KILLED", {T.STOPPED: "terminated"}
-        raise
-    except (SweepInterrupted, Exception) as err:
-        if interrupted_within(err):  # before Tune ran, or during the bench (also as Ray's SystemError around it)
-            status, tags = "KILLED", {T.STOPPED: stopped_by(stop.signum)}
-            trials = trials or summarise(tune_path, missing_ok=True)
-        else:
-            status, tags = "FAILED", {T.FAILURE_REASON: redact(f"{type(err).__name__}: {err}")[:1000]}
-            full = tuner.full_storage(tune_path)  # then Tune fails reading what it half wrote: the disk is the cause
-            if full is None:
-                raise
-            tags[T.FAILURE_REASON] = tuner.report_full(tune_path, full)
-            trials = summarise(tune_path, missing_ok=True)
-    finally:
-        close_parent(tracker, callback, status, tags, timings, started, quiet=stop.stopped)
-    return status, trials, callback.errors, stages
+        return tags
+
+    def run_stages(self) -> None:
+        """concurrent_trials, the bench, the findings: a signal ends them at once, the trials are kept."""
+        with self.stop.stops_at_once():  # the bench can take minutes
+            self.stages = after_training(self.spec, self.tracker, self.callback, self.tune_path, self.status, self.timings)
+
+    def close(self, tags: dict) -> None:
+        close_parent(self.tracker, self.callback, self.status, tags, self.timings, self.started, quiet=self.stop.stopped)
+
+    def outcome(self) -> SweepOutcome:
+        stop, stages = self.stop, self.stages
+        bench_failed = stages is not None and stages.failed  # a failed bench: exit 1, the trials kept
+        code = stop.exit_code or (0 if self.status == "FINISHED" and not self.tracking_errors and not bench_failed else 1)
+        interrupted = signal_name(stop.signum) if stop.stopped else None
+        resumable = bool(interrupted) and tune.Tuner.can_restore(self.tune_path)
+        return SweepOutcome(code, self.parent, self.tune_path, self.trials, self.timings, self.tracking_errors,
+                            stages=stages, interrupted=interrupted, killed=self.tracker.killed, resumable=resumable,
+                            experiment_id=self.tracker.experiment_id)  # fmt: skip
+
+    def stopped_before_parent(self) -> SweepOutcome:
+        stop = self.stop
+        return SweepOutcome(stop.exit_code, None, self.tune_path, [], self.timings, interrupted=signal_name(stop.signum))
 
 
 @contextlib.contextmanager
@@ -526,102 +570,19 @@ def configure_tune(spec: SweepSpec) -> None:
         os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
 
 
-# --- Tune --------------------------------------------------------------------------------------------
-
-
-def trial_name(trial) -> str:
-    """Tune's trial_name_creator: the grid variant's name, or the Optuna trial's number and values."""
-    return TrialPayload.decode(trial.config).name
-
-
-def trial_dirname(trial) -> str:
-    safe = "".join(c if c.isalnum() or c in "-_.=," else "_" for c in trial_name(trial))
-    return f"{safe[:80]}_{trial.trial_id}"
-
-
-def platform_of(spec: SweepSpec, options: RunOptions, parent_run_id: str) -> Platform:
-    return Platform(
-        tracking_uri=options.tracking_uri,  # without user:password (credentials_to_environment)
-        experiment=spec.name,
-        system_metrics=spec.system_metrics,
-        system_metrics_interval_s=spec.system_metrics_interval_s,
-        objectives=tuple(m for m, _ in spec.objectives),
-        plugins=spec.plugins,
-        search_throughput=bench.settings_of(spec, parent_run_id),
-    )
-
-
 def fit(spec: SweepSpec, options: RunOptions, tune_path: str, callback, optuna_url, finished=None):
-    trainable = train_trial if not finished else tune.with_parameters(train_trial, finished=finished)
-    trainable = tune.with_resources(trainable, {"cpu": spec.cpus, "gpu": spec.gpus or 0})
     callbacks = [callback, *tuner.optuna_callbacks(spec, optuna_url, callback, options.tracking_uri),
                  *progress.tune_callbacks(spec, options)]  # MLflow, its Optuna links, the terminal, Tune's files  # fmt: skip
+    trainable = tuner.trainable_of(spec, finished)
     if options.resume:
-        job = tuner.restore_tuner(tune_path, trainable=trainable, resume_unfinished=True, resume_errored=True)
-        replace_callback(job, callbacks, options.verbose)
-        return job.fit()
-    platform = platform_of(spec, options, callback.parent_run_id)
+        return tuner.restored(tune_path, trainable, callbacks, options.verbose).fit()
+    platform = tuner.platform_of(spec, options, callback.parent_run_id)
     if spec.search == "grid":
         configs = [grid_config(i, v.name, v.values, platform) for i, v in enumerate(spec.variants)]
         search_alg, param_space, samples = tuner.GridSearcher(configs), {}, len(configs)
     else:
         search_alg = tuner.optuna_searcher(spec, optuna_url, platform.search_throughput, options.verbose)
         param_space, samples = search_base_config(spec.base, platform), spec.num_samples
-    tune_config = tune.TuneConfig(
-        search_alg=search_alg,
-        scheduler=tuner.scheduler(spec),
-        num_samples=samples,
-        max_concurrent_trials=spec.max_concurrent_trials,
-        trial_name_creator=trial_name,
-        trial_dirname_creator=trial_dirname,
-        # A new actor per trial is a new worker process that imports torch and builds its data again
-        # (~2-7 s here, longer than a smoke trial); every trial asks for the same resources, so a
-        # finished trial's actor runs the next one (Tune resets it; a failed one is replaced).
-        reuse_actors=True,
-    )
-    run_config = tune.RunConfig(
-        name=spec.name,
-        storage_path=options.storage,
-        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.keep_checkpoints),
-        callbacks=callbacks,
-        verbose=options.verbose,
-    )
-    return tuner.new_tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config).fit()
-
-
-def replace_callback(restored, callbacks: list, verbose: int) -> bool:
-    """After Tuner.restore the pickled RunConfig comes back; swap in this session's callbacks
-    (MLflow's, the terminal view, the guards of its storage) and verbosity.
-
-    Ray 2.60 keeps it at tuner._local_tuner.get_run_config() (None with a Ray Client address,
-    where the pickled callback - same parent run, same tracking URI - is used as is).
-    """
-    local = getattr(restored, "_local_tuner", None)
-    if local is None:
-        return False
-    run_config = local.get_run_config()
-    replaced = {type(c) for c in callbacks}  # and any of tokensweep's own the first session had (-q has no view)
-    others = [c for c in (run_config.callbacks or []) if type(c) not in replaced and not type(c).__module__.startswith("tokensweep.")]
-    run_config.callbacks = others + [ForgetDeletedCheckpoints(), *state_guards(experiment_path(run_config)), *callbacks]
-    run_config.verbose = verbose
-    return True
-
-
-def summarise(tune_path: str, outcomes: list | None = None, missing_ok: bool = False) -> list[TrialOutcome]:
-    """Name, Tune status and last metrics per trial, in the spec's order: from the (trial, status) pairs the
-    callback kept (MlflowTrialLogger.outcomes), else from the experiment's saved state, which reads every
-    trial's results back from storage (a Ray Client sweep's callback ran on the cluster)."""
-    if outcomes is None:
-        try:
-            outcomes = [(t, t.status) for t in tuner.analysis(tune_path).trials]
-        except Exception:
-            if missing_ok:  # stopped before Tune saved any state, or its storage failed
-                return []
-            raise
-
-    def order(pair):  # grid: the variant's index; optuna: the trial number
-        payload = TrialPayload.decode(pair[0].config)
-        return (payload.index if payload.index is not None else payload.optuna_number or 0, pair[0].trial_id)
-
-    return [TrialOutcome(trial_name(t), status, dict(t.last_result or {})) for t, status in sorted(outcomes, key=order)]
+    return tuner.build(spec, trainable, name=spec.name, storage_path=options.storage, search_alg=search_alg,
+                       samples=samples, callbacks=callbacks, verbose=options.verbose, scheduler=tuner.scheduler(spec),
+                       param_space=param_space).fit()  # fmt: skip

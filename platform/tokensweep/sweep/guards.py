@@ -64,6 +64,7 @@ import ray
 from tokensweep.errors import SpecError
 from tokensweep.spec import SweepSpec
 from tokensweep.sweep import RunOptions
+from vocab.atomic import atomic_path
 
 
 LEASE_S = 120.0
@@ -154,20 +155,18 @@ class SweepLock:
                 f.write(data)
             return
         os.makedirs(self.storage, exist_ok=True)
-        if exclusive:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        else:  # a renewal: replaced whole, never half-written
-            tmp = f"{self.path}.{os.getpid()}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        if not exclusive:  # a renewal: replaced whole, never half-written
+            with atomic_path(self.path, durable=True) as tmp:
+                tmp.write_bytes(data)
+            return
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            if not exclusive:
-                os.replace(tmp, self.path)
         except OSError:  # a full disk: leave no half-written lock behind
-            os.unlink(self.path if exclusive else tmp)
+            os.unlink(self.path)
             raise
 
     def _delete(self) -> None:

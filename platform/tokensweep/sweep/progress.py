@@ -35,6 +35,7 @@ from ray import tune
 from dashboards.differences import THROUGHPUT, TOP1, Config, PairDifference, metric_differences, pairs
 from dashboards.stats import PAIRED, UNADJUSTED, WELCH, Summary, summarize
 from tokensweep.payload import TrialPayload
+from tokensweep.tracking.callback import ENDED, failure_reason
 
 
 MAX_PAIRS = 3  # pairs named per kind (resolved, unresolved); `tokensweep report` lists them all
@@ -110,7 +111,6 @@ def findings(table: dict | None, configurations: list[tuple[str, list[float]]], 
 
 HEARTBEAT_S = 300.0  # not on a terminal: a progress line at most this often (none for a short sweep)
 REDRAW_S = 0.5  # on a terminal: the live view is redrawn at most this often
-ENDED = ("TERMINATED", "ERROR")  # Tune's statuses of a trial that will not run again
 BAR_WIDTH = 24
 
 
@@ -317,8 +317,6 @@ class SweepProgress(tune.Callback):
 
     @staticmethod
     def _reason(trial) -> str:
-        from tokensweep.tracking.callback import failure_reason
-
         where = traceback_file(trial)
         return failure_reason(trial)[:300] + (f"  (traceback: {where})" if where else "")
 

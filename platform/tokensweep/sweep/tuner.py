@@ -1,4 +1,6 @@
-"""Building or restoring Tune's Tuner: searchers, schedulers, the Optuna study's links, Tune's state and storage, Ray's log filters.
+"""The one place a Tuner is built (`build`) or restored (`restored`), for the search and for Optuna's
+confirmation alike, with what goes into it: the searchers, the schedulers, the Optuna study's links to
+MLflow, Tune's saved state and its storage, Ray's log filters. Its sections, in order:
 
 Ray's log records that carry a traceback where one line says it all.
 
@@ -67,10 +69,11 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 
 from tokensweep.errors import SpecError
-from tokensweep.payload import TrialPayload
+from tokensweep.payload import Platform, SearchSettings, TrialPayload
 from tokensweep.spec import SweepSpec
-from tokensweep.sweep import RunOptions
-from tokensweep.sweep.bench import SearchSettings, reported_key, study_note
+from tokensweep.sweep import RunOptions, TrialOutcome
+from tokensweep.sweep.bench import reported_key, settings_of, study_note
+from tokensweep.sweep.worker import train_trial
 
 
 ONE_LINE_LOGGERS = ("ray.tune.execution.experiment_state",)
@@ -619,3 +622,104 @@ def report_full(tune_path: str, why: str) -> str:
         flush=True,
     )
     return f"OSError: Tune's storage {tune_path} is full ({why})"
+
+
+# --- The Tuner of the search and of Optuna's confirmation ---------------------------------------------
+
+
+def trainable_of(spec: SweepSpec, finished=None):
+    """train_trial with the resources of one trial (and, on --resume, the trials not to run again)."""
+    trainable = train_trial if not finished else tune.with_parameters(train_trial, finished=finished)
+    return tune.with_resources(trainable, {"cpu": spec.cpus, "gpu": spec.gpus or 0})
+
+
+def build(spec: SweepSpec, trainable, *, name: str, storage_path: str, search_alg, samples: int, callbacks: list,
+          verbose: int, scheduler=None, param_space: dict | None = None) -> tune.Tuner:  # fmt: skip
+    """A new Tuner of the sweep's trials: its failure and checkpoint policy, its names, one actor per trial slot."""
+    tune_config = tune.TuneConfig(
+        search_alg=search_alg,
+        scheduler=scheduler,
+        num_samples=samples,
+        max_concurrent_trials=spec.max_concurrent_trials,
+        trial_name_creator=trial_name,
+        trial_dirname_creator=trial_dirname,
+        # A new actor per trial is a new worker process that imports torch and builds its data again
+        # (~2-7 s here, longer than a smoke trial); every trial asks for the same resources, so a
+        # finished trial's actor runs the next one (Tune resets it; a failed one is replaced).
+        reuse_actors=True,
+    )
+    run_config = tune.RunConfig(
+        name=name,
+        storage_path=storage_path,
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.keep_checkpoints),
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    return new_tuner(trainable, param_space=param_space or {}, tune_config=tune_config, run_config=run_config)
+
+
+def restored(experiment: str, trainable, callbacks: list, verbose: int) -> tune.Tuner:
+    """The experiment's Tuner restored, its unfinished and errored trials resumed, this session's callbacks in."""
+    job = restore_tuner(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
+    replace_callback(job, callbacks, verbose)
+    return job
+
+
+def trial_name(trial) -> str:
+    """Tune's trial_name_creator: the grid variant's name, or the Optuna trial's number and values."""
+    return TrialPayload.decode(trial.config).name
+
+
+def trial_dirname(trial) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_.=," else "_" for c in trial_name(trial))
+    return f"{safe[:80]}_{trial.trial_id}"
+
+
+def platform_of(spec: SweepSpec, options: RunOptions, parent_run_id: str) -> Platform:
+    return Platform(
+        tracking_uri=options.tracking_uri,  # without user:password (credentials_to_environment)
+        experiment=spec.name,
+        system_metrics=spec.system_metrics,
+        system_metrics_interval_s=spec.system_metrics_interval_s,
+        objectives=tuple(m for m, _ in spec.objectives),
+        plugins=spec.plugins,
+        search_throughput=settings_of(spec, parent_run_id),
+    )
+
+
+def replace_callback(job, callbacks: list, verbose: int) -> bool:
+    """After Tuner.restore the pickled RunConfig comes back; swap in this session's callbacks
+    (MLflow's, the terminal view, the guards of its storage) and verbosity.
+
+    Ray 2.60 keeps it at tuner._local_tuner.get_run_config() (None with a Ray Client address,
+    where the pickled callback - same parent run, same tracking URI - is used as is).
+    """
+    local = getattr(job, "_local_tuner", None)
+    if local is None:
+        return False
+    run_config = local.get_run_config()
+    replaced = {type(c) for c in callbacks}  # and any of tokensweep's own the first session had (-q has no view)
+    others = [c for c in (run_config.callbacks or []) if type(c) not in replaced and not type(c).__module__.startswith("tokensweep.")]
+    run_config.callbacks = others + [ForgetDeletedCheckpoints(), *state_guards(experiment_path(run_config)), *callbacks]
+    run_config.verbose = verbose
+    return True
+
+
+def summarise(tune_path: str, outcomes: list | None = None, missing_ok: bool = False) -> list[TrialOutcome]:
+    """Name, Tune status and last metrics per trial, in the spec's order: from the (trial, status) pairs the
+    callback kept (MlflowTrialLogger.outcomes), else from the experiment's saved state, which reads every
+    trial's results back from storage (a Ray Client sweep's callback ran on the cluster)."""
+    if outcomes is None:
+        try:
+            outcomes = [(t, t.status) for t in analysis(tune_path).trials]
+        except Exception:
+            if missing_ok:  # stopped before Tune saved any state, or its storage failed
+                return []
+            raise
+
+    def order(pair):  # grid: the variant's index; optuna: the trial number
+        payload = TrialPayload.decode(pair[0].config)
+        return (payload.index if payload.index is not None else payload.optuna_number or 0, pair[0].trial_id)
+
+    return [TrialOutcome(trial_name(t), status, dict(t.last_result or {})) for t, status in sorted(outcomes, key=order)]

@@ -405,6 +405,22 @@ def quote(value: str) -> str:
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+PAGE = 10_000  # runs per search request: a few requests for the largest sweeps, each a moderate response
+
+
+def all_runs(search_runs, experiment_ids: list[str], filter_string: str, order_by: list[str] | None = None) -> list:
+    """Every run that matches, a page at a time, all pages read before the caller changes any (MLflow's pages
+    are offsets: closing a RUNNING run would shift the next page of a RUNNING search). `search_runs`:
+    MlflowClient.search_runs, or a wrapper of it that words its errors."""
+    runs, token = [], None
+    while True:
+        page = search_runs(experiment_ids, filter_string=filter_string, max_results=PAGE, order_by=order_by, page_token=token)
+        runs += page
+        token = page.token
+        if not token:
+            return runs
+
+
 class RetryingClient:
     """An MlflowClient whose calls retry transient database errors."""
 

@@ -33,7 +33,7 @@ from mlflow.exceptions import MlflowException
 
 import vocab
 from tokensweep.tracking import tags as T
-from tokensweep.tracking.store import open_store, quote, sqlite_path
+from tokensweep.tracking.store import all_runs, open_store, quote, sqlite_path
 
 
 def git_commit(cwd: str | None = None) -> str | None:
@@ -58,7 +58,6 @@ def git_commit(cwd: str | None = None) -> str | None:
 
 # A metric every epoch's report carries: its history tells which epochs a run already has.
 STEP_METRIC = "epoch_time_s"
-PAGE = 1000  # runs per search request
 
 
 @dataclasses.dataclass(frozen=True)
@@ -346,12 +345,5 @@ class SweepTracker:
         return closed
 
     def search_all(self, filter_string: str) -> list:
-        """Every run of the experiment that matches, a page at a time (all pages read before any is changed:
-        MLflow's pages are offsets, and closing a RUNNING run would shift the next page of a RUNNING search)."""
-        runs, token = [], None
-        while True:
-            page = self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=PAGE, page_token=token)
-            runs += page
-            token = page.token
-            if not token:
-                return runs
+        """Every run of the experiment that matches (tokensweep.tracking.store.all_runs)."""
+        return all_runs(self.client.search_runs, [self.experiment_id], filter_string)
