@@ -1,4 +1,6 @@
-"""Readable trial names: a grid trial's from its values (an Optuna trial's: tokensweep.payload).
+"""The trials of a grid ([grid] and [[variants]]) and their readable names.
+
+Readable trial names: a grid trial's from its values (an Optuna trial's: tokensweep.payload).
 
 [grid] and [[variants]]: the cartesian product of options plus explicit trials, each validated once.
 

@@ -1,4 +1,6 @@
-"""What a sweep resolved: the lines `tokensweep run` ends with.
+"""What `tokensweep run` prints: the compact view while the sweep runs, and the findings it ends with.
+
+What a sweep resolved: the lines `tokensweep run` ends with.
 
 A difference between two architectures' throughput, or two configurations' top-1, is *resolved* when
 the 95% interval of the difference excludes 0 (dashboards.stats: the rule the dashboard and

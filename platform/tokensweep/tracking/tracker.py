@@ -1,4 +1,6 @@
-"""The commit a sweep ran from, for its parent run ("-dirty" when tracked files had changes).
+"""SweepTracker, the one writer of a sweep's MLflow runs, and the commit the sweep ran from.
+
+The commit a sweep ran from, for its parent run ("-dirty" when tracked files had changes).
 
 SweepTracker: the one writer of a sweep's MLflow runs, from the driver.
 
