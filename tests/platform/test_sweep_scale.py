@@ -99,9 +99,9 @@ def test_a_new_parent_creates_its_trial_runs_without_searching_mlflow(tmp_path):
 
 
 def test_closing_running_children_reads_every_page(tmp_path, monkeypatch):
-    from tokensweep.tracking import tracker as tracker_module
+    from tokensweep.tracking import store
 
-    monkeypatch.setattr(tracker_module, "PAGE", 2)  # 7 runs in 4 pages (10,000 runs per page would be 10,000 runs)
+    monkeypatch.setattr(store, "PAGE", 2)  # 7 runs in 4 pages (10,000 runs per page would be 10,000 runs)
     tracker = _tracker(f"sqlite:///{tmp_path}/mlflow.db")
     ids = [tracker.start_child(f"t_{i:05d}", f"trial-{i}", {}, {}) for i in range(8)]
     tracker.end_child(ids[0], "FINISHED")
@@ -117,7 +117,7 @@ class FakeTrial:
     """What the callback and the summary read of a Tune trial."""
 
     def __init__(self, index: int, status: str, last_result=None):
-        from tokensweep.sweep.space import Platform, grid_config
+        from tokensweep.payload import Platform, grid_config
 
         self.trial_id, self.status, self.last_result = f"t_{index:05d}", status, last_result or {}
         self.config = grid_config(index, f"seed={index}", {"epochs": 1}, Platform("sqlite://", "big", False, 10.0, ()))
@@ -132,8 +132,8 @@ def no_params(payload):
 
 
 def test_the_summary_says_how_each_trial_ended_without_reading_storage(tmp_path):
-    from tokensweep.sweep.driver import summarise
-    from tokensweep.tracking.tune_callback import MlflowTrialLogger
+    from tokensweep.sweep.tuner import summarise
+    from tokensweep.tracking.callback import MlflowTrialLogger
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     tracker = _tracker(uri)
@@ -205,7 +205,7 @@ class StatusTrial:
 def test_the_scheduler_chooses_as_fifo_does_at_a_constant_cost():
     from ray.tune.schedulers import FIFOScheduler
 
-    from tokensweep.sweep.schedulers import AshaScheduler, FifoScheduler
+    from tokensweep.sweep.tuner import AshaScheduler, FifoScheduler
 
     trials = [StatusTrial("TERMINATED") for _ in range(1_000)] + [StatusTrial("RUNNING"), StatusTrial("PENDING")]
     controller = types.SimpleNamespace(get_trials=lambda: trials)

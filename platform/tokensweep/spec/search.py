@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import vocab
-from tokensweep.spec.checks import is_int, is_num, jsonable, root_key, suggest
-from tokensweep.spec.context import SpecContext
+from tokensweep.payload import INDEXED, apply_search_values, fmt_value
+from tokensweep.spec.context import SpecContext, jsonable, root_key, suggest
 from tokensweep.spec.grid import with_platform
 from tokensweep.spec.model import MODES, PARAM_KEYS, SECTION_KEYS, SearchParam
-from tokensweep.spec.names import fmt_value
-from tokensweep.sweep.space import INDEXED, apply_search_values
+from trials.models.knobs import is_int, is_number
 
 NOT_SEARCHABLE = ("model", "embedding", "backbone", "dataset", "data_dir", "device")
 
@@ -124,7 +123,7 @@ def search_param(checker: SpecContext, key: str, spec, base: dict) -> SearchPara
     for k in ("low", "high"):
         if k not in spec:
             raise checker.err(full, f"needs {k} (or choices = [...])")
-        if not is_num(spec[k]):
+        if not is_number(spec[k]):
             raise checker.err(f"{full}.{k}", f"must be a number, got {spec[k]!r}")
     low, high, step, log = spec["low"], spec["high"], spec.get("step"), spec.get("log", False)
     if not isinstance(log, bool):
@@ -133,7 +132,7 @@ def search_param(checker: SpecContext, key: str, spec, base: dict) -> SearchPara
     if low > high:
         raise checker.err(full, f"low ({low}) is greater than high ({high}): empty search space")
     if step is not None:
-        if not is_num(step) or step <= 0:
+        if not is_number(step) or step <= 0:
             raise checker.err(f"{full}.step", f"must be a number > 0, got {step!r}")
         if log:
             raise checker.err(full, "step and log = true cannot be combined (Optuna does not support it)")

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from ray import tune
 
+from tokensweep.payload import SearchSettings, TrialPayload, grid_config
 from tokensweep.spec import SweepSpec
-from tokensweep.sweep import progress, searchers, tune_state
-from tokensweep.sweep.options import RunOptions, TrialOutcome
-from tokensweep.sweep.search_throughput import SearchSettings, reported_key
-from tokensweep.sweep.space import TrialPayload, grid_config
-from tokensweep.sweep.trainable import train_trial
+from tokensweep.sweep import RunOptions, TrialOutcome, progress, tuner
+from tokensweep.sweep.bench import reported_key
+from tokensweep.tracking.callback import ENDED
+
 
 EXPERIMENT = "confirm"
 
@@ -37,7 +37,7 @@ def dominates(a: tuple, b: tuple, modes: tuple) -> bool:
 
 def front(tune_trials, objectives: tuple[tuple[str, str], ...], throughput: SearchSettings | None = None) -> list:
     """The finished trials no other finished trial dominates (ties all stay), by Optuna trial number:
-    on the figures Optuna was told (`throughput`: the search's settings, tokensweep.sweep.search_throughput)."""
+    on the figures Optuna was told (`throughput`: the search's settings, tokensweep.sweep.bench)."""
     names = tuple(reported_key(m, throughput) for m, _ in objectives)
     modes = tuple(mode for _, mode in objectives)
     scored = []
@@ -77,40 +77,20 @@ def run_confirmation(spec: SweepSpec, options: RunOptions, tune_path: str, callb
     """The confirmation trials (run, or resumed), summarised; [] for grids and searches without confirm_seeds."""
     if spec.search != "optuna" or not spec.confirm_seeds:
         return []
-    from tokensweep.sweep import driver  # its Tune helpers (driver imports this module)
-
     path = confirm_path(tune_path)
-    trainable = tune.with_resources(train_trial, {"cpu": spec.cpus, "gpu": spec.gpus or 0})
+    trainable = tuner.trainable_of(spec)
     if tune.Tuner.can_restore(path):
-        tuner = tune_state.restore_tuner(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
         total = len(tune.ExperimentAnalysis(path).trials)
-        driver.replace_callback(tuner, [callback, *progress.tune_callbacks(spec, options, total)], options.verbose)
+        job = tuner.restored(path, trainable, [callback, *progress.tune_callbacks(spec, options, total)], options.verbose)
     else:
         searched = tune.ExperimentAnalysis(tune_path).trials
-        if any(t.status not in ("TERMINATED", "ERROR") for t in searched):
+        if any(t.status not in ENDED for t in searched):
             return []  # the search has not ended: its front is not final (a --resume confirms it)
-        configs = confirm_configs(spec, searched, driver.platform_of(spec, options, callback.parent_run_id))
+        configs = confirm_configs(spec, searched, tuner.platform_of(spec, options, callback.parent_run_id))
         if not configs:
             return []
-        tuner = tune_state.new_tuner(
-            trainable,
-            param_space={},
-            tune_config=tune.TuneConfig(
-                search_alg=searchers.GridSearcher(configs),
-                num_samples=len(configs),
-                max_concurrent_trials=spec.max_concurrent_trials,
-                trial_name_creator=driver.trial_name,
-                trial_dirname_creator=driver.trial_dirname,
-                reuse_actors=True,
-            ),
-            run_config=tune.RunConfig(
-                name=EXPERIMENT,
-                storage_path=tune_path,
-                failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.keep_checkpoints),
-                callbacks=[callback, *progress.tune_callbacks(spec, options, len(configs))],
-                verbose=options.verbose,
-            ),
-        )
-    tuner.fit()
-    return driver.summarise(path)
+        job = tuner.build(spec, trainable, name=EXPERIMENT, storage_path=tune_path, search_alg=tuner.GridSearcher(configs),
+                          samples=len(configs), callbacks=[callback, *progress.tune_callbacks(spec, options, len(configs))],
+                          verbose=options.verbose)  # fmt: skip
+    job.fit()
+    return tuner.summarise(path)

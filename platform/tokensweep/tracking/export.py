@@ -7,6 +7,7 @@ does not declare (an embedding's knobs: conv_depth, cluster_iters, a plugin's ke
 columns too, typed from their values and marked kind=param.
 """
 
+import functools
 import math
 import os
 from difflib import get_close_matches
@@ -20,13 +21,12 @@ from dashboards.errors import InputError
 from dashboards.runs import ARROW_TYPES, COLUMN_FIELDS, EXPERIMENT_METADATA_KEY, knob_field, runs_schema
 from dashboards.runs import backbone as derived_backbone
 from tokensweep.tracking import tags
-from tokensweep.tracking.uris import redact, resolve_tracking_uri, tracking_uri_problem
+from tokensweep.tracking.store import all_runs, redact, resolve_tracking_uri, tracking_uri_problem
 
 TRIAL_FILTER = f"tags.`{tags.ROLE}` = 'trial'"
 SWEEP_FILTER = f"tags.`{tags.ROLE}` = 'sweep'"
 # Runs per search_runs call: MLflow's own limit (SEARCH_MAX_RESULTS_THRESHOLD); fewer round trips
 # than its default 1,000 (a 10,000-trial sweep: 1 call, not 10).
-PAGE_SIZE = 50_000
 NULL_TEXT = {"", "none", "null", "nan"}
 TRUE_TEXT = {"true", "1", "yes"}
 FALSE_TEXT = {"false", "0", "no"}
@@ -83,22 +83,9 @@ def find_experiment(client, name: str, uri: str):
 
 
 def search_all_runs(client, experiment_id: str, filter_string: str, uri: str) -> list:
-    """Every run matching the filter, page by page (MLflow returns at most PAGE_SIZE at a time)."""
-    runs, token = [], None
-    while True:
-        page = _mlflow_call(
-            uri,
-            client.search_runs,
-            [experiment_id],
-            filter_string=filter_string,
-            max_results=PAGE_SIZE,
-            order_by=["attributes.start_time ASC"],
-            page_token=token,
-        )
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
+    """Every run matching the filter, oldest first, its store's errors one line."""
+    search = functools.partial(_mlflow_call, uri, client.search_runs)
+    return all_runs(search, [experiment_id], filter_string, order_by=["attributes.start_time ASC"])
 
 
 def _integer(text: str) -> int:

@@ -1,4 +1,8 @@
-"""SweepTracker: the one writer of a sweep's MLflow runs, from the driver.
+"""SweepTracker, the one writer of a sweep's MLflow runs, and the commit the sweep ran from.
+
+The commit a sweep ran from, for its parent run ("-dirty" when tracked files had changes).
+
+SweepTracker: the one writer of a sweep's MLflow runs, from the driver.
 
 One experiment per sweep name, one parent run per sweep, one child run per trial. All of it is
 written from the sweep's driver process, for three reasons:
@@ -22,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import subprocess
 import time
 from pathlib import Path
 
@@ -30,13 +35,31 @@ from mlflow.exceptions import MlflowException
 
 import vocab
 from tokensweep.tracking import tags as T
-from tokensweep.tracking.git import git_commit
-from tokensweep.tracking.store import open_store, quote
-from tokensweep.tracking.uris import sqlite_path
+from tokensweep.tracking.store import all_runs, open_store, quote, sqlite_path
+
+
+def git_commit(cwd: str | None = None) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd or Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    if out.returncode != 0 or not commit:
+        return None
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=cwd or Path(__file__).parent,
+        capture_output=True,
+        text=True,
+        timeout=5,
+    )
+    return commit + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
+
 
 # A metric every epoch's report carries: its history tells which epochs a run already has.
 STEP_METRIC = "epoch_time_s"
-PAGE = 1000  # runs per search request
 
 
 @dataclasses.dataclass(frozen=True)
@@ -324,12 +347,5 @@ class SweepTracker:
         return closed
 
     def search_all(self, filter_string: str) -> list:
-        """Every run of the experiment that matches, a page at a time (all pages read before any is changed:
-        MLflow's pages are offsets, and closing a RUNNING run would shift the next page of a RUNNING search)."""
-        runs, token = [], None
-        while True:
-            page = self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=PAGE, page_token=token)
-            runs += page
-            token = page.token
-            if not token:
-                return runs
+        """Every run of the experiment that matches (tokensweep.tracking.store.all_runs)."""
+        return all_runs(self.client.search_runs, [self.experiment_id], filter_string)
