@@ -16,7 +16,7 @@ from difflib import get_close_matches
 from tokensweep.errors import SpecError
 from tokensweep.payload import INDEXED
 from tokensweep.spec.model import DATA_ENV
-from trials.models.knobs import is_int, is_number
+from vocab.values import is_int, is_number
 
 
 def suggest(word: str, choices: typing.Iterable[str]) -> str:

@@ -7,7 +7,7 @@ from tokensweep.payload import INDEXED, apply_search_values, fmt_value
 from tokensweep.spec.context import SpecContext, jsonable, root_key, suggest
 from tokensweep.spec.grid import with_platform
 from tokensweep.spec.model import MODES, PARAM_KEYS, SECTION_KEYS, SearchParam
-from trials.models.knobs import is_int, is_number
+from vocab.values import is_int, is_number
 
 NOT_SEARCHABLE = ("model", "embedding", "backbone", "dataset", "data_dir", "device")
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import vocab
+from trials.data.listing import SPLITS
 from tokensweep.errors import SpecError
 from tokensweep.spec.context import jsonable, suggest
 from tokensweep.spec.context import SpecContext
@@ -233,7 +234,7 @@ def checked_data_path(ctx: SpecContext, value, label: str) -> str:
         raise _data_error(ctx, label, f"data path {value!r} is not readable (permission denied)") from None
     except OSError as err:
         raise _data_error(ctx, label, f"cannot read data path {value!r}: {err.strerror or err}") from None
-    missing = [split for split in ("train", "val") if not os.path.isdir(os.path.join(path, split))]
+    missing = [split for split in SPLITS if not os.path.isdir(os.path.join(path, split))]
     if missing:
         raise _data_error(ctx, label, f"data path {value!r} has no {missing[0]}/ folder (expected an ImageFolder root with train/ and val/)")
     return path

@@ -34,6 +34,7 @@ from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunT
 from mlflow.exceptions import MlflowException
 
 import vocab
+from vocab.values import as_text
 from tokensweep.tracking import tags as T
 from tokensweep.tracking.store import all_runs, open_store, quote, sqlite_path
 
@@ -76,12 +77,6 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def tag_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 def split_result(result: dict) -> tuple[dict[str, float], dict[str, str]]:
     """A trial's report -> (metrics, tags): vocab's tags and other text become tags, numbers metrics."""
     metrics, tags = {}, {}
@@ -89,7 +84,7 @@ def split_result(result: dict) -> tuple[dict[str, float], dict[str, str]]:
         if value is None or key.startswith("_") or "/" in key:
             continue
         if key in vocab.TAGS or isinstance(value, (str, bool)):
-            tags[key] = tag_value(value)
+            tags[key] = as_text(value)
         elif isinstance(value, (int, float)) and math.isfinite(value):
             metrics[key] = float(value)
     return metrics, tags
@@ -133,7 +128,7 @@ class SweepTracker:
     def tag(self, run_id: str, **tags) -> None:
         """Set tags (values as MLflow shows them: true/false, numbers as text) in one request."""
         if tags:
-            self.client.log_batch(run_id, tags=[RunTag(k, tag_value(v)) for k, v in tags.items()])
+            self.client.log_batch(run_id, tags=[RunTag(k, as_text(v)) for k, v in tags.items()])
 
     def tags_of(self, run_id: str) -> dict[str, str]:
         return self.client.get_run(run_id).data.tags
@@ -185,7 +180,7 @@ class SweepTracker:
         if commit:
             all_tags[T.GIT_COMMIT] = commit.removesuffix("-dirty")
             all_tags[T.DIRTY_COMMIT] = commit  # "-dirty": uncommitted changes to tracked files
-        run = self.client.create_run(self.experiment_id, tags={k: tag_value(v) for k, v in all_tags.items()},
+        run = self.client.create_run(self.experiment_id, tags={k: as_text(v) for k, v in all_tags.items()},
                                      run_name=self.sweep_name)  # fmt: skip
         self.parent_run_id, self.new_parent = run.info.run_id, True
         self.client.log_text(self.parent_run_id, spec_text, f"spec/{Path(spec_name).name or 'spec.toml'}")
@@ -242,20 +237,20 @@ class SweepTracker:
             return run_id
         all_tags = {T.PARENT: self.parent_run_id, T.ROLE: "trial", T.TRIAL_ID: trial_id, **tags}
         self._creating.add(trial_id)  # until its id is known: a request that failed may have created it
-        run = self.client.create_run(self.experiment_id, tags={k: tag_value(v) for k, v in all_tags.items()}, run_name=name)
+        run = self.client.create_run(self.experiment_id, tags={k: as_text(v) for k, v in all_tags.items()}, run_name=name)
         run_id = run.info.run_id
         self._children[trial_id] = run_id
         self._creating.discard(trial_id)
         self._last_step[run_id] = 0
         if params:
-            self.client.log_batch(run_id, params=[Param(k, tag_value(v)) for k, v in params.items()])
+            self.client.log_batch(run_id, params=[Param(k, as_text(v)) for k, v in params.items()])
         return run_id
 
     def _adopt_variant_run(self, trial_id: str, variant) -> str | None:
         """The unfinished run of this grid variant under the parent, now the run of `trial_id`."""
         runs = self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.`{T.PARENT}` = {quote(self.parent_run_id)} and tags.`{T.VARIANT}` = {quote(tag_value(variant))} "
+            filter_string=f"tags.`{T.PARENT}` = {quote(self.parent_run_id)} and tags.`{T.VARIANT}` = {quote(as_text(variant))} "
             "and attributes.status != 'FINISHED'",
             max_results=2,
         )
