@@ -95,7 +95,8 @@ def _run_sweep(spec, options, tune_path, optuna_url, timings, started, stop) -> 
         with timed(timings, "mlflow_setup_s"):  # what store setup Ray's start did not hide, and the parent run
             tracker = early_tracker.result() if early_tracker else open_tracker(options.tracking_uri, spec.name)
             stop.parent_started()  # from here a signal is acted on where the parent run can be closed
-            parent = start_parent_run(tracker, spec, options, tune_path)
+            sweep_id = tune_state.read_sweep_id(tune_path) if options.resume else tune_state.write_sweep_id(tune_path)
+            parent = start_parent_run(tracker, spec, options, tune_path, sweep_id)
             stop.on_deadline = lambda: close_without_ray(tracker, stop.signum, options.command)  # Ray hung up
             # trials whose runs are done: neither run nor touched again, however late Tune's saved state is
             finished = FinishedTrials.read(tracker) if options.resume and tracker.resumed_parent else None

@@ -128,7 +128,8 @@ def spec_hash(spec: SweepSpec) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
-def start_parent_run(tracker: SweepTracker, spec: SweepSpec, options: RunOptions, tune_path: str) -> str:
+def start_parent_run(tracker: SweepTracker, spec: SweepSpec, options: RunOptions, tune_path: str, sweep_id: str | None) -> str:
+    """`sweep_id`: from the sweep's Tune folder (tune_state.SWEEP_ID_FILE), which finds its parent on --resume."""
     tags = {
         T.SEARCH: spec.search,
         T.TRIALS: spec.num_trials,
@@ -139,7 +140,8 @@ def start_parent_run(tracker: SweepTracker, spec: SweepSpec, options: RunOptions
     if spec.description:
         tags[T.NOTE] = spec.description
     parent = tracker.start_parent(tune_path=tune_path, command=options.command, tags=tags, spec_text=spec.text,
-                                  spec_name=spec.source, resolved=spec.resolved, resume=options.resume)  # fmt: skip
+                                  spec_name=spec.source, resolved=spec.resolved, resume=options.resume,
+                                  sweep_id=sweep_id)  # fmt: skip
     if options.resume and tracker.resumed_parent:
         forget_failure(tracker, parent)
         original = tracker.tags_of(parent).get(T.SPEC_SHA256)
