@@ -20,7 +20,8 @@ from dashboards.errors import InputError
 from dashboards.runs import ARROW_TYPES, COLUMN_FIELDS, EXPERIMENT_METADATA_KEY, knob_field, runs_schema
 from dashboards.runs import backbone as derived_backbone
 from tokensweep.tracking import tags
-from tokensweep.tracking.uris import redact, resolve_tracking_uri, tracking_uri_problem
+from tokensweep.tracking.sqlite_store import damage
+from tokensweep.tracking.uris import redact, resolve_tracking_uri, sqlite_path, tracking_uri_problem
 
 TRIAL_FILTER = f"tags.`{tags.ROLE}` = 'trial'"
 SWEEP_FILTER = f"tags.`{tags.ROLE}` = 'sweep'"
@@ -48,6 +49,10 @@ RUN_VALUES = {
 def check_reachable(uri: str) -> None:
     """Fail in one line, before MLflow's long retries or its silent creation of an empty database."""
     problem = tracking_uri_problem(uri, existing=True)
+    db = sqlite_path(uri)
+    damaged = damage(db) if problem is None and db is not None else None
+    if damaged is not None:
+        problem = f"cannot read the MLflow store at {uri}: {damaged}; restore it from a backup, or pass another --tracking-uri"
     if problem is not None:
         raise InputError(problem)
 

@@ -75,6 +75,22 @@ def is_complete(path: str) -> bool:
         return False
 
 
+def damage(path: str) -> str | None:
+    """What is wrong with the MLflow store at `path` for reading it (None: nothing found): a file that is not
+    SQLite, a damaged database (e.g. a store deleted while MLflow had it open, then made again), no MLflow tables."""
+    try:
+        with sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=ro", uri=True, timeout=5) as conn:
+            check = conn.execute("pragma quick_check").fetchone()[0]
+            tables = {row[0] for row in conn.execute("select name from sqlite_master where type = 'table'")}
+    except sqlite3.Error as err:
+        return f"it is not a readable SQLite database ({err})"
+    if check != "ok":
+        return f"the database is damaged ({' '.join(check.split())[:200]})"
+    if not {"experiments", "runs", "alembic_version"} <= tables:
+        return "it holds no MLflow tables"
+    return None
+
+
 def ensure_sqlite_store(path: str) -> None:
     """Make sure the MLflow store at `path` exists and is complete, creating it if it does not exist."""
     if is_complete(path):
