@@ -138,7 +138,7 @@ def run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, s
             tags[T.FAILURE_REASON] = storage.report_full(tune_path, full)
         if stop.stopped:
             tags[T.STOPPED] = stopped_by(stop.signum)
-        else:
+        elif not callback.pending.gone:  # a store that is gone gets the stages on --resume
             with stop.stops_at_once():  # the bench can take minutes: a signal ends it, the trials are kept
                 stages = after_training(spec, tracker, callback, tune_path, status, timings)  # concurrent_trials, bench
     except KeyboardInterrupt:

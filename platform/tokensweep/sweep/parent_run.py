@@ -43,8 +43,10 @@ def close_parent(tracker, callback, status, tags, timings, started, quiet=False)
         tracker.end_parent(status, tags)
 
     wait = float(os.environ.get(TRACKING_WAIT_ENV, DEFAULT_TRACKING_WAIT_S))
+    callback.check_store(now=True)  # a store deleted since the last look: the close is not written to its old file
     callback.pending.submit(CLOSE_RUNS, close)
-    if callback.pending.drain(min(wait, STOPPED_TRACKING_WAIT_S) if quiet else wait):  # the close is the last write
+    lost = callback.pending.drain(min(wait, STOPPED_TRACKING_WAIT_S) if quiet else wait)  # the close is the last write
+    if lost and not callback.pending.gone:  # a store that is gone said so, and the --resume that records it all
         print(
             f"tokensweep run: error: MLflow at {redact(tracker.tracking_uri)} is unreachable at the end of "
             f"the sweep; its parent run {tracker.parent_run_id} and unfinished trial runs were not closed",
@@ -153,8 +155,8 @@ def start_parent_run(tracker: SweepTracker, spec: SweepSpec, options: RunOptions
             )
     elif options.resume:
         print(
-            f"tokensweep run: note: no parent run of this sweep in {redact(options.tracking_uri)}; "
-            "started a new one (trials finished before are not in it)",
+            f"tokensweep run: note: no parent run of this sweep in {redact(options.tracking_uri)}; started a new "
+            "one, and the trials that ran before are recorded from Tune's saved results",
             file=sys.stderr,
         )
     return parent

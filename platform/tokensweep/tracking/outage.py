@@ -17,11 +17,12 @@ RETRY_EVERY_S = 3.0  # how often waiting writes are tried again
 
 
 class _ReportedByPendingWrites(logging.Filter):
-    """Drops MLflow's record of a store that is unreachable, busy or full: the write waits and is retried,
-    and PendingWrites says so in its own note (once per outage, not a traceback per write)."""
+    """Drops MLflow's record of a failed request: the error is raised too, and PendingWrites says what became
+    of the write in its own words - a note once per outage, one line per other failure, one line for a store
+    deleted or replaced - not a traceback per write."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno < logging.ERROR or not is_unavailable(Exception(record.getMessage()))
+        return record.levelno < logging.ERROR
 
 
 def quiet_store_errors() -> None:
@@ -41,11 +42,16 @@ class PendingWrites:
     (once per outage: a store that stayed unreachable for a whole wait gets one more try, not another
     wait); `drain` waits, then counts what it cannot deliver in `lost` and reports it (`not_recorded`),
     never dropping it silently. Any other error (a bug, a refused value) is counted in `failed`, logged
-    in one line, and skipped.
+    in one line, and skipped - unless `check_store` (called then) says why the store is not the sweep's any
+    more (deleted, replaced): then `lose_store` - that write and every later one is kept back and counted by
+    `drain`, none is sent to a store that is not the sweep's.
     """
 
-    def __init__(self, label: str = "MLflow", retry_every_s: float = RETRY_EVERY_S, clock=time.monotonic, sleep=time.sleep):
+    def __init__(self, label: str = "MLflow", retry_every_s: float = RETRY_EVERY_S, clock=time.monotonic, sleep=time.sleep,
+                 check_store=None):  # fmt: skip
         self.label = label
+        self.check_store = check_store  # () -> why the store is not the sweep's, or None
+        self.gone: str | None = None  # lose_store's reason
         self.retry_every_s = retry_every_s
         self.clock, self.sleep = clock, sleep
         self.queue: collections.deque = collections.deque()
@@ -61,8 +67,21 @@ class PendingWrites:
     def waiting(self) -> int:
         return len(self.queue)
 
+    def lose_store(self, why: str) -> None:
+        """The store is not the sweep's any more: say so once; from now on writes are kept back and counted."""
+        if self.gone is None:
+            self.gone = why
+            print(
+                f"tokensweep run: error: {self.label} {why}; its writes are no longer sent, and Tune keeps every result: "
+                "`--resume` against the restored store (or a new one) records every trial",
+                file=sys.stderr,
+                flush=True,
+            )
+
     def submit(self, what: str, fn, *args) -> None:
         self.queue.append((what, fn, args))
+        if self.gone:
+            return
         if len(self.queue) == 1:
             self._run_queue()
         else:
@@ -76,7 +95,7 @@ class PendingWrites:
     def _run_queue(self) -> bool:
         """Deliver waiting writes in order; stop at the first that finds the store unreachable."""
         was_waiting = self._next_try > 0  # an outage began: what is delivered now arrives late
-        while self.queue:
+        while self.queue and not self.gone:
             what, fn, args = self.queue[0]
             try:
                 fn(*args)
@@ -92,6 +111,10 @@ class PendingWrites:
                         )
                     self._next_try = self.clock() + self.retry_every_s
                     return False
+                why = self.check_store() if self.check_store else None
+                if why:
+                    self.lose_store(why)
+                    return False
                 self.failed += 1
                 log.error("MLflow logging failed (%s); the sweep goes on: %s", what, mlflow_error(err))
                 log.debug("MLflow logging failure", exc_info=True)
@@ -99,6 +122,8 @@ class PendingWrites:
                 if was_waiting:
                     self.delivered_late += 1
             self.queue.popleft()
+        if self.gone:
+            return False
         if self._next_try > 0:
             print(f"tokensweep run: note: {self.label} answers again; every waiting write delivered", file=sys.stderr, flush=True)
             self._next_try = 0.0
@@ -110,6 +135,8 @@ class PendingWrites:
         ran out); True if nothing is left waiting."""
         if not self.queue:
             return True
+        if self.gone:  # nothing to wait for
+            return False
         if self._waited_out:
             return self._run_queue()
         deadline = self.clock() + timeout_s

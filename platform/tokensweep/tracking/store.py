@@ -8,7 +8,9 @@ import logging
 import os
 import random
 import re
+import sqlite3
 import time
+import urllib.parse
 
 from tokensweep.errors import SpecError
 from tokensweep.tracking.uris import redact, sqlite_path
@@ -112,6 +114,27 @@ def mlflow_error(err: BaseException) -> str:
     else:
         return one_line(err)
     return redact(f"{type(err).__name__}: {reason}")
+
+
+def store_problem(client, tracking_uri: str, parent_run_id: str) -> str | None:
+    """Why the store is no longer the one holding the sweep's parent run (deleted, replaced), or None. A sqlite
+    file is read on a connection of its own: the client's open ones go on writing to a deleted file unawares."""
+    db = sqlite_path(tracking_uri)
+    if db is None:
+        try:
+            client.get_run(parent_run_id)
+        except Exception as err:
+            if "RESOURCE_DOES_NOT_EXIST" in str(getattr(err, "error_code", "")) + str(err):
+                return f"was replaced mid-sweep (the sweep's parent run {parent_run_id} is not in it)"
+        return None
+    if not os.path.exists(db):
+        return "was deleted mid-sweep"
+    try:
+        with sqlite3.connect(f"file:{urllib.parse.quote(db)}?mode=ro", uri=True, timeout=5) as conn:
+            found = conn.execute("select count(*) from runs where run_uuid = ?", (parent_run_id,)).fetchone()[0]
+    except sqlite3.Error as err:
+        return None if is_transient(err) else f"was deleted or replaced mid-sweep ({err})"
+    return None if found else f"was replaced mid-sweep (the sweep's parent run {parent_run_id} is not in it)"
 
 
 def quote(value: str) -> str:
