@@ -86,7 +86,7 @@ def read_sweep_id(experiment: str) -> str | None:
     try:
         with fs.open_input_stream(f"{folder}/{SWEEP_ID_FILE}") as f:
             text = f.readall().decode("ascii", "replace").strip()
-    except (FileNotFoundError, OSError):
+    except OSError:  # none there: a sweep started before ids were written
         return None
     return text if text.isalnum() and len(text) <= 64 else None
 
