@@ -211,6 +211,7 @@ class MlflowTrialLogger(tune.Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._set_status(trial, "RUNNING")
+        self.check_store(now=True)  # a run is never created in a store that replaced the sweep's
         self._submit("start trial run", self._start, trial)
 
     def _start(self, trial) -> None:
