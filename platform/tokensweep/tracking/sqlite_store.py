@@ -14,6 +14,7 @@ No MLflow import at module level: `check_sqlite_store` runs before anything heav
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import tempfile
@@ -63,11 +64,16 @@ def _check_directory_writable(directory: Path, where: str) -> None:
     os.unlink(probe)
 
 
+def read_only(path: str) -> contextlib.closing:
+    """A read-only connection to the sqlite file at `path`, closed at the end of its `with`."""
+    # a file: URI decodes %XX and ends the path at '?' or '#': the path goes in escaped
+    return contextlib.closing(sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=ro", uri=True, timeout=5))
+
+
 def is_complete(path: str) -> bool:
     """A store MLflow finished building: its Default experiment is written after the last migration step."""
     try:
-        # a file: URI decodes %XX and ends the path at '?' or '#': the path goes in escaped
-        with sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=ro", uri=True, timeout=5) as conn:
+        with read_only(path) as conn:
             leftovers = conn.execute("select count(*) from sqlite_master where name like '\\_alembic\\_tmp\\_%' escape '\\'").fetchone()[0]
             default = conn.execute("select count(*) from experiments where experiment_id = 0").fetchone()[0]
         return default > 0 and leftovers == 0
@@ -79,7 +85,7 @@ def damage(path: str) -> str | None:
     """What is wrong with the MLflow store at `path` for reading it (None: nothing found): a file that is not
     SQLite, a damaged database (e.g. a store deleted while MLflow had it open, then made again), no MLflow tables."""
     try:
-        with sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=ro", uri=True, timeout=5) as conn:
+        with read_only(path) as conn:
             check = conn.execute("pragma quick_check").fetchone()[0]
             tables = {row[0] for row in conn.execute("select name from sqlite_master where type = 'table'")}
     except sqlite3.Error as err:

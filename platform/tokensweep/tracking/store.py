@@ -10,9 +10,9 @@ import random
 import re
 import sqlite3
 import time
-import urllib.parse
 
 from tokensweep.errors import SpecError
+from tokensweep.tracking.sqlite_store import ensure_sqlite_store, read_only
 from tokensweep.tracking.uris import redact, sqlite_path
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ def store_problem(client, tracking_uri: str, parent_run_id: str) -> str | None:
     if not os.path.exists(db):
         return "was deleted mid-sweep"
     try:
-        with sqlite3.connect(f"file:{urllib.parse.quote(db)}?mode=ro", uri=True, timeout=5) as conn:
+        with read_only(db) as conn:
             found = conn.execute("select count(*) from runs where run_uuid = ?", (parent_run_id,)).fetchone()[0]
     except sqlite3.Error as err:
         return None if is_transient(err) else f"was deleted or replaced mid-sweep ({err})"
@@ -173,8 +173,6 @@ def open_store(tracking_uri: str) -> RetryingClient:
     for attempt in range(OPEN_ATTEMPTS):
         try:
             if path is not None:
-                from tokensweep.tracking.sqlite_store import ensure_sqlite_store
-
                 ensure_sqlite_store(path)
             client = RetryingClient(tracking_uri)
             client.search_experiments(max_results=1)  # the store's first request: MLflow opens (and checks) it here
