@@ -12,7 +12,7 @@ from sweep_helpers import base_env, run_cli
 @pytest.fixture(scope="module")
 def mlflow_store(tmp_path_factory):
     """A real, complete MLflow sqlite store (its tables built by MLflow's own migrations)."""
-    from tokensweep.tracking.sqlite_store import ensure_sqlite_store
+    from tokensweep.tracking.store import ensure_sqlite_store
 
     db = tmp_path_factory.mktemp("store") / "mlflow.db"
     ensure_sqlite_store(str(db))

@@ -52,7 +52,7 @@ def test_an_empty_file_in_its_place_is_named(stores, tmp_path):
 
 
 def test_a_lost_store_keeps_every_later_write_back_and_counts_it(capsys):
-    from tokensweep.tracking.outage import PendingWrites
+    from tokensweep.tracking.store import PendingWrites
 
     sent, gone = [], {"why": None}
 
@@ -83,7 +83,7 @@ def test_a_lost_store_keeps_every_later_write_back_and_counts_it(capsys):
 
 
 def test_a_write_that_fails_for_another_reason_is_still_counted_and_skipped():
-    from tokensweep.tracking.outage import PendingWrites
+    from tokensweep.tracking.store import PendingWrites
 
     def refused(item):
         raise MlflowException("INVALID_PARAMETER_VALUE: bad value")

@@ -3,26 +3,26 @@ driver's record of its Tune state all follow the folder when it moves (no Ray st
 
 import shutil
 
-from tokensweep.sweep import tune_state
+from tokensweep.sweep import tuner
 
 
 def test_the_sweep_id_moves_with_its_folder_and_keys_the_state_record(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     before, after = tmp_path / "a" / "ray_results" / "s", tmp_path / "b" / "ray_results" / "s"
-    sweep_id = tune_state.write_sweep_id(str(before))
-    tune_state.StateRecord(str(before)).add({"tuner.pkl": "d1"})
+    sweep_id = tuner.write_sweep_id(str(before))
+    tuner.StateRecord(str(before)).add({"tuner.pkl": "d1"})
     shutil.move(tmp_path / "a", tmp_path / "b")
-    assert tune_state.read_sweep_id(str(after)) == sweep_id
-    assert tune_state.StateRecord(str(after)).known() == {"tuner.pkl": {"d1"}}  # the record the driver wrote
+    assert tuner.read_sweep_id(str(after)) == sweep_id
+    assert tuner.StateRecord(str(after)).known() == {"tuner.pkl": {"d1"}}  # the record the driver wrote
 
 
 def test_a_folder_without_an_id_is_keyed_by_its_path(tmp_path):
     folder = tmp_path / "old-sweep"
     folder.mkdir()
-    assert tune_state.read_sweep_id(str(folder)) is None
-    assert tune_state.StateRecord(str(folder)).path != tune_state.StateRecord(str(tmp_path / "elsewhere")).path
-    (folder / tune_state.SWEEP_ID_FILE).write_text("../../not an id")
-    assert tune_state.read_sweep_id(str(folder)) is None  # only a plain id is taken
+    assert tuner.read_sweep_id(str(folder)) is None
+    assert tuner.StateRecord(str(folder)).path != tuner.StateRecord(str(tmp_path / "elsewhere")).path
+    (folder / tuner.SWEEP_ID_FILE).write_text("../../not an id")
+    assert tuner.read_sweep_id(str(folder)) is None  # only a plain id is taken
 
 
 def test_resume_finds_the_parent_by_its_id_wherever_the_tune_folder_is_now(tmp_path):

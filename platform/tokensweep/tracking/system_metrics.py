@@ -8,8 +8,7 @@ import os
 import time
 
 from tokensweep.tracking import tags as T
-from tokensweep.tracking.store import mlflow_error, open_store, quote
-from tokensweep.tracking.uris import sqlite_path
+from tokensweep.tracking.store import mlflow_error, open_store, quote, sqlite_path
 
 log = logging.getLogger(__name__)
 
