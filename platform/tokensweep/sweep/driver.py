@@ -137,8 +137,10 @@ def close_parent(tracker, callback, status, tags, timings, started, quiet=False)
         tracker.end_parent(status, tags)
 
     wait = float(os.environ.get(TRACKING_WAIT_ENV, DEFAULT_TRACKING_WAIT_S))
+    callback.check_store(now=True)  # a store deleted since the last look: the close is not written to its old file
     callback.pending.submit(CLOSE_RUNS, close)
-    if callback.pending.drain(min(wait, STOPPED_TRACKING_WAIT_S) if quiet else wait):  # the close is the last write
+    lost = callback.pending.drain(min(wait, STOPPED_TRACKING_WAIT_S) if quiet else wait)  # the close is the last write
+    if lost and not callback.pending.gone:  # a store that is gone said so, and the --resume that records it all
         print(
             f"tokensweep run: error: MLflow at {redact(tracker.tracking_uri)} is unreachable at the end of "
             f"the sweep; its parent run {tracker.parent_run_id} and unfinished trial runs were not closed",
@@ -222,7 +224,8 @@ def spec_hash(spec: SweepSpec) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
-def start_parent_run(tracker: SweepTracker, spec: SweepSpec, options: RunOptions, tune_path: str) -> str:
+def start_parent_run(tracker: SweepTracker, spec: SweepSpec, options: RunOptions, tune_path: str, sweep_id: str | None) -> str:
+    """`sweep_id`: from the sweep's Tune folder (tuner.SWEEP_ID_FILE), which finds its parent on --resume."""
     tags = {
         T.SEARCH: spec.search,
         T.TRIALS: spec.num_trials,
@@ -233,7 +236,8 @@ def start_parent_run(tracker: SweepTracker, spec: SweepSpec, options: RunOptions
     if spec.description:
         tags[T.NOTE] = spec.description
     parent = tracker.start_parent(tune_path=tune_path, command=options.command, tags=tags, spec_text=spec.text,
-                                  spec_name=spec.source, resolved=spec.resolved, resume=options.resume)  # fmt: skip
+                                  spec_name=spec.source, resolved=spec.resolved, resume=options.resume,
+                                  sweep_id=sweep_id)  # fmt: skip
     if options.resume and tracker.resumed_parent:
         forget_failure(tracker, parent)
         original = tracker.tags_of(parent).get(T.SPEC_SHA256)
@@ -245,8 +249,8 @@ def start_parent_run(tracker: SweepTracker, spec: SweepSpec, options: RunOptions
             )
     elif options.resume:
         print(
-            f"tokensweep run: note: no parent run of this sweep in {redact(options.tracking_uri)}; "
-            "started a new one (trials finished before are not in it)",
+            f"tokensweep run: note: no parent run of this sweep in {redact(options.tracking_uri)}; started a new "
+            "one, and the trials that ran before are recorded from Tune's saved results",
             file=sys.stderr,
         )
     return parent
@@ -451,7 +455,8 @@ class Sweep:
         with timed(self.timings, "mlflow_setup_s"):  # what store setup Ray's start did not hide, and the parent run
             self.tracker = tracker = early_tracker.result() if early_tracker else open_tracker(options.tracking_uri, spec.name)
             stop.parent_started()  # from here a signal is acted on where the parent run can be closed
-            self.parent = start_parent_run(tracker, spec, options, self.tune_path)
+            sweep_id = tuner.read_sweep_id(self.tune_path) if options.resume else tuner.write_sweep_id(self.tune_path)
+            self.parent = start_parent_run(tracker, spec, options, self.tune_path, sweep_id)
             stop.on_deadline = lambda: close_without_ray(tracker, stop.signum, options.command)  # Ray hung up
             # trials whose runs are done: neither run nor touched again, however late Tune's saved state is
             self.finished = FinishedTrials.read(tracker) if options.resume and tracker.resumed_parent else None
@@ -463,7 +468,7 @@ class Sweep:
         tags = {}
         try:
             tags = self.tune()
-            if not self.stop.stopped:
+            if not self.stop.stopped and not self.callback.pending.gone:  # a store that is gone gets the stages on --resume
                 self.run_stages()
         except KeyboardInterrupt:
             self.status, tags = "KILLED", {T.STOPPED: "interrupted"}

@@ -372,9 +372,42 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# The sweep's id, a file of its experiment folder (plain text, never unpickled; not one of Tune's STATE_SUFFIXES):
+# it moves with the folder, so a sweep moved to another folder finds its MLflow parent run (tag
+# tokensweep.sweep_id) and its StateRecord again. A sweep started before ids were written has none.
+SWEEP_ID_FILE = "tokensweep-sweep-id"
+
+
+def read_sweep_id(experiment: str) -> str | None:
+    import pyarrow.fs
+
+    fs, folder = pyarrow.fs.FileSystem.from_uri(experiment)
+    try:
+        with fs.open_input_stream(f"{folder}/{SWEEP_ID_FILE}") as f:
+            text = f.readall().decode("ascii", "replace").strip()
+    except OSError:  # none there: a sweep started before ids were written
+        return None
+    return text if text.isalnum() and len(text) <= 64 else None
+
+
+def write_sweep_id(experiment: str) -> str:
+    """A new sweep's id, written to its experiment folder (created if need be)."""
+    import uuid
+
+    import pyarrow.fs
+
+    sweep_id = uuid.uuid4().hex
+    fs, folder = pyarrow.fs.FileSystem.from_uri(experiment)
+    fs.create_dir(folder, recursive=True)
+    with fs.open_output_stream(f"{folder}/{SWEEP_ID_FILE}") as f:
+        f.write(sweep_id.encode())
+    return sweep_id
+
+
 class StateRecord:
     """The digests of an experiment's state files that this user's driver wrote, in a file only the user may
-    write: `$XDG_STATE_HOME/tokensweep/tune-state/` (default ~/.local/state), one per experiment folder.
+    write: `$XDG_STATE_HOME/tokensweep/tune-state/` (default ~/.local/state), one per sweep (its id; per experiment
+    folder for a sweep without one).
 
     Per file: its recent versions, and the one the storage held when the driver last looked (`stored`, always
     one of its own): while uploads fail (a full disk, an outage), the storage keeps an older version than the
@@ -382,8 +415,9 @@ class StateRecord:
 
     def __init__(self, experiment: str):
         self.experiment = experiment.rstrip("/")
+        key = read_sweep_id(self.experiment) or self.experiment  # the sweep's, wherever its folder is now
         base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-        self.path = base / "tokensweep" / "tune-state" / f"{sha256(self.experiment.encode())[:32]}.json"
+        self.path = base / "tokensweep" / "tune-state" / f"{sha256(key.encode())[:32]}.json"
 
     def read(self) -> tuple[dict[str, list[str]], dict[str, str]]:
         """(name -> recent digests, name -> the stored one)."""
@@ -506,6 +540,7 @@ class RecordSnapshots(tune.Callback):
 
     def __init__(self, experiment: str):
         self.experiment = experiment
+        self.record = StateRecord(experiment)
         self._trials = None  # Tune's own list of the experiment's trials, which grows as trials are added
         self._looked = float("-inf")  # when the storage was last read (StateRecord's `stored`)
 
@@ -542,7 +577,7 @@ class RecordSnapshots(tune.Callback):
         except OSError as err:  # the next snapshot tries again; until then --resume would refuse this one
             log.warning("could not read Tune's state in %s (%s): --resume may refuse it", staging, err)
             return
-        StateRecord(self.experiment).add(digests, self._in_storage())
+        self.record.add(digests, self._in_storage())
 
 
 class ErrorsAsText(tune.Callback):

@@ -7,19 +7,20 @@ delays records but loses none; what cannot be delivered in the end is counted, n
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import sys
+import time
 from collections.abc import Callable
 
 from ray import tune
 
 from tokensweep.payload import TrialPayload, variant_index
 from tokensweep.tracking import tags as T
-from tokensweep.tracking.store import PendingWrites, redact
+from tokensweep.tracking.store import PendingWrites, redact, sqlite_path, store_problem
 from tokensweep.tracking.tracker import SweepTracker, now_ms
-
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ TUNE_KEYS = frozenset(
 Describe = Callable[[TrialPayload], tuple[dict, dict]]
 
 ENDED = ("TERMINATED", "ERROR")  # Tune's statuses of a trial that will not run again
+RESULT_FILE = "result.json"  # Tune's record of a trial's results, one JSON object a line
+STORE_CHECK_S = 1.0  # how often the driver looks whether its sqlite store is still the sweep's
 
 
 # an exception's line in a traceback: its (dotted) type name, then ": message" or nothing
@@ -60,6 +63,25 @@ def failure_reason(trial) -> str:
         if match:
             return (match[1] + (f": {match[2]}" if match[2] is not None else ""))[:1000]
     return (lines[0].strip() if lines else "trial failed (no error recorded)")[:1000]
+
+
+def saved_results(trial) -> list[dict]:
+    """Every result the trial reported, as Tune saved them (result.json in its folder of the storage: JSON)."""
+    try:
+        fs, folder = trial.storage.storage_filesystem, trial.storage.trial_fs_path
+        with fs.open_input_stream(f"{folder}/{RESULT_FILE}") as f:
+            lines = f.readall().decode().splitlines()
+    except (OSError, AttributeError):  # never reported, or no storage: nothing to catch up
+        return []
+    results = []
+    for line in lines:
+        try:
+            result = json.loads(line)
+        except ValueError:  # the last line of a write cut short
+            continue
+        if isinstance(result, dict):
+            results.append(result)
+    return results
 
 
 def _error_text(trial) -> str:
@@ -88,6 +110,7 @@ class MlflowTrialLogger(tune.Callback):
         self.finished = finished  # FinishedTrials of a resumed sweep: their runs are not written again
         self._tracker = self._pending = None
         self._trials = self._status = None  # see outcomes()
+        self._next_check = 0.0  # check_store
 
     def __getstate__(self):
         # no clients, no connections, no trials; and a copy may run in another session (a restored
@@ -105,8 +128,22 @@ class MlflowTrialLogger(tune.Callback):
     @property
     def pending(self) -> PendingWrites:
         if self._pending is None:
-            self._pending = PendingWrites(f"MLflow at {redact(self.tracking_uri)}")
+            self._pending = PendingWrites(f"MLflow at {redact(self.tracking_uri)}", check_store=self.store_problem)
         return self._pending
+
+    def store_problem(self) -> str | None:
+        """Why the store is no longer the sweep's (deleted, replaced), or None."""
+        return store_problem(self.tracker.client, self.tracking_uri, self.parent_run_id)
+
+    def check_store(self, now: bool = False) -> None:
+        """A sqlite store deleted or replaced mid-sweep raises nothing on the driver's open connections (they
+        write on to the old file): looked at every STORE_CHECK_S, or `now`. A server's says so on a write."""
+        if self.pending.gone or sqlite_path(self.tracking_uri) is None or not (now or time.monotonic() >= self._next_check):
+            return
+        self._next_check = time.monotonic() + STORE_CHECK_S
+        why = self.store_problem()
+        if why:
+            self.pending.lose_store(why)
 
     @property
     def errors(self) -> int:
@@ -124,17 +161,36 @@ class MlflowTrialLogger(tune.Callback):
         return self.finished.lookup(trial.trial_id, variant_index(trial.config)) is not None
 
     def on_step_end(self, iteration, trials, **info):
+        self.check_store()
         self.pending.poke()  # replay waiting writes even while no trial reports
 
     # --- how each trial ended, for the driver's summary: from Tune's events, not read back from storage ---
     def on_step_begin(self, iteration, trials, **info):
         if self._status is None:  # the first step: the trials an earlier session ended were restored before it
-            self._status = {t.trial_id: t.status for t in trials if t.status in ENDED}
+            self._restored(trials)
 
     def on_experiment_end(self, trials, **info):
         if self._status is None:  # no step at all: a resume with every trial already ended before it
-            self._status = {t.trial_id: t.status for t in trials if t.status in ENDED}
+            self._restored(trials)
         self._trials = list(trials)
+
+    def _restored(self, trials) -> None:
+        """The trials of Tune's restored state, before any runs again: their ends, and what MLflow lacks of them."""
+        self._status = {t.trial_id: t.status for t in trials if t.status in ENDED}
+        for trial in trials:
+            self._catch_up(trial)
+
+    def _catch_up(self, trial) -> None:
+        """Results Tune kept (the trial's result.json) that its run lacks - written while the store was gone, or to a
+        store since replaced - are logged (each epoch once, with the time it was reported), and a trial Tune had
+        finished is finished in MLflow: a --resume against a restored or new store records every trial."""
+        results = saved_results(trial)
+        if not results or self._is_finished(trial):
+            return
+        for result in results:
+            self._submit("log result", self._result, trial, result, int(float(result.get("timestamp") or time.time()) * 1000))
+        if trial.status == "TERMINATED":
+            self._submit("finish trial run", self._complete, trial, results[-1])
 
     def outcomes(self) -> list | None:
         """(trial, Tune status) of every trial of the experiment, once it has ended in this process; None
@@ -153,6 +209,7 @@ class MlflowTrialLogger(tune.Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._set_status(trial, "RUNNING")
+        self.check_store(now=True)  # a run is never created in a store that replaced the sweep's
         self._submit("start trial run", self._start, trial)
 
     def _start(self, trial) -> None:

@@ -21,12 +21,10 @@ from dashboards.errors import InputError
 from dashboards.runs import ARROW_TYPES, COLUMN_FIELDS, EXPERIMENT_METADATA_KEY, knob_field, runs_schema
 from dashboards.runs import backbone as derived_backbone
 from tokensweep.tracking import tags
-from tokensweep.tracking.store import all_runs, redact, resolve_tracking_uri, tracking_uri_problem
+from tokensweep.tracking.store import all_runs, damage, redact, resolve_tracking_uri, sqlite_path, tracking_uri_problem
 
 TRIAL_FILTER = f"tags.`{tags.ROLE}` = 'trial'"
 SWEEP_FILTER = f"tags.`{tags.ROLE}` = 'sweep'"
-# Runs per search_runs call: MLflow's own limit (SEARCH_MAX_RESULTS_THRESHOLD); fewer round trips
-# than its default 1,000 (a 10,000-trial sweep: 1 call, not 10).
 NULL_TEXT = {"", "none", "null", "nan"}
 TRUE_TEXT = {"true", "1", "yes"}
 FALSE_TEXT = {"false", "0", "no"}
@@ -48,6 +46,10 @@ RUN_VALUES = {
 def check_reachable(uri: str) -> None:
     """Fail in one line, before MLflow's long retries or its silent creation of an empty database."""
     problem = tracking_uri_problem(uri, existing=True)
+    db = sqlite_path(uri)
+    damaged = damage(db) if problem is None and db is not None else None
+    if damaged is not None:
+        problem = f"cannot read the MLflow store at {uri}: {damaged}; restore it from a backup, or pass another --tracking-uri"
     if problem is not None:
         raise InputError(problem)
 

@@ -25,6 +25,7 @@ PendingWrites: tracking writes kept in order while the store is unreachable, rep
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import random
@@ -227,16 +228,37 @@ def _check_directory_writable(directory: Path, where: str) -> None:
     os.unlink(probe)
 
 
+def read_only(path: str) -> contextlib.closing:
+    """A read-only connection to the sqlite file at `path`, closed at the end of its `with`."""
+    # a file: URI decodes %XX and ends the path at '?' or '#': the path goes in escaped
+    return contextlib.closing(sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=ro", uri=True, timeout=5))
+
+
 def is_complete(path: str) -> bool:
     """A store MLflow finished building: its Default experiment is written after the last migration step."""
     try:
-        # a file: URI decodes %XX and ends the path at '?' or '#': the path goes in escaped
-        with sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=ro", uri=True, timeout=5) as conn:
+        with read_only(path) as conn:
             leftovers = conn.execute("select count(*) from sqlite_master where name like '\\_alembic\\_tmp\\_%' escape '\\'").fetchone()[0]
             default = conn.execute("select count(*) from experiments where experiment_id = 0").fetchone()[0]
         return default > 0 and leftovers == 0
     except sqlite3.Error:
         return False
+
+
+def damage(path: str) -> str | None:
+    """What is wrong with the MLflow store at `path` for reading it (None: nothing found): a file that is not
+    SQLite, a damaged database (e.g. a store deleted while MLflow had it open, then made again), no MLflow tables."""
+    try:
+        with read_only(path) as conn:
+            check = conn.execute("pragma quick_check").fetchone()[0]
+            tables = {row[0] for row in conn.execute("select name from sqlite_master where type = 'table'")}
+    except sqlite3.Error as err:
+        return f"it is not a readable SQLite database ({err})"
+    if check != "ok":
+        return f"the database is damaged ({' '.join(check.split())[:200]})"
+    if not {"experiments", "runs", "alembic_version"} <= tables:
+        return "it holds no MLflow tables"
+    return None
 
 
 def ensure_sqlite_store(path: str) -> None:
@@ -400,6 +422,27 @@ def mlflow_error(err: BaseException) -> str:
     return redact(f"{type(err).__name__}: {reason}")
 
 
+def store_problem(client, tracking_uri: str, parent_run_id: str) -> str | None:
+    """Why the store is no longer the one holding the sweep's parent run (deleted, replaced), or None. A sqlite
+    file is read on a connection of its own: the client's open ones go on writing to a deleted file unawares."""
+    db = sqlite_path(tracking_uri)
+    if db is None:
+        try:
+            client.get_run(parent_run_id)
+        except Exception as err:
+            if "RESOURCE_DOES_NOT_EXIST" in str(getattr(err, "error_code", "")) + str(err):
+                return f"was replaced mid-sweep (the sweep's parent run {parent_run_id} is not in it)"
+        return None
+    if not os.path.exists(db):
+        return "was deleted mid-sweep"
+    try:
+        with read_only(db) as conn:
+            found = conn.execute("select count(*) from runs where run_uuid = ?", (parent_run_id,)).fetchone()[0]
+    except sqlite3.Error as err:
+        return None if is_transient(err) else f"was deleted or replaced mid-sweep ({err})"
+    return None if found else f"was replaced mid-sweep (the sweep's parent run {parent_run_id} is not in it)"
+
+
 def quote(value: str) -> str:
     """A value inside an MLflow search filter string."""
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -482,11 +525,12 @@ RETRY_EVERY_S = 3.0  # how often waiting writes are tried again
 
 
 class _ReportedByPendingWrites(logging.Filter):
-    """Drops MLflow's record of a store that is unreachable, busy or full: the write waits and is retried,
-    and PendingWrites says so in its own note (once per outage, not a traceback per write)."""
+    """Drops MLflow's record of a failed request: the error is raised too, and PendingWrites says what became
+    of the write in its own words - a note once per outage, one line per other failure, one line for a store
+    deleted or replaced - not a traceback per write."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno < logging.ERROR or not is_unavailable(Exception(record.getMessage()))
+        return record.levelno < logging.ERROR
 
 
 def quiet_store_errors() -> None:
@@ -506,11 +550,16 @@ class PendingWrites:
     (once per outage: a store that stayed unreachable for a whole wait gets one more try, not another
     wait); `drain` waits, then counts what it cannot deliver in `lost` and reports it (`not_recorded`),
     never dropping it silently. Any other error (a bug, a refused value) is counted in `failed`, logged
-    in one line, and skipped.
+    in one line, and skipped - unless `check_store` (called then) says why the store is not the sweep's any
+    more (deleted, replaced): then `lose_store` - that write and every later one is kept back and counted by
+    `drain`, none is sent to a store that is not the sweep's.
     """
 
-    def __init__(self, label: str = "MLflow", retry_every_s: float = RETRY_EVERY_S, clock=time.monotonic, sleep=time.sleep):
+    def __init__(self, label: str = "MLflow", retry_every_s: float = RETRY_EVERY_S, clock=time.monotonic, sleep=time.sleep,
+                 check_store=None):  # fmt: skip
         self.label = label
+        self.check_store = check_store  # () -> why the store is not the sweep's, or None
+        self.gone: str | None = None  # lose_store's reason
         self.retry_every_s = retry_every_s
         self.clock, self.sleep = clock, sleep
         self.queue: collections.deque = collections.deque()
@@ -526,8 +575,21 @@ class PendingWrites:
     def waiting(self) -> int:
         return len(self.queue)
 
+    def lose_store(self, why: str) -> None:
+        """The store is not the sweep's any more: say so once; from now on writes are kept back and counted."""
+        if self.gone is None:
+            self.gone = why
+            print(
+                f"tokensweep run: error: {self.label} {why}; its writes are no longer sent, and Tune keeps every result: "
+                "`--resume` against the restored store (or a new one) records every trial",
+                file=sys.stderr,
+                flush=True,
+            )
+
     def submit(self, what: str, fn, *args) -> None:
         self.queue.append((what, fn, args))
+        if self.gone:
+            return
         if len(self.queue) == 1:
             self._run_queue()
         else:
@@ -541,7 +603,7 @@ class PendingWrites:
     def _run_queue(self) -> bool:
         """Deliver waiting writes in order; stop at the first that finds the store unreachable."""
         was_waiting = self._next_try > 0  # an outage began: what is delivered now arrives late
-        while self.queue:
+        while self.queue and not self.gone:
             what, fn, args = self.queue[0]
             try:
                 fn(*args)
@@ -557,6 +619,10 @@ class PendingWrites:
                         )
                     self._next_try = self.clock() + self.retry_every_s
                     return False
+                why = self.check_store() if self.check_store else None
+                if why:
+                    self.lose_store(why)
+                    return False
                 self.failed += 1
                 log.error("MLflow logging failed (%s); the sweep goes on: %s", what, mlflow_error(err))
                 log.debug("MLflow logging failure", exc_info=True)
@@ -564,6 +630,8 @@ class PendingWrites:
                 if was_waiting:
                     self.delivered_late += 1
             self.queue.popleft()
+        if self.gone:
+            return False
         if self._next_try > 0:
             print(f"tokensweep run: note: {self.label} answers again; every waiting write delivered", file=sys.stderr, flush=True)
             self._next_try = 0.0
@@ -575,6 +643,8 @@ class PendingWrites:
         ran out); True if nothing is left waiting."""
         if not self.queue:
             return True
+        if self.gone:  # nothing to wait for
+            return False
         if self._waited_out:
             return self._run_queue()
         deadline = self.clock() + timeout_s

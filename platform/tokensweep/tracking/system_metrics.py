@@ -3,12 +3,14 @@ from inside the trial's process."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
 from tokensweep.tracking import tags as T
-from tokensweep.tracking.store import open_store, quote
-from tokensweep.tracking.store import sqlite_path
+from tokensweep.tracking.store import mlflow_error, open_store, quote, sqlite_path
+
+log = logging.getLogger(__name__)
 
 RUN_WAIT_S = 60.0  # how long the monitor waits for the driver to create the trial's run
 
@@ -74,6 +76,13 @@ def trial_monitor_class():
             self.published = True
 
         def finish(self):
+            try:
+                self._publish_last_sample()
+                super().finish()  # flushes what was published
+            except Exception as err:  # the store failed (gone, full, another store): the trial goes on regardless
+                log.warning("the trial's last system metrics were not recorded: %s", mlflow_error(err))
+
+        def _publish_last_sample(self):
             if self._process is not None:
                 self._shutdown_event.set()
                 self._process.join()
@@ -82,6 +91,5 @@ def trial_monitor_class():
                 last = self.aggregate_metrics()  # empty when the loop published its last sample itself
                 if last:
                     self.publish_metrics(last)
-            super().finish()  # flushes what was published
 
     return TrialSystemMetrics

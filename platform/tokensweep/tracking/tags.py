@@ -36,7 +36,8 @@ SWEEP = "tokensweep.sweep"  # the sweep's name (also the experiment's)
 
 # the parent run
 SEARCH = "tokensweep.search"  # grid | optuna
-TUNE_PATH = "tokensweep.tune_path"  # Tune's experiment folder: how a resumed sweep finds its parent
+SWEEP_ID = "tokensweep.sweep_id"  # the id in the sweep's Tune folder: how a resumed sweep finds its parent, wherever the folder moved
+TUNE_PATH = "tokensweep.tune_path"  # Tune's experiment folder, where the sweep last ran (the parent of a sweep without an id)
 COMMAND = "tokensweep.command"
 RESUME_COMMAND = "tokensweep.resume_command"
 RESUMES = "tokensweep.resumes"

@@ -154,28 +154,33 @@ class SweepTracker:
                 self.client.set_experiment_tag(self.experiment_id, T.EXPERIMENT_KIND, T.KIND_MODEL_TRAINING)
         return self.experiment_id
 
-    def find_parent(self, tune_path: str) -> str | None:
+    def find_parent(self, sweep_id: str | None, tune_path: str) -> str | None:
+        """The sweep's parent run: by its sweep id (a sweep started without one: by its Tune folder)."""
+        key, value = (T.SWEEP_ID, sweep_id) if sweep_id else (T.TUNE_PATH, tune_path)
         runs = self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.`{T.ROLE}` = 'sweep' and tags.`{T.TUNE_PATH}` = {quote(tune_path)}",
+            filter_string=f"tags.`{T.ROLE}` = 'sweep' and tags.`{key}` = {quote(value)}",
             order_by=["attributes.start_time DESC"],
             max_results=1,
         )
         return runs[0].info.run_id if runs else None
 
     def start_parent(self, *, tune_path: str, command: str, tags: dict, spec_text: str, spec_name: str,
-                     resolved: dict, resume: bool = False) -> str:  # fmt: skip
-        """The sweep's parent run: found again on --resume (set RUNNING, its resume counted), else a new one."""
+                     resolved: dict, resume: bool = False, sweep_id: str | None = None) -> str:  # fmt: skip
+        """The sweep's parent run: found again on --resume (set RUNNING, its resume counted, where its Tune folder
+        is now), else a new one."""
         self.ensure_experiment()
-        run_id = self.find_parent(tune_path) if resume else None
+        run_id = self.find_parent(sweep_id, tune_path) if resume else None
         if run_id is not None:
             self.parent_run_id, self.resumed_parent = run_id, True
             self.client.update_run(run_id, status="RUNNING")
             resumes = int(self.tags_of(run_id).get(T.RESUMES, "0")) + 1
-            self.tag(run_id, **{T.RESUMES: resumes, T.RESUME_COMMAND: command[:5000]})
+            self.tag(run_id, **{T.RESUMES: resumes, T.RESUME_COMMAND: command[:5000], T.TUNE_PATH: tune_path})
             return run_id
         self._close_stale_parents(tune_path)
         all_tags = {T.ROLE: "sweep", T.TUNE_PATH: tune_path, T.COMMAND: command[:5000], T.SWEEP: self.sweep_name, **tags}
+        if sweep_id:
+            all_tags[T.SWEEP_ID] = sweep_id
         commit = git_commit()
         if commit:
             all_tags[T.GIT_COMMIT] = commit.removesuffix("-dirty")
