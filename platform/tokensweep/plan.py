@@ -30,7 +30,7 @@ from tokensweep.errors import SpecError
 # prints how far the plan is from the actuals, so a change here shows there)
 SWEEP_FIXED_S = 7.0  # import of Ray and MLflow, the parent run, Ray's shutdown
 RAY_START_S = 6.0
-WORKER_START_S = 5.0  # a trial slot's worker: a process importing torch (reused by the slot's next trials)
+WORKER_START_S = 7.0  # a trial slot's worker: a process importing torch (reused by the slot's next trials)
 TRIAL_SETUP_S = 1.0  # per trial: its MLflow run, the config handed over, the actor reset
 EPOCH_OVERHEAD_S = 0.3  # per epoch: the checkpoint saved and the result reported
 BENCH_START_S = 4.0  # the bench stage's worker

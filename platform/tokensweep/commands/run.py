@@ -248,8 +248,10 @@ def run(args: argparse.Namespace) -> int:
         raise SpecError(f"--num-cpus must be >= 1, got {args.num_cpus}")
     if args.num_gpus is not None and args.num_gpus < 0:
         raise SpecError(f"--num-gpus must be >= 0, got {args.num_gpus}")
+    plan = cost_plan(spec, args)
     if args.dry_run:
         print_plan(spec)
+        print("\n".join(plan.lines() if plan is not None else []))
         return 0
     check_tracking(tracking_uri)  # a server is asked once the spec is known good: a few seconds at most
 
@@ -277,6 +279,7 @@ def run(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         num_cpus=args.num_cpus,
         num_gpus=args.num_gpus,
+        plan=plan,
     )
     outcome = run_sweep(spec, options, {"validate_s": validated - started, "import_s": imported - validated})
     outcome.timings["total_s"] = time.perf_counter() - started
@@ -285,6 +288,24 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_outcome(spec, outcome, tracking_uri)
     return outcome.exit_code
+
+
+def cost_plan(spec, args):
+    """The sweep's plan (tokensweep.plan) on the resources of the Ray it will start; one the budget refuses
+    is one line before Ray. Without a budget a plan that cannot be made (no device to calibrate on) is a note."""
+    from tokensweep.plan import Resources, plan_sweep
+
+    try:
+        plan, _ = plan_sweep(spec, Resources(gpus=args.num_gpus, cpus=args.num_cpus))
+    except SpecError as err:
+        if spec.budget_hours is not None:
+            raise SpecError(f"sweep.budget_hours needs a plan: {err}") from None
+        print(f"tokensweep run: note: no cost plan: {err}", file=sys.stderr)
+        return None
+    if spec.budget_hours is not None and not args.resume and plan.device_hours > spec.budget_hours:
+        raise SpecError(f"the plan needs {plan.device_hours:.3g} device-hours, over sweep.budget_hours = "
+                        f"{spec.budget_hours:g}: raise the budget or shrink the sweep (tokensweep plan {spec.source})")  # fmt: skip
+    return plan
 
 
 def interrupted_line(spec, outcome, command: str) -> str:
@@ -340,6 +361,8 @@ def _print_outcome(spec, outcome, tracking_uri: str) -> None:
     if outcome.tracking_errors:
         print(f"warning: {outcome.tracking_errors} MLflow write(s) failed (see the log above); the runs may be incomplete")
     _print_stages(spec, outcome.stages)
+    if outcome.budget_note:
+        print(f"{outcome.budget_note}; `tokensweep run {spec.source} --resume --set sweep.budget_hours=HOURS` runs them")
     sys.stdout.flush()
 
 

@@ -22,7 +22,7 @@ from ray import tune
 
 from tokensweep.plugins import export_plugin_roots
 from tokensweep.spec import SweepSpec
-from tokensweep.sweep import progress, ray_session, search_throughput, searchers, storage, tune_state
+from tokensweep.sweep import budget, progress, ray_session, search_throughput, searchers, storage, tune_state
 from tokensweep.sweep.after_training import after_training
 from tokensweep.sweep.confirm import run_confirmation
 from tokensweep.sweep.finished import FinishedTrials
@@ -99,10 +99,11 @@ def _run_sweep(spec, options, tune_path, optuna_url, timings, started, stop) -> 
             stop.on_deadline = lambda: close_without_ray(tracker, stop.signum, options.command)  # Ray hung up
             # trials whose runs are done: neither run nor touched again, however late Tune's saved state is
             finished = FinishedTrials.read(tracker) if options.resume and tracker.resumed_parent else None
+        gate = budget.BudgetGate(spec.budget_hours, budget.trial_cost(options.plan, spec))
         callback = MlflowTrialLogger(options.tracking_uri, spec.name, tracker.experiment_id, parent, DescribeTrial(spec),
-                                     finished, new_parent=tracker.new_parent)  # fmt: skip
+                                     finished, new_parent=tracker.new_parent, cost=gate.cost)  # fmt: skip
         status, trials, errors, stages = run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings,
-                                                  started, stop, finished)  # fmt: skip
+                                                  started, stop, finished, gate)  # fmt: skip
     finally:
         with timed(timings, "ray_shutdown_s"):
             ray_session.shutdown(options)
@@ -110,18 +111,21 @@ def _run_sweep(spec, options, tune_path, optuna_url, timings, started, stop) -> 
     code = stop.exit_code or (0 if status == "FINISHED" and not errors and not bench_failed else 1)
     interrupted = signal_name(stop.signum) if stop.stopped else None
     resumable = bool(interrupted) and tune.Tuner.can_restore(tune_path)
+    if gate.not_started and code == 0:
+        code = 1  # trials the budget left: the sweep is not done
     return SweepOutcome(code, parent, tune_path, trials, timings, errors, stages=stages, interrupted=interrupted,
-                        killed=tracker.killed, resumable=resumable, experiment_id=tracker.experiment_id)  # fmt: skip
+                        killed=tracker.killed, resumable=resumable, experiment_id=tracker.experiment_id,
+                        budget_note=gate.summary())  # fmt: skip
 
 
-def run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, started, stop, finished=None):
+def run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, started, stop, finished=None, gate=None):
     """Tune's run, then the parent run closed with what happened, whatever happened."""
     status, trials, tags, stages = "FAILED", [], {}, None
     try:
         tracker.tag(tracker.parent_run_id, **{T.TUNE_STARTED: f"{time.time():.3f}"})
         with timed(timings, "tune_s"):
             with stop.tune_running():
-                fit(spec, options, tune_path, callback, optuna_url, finished)
+                fit(spec, options, tune_path, callback, optuna_url, finished, gate)
             outcomes = callback.outcomes()  # before the confirmation's experiment ends in the same callback
             confirmed = []
             if not stop.stopped:
@@ -132,6 +136,8 @@ def run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, s
         unfinished = sum(1 for t in trials if t.status not in ("TERMINATED", "ERROR"))
         status = "FAILED" if failed else "KILLED" if unfinished or stop.stopped else "FINISHED"
         tags = {T.FAILED_TRIALS: failed, T.UNFINISHED_TRIALS: unfinished}
+        if gate is not None and gate.not_started:
+            tags[T.BUDGET_NOT_STARTED] = ", ".join(gate.not_started)[:5000]
         full = storage.full_storage(tune_path) if failed else None  # trials failed saving checkpoints: the disk is why
         if full is not None:
             tags[T.FAILURE_REASON] = storage.report_full(tune_path, full)
@@ -224,7 +230,7 @@ def platform_of(spec: SweepSpec, options: RunOptions, parent_run_id: str) -> Pla
     )
 
 
-def fit(spec: SweepSpec, options: RunOptions, tune_path: str, callback, optuna_url, finished=None):
+def fit(spec: SweepSpec, options: RunOptions, tune_path: str, callback, optuna_url, finished=None, gate=None):
     trainable = train_trial if not finished else tune.with_parameters(train_trial, finished=finished)
     trainable = tune.with_resources(trainable, {"cpu": spec.cpus, "gpu": spec.gpus or 0})
     callbacks = [callback, *searchers.optuna_callbacks(spec, optuna_url, callback, options.tracking_uri),
@@ -232,11 +238,14 @@ def fit(spec: SweepSpec, options: RunOptions, tune_path: str, callback, optuna_u
     if options.resume:
         tuner = tune_state.restore_tuner(tune_path, trainable=trainable, resume_unfinished=True, resume_errored=True)
         replace_callback(tuner, callbacks, options.verbose)
+        if gate is not None:
+            budget.set_gate(tuner, gate)
         return tuner.fit()
     platform = platform_of(spec, options, callback.parent_run_id)
     if spec.search == "grid":
         configs = [grid_config(i, v.name, v.values, platform) for i, v in enumerate(spec.variants)]
-        search_alg, param_space, samples = searchers.GridSearcher(configs), {}, len(configs)
+        search_alg = budget.GridSearch(searchers.GridSearcher(configs, gate))
+        param_space, samples = {}, len(configs)
     else:
         search_alg = searchers.optuna_searcher(spec, optuna_url, platform.search_throughput, options.verbose)
         param_space, samples = search_base_config(spec.base, platform), spec.num_samples

@@ -18,6 +18,7 @@ class RunOptions:
     quiet: bool = False  # nothing but the summary
     num_cpus: int | None = None  # local Ray only
     num_gpus: int | None = None  # local Ray only
+    plan: object = None  # tokensweep.plan.Plan: each trial's planned device-hours; None when it could not be made
 
     def tune_path(self, name: str) -> str:
         return self.storage.rstrip("/") + "/" + name
@@ -43,3 +44,4 @@ class SweepOutcome:
     killed: list = dataclasses.field(default_factory=list)  # (run name, epoch reached) of the runs it closed KILLED
     resumable: bool = False  # Tune's saved state is there: `--resume` continues the sweep
     experiment_id: str | None = None  # the sweep's MLflow experiment
+    budget_note: str | None = None  # the trials [sweep] budget_hours left unstarted (BudgetGate.summary)

@@ -39,7 +39,7 @@ def close_parent(tracker, callback, status, tags, timings, started, quiet=False)
         timings["sweep_s"] = time.perf_counter() - started
         tags.update(time_tags(tracker, timings))
         if not quiet:  # a sweep stopped by a signal must end soon: its --resume logs them
-            log_summary(tracker)
+            log_summary(tracker, getattr(callback, "cost", None), tags)
         tracker.end_parent(status, tags)
 
     wait = float(os.environ.get(TRACKING_WAIT_ENV, DEFAULT_TRACKING_WAIT_S))
@@ -69,13 +69,14 @@ def time_tags(tracker: SweepTracker, timings: dict) -> dict[str, str]:
     return {f"{T.TIME_PREFIX}{k}": f"{v:.1f}" for k, v in totals.items()}
 
 
-def log_summary(tracker: SweepTracker) -> None:
+def log_summary(tracker: SweepTracker, cost=None, tags: dict | None = None) -> None:
     """What the sweep found, as its parent run's metrics (vocab.SWEEP_FIELDS): MLflow's run page lists
     them. A figure that cannot be made is a warning; an unreachable store is close_parent's to report."""
     if server_unreachable(tracker.tracking_uri):
         return
     try:
-        metrics = summary_metrics(tracker)
+        table = runs_table_of(tracker)
+        metrics = {**summary_metrics(table), **cost_metrics(table, cost, tags or {})}
         if metrics:
             tracker.log_result(tracker.parent_run_id, metrics, step=0)
     except Exception as err:
@@ -84,15 +85,34 @@ def log_summary(tracker: SweepTracker) -> None:
         log.warning("the sweep's summary metrics were not logged: %s", redact(str(err)))
 
 
-def summary_metrics(tracker: SweepTracker) -> dict[str, float]:
+def runs_table_of(tracker: SweepTracker):
+    from tokensweep.tracking.export import runs_table
+
+    return runs_table(tracker.sweep_name, tracker.tracking_uri, parent_run_id=tracker.parent_run_id)
+
+
+def cost_metrics(table, cost, tags: dict) -> dict[str, float]:
+    """The sweep's device-hours and wall time (its phases summed over resumes, Ray's and MLflow's import
+    included, the plan's own calibration not) against the plan's; nothing without a plan."""
+    if cost is None or cost.wall_s is None or "device_hours" not in table.column_names:
+        return {}
+    actual = sum(h for h in table.column("device_hours").to_pylist() if h is not None)
+    planned = sum(h for h in table.column("planned_device_hours").to_pylist() if h is not None)
+    wall = sum(float(tags.get(f"{T.TIME_PREFIX}{phase}", 0.0)) for phase in ("sweep_s", "import_s"))
+    metrics = {"sweep_device_hours": actual, "planned_sweep_device_hours": planned, "sweep_wall_s": wall,
+               "planned_wall_s": cost.wall_s, "wall_ratio": wall / cost.wall_s}  # fmt: skip
+    if planned > 0:
+        metrics["device_hours_ratio"] = actual / planned
+    return metrics
+
+
+def summary_metrics(table) -> dict[str, float]:
     """configurations, front_size (of the means: top-1 vs images/sec, as `tokensweep dashboard` draws it),
     and the best configuration's mean top-1 with its 95% interval (several seeds only)."""
     from dashboards.analysis import analyse
     from dashboards.errors import InputError
     from dashboards.runs import Objective
-    from tokensweep.tracking.export import runs_table
 
-    table = runs_table(tracker.sweep_name, tracker.tracking_uri, parent_run_id=tracker.parent_run_id)
     try:
         analysis = analyse(table, Objective("images_per_sec", maximize=True), Objective("top1", maximize=True))
     except InputError:  # no trial reported both figures yet: nothing to summarise
