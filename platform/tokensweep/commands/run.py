@@ -63,6 +63,8 @@ def register(subparsers) -> None:
                    help="shrink the spec to the smoke preset: tiny backbone, a few epochs, 1 CPU per trial, 3 Optuna "
                    "trials (what CI runs for every shipped spec); generated data unless a data path is given; "
                    "--set still applies")  # fmt: skip
+    p.add_argument("--calibration", metavar="FILE",
+                   help="the plan's speeds from FILE (written by `tokensweep plan --save-calibration` on the trials' device)")  # fmt: skip
     p.add_argument("--dry-run", action="store_true",
                    help="validate and list the trials, the data they read, their epochs and recipe; start nothing")  # fmt: skip
     talk = p.add_mutually_exclusive_group()
@@ -140,7 +142,7 @@ def command_line(args) -> str:
     parts = ["tokensweep", "run", args.spec]
     for item in args.overrides:
         parts += ["--set", item]
-    for flag in ("data_dir", "address", "storage", "tracking_uri", "optuna_storage", "num_cpus", "num_gpus"):
+    for flag in ("data_dir", "address", "storage", "tracking_uri", "optuna_storage", "num_cpus", "num_gpus", "calibration"):
         value = getattr(args, flag)
         if value is not None:
             parts += ["--" + flag.replace("_", "-"), str(value)]
@@ -293,10 +295,11 @@ def run(args: argparse.Namespace) -> int:
 def cost_plan(spec, args):
     """The sweep's plan (tokensweep.plan) on the resources of the Ray it will start; one the budget refuses
     is one line before Ray. Without a budget a plan that cannot be made (no device to calibrate on) is a note."""
-    from tokensweep.plan import Resources, plan_sweep
+    from tokensweep.plan import Resources, plan_sweep, read_calibration_file
 
+    entries = read_calibration_file(args.calibration) if args.calibration else []
     try:
-        plan, _ = plan_sweep(spec, Resources(gpus=args.num_gpus, cpus=args.num_cpus))
+        plan, _ = plan_sweep(spec, Resources(gpus=args.num_gpus, cpus=args.num_cpus), entries)
     except SpecError as err:
         if spec.budget_hours is not None:
             raise SpecError(f"sweep.budget_hours needs a plan: {err}") from None

@@ -2,8 +2,8 @@
 
 `TrialCost` is what the driver knows of the plan (tokensweep.plan): each trial's planned device-hours
 and the devices a trial holds. `BudgetGate` decides, before the grid's searcher hands out a trial,
-whether it may start: not once the hours spent plus the running trials' remaining estimate plus its
-own would pass [sweep] budget_hours. `GridSearch` keeps a budget-stopped grid resumable: Tune saves
+whether it may start: not once the hours spent plus the running trials' (each the larger of its plan
+and what it has run so far) plus its own plan would pass [sweep] budget_hours. `GridSearch` keeps a budget-stopped grid resumable: Tune saves
 a searcher that said it was finished as finished, and a resumed sweep with a larger budget must go on.
 """
 
@@ -39,15 +39,15 @@ class BudgetGate:
     running: dict = field(default_factory=dict)  # trial_id -> (name, started at)
     not_started: list = field(default_factory=list)  # names refused for the budget
 
-    def remaining_h(self, now: float | None = None) -> float:
-        """The running trials' planned hours not yet spent."""
+    def running_h(self, now: float | None = None) -> float:
+        """The running trials' hours: spent so far plus their plan's remaining estimate (an overrun: spent)."""
         now = time.time() if now is None else now
-        return sum(max(0.0, self.cost.planned_hours(name) - self.cost.hours(now - t0)) for name, t0 in self.running.values())
+        return sum(max(self.cost.planned_hours(name), self.cost.hours(now - t0)) for name, t0 in self.running.values())
 
     def allows(self, name: str, now: float | None = None) -> bool:
         if self.budget_h is None:
             return True
-        return self.spent_h + self.remaining_h(now) + self.cost.planned_hours(name) <= self.budget_h
+        return self.spent_h + self.running_h(now) + self.cost.planned_hours(name) <= self.budget_h
 
     def started(self, trial_id: str, name: str, now: float | None = None) -> None:
         self.running[trial_id] = (name, time.time() if now is None else now)

@@ -145,6 +145,7 @@ def open_tracker_in_background(tracking_uri: str, sweep_name: str) -> concurrent
 def spec_hash(spec: SweepSpec) -> str:
     """Of the trials a spec defines (not of its comments or the order of its keys)."""
     doc = {k: v for k, v in spec.resolved.items() if k not in ("resources", "failure", "tracking", "bench")}
+    doc["sweep"] = {k: v for k, v in doc.get("sweep", {}).items() if k != "budget_hours"}  # what it may spend, not run
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
