@@ -172,3 +172,31 @@ def test_plan_json_is_alone_on_stdout_and_a_second_plan_reads_the_cache(tmp_path
     assert {a["source"] for a in second["architectures"]} == {"cache"}
     assert second["device_hours"] == pytest.approx(first["device_hours"])  # the same figures, not measured again
     assert len(list((tmp_path / "cache" / "tokensweep" / "calibrations").glob("*.json"))) == 4
+
+
+
+class Trial:
+    def __init__(self, trial_id: str, name: str):
+        self.trial_id, self.name, self.last_result = trial_id, name, {}
+        self.config = grid_config(0, name, {"model": "vit_tiny_patch"}, PLATFORM)
+
+    def __str__(self):
+        return self.name
+
+
+def test_the_view_shows_device_hours_spent_left_by_the_plan_corrected_by_finished_trials_and_its_eta():
+    import io
+
+    from tokensweep.sweep.progress import SweepProgress
+
+    now = [0.0]
+    cost = budget.TrialCost(2.0, {"a": 1.0, "b": 1.0, "c": 1.0}, wall_s=7200.0, default_h=1.0)  # 2 cores a trial
+    view = SweepProgress(3, out=io.StringIO(), tty=False, clock=lambda: now[0], cost=cost)
+    view.setup()
+    a, b = Trial("1", "a"), Trial("2", "b")
+    view.on_trial_start(0, [], a), view.on_trial_start(0, [], b)
+    now[0] = 3600.0  # a ends after an hour on 2 cores: 2 device-hours, twice its plan
+    view.on_trial_complete(0, [], a)
+    # spent: a's 2 + b's 2 so far; left: b's plan is spent (0) + c's 1, doubled by a's overrun = 2 device-hours on 2 cores: 1 h
+    assert view.cost_text() == "; 4 device-h spent, 2 left by the plan, ETA 1h00m"
+    assert view.summary_line().endswith(view.cost_text())

@@ -234,7 +234,7 @@ def fit(spec: SweepSpec, options: RunOptions, tune_path: str, callback, optuna_u
     trainable = train_trial if not finished else tune.with_parameters(train_trial, finished=finished)
     trainable = tune.with_resources(trainable, {"cpu": spec.cpus, "gpu": spec.gpus or 0})
     callbacks = [callback, *searchers.optuna_callbacks(spec, optuna_url, callback, options.tracking_uri),
-                 *progress.tune_callbacks(spec, options)]  # MLflow, its Optuna links, the terminal, Tune's files  # fmt: skip
+                 *progress.tune_callbacks(spec, options, cost=callback.cost)]  # MLflow, its Optuna links, the terminal, Tune's files  # fmt: skip
     if options.resume:
         tuner = tune_state.restore_tuner(tune_path, trainable=trainable, resume_unfinished=True, resume_errored=True)
         replace_callback(tuner, callbacks, options.verbose)
