@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
-import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -156,12 +155,13 @@ def trial_configs(spec) -> list[tuple[str, object]]:
     from tokensweep.sweep.space import apply_search_values
 
     low = {p.key: p.low if p.kind != "choice" else min(p.choices) for p in spec.params}
-    high = {p.key: _largest(p) for p in spec.params}
+    high = {p.key: largest(p) for p in spec.params}
     return [(f"{spec.name}-{end}", TrialConfig.from_dict(apply_search_values(spec.base, values)))
             for end, values in (("low", low), ("high", high))]  # fmt: skip
 
 
-def _largest(p):
+def largest(p):
+    """The largest value a search parameter can take (a range's last step may fall short of its high)."""
     if p.kind == "choice":
         return max(p.choices)
     return p.low + (p.high - p.low) // p.step * p.step if p.step else p.high
@@ -249,9 +249,7 @@ def _cached_or_measured(config, key: dict):
 
 
 def trial_seconds(config, calibration) -> float:
-    batch = config.batch_size
-    steps = min(calibration.train_images // batch, config.max_steps_per_epoch or math.inf)
-    epoch_s = steps * calibration.step_s(batch) + calibration.val_images / calibration.eval_images_per_sec + EPOCH_OVERHEAD_S
+    epoch_s = calibration.epoch_s(config.batch_size, config.max_steps_per_epoch) + EPOCH_OVERHEAD_S
     return TRIAL_SETUP_S + calibration.setup_s + config.epochs * epoch_s + calibration.measure_s
 
 

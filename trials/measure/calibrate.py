@@ -49,6 +49,11 @@ class Calibration:
         compute, load = batch / self.train_images_per_sec, batch / self.loader_images_per_sec
         return max(compute, load) if self.workers > 0 else compute + load
 
+    def epoch_s(self, batch: int, max_steps: int | None = None) -> float:
+        """One epoch of this machine's data set: its full training batches (or `max_steps`), then validation."""
+        steps = min(self.train_images // batch, max_steps or self.train_images)
+        return steps * self.step_s(batch) + self.val_images / self.eval_images_per_sec
+
     def to_dict(self) -> dict:
         return asdict(self)
 

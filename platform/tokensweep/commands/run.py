@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from tokensweep.errors import SpecError
+from tokensweep.plan import largest
 from tokensweep.plugins import add_plugin_flag
 
 MLFLOW_UI_PORT = 5000  # `mlflow ui`'s default: the link the summary prints assumes it
@@ -196,15 +197,8 @@ def _data_configs(spec):
     config = TrialConfig.from_dict(spec.base)
     for p in spec.params:
         if p.key == "batch_size":
-            config = config.replace(batch_size=int(_largest(p)))
+            config = config.replace(batch_size=int(largest(p)))
     return [config]
-
-
-def _largest(p):
-    """The largest value a search parameter can take (a range's last step may fall short of its high)."""
-    if p.kind == "choice":
-        return max(p.choices)
-    return p.low + (p.high - p.low) // p.step * p.step if p.step else p.high
 
 
 def print_plan(spec) -> None:
@@ -294,16 +288,19 @@ def run(args: argparse.Namespace) -> int:
 
 def cost_plan(spec, args):
     """The sweep's plan (tokensweep.plan) on the resources of the Ray it will start; one the budget refuses
-    is one line before Ray. Without a budget a plan that cannot be made (no device to calibrate on) is a note."""
+    is one line before Ray. Without a budget, a plan that cannot be made (no device to calibrate on, data
+    the calibration cannot read) is a note: the trials will say what is wrong with their data."""
+    from tokensweep.errors import USER_ERRORS
     from tokensweep.plan import Resources, plan_sweep, read_calibration_file
 
     entries = read_calibration_file(args.calibration) if args.calibration else []
     try:
         plan, _ = plan_sweep(spec, Resources(gpus=args.num_gpus, cpus=args.num_cpus), entries)
-    except SpecError as err:
+    except USER_ERRORS as err:
         if spec.budget_hours is not None:
             raise SpecError(f"sweep.budget_hours needs a plan: {err}") from None
-        print(f"tokensweep run: note: no cost plan: {err}", file=sys.stderr)
+        if not args.quiet:
+            print(f"tokensweep run: note: no cost plan: {err}", file=sys.stderr)
         return None
     if spec.budget_hours is not None and not args.resume and plan.device_hours > spec.budget_hours:
         raise SpecError(f"the plan needs {plan.device_hours:.3g} device-hours, over sweep.budget_hours = "
