@@ -212,7 +212,11 @@ def calibration_for(config, kind: str, entries: list[dict]):
     key = arch_key(config)
     for entry in entries:
         if _portable(entry["key"]) == _portable(key):
-            calibration = Calibration.from_dict(entry["calibration"])
+            try:
+                calibration = Calibration.from_dict(entry["calibration"])
+            except (KeyError, TypeError) as err:
+                raise SpecError(f"the calibration file's {arch_name(config)} lacks {err}: write it again with "
+                                "`tokensweep plan SPEC --save-calibration FILE`") from None  # fmt: skip
             if (kind == ON_GPU) == calibration.device.startswith("cpu"):
                 raise SpecError(f"the calibration file's {arch_name(config)} was measured on {calibration.device!r}, "
                                 f"but the trials run on the {kind}: calibrate on the trials' device")  # fmt: skip

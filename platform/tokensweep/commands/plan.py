@@ -38,11 +38,9 @@ def register(subparsers) -> None:
 
 
 def check_resources(args) -> None:
-    for flag, value in (("--gpus", args.gpus), ("--cpus", args.cpus)):
-        if value is not None and value < 0:
-            raise SpecError(f"{flag} must be >= 0, got {value}")
-    if args.cpus == 0:
-        raise SpecError("--cpus must be >= 1, got 0")
+    for flag, value, least in (("--gpus", args.gpus, 0), ("--cpus", args.cpus, 1)):
+        if value is not None and value < least:
+            raise SpecError(f"{flag} must be >= {least}, got {value}")
 
 
 def run(args: argparse.Namespace) -> int:
