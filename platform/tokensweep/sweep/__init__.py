@@ -3,6 +3,7 @@
     options.py      RunOptions (what the command line decided) and SweepOutcome
     space.py        what Tune carries per trial, encoded and decoded (no Ray: validation uses it too)
     searchers.py    the grid as a Tune searcher (one trial's values at a time), Optuna, ASHA
+    budget.py       device-hours: each trial's cost and plan, the budget the grid's searcher holds to
     optuna_links.py the Optuna study's objective names, each Optuna trial linked to its MLflow run
     progress.py     what `tokensweep run` prints while it runs (the compact view), Tune's result files
     storage.py      where Tune keeps the sweep, and whether it may start, resume or start over
