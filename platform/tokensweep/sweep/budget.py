@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from ray.tune.search import SearchGenerator
 
+from tokensweep.sweep.searchers import GridSearcher
+
 HOUR_S = 3600.0
 
 
@@ -79,7 +81,7 @@ def set_gate(tuner, gate: BudgetGate) -> bool:
     local = getattr(tuner, "_local_tuner", None)
     search_alg = getattr(getattr(local, "_tune_config", None), "search_alg", None)
     searcher = getattr(search_alg, "searcher", None)
-    if searcher is None or not hasattr(searcher, "gate"):
+    if not isinstance(searcher, GridSearcher):
         return False
     searcher.gate = gate  # its hours spent come back with the searcher's saved state, into this gate
     return True

@@ -20,6 +20,8 @@ class GridSearcher(Searcher):
     is where it got to (the configs themselves come back with the pickled Tuner on --resume).
     """
 
+    gate = None  # also for a grid pickled before budgets existed, restored by --resume
+
     def __init__(self, configs: list[dict], gate=None):
         super().__init__()
         self._configs = configs
