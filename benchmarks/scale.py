@@ -98,15 +98,15 @@ def load() -> float:
 def variants_main(spec_path: str) -> None:
     """The subprocess of `measure_variants`: validate, build the searcher's configs, print figures as JSON."""
     from tokensweep.spec import load_spec
-    from tokensweep.sweep import searchers  # Ray Tune's Searcher class, imported before the clock starts
-    from tokensweep.sweep.space import Platform, grid_config
+    from tokensweep.sweep import tuner
+    from tokensweep.payload import Platform, grid_config
 
     begin, cpu = time.perf_counter(), time.process_time()
     spec = load_spec(spec_path, [])
     validated, validated_cpu = time.perf_counter(), time.process_time()
     platform = Platform("sqlite:///mlflow.db", spec.name, False, 10.0, ())
     configs = [grid_config(i, v.name, v.values, platform) for i, v in enumerate(spec.variants)]
-    searcher = searchers.GridSearcher(configs)
+    searcher = tuner.GridSearcher(configs)
     pickled = len(pickle.dumps(searcher))  # what Tuner saves with the experiment
     done = time.perf_counter()
     print(json.dumps(dict(trials=len(spec.variants), validate_s=validated - begin, validate_cpu_s=validated_cpu - cpu,

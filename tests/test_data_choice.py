@@ -64,7 +64,7 @@ def test_a_data_dir_beside_generated_data_is_one_line_exit_2(folder):
 
 
 def test_smoke_with_a_data_dir_reads_it(folder):
-    from tokensweep.trial_flags import trial_config_from
+    from tokensweep.commands.trial import trial_config_from
 
     config = trial_config_from(argparse.Namespace(smoke=True, config=None, data_dir=str(folder)))
     assert (config.dataset, config.data_dir, config.epochs) == ("imagefolder", str(folder), 6)  # the preset's recipe

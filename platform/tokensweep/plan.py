@@ -152,7 +152,7 @@ def trial_configs(spec) -> list[tuple[str, object]]:
         return [(v.name, v.config) for v in spec.variants]
     from trials import TrialConfig
 
-    from tokensweep.sweep.space import apply_search_values
+    from tokensweep.payload import apply_search_values
 
     low = {p.key: p.low if p.kind != "choice" else min(p.choices) for p in spec.params}
     high = {p.key: largest(p) for p in spec.params}

@@ -24,7 +24,7 @@ from dashboards.errors import InputError
 from dashboards.report import build_report, latex_escape, render
 from dashboards.stats import summarize
 from tokensweep.cli import main
-from tokensweep.sweep import findings
+from tokensweep.sweep import progress
 
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
 # Seven bench repeats: the machine's pace varies 20% between repeats, and every architecture of a
@@ -94,7 +94,7 @@ def test_every_output_gives_the_same_verdict(tmp_path):
     super_minus_conv = next(r for r in table6.rows if r[0] == "super-token − conv")
     assert super_minus_conv[5].endswith(", resolved"), super_minus_conv
 
-    lines = findings.findings(bench_table(CONV, SUPERTOKEN), [("conv", CONV[2]), ("st", SUPERTOKEN[2])], sweep="case")
+    lines = progress.findings(bench_table(CONV, SUPERTOKEN), [("conv", CONV[2]), ("st", SUPERTOKEN[2])], sweep="case")
     assert "images/sec (bench, 7 repeats, paired t over the bench's repeats): 1 of 1 difference(s) resolved (conv > st)" in lines[1]
     assert lines[2] == "  top-1 (3 seeds, Welch over seeds): 1 of 1 difference(s) resolved (conv > st)"
 
@@ -106,16 +106,16 @@ def test_an_unresolved_difference_is_unresolved_everywhere(tmp_path):
     assert [d.resolved for d in report.differences] == [False, False]
     front = json.loads(build_dashboard(runs, tmp_path)["pareto.json"].read_text())
     assert [d["resolved"] for d in front["differences"]] == [False, False]
-    lines = findings.findings(bench_table(CONV, close), [("conv", CONV[2]), ("st", close[2])])
+    lines = progress.findings(bench_table(CONV, close), [("conv", CONV[2]), ("st", close[2])])
     assert "0 of 1 difference(s) resolved; unresolved: conv ~ st" in lines[1] and lines[2].endswith("unresolved: conv ~ st")
 
 
 def test_the_summary_says_when_seeds_are_missing():
-    single = findings.findings(None, [("a", [50.0]), ("b", [60.0])])
+    single = progress.findings(None, [("a", [50.0]), ("b", [60.0])])
     assert single[1].startswith("  top-1: one seed per configuration, no interval")
-    mixed = findings.findings(None, [("a", [50.0, 51.0]), ("b", [60.0, 61.0]), ("c", [55.0])])
+    mixed = progress.findings(None, [("a", [50.0, 51.0]), ("b", [60.0, 61.0]), ("c", [55.0])])
     assert mixed[1].endswith("; 1 single-seed configuration(s) left out")
-    assert findings.config_label("confirm-t002-channels=8-16-seed=1") == "t002-channels=8-16"
+    assert progress.config_label("confirm-t002-channels=8-16-seed=1") == "t002-channels=8-16"
 
 
 def own_embeddings(count: int) -> list[tuple]:
@@ -130,7 +130,7 @@ def test_nothing_is_truncated_and_the_summary_points_to_the_report():
     pairs = {(d.a, d.b) for d in report.differences if d.metric == "top1"}
     assert len(pairs) == 15 and ("mine-2", "mine-3") in pairs  # 6 configurations: every pair, the user's included
     assert len(list(csv.DictReader(io.StringIO(render(report, "csv"))))) == 30
-    lines = findings.findings(bench_table(*configs), [(c[0], c[2]) for c in configs], sweep="mine")
+    lines = progress.findings(bench_table(*configs), [(c[0], c[2]) for c in configs], sweep="mine")
     assert all(line.endswith("every pair: tokensweep report mine") for line in lines[1:]) and "more" not in lines[2]
 
 

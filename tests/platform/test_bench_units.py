@@ -11,9 +11,9 @@ import pytest
 from sweep_helpers import SWEEPS
 from tokensweep.cli import main
 from tokensweep.spec import load_spec
-from tokensweep.sweep import concurrency
-from tokensweep.sweep.architectures import arch_id_of, distinct_architectures
-from tokensweep.sweep.median_interval import coverage, median_interval, order_index
+from tokensweep.sweep import bench
+from tokensweep.sweep.bench import arch_id_of, distinct_architectures
+from tokensweep.sweep.bench import coverage, median_interval, order_index
 
 SMOKE = SWEEPS / "smoke.toml"
 
@@ -103,7 +103,7 @@ def test_concurrent_trials_counts_overlaps_on_the_same_node_only():
         # e: killed once (attempt 1 on n2, 0-28), retried on n1 from 36: beside c and d, not beside a
         "e": reports("n2", 0, [28]) + reports("n1", 36, [50]),
     }
-    counts = concurrency.count_concurrent(results)
+    counts = bench.count_concurrent(results)
     assert counts == {"a": (1, 2), "c": (1, 1), "d": (1, 1)}  # a: b; c: e's first attempt; d: e's second
     # two trials one after the other beside f count once; g and h at once beside k count twice
     results = {
@@ -111,9 +111,9 @@ def test_concurrent_trials_counts_overlaps_on_the_same_node_only():
         "g": reports("n1", 0, [6]),
         "h": reports("n1", 6, [12]),
     }
-    assert concurrency.count_concurrent(results)["f"] == (1, 1)
+    assert bench.count_concurrent(results)["f"] == (1, 1)
     results = {"k": reports("n1", 0, [13], measured=(7, 13)), "h": reports("n1", 6, [12]), "m": reports("n1", 5, [20])}
-    assert concurrency.count_concurrent(results)["k"] == (2, 1)  # h and m both from 7 to 12
+    assert bench.count_concurrent(results)["k"] == (2, 1)  # h and m both from 7 to 12
 
 
 # --- [bench] and `tokensweep bench --sweep`: one line, exit 2 ------------------------------------------------
@@ -169,7 +169,7 @@ def test_bench_sweep_bad_input_is_one_line_exit_2(tmp_path, monkeypatch, capsys)
 
 def test_failed_bench_is_a_tag_on_the_parent_and_keeps_the_trials(tmp_path):
     """The stage's Ray task cannot start (no Ray here): a real MLflow store records the failure."""
-    from tokensweep.sweep.bench_stage import run_stage
+    from tokensweep.sweep.bench import run_stage
     from tokensweep.tracking import tags as T
     from tokensweep.tracking.tracker import SweepTracker
 
@@ -201,7 +201,7 @@ def test_front_keeps_ties_and_drops_the_dominated():
     from types import SimpleNamespace
 
     from tokensweep.sweep.confirm import front
-    from tokensweep.sweep.space import Platform, search_base_config
+    from tokensweep.payload import Platform, search_base_config
 
     platform = Platform("sqlite:///x.db", "x", False, 10.0, ("top1", "flops"))
 
@@ -220,8 +220,8 @@ def test_a_measured_table_is_recorded_once_and_a_later_bench_beside_it(tmp_path)
     no Ray here to measure with), each run written once; an older bench written late does not take the tags."""
     from mlflow.tracking import MlflowClient
 
-    from tokensweep.sweep import bench_record
-    from tokensweep.sweep.bench_stage import plan, run_stage
+    from tokensweep.sweep import bench
+    from tokensweep.sweep.bench import plan, run_stage
     from tokensweep.tracking import tags as T
     from tokensweep.tracking.tracker import SweepTracker
 
@@ -232,28 +232,28 @@ def test_a_measured_table_is_recorded_once_and_a_later_bench_beside_it(tmp_path)
     configs = {f"trial_{i}": v.config for i, v in enumerate(spec.variants)}
     for tid, c in configs.items():
         tracker.end_child(tracker.start_child(tid, tid, c.params(), {}), "FINISHED")
-    archs, _ = plan(configs, bench_record.child_runs(tracker))
+    archs, _ = plan(configs, bench.child_runs(tracker))
 
     def table(bench_id, figure):
         rows = [{"arch_id": a.arch_id, "label": a.label, "model": a.model, "img_size": a.img_size, "knobs": a.knobs,
                  "precision": "fp32", "batch": 32, "images_per_sec": figure, "ci_low": figure - 1, "ci_high": figure + 1,
                  "coverage": 0.98, "repeat_images_per_sec": [figure] * 7} for a in archs]  # fmt: skip
-        return {"bench_id": bench_id, "step": bench_record.bench_step(bench_id), "device": "cpu: test", "threads": 1,
+        return {"bench_id": bench_id, "step": bench.bench_step(bench_id), "device": "cpu: test", "threads": 1,
                 "repeats": 7, "steps": 30, "rows": rows}  # fmt: skip
 
-    stage_id = bench_record.new_bench_id(tracker)
+    stage_id = bench.new_bench_id(tracker)
     tracker.tag(tracker.parent_run_id, **{T.BENCH_STAGE: stage_id, T.BENCH_STATUS: "measuring"})
-    bench_record.save_table(tracker, table(stage_id, 100.0))
-    bench_record.write_architectures(tracker, archs, plan(configs, bench_record.child_runs(tracker))[1],
-                                     bench_record.child_runs(tracker))  # fmt: skip
-    later_id = bench_record.new_bench_id(tracker)  # `tokensweep bench --sweep` ran before the stage was resumed
-    bench_record.record_on_children(tracker, table(later_id, 200.0), *record_args(tracker))
+    bench.save_table(tracker, table(stage_id, 100.0))
+    bench.write_architectures(tracker, archs, plan(configs, bench.child_runs(tracker))[1],
+                                     bench.child_runs(tracker))  # fmt: skip
+    later_id = bench.new_bench_id(tracker)  # `tokensweep bench --sweep` ran before the stage was resumed
+    bench.record_on_children(tracker, table(later_id, 200.0), *record_args(tracker))
     for attempt in range(2):  # the stage resumed twice: the second time nothing is left to write
         outcome = run_stage(spec, tracker, configs)
         assert outcome.status == "finished" and outcome.bench_id == stage_id, outcome.reason
         assert outcome.written == (4 if attempt == 0 else 0)
     client = MlflowClient(uri)
-    for run in bench_record.child_runs(tracker):
+    for run in bench.child_runs(tracker):
         history = client.get_metric_history(run.info.run_id, "bench_images_per_sec")
         assert sorted((m.step, m.value) for m in history) == [(1, 100.0), (2, 200.0)]
         assert run.data.metrics["bench_images_per_sec"] == 200.0 and run.data.tags["bench_id"] == later_id
@@ -261,7 +261,7 @@ def test_a_measured_table_is_recorded_once_and_a_later_bench_beside_it(tmp_path)
 
 
 def record_args(tracker):
-    from tokensweep.sweep import bench_record
+    from tokensweep.sweep import bench
 
-    _, runs_by_arch, _ = bench_record.read_architectures(tracker)
-    return runs_by_arch, bench_record.child_runs(tracker)
+    _, runs_by_arch, _ = bench.read_architectures(tracker)
+    return runs_by_arch, bench.child_runs(tracker)

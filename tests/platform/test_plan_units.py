@@ -9,8 +9,8 @@ from sweep_helpers import SWEEPS
 from tokensweep import plan as P
 from tokensweep.cli import main
 from tokensweep.spec import load_spec
-from tokensweep.sweep import budget, searchers
-from tokensweep.sweep.space import Platform, grid_config
+from tokensweep.sweep import budget, tuner
+from tokensweep.payload import Platform, grid_config
 from trials.measure.calibrate import Calibration
 
 PLATFORM = Platform("sqlite:////x.db", "smoke", True, 10.0, ())
@@ -67,7 +67,7 @@ def test_the_budget_counts_spent_hours_running_trials_and_the_next_trials_plan()
 def _searcher(gate):
     spec = load_spec(SWEEPS / "smoke.toml")
     configs = [grid_config(i, v.name, v.values, PLATFORM) for i, v in enumerate(spec.variants)]
-    return searchers.GridSearcher(configs, gate), [v.name for v in spec.variants]
+    return tuner.GridSearcher(configs, gate), [v.name for v in spec.variants]
 
 
 def test_the_grid_waits_while_trials_run_then_names_those_the_budget_leaves(tmp_path):
@@ -79,7 +79,7 @@ def test_the_grid_waits_while_trials_run_then_names_those_the_budget_leaves(tmp_
     assert searcher.suggest("t3") is None  # trials run: what they spend decides
     gate.running = {k: (n, 0.0) for k, (n, _) in gate.running.items()}  # started at the epoch: long overrun
     searcher.on_trial_complete("t1"), searcher.on_trial_complete("t2")
-    assert searcher.suggest("t3") == searchers.Searcher.FINISHED
+    assert searcher.suggest("t3") == tuner.Searcher.FINISHED
     assert gate.not_started == names[2:] and "2 trial(s) not started" in gate.summary()
     searcher.save(str(tmp_path / "state.json"))
     larger = budget.BudgetGate(1e9, gate.cost)
@@ -90,7 +90,7 @@ def test_the_grid_waits_while_trials_run_then_names_those_the_budget_leaves(tmp_
 
 
 def test_a_restored_grid_search_is_not_finished_so_a_larger_budget_goes_on():
-    search = budget.GridSearch(searchers.GridSearcher([], None))
+    search = budget.GridSearch(tuner.GridSearcher([], None))
     state = {"counter": 2, "total_samples": 4, "finished": True, "experiment": None}
     search.set_state(state)
     assert not search.is_finished()

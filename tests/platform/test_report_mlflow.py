@@ -19,8 +19,8 @@ SETTINGS = {"device": "cpu", "batch": 2, "repeats": 7, "steps": 3, "threads": 1}
 def benched_sweep(tmp_path_factory):
     """The smoke spec with seeds 0 and 1 as finished child runs (top-1 made up), then benched for real."""
     from tokensweep.spec import load_spec
-    from tokensweep.sweep import bench_record
-    from tokensweep.sweep.bench_stage import bench_sweep, plan
+    from tokensweep.sweep import bench
+    from tokensweep.sweep.bench import bench_sweep, plan
     from tokensweep.tracking import tags as T
     from tokensweep.tracking.tracker import SweepTracker
 
@@ -33,9 +33,9 @@ def benched_sweep(tmp_path_factory):
         run_id = tracker.start_child(trial_id, trial_id, config.params(), {T.CONFIG_ID: config.config_id()})
         tracker.log_result(run_id, {"top1": 40.0 + 3 * (i // 2) + config.seed}, 1)
         tracker.end_child(run_id, "FINISHED")
-    runs = bench_record.child_runs(tracker)
+    runs = bench.child_runs(tracker)
     archs, runs_by_arch = plan(configs, runs)
-    bench_record.write_architectures(tracker, archs, runs_by_arch, runs)
+    bench.write_architectures(tracker, archs, runs_by_arch, runs)
     tracker.end_parent("FINISHED")
     table = bench_sweep(tracker, SETTINGS)
     return tracker.tracking_uri, table, root

@@ -15,8 +15,8 @@ import pytest
 import vocab
 from sweep_helpers import SWEEPS
 from tokensweep.spec import load_spec
-from tokensweep.sweep import search_throughput as st
-from tokensweep.sweep.space import Platform, search_base_config
+from tokensweep.sweep import bench as st
+from tokensweep.payload import Platform, search_base_config
 
 OPTUNA = SWEEPS / "channels-optuna.toml"
 TINY = dict(model="vit_tiny_supertoken", dataset="tiny", device="cpu", threads=1, bench_batch=2)
@@ -158,7 +158,7 @@ def test_the_confirmation_front_is_read_on_the_figure_optuna_was_told():
 def test_optuna_scores_the_isolated_figure_and_the_study_says_how_it_was_measured(tmp_path):
     import optuna
 
-    from tokensweep.sweep.searchers import optuna_searcher
+    from tokensweep.sweep.tuner import optuna_searcher
 
     spec = load_spec(OPTUNA, ["resources.gpus=0"], smoke=True)
     url = f"sqlite:///{tmp_path / 'optuna.db'}"

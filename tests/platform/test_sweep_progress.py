@@ -12,7 +12,7 @@ import pytest
 
 from tokensweep.commands.run import quiet_ray
 from tokensweep.sweep.progress import SweepProgress, bar, fmt_duration
-from tokensweep.sweep.space import Platform, grid_config
+from tokensweep.payload import Platform, grid_config
 
 PLATFORM = Platform("sqlite:///x.db", "exp", False, 10.0, ())
 
@@ -215,8 +215,8 @@ def test_a_resumed_sweep_gets_this_sessions_callbacks_and_verbosity():
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from tokensweep.sweep.driver import replace_callback
-    from tokensweep.sweep.tune_state import ErrorsAsText, ForgetDeletedCheckpoints, RecordSnapshots
-    from tokensweep.tracking.tune_callback import MlflowTrialLogger
+    from tokensweep.sweep.tuner import ErrorsAsText, ForgetDeletedCheckpoints, RecordSnapshots
+    from tokensweep.tracking.callback import MlflowTrialLogger
 
     class UsersCallback(tune.Callback):
         pass

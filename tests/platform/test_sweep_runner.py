@@ -4,9 +4,9 @@ import types
 
 from sweep_helpers import SWEEPS
 from tokensweep.spec import load_spec, parse_spec
-from tokensweep.sweep import driver, parent_run, searchers
-from tokensweep.sweep.space import Platform, TrialPayload, grid_config, search_base_config
-from tokensweep.tracking.tune_callback import failure_reason
+from tokensweep.sweep import driver, tuner
+from tokensweep.payload import Platform, TrialPayload, grid_config, search_base_config
+from tokensweep.tracking.callback import failure_reason
 
 PLATFORM = Platform("sqlite:////x.db", "smoke", True, 10.0, ())
 
@@ -18,9 +18,9 @@ def _trial(config, trial_id="abcde_00001"):
 def test_grid_trials_carry_only_their_own_values():
     spec = load_spec(SWEEPS / "smoke.toml")
     configs = [grid_config(i, v.name, v.values, PLATFORM) for i, v in enumerate(spec.variants)]
-    searcher = searchers.GridSearcher(configs)
+    searcher = tuner.GridSearcher(configs)
     handed = [searcher.suggest(f"t{i}") for i in range(len(configs))]
-    assert searcher.suggest("one more") == searchers.Searcher.FINISHED
+    assert searcher.suggest("one more") == tuner.Searcher.FINISHED
     assert [c["variant"] for c in handed] == [v.name for v in spec.variants]
     payload = TrialPayload.decode(handed[2])
     assert payload.values["model"] == "vit_tiny_supertoken" and payload.values["cluster_iters"] == 1
@@ -34,10 +34,10 @@ def test_grid_trials_carry_only_their_own_values():
 def test_grid_searcher_resumes_where_it_got_to(tmp_path):
     spec = load_spec(SWEEPS / "smoke.toml")
     configs = [grid_config(i, v.name, v.values, PLATFORM) for i, v in enumerate(spec.variants)]
-    first = searchers.GridSearcher(configs)
+    first = tuner.GridSearcher(configs)
     first.suggest("a"), first.suggest("b")
     first.save(str(tmp_path / "state.json"))
-    again = searchers.GridSearcher(configs)
+    again = tuner.GridSearcher(configs)
     again.restore(str(tmp_path / "state.json"))
     assert again.suggest("c")["index"] == 2
 
@@ -54,7 +54,7 @@ def test_optuna_space_suggests_every_width_and_records_the_trial_number():
     )
     study = optuna.create_study(directions=["maximize", "maximize"])
     trial = study.ask()
-    extra = searchers.OptunaSpace(spec.params)(trial)
+    extra = tuner.OptunaSpace(spec.params)(trial)
     assert extra == {"optuna_trial_number": 0}
     assert set(trial.params) == {"channels[0]", "channels[5]", "lr"}
     config = {**search_base_config(spec.base, PLATFORM), **trial.params, **extra}
@@ -63,7 +63,7 @@ def test_optuna_space_suggests_every_width_and_records_the_trial_number():
     assert values["channels"][0] == trial.params["channels[0]"] and values["channels"][5] in (32, 64)
     assert values["channels"][1:5] == [16, 16, 32, 32]  # the model's own widths
     assert driver.trial_name(_trial(config)).startswith("t000-channels=")
-    params, tags = parent_run.DescribeTrial(spec)(payload)
+    params, tags = driver.DescribeTrial(spec)(payload)
     assert params["optuna_trial_number"] == 0 and params["channels"].count(",") == 5
     assert len(tags["tokensweep.config_id"]) == 12
 
@@ -71,7 +71,7 @@ def test_optuna_space_suggests_every_width_and_records_the_trial_number():
 def test_run_params_only_name_knobs_the_embedding_has():
     text = '[sweep]\nname = "p"\n[trial]\nepochs = 20\n[grid]\nembedding = ["patch", "supertoken"]\ncluster_iters = [2]\n'
     spec = parse_spec(text, "p.toml")
-    describe = parent_run.DescribeTrial(spec)
+    describe = driver.DescribeTrial(spec)
     configs = [grid_config(i, v.name, v.values, PLATFORM) for i, v in enumerate(spec.variants)]
     patch, _ = describe(TrialPayload.decode(configs[0]))
     assert patch == {
@@ -85,7 +85,7 @@ def test_run_params_only_name_knobs_the_embedding_has():
 def test_config_id_is_the_same_for_every_seed_of_a_configuration():
     spec = load_spec(SWEEPS / "smoke.toml", ["sweep.seeds=[0, 1, 2]"])
     assert len(spec.variants) == 12
-    describe = parent_run.DescribeTrial(spec)
+    describe = driver.DescribeTrial(spec)
     ids = {}
     for i, v in enumerate(spec.variants):
         params, tags = describe(TrialPayload.decode(grid_config(i, v.name, v.values, PLATFORM)))
@@ -95,19 +95,19 @@ def test_config_id_is_the_same_for_every_seed_of_a_configuration():
 
 def test_asha_scheduler_from_spec():
     spec = load_spec(SWEEPS / "smoke.toml", ["scheduler.type=asha", "scheduler.grace_period=1"])
-    asha = searchers.asha_scheduler(spec)
+    asha = tuner.asha_scheduler(spec)
     from ray.tune.schedulers import ASHAScheduler
 
-    assert isinstance(asha, ASHAScheduler)  # ours picks the next trial at a constant cost (sweep/schedulers.py)
+    assert isinstance(asha, ASHAScheduler)  # ours picks the next trial at a constant cost (sweep/tuner.py)
     assert asha._time_attr == "epoch" and asha._max_t == spec.max_t == 3
-    assert searchers.asha_scheduler(load_spec(SWEEPS / "smoke.toml")) is None
+    assert tuner.asha_scheduler(load_spec(SWEEPS / "smoke.toml")) is None
 
 
 def test_spec_hash_ignores_resources_and_comments():
     a = load_spec(SWEEPS / "smoke.toml")
     b = load_spec(SWEEPS / "smoke.toml", ["resources.cpus=2", "tracking.system_metrics=false"])
     c = load_spec(SWEEPS / "smoke.toml", ["trial.epochs=5"])
-    assert parent_run.spec_hash(a) == parent_run.spec_hash(b) != parent_run.spec_hash(c)
+    assert driver.spec_hash(a) == driver.spec_hash(b) != driver.spec_hash(c)
 
 
 def test_failure_reason_is_the_root_exception_in_one_line():

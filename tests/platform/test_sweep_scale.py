@@ -117,7 +117,7 @@ class FakeTrial:
     """What the callback and the summary read of a Tune trial."""
 
     def __init__(self, index: int, status: str, last_result=None):
-        from tokensweep.sweep.space import Platform, grid_config
+        from tokensweep.payload import Platform, grid_config
 
         self.trial_id, self.status, self.last_result = f"t_{index:05d}", status, last_result or {}
         self.config = grid_config(index, f"seed={index}", {"epochs": 1}, Platform("sqlite://", "big", False, 10.0, ()))
@@ -133,7 +133,7 @@ def no_params(payload):
 
 def test_the_summary_says_how_each_trial_ended_without_reading_storage(tmp_path):
     from tokensweep.sweep.driver import summarise
-    from tokensweep.tracking.tune_callback import MlflowTrialLogger
+    from tokensweep.tracking.callback import MlflowTrialLogger
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     tracker = _tracker(uri)
@@ -205,7 +205,7 @@ class StatusTrial:
 def test_the_scheduler_chooses_as_fifo_does_at_a_constant_cost():
     from ray.tune.schedulers import FIFOScheduler
 
-    from tokensweep.sweep.schedulers import AshaScheduler, FifoScheduler
+    from tokensweep.sweep.tuner import AshaScheduler, FifoScheduler
 
     trials = [StatusTrial("TERMINATED") for _ in range(1_000)] + [StatusTrial("RUNNING"), StatusTrial("PENDING")]
     controller = types.SimpleNamespace(get_trials=lambda: trials)

@@ -10,7 +10,7 @@ from sweep_helpers import CLI, REPO, SWEEPS, base_env
 from tokensweep.cli import main
 from tokensweep.errors import SpecError
 from tokensweep.spec import key_lines, load_spec, parse_spec, parse_value
-from tokensweep.sweep.space import apply_search_values
+from tokensweep.payload import apply_search_values
 
 SMOKE = SWEEPS / "smoke.toml"
 

@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tokensweep.tracking.uris import default_optuna_storage, resolve_tracking_uri, sqlite_path
+from tokensweep.tracking.store import default_optuna_storage, resolve_tracking_uri, sqlite_path
 
 
 def test_tracking_uri_defaults_to_absolute_sqlite(tmp_path):
@@ -44,7 +44,7 @@ def test_a_store_behind_an_escaped_uri_is_one_file(tmp_path):
     """sqlite:///.../a%20b#c%20d.db: MLflow writes 'a b#c d.db'. The lock and the completeness check
     looked at the literal 'a%20b#c%20d.db' and at 'a b' (sqlite's own URI cut at '#'), leaving empty
     files there; now everything is beside the one store."""
-    from tokensweep.tracking.sqlite_store import is_complete
+    from tokensweep.tracking.store import is_complete
     from tokensweep.tracking.store import open_store
 
     client = open_store(f"sqlite:///{tmp_path}/a%20b#c%20d.db")
@@ -55,7 +55,7 @@ def test_a_store_behind_an_escaped_uri_is_one_file(tmp_path):
 
 def test_split_result_keeps_trial_values_and_drops_tune_bookkeeping():
     from tokensweep.tracking.tracker import split_result
-    from tokensweep.tracking.tune_callback import TUNE_KEYS
+    from tokensweep.tracking.callback import TUNE_KEYS
 
     result = {
             "epoch": 3, "top1": 50.0, "images_per_sec": 10.5, "params": 100, "device": "cpu: X", "threads": 2,
@@ -213,7 +213,7 @@ def _epochs_logged(tracker, run_id, epochs):
 
 def test_a_resumed_sweep_knows_which_trial_runs_are_done(tmp_path):
     """FINISHED with every epoch (or stopped early by the scheduler, which says so): done; anything else not."""
-    from tokensweep.sweep.finished import FinishedTrials
+    from tokensweep.sweep.driver import FinishedTrials
 
     t, resume = _resumable_tracker(tmp_path)
     runs = {}

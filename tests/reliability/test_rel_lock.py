@@ -15,8 +15,8 @@ import time
 import pytest
 
 from rel_helpers import wait_for
-from tokensweep.sweep import lock as sweep_lock
-from tokensweep.sweep.lock import SweepBusy, SweepLock
+from tokensweep.sweep import guards as sweep_lock
+from tokensweep.sweep.guards import SweepBusy, SweepLock
 
 # --- the lock, without Ray ------------------------------------------------------------------------------
 

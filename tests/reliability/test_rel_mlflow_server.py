@@ -5,7 +5,7 @@ The sweep logs to it through a URI with user:password@ (and MLFLOW_TRACKING_PASS
 environment). Once both trials have recorded their first epoch, the server is stopped, kept down while
 the trials go on (and finish), then started again on the same port and database. The driver keeps
 the writes it could not make, in order, and delivers them when the server answers (PendingWrites in
-tokensweep.tracking.outage): every epoch of every trial arrives, every run ends FINISHED, no run
+tokensweep.tracking.store): every epoch of every trial arrives, every run ends FINISHED, no run
 is duplicated. If the server never came back, the sweep says how many writes were lost and exits 1
 (tested without a server below, with a short wait).
 """
@@ -169,7 +169,7 @@ class Clock:
 
 
 def test_pending_writes_keep_order_and_report_what_is_lost(capsys):
-    from tokensweep.tracking.outage import PendingWrites
+    from tokensweep.tracking.store import PendingWrites
 
     clock = Clock()
     pending = PendingWrites("MLflow at http://bob:***@h:1", retry_every_s=2, clock=clock, sleep=clock.sleep)
@@ -210,7 +210,7 @@ def test_pending_writes_keep_order_and_report_what_is_lost(capsys):
 
 
 def test_other_errors_are_counted_not_retried(capsys):
-    from tokensweep.tracking.outage import PendingWrites
+    from tokensweep.tracking.store import PendingWrites
 
     calls = collections.Counter()
 
@@ -229,7 +229,7 @@ def test_other_errors_are_counted_not_retried(capsys):
 
 class FakeTrial:
     def __init__(self, trial_id, name, values):
-        from tokensweep.sweep.space import Platform, grid_config
+        from tokensweep.payload import Platform, grid_config
 
         self.trial_id, self.name = trial_id, name
         self.config = grid_config(0, name, values, Platform("sqlite:////x.db", "dedup", False, 10.0, ()))
@@ -245,7 +245,7 @@ def test_epochs_reported_again_after_a_restart_are_logged_once(tmp_path):
     from mlflow.tracking import MlflowClient
 
     from tokensweep.tracking.tracker import SweepTracker
-    from tokensweep.tracking.tune_callback import MlflowTrialLogger
+    from tokensweep.tracking.callback import MlflowTrialLogger
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     tracker = SweepTracker(uri, "dedup")

@@ -32,8 +32,8 @@ from sweep_helpers import REPO, run_cli, sweep_runs
 from tokensweep.cli import build_parser
 from tokensweep.commands import dashboard
 from tokensweep.commands.run import choose_ray_auth, command_line
-from tokensweep.tracking.tune_callback import failure_reason
-from tokensweep.tracking.uris import redact, split_credentials
+from tokensweep.tracking.callback import failure_reason
+from tokensweep.tracking.store import redact, split_credentials
 
 LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
 
@@ -210,7 +210,7 @@ def test_passwords_in_uris_are_redacted_in_the_command_line_tag():
 
 
 def test_credentials_leave_the_uri_for_mlflows_own_variables():
-    from tokensweep.tracking.uris import credentials_to_environment as _credentials_to_environment
+    from tokensweep.tracking.store import credentials_to_environment as _credentials_to_environment
 
     env = {}
     assert _credentials_to_environment("http://ann:never-logged@h:5000", env) == "http://h:5000"

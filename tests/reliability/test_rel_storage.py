@@ -76,7 +76,7 @@ def test_a_full_disk_under_the_mlflow_store_keeps_the_writes_and_says_what_is_lo
     is paused past its next retry before the store answers again (else the trial ran on, unpaced, while the
     driver waited to retry: it could finish before the second fill, and nothing of it was lost).
     """
-    from tokensweep.tracking.outage import RETRY_EVERY_S
+    from tokensweep.tracking.store import RETRY_EVERY_S
 
     spec = _spec(tmp_path, "diskfull", epochs=5)
     with small_disk(tmp_path / "store", "16m") as store:
@@ -292,8 +292,8 @@ def sweep_store(tmp_path, monkeypatch):
 def test_a_close_that_never_reaches_mlflow_is_worded_like_any_lost_write(sweep_store, monkeypatch, capsys):
     """Every trial write arrived, then the store went away: the sweep's own last write (closing its runs) is
     lost like a trial's, in the same words, counted, and the runs left open are named."""
-    from tokensweep.sweep.parent_run import close_parent
-    from tokensweep.tracking.tune_callback import MlflowTrialLogger
+    from tokensweep.sweep.driver import close_parent
+    from tokensweep.tracking.callback import MlflowTrialLogger
 
     spec, tracker, _, _, gone = sweep_store
     monkeypatch.setenv("TOKENSWEEP_TRACKING_WAIT_S", "0")
@@ -309,7 +309,7 @@ def test_a_close_that_never_reaches_mlflow_is_worded_like_any_lost_write(sweep_s
 def test_a_store_unreachable_through_the_wait_is_not_waited_for_again(capsys):
     """The trials' writes waited the sweep's whole tracking wait in vain; the close, queued after them, gets
     one more try, not a second wait, and all of them are reported in one line."""
-    from tokensweep.tracking.outage import PendingWrites
+    from tokensweep.tracking.store import PendingWrites
 
     now = [0.0]
     pending = PendingWrites("MLflow", retry_every_s=2, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
@@ -334,10 +334,10 @@ def test_a_store_unreachable_through_the_wait_is_not_waited_for_again(capsys):
 def test_a_disabled_bench_runs_nothing_of_its_stage(sweep_store, caplog):
     """bench.enabled=false with the store unreachable: no bench stage fails, nothing is measured; the record a
     later `tokensweep bench --sweep` needs waits with the sweep's other writes and arrives when the store does."""
-    from tokensweep.sweep import bench_record
-    from tokensweep.sweep.bench_stage import skip_stage
+    from tokensweep.sweep import bench
+    from tokensweep.sweep.bench import skip_stage
     from tokensweep.tracking import tags as T
-    from tokensweep.tracking.outage import PendingWrites
+    from tokensweep.tracking.store import PendingWrites
 
     spec, tracker, configs, child, gone = sweep_store
     store, tracker.client = tracker.client, gone
@@ -348,7 +348,7 @@ def test_a_disabled_bench_runs_nothing_of_its_stage(sweep_store, caplog):
     tracker.client = store  # the store answers again
     assert pending.wait(0)
     assert tracker.tags_of(tracker.parent_run_id)[T.BENCH_STATUS] == "disabled"
-    assert bench_record.read_architectures(tracker)[1] == {tracker.client.get_run(child).data.tags[T.ARCH_ID]: [child]}
+    assert bench.read_architectures(tracker)[1] == {tracker.client.get_run(child).data.tags[T.ARCH_ID]: [child]}
     assert T.BENCHES not in tracker.tags_of(tracker.parent_run_id)  # no bench was started
 
 
@@ -394,7 +394,7 @@ def test_a_result_replayed_after_a_half_written_batch_is_logged_once(sweep_store
     answers, its metrics once (main: twice, the replay stamped later), its tags delivered."""
     from types import SimpleNamespace
 
-    from tokensweep.tracking.tune_callback import MlflowTrialLogger
+    from tokensweep.tracking.callback import MlflowTrialLogger
 
     _, tracker, _, child, _ = sweep_store
     logger = MlflowTrialLogger(tracker.tracking_uri, "smoke", tracker.experiment_id, tracker.parent_run_id, describe=None)

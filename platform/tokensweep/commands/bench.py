@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
 def check_existing_store(uri: str) -> None:
     """A store that can be read: a valid URI, an existing sqlite file (MLflow would create an empty one), a server
     that answers; else one line."""
-    from tokensweep.tracking.uris import tracking_uri_problem
+    from tokensweep.tracking.store import tracking_uri_problem
 
     problem = tracking_uri_problem(uri, existing=True)
     if problem is not None:
@@ -147,8 +147,8 @@ def check_existing_store(uri: str) -> None:
 
 
 def bench_sweep(args: argparse.Namespace) -> int:
-    """--sweep NAME: the sweep's bench stage, on demand, in this process (tokensweep.sweep.bench_stage)."""
-    from tokensweep.tracking.uris import resolve_tracking_uri
+    """--sweep NAME: the sweep's bench stage, on demand, in this process (tokensweep.sweep.bench)."""
+    from tokensweep.tracking.store import resolve_tracking_uri
 
     if args.models:
         raise SpecError(f"--sweep benches the sweep's own architectures; drop the model names ({' '.join(args.models)})")
@@ -161,7 +161,7 @@ def bench_sweep(args: argparse.Namespace) -> int:
     check_existing_store(uri)
     settings = {"device": args.device, "batch": args.batch, "threads": args.threads,
                 "repeats": args.repeats or BENCH_REPEATS, "steps": args.steps or BENCH_STEPS}  # fmt: skip
-    from tokensweep.sweep.bench_stage import bench_sweep as bench
+    from tokensweep.sweep.bench import bench_sweep as bench
     from tokensweep.tracking.tracker import SweepTracker
 
     table = bench(SweepTracker(uri, args.sweep), settings, tuple(args.plugin))
@@ -172,7 +172,7 @@ def bench_sweep(args: argparse.Namespace) -> int:
         print(f"  {r['label']:<{width}}  {r['images_per_sec']:>10.1f} img/s  [{r['ci_low']:.1f}, {r['ci_high']:.1f}]")
     if args.out:
         from vocab.atomic import write_text_atomic
-        from tokensweep.sweep.bench_record import to_csv as table_csv
+        from tokensweep.sweep.bench import to_csv as table_csv
 
         write_text_atomic(args.out, table_csv(table))
     return 0

@@ -60,7 +60,7 @@ def _read_json(client, run_id: str, path: str) -> dict | None:
 
 def bench_repeats(client, parent_run_id: str, bench_id: str) -> dict[str, list[float]]:
     """{run id: its architecture's per-repeat images/sec} in one bench of the sweep."""
-    from tokensweep.sweep.bench_record import ARCHITECTURES, table_path
+    from tokensweep.sweep.bench import ARCHITECTURES, table_path
 
     architectures, table = _read_json(client, parent_run_id, ARCHITECTURES), _read_json(client, parent_run_id, table_path(bench_id))
     if architectures is None or table is None:
@@ -76,7 +76,7 @@ def with_bench_repeats(table, tracking_uri: str | None):
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from tokensweep.tracking.uris import redact, resolve_tracking_uri
+    from tokensweep.tracking.store import redact, resolve_tracking_uri
 
     rows = table.select(["run_id", "parent_run_id", "bench_id"]).to_pylist()
     benches = {(r["parent_run_id"], r["bench_id"]) for r in rows if r["parent_run_id"] and r["bench_id"]}

@@ -116,14 +116,14 @@ def quiet_ray(verbose: int, environ=None) -> None:
 
 
 def check_tracking(uri: str, ask_server: bool = True) -> None:
-    from tokensweep.tracking.uris import sqlite_path, tracking_uri_problem
+    from tokensweep.tracking.store import sqlite_path, tracking_uri_problem
 
     problem = tracking_uri_problem(uri, ask_server=ask_server)
     if problem is not None:
         raise SpecError(problem)
     db = sqlite_path(uri)
     if db is not None and db != ":memory:":
-        from tokensweep.tracking.sqlite_store import check_sqlite_store
+        from tokensweep.tracking.store import check_sqlite_store
 
         check_sqlite_store(db)  # not a database, or not writable: one line before Ray
 
@@ -154,7 +154,7 @@ def command_line(args) -> str:
             parts.append("--" + flag)
     # logged as the parent run's tokensweep.command tag: no password of a URI (--tracking-uri, --storage,
     # --optuna-storage, a --set value) goes to MLflow
-    from tokensweep.tracking.uris import redact
+    from tokensweep.tracking.store import redact
 
     return redact(" ".join(shlex.quote(p) for p in parts))
 
@@ -231,7 +231,7 @@ def data_lines(spec) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     from tokensweep.spec import load_spec
-    from tokensweep.tracking.uris import resolve_tracking_uri
+    from tokensweep.tracking.store import resolve_tracking_uri
 
     spec = load_spec(args.spec, args.overrides, data_dir=args.data_dir, smoke=args.smoke, plugins=args.plugin)
     for note in () if args.quiet else spec.notes:  # -q: nothing but errors before the summary
@@ -257,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
     quiet_ray(verbose)
     from tokensweep.sweep import progress
     from tokensweep.sweep.driver import run_sweep  # Ray and MLflow from here on
-    from tokensweep.sweep.options import RunOptions
+    from tokensweep.sweep import RunOptions
 
     progress.quiet_loggers(verbose)
 
@@ -323,7 +323,7 @@ def interrupted_line(spec, outcome, command: str) -> str:
     if waiting > 0:
         parts.append(f"{waiting} not started")
     if outcome.resumable:
-        from tokensweep.sweep.signals import resume_command
+        from tokensweep.sweep.guards import resume_command
 
         then = f"`{resume_command(command)}` continues the sweep"
     else:
@@ -370,7 +370,7 @@ def compare_runs_lines(tracking_uri: str, experiment_id: str | None) -> list[str
     """How to see the sweep's runs: a server's link, or for a sqlite store the `mlflow ui` command with the
     port its link assumes (another port: the same link on it)."""
     from tokensweep.tracking.tags import runs_url
-    from tokensweep.tracking.uris import redact, split_credentials
+    from tokensweep.tracking.store import redact, split_credentials
 
     if tracking_uri.startswith("sqlite:///"):
         lines = [f"compare runs: mlflow ui --backend-store-uri {tracking_uri} --port {MLFLOW_UI_PORT}"]
@@ -384,7 +384,7 @@ def compare_runs_lines(tracking_uri: str, experiment_id: str | None) -> list[str
 
 
 def _print_stages(spec, stages) -> None:
-    """The bench stage in one line, then which differences the sweep resolved (tokensweep.sweep.findings)."""
+    """The bench stage in one line, then which differences the sweep resolved (tokensweep.sweep.progress)."""
     bench = stages.bench if stages is not None else None
     if bench is not None and bench.failed:
         print(f"bench: FAILED ({bench.reason}); the training results are kept. "

@@ -24,8 +24,8 @@ identical are merged. If no trial's embedding declares one, setting it is an err
 [[variants]] table beside a model without it.
 
 The package: model.py (the spec's keys, SweepSpec), source.py (reading, `--set`, `--smoke`,
-locations), context.py (what the checks report through), validate.py (the sections), grid.py,
-search.py, names.py, checks.py.
+locations), context.py (what the checks report through, the predicates they share), validate.py (the
+sections), grid.py (the trials of a grid, their names), search.py (an Optuna search's ranges).
 """
 
 from tokensweep.spec.model import DATA_ENV, SearchParam, SweepSpec, TrialVariant

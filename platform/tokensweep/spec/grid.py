@@ -1,4 +1,6 @@
-"""[grid] and [[variants]]: the cartesian product of options plus explicit trials, each validated once.
+"""Readable trial names: a grid trial's from its values (an Optuna trial's: tokensweep.payload).
+
+[grid] and [[variants]]: the cartesian product of options plus explicit trials, each validated once.
 
 A knob (an option an embedding declares, e.g. cluster_iters) applies to the trials whose embedding
 declares it and is dropped from the others; trials that become identical are merged. `seeds` runs
@@ -12,10 +14,18 @@ import itertools
 import json
 import math
 
-from tokensweep.spec.checks import jsonable
-from tokensweep.spec.context import SpecContext
+from tokensweep.payload import fmt_value
+from tokensweep.spec.context import SpecContext, jsonable
 from tokensweep.spec.model import TRIAL_NAME_RE, WARN_TRIALS, TrialVariant
-from tokensweep.spec.names import auto_trial_name, fmt_value
+
+
+def auto_trial_name(values: dict, keys: list[str]) -> str:
+    parts = [values["model"]]
+    for k in keys:
+        if k in ("model", "embedding", "backbone") or k not in values:
+            continue
+        parts.append(f"{k}={fmt_value(values[k])}")
+    return "-".join(parts)
 
 
 @dataclasses.dataclass

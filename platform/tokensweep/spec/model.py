@@ -97,7 +97,7 @@ class SweepSpec:
     keep_checkpoints: int = 2
     system_metrics: bool = True
     system_metrics_interval_s: float = 10.0
-    bench: bool = True  # after the training trials, bench every architecture alone (tokensweep.sweep.bench_stage)
+    bench: bool = True  # after the training trials, bench every architecture alone (tokensweep.sweep.bench)
     bench_batch: int | None = None  # None: the trials' bench_batch
     bench_repeats: int = BENCH_REPEATS
     bench_steps: int = BENCH_STEPS

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import vocab
-from tokensweep.spec.checks import is_int, is_num, jsonable, root_key, suggest
+from tokensweep.spec.context import is_int, is_num, jsonable, root_key, suggest
 from tokensweep.spec.context import SpecContext
 from tokensweep.spec.grid import with_platform
 from tokensweep.spec.model import MODES, PARAM_KEYS, SECTION_KEYS, SearchParam
-from tokensweep.spec.names import fmt_value
-from tokensweep.sweep.space import INDEXED, apply_search_values
+from tokensweep.spec.grid import fmt_value
+from tokensweep.payload import INDEXED, apply_search_values
 
 NOT_SEARCHABLE = ("model", "embedding", "backbone", "dataset", "data_dir", "device")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import vocab
 from tokensweep.errors import SpecError
-from tokensweep.spec.checks import jsonable, suggest
+from tokensweep.spec.context import jsonable, suggest
 from tokensweep.spec.context import SpecContext
 from tokensweep.spec.grid import build_grid
 from tokensweep.spec.model import (

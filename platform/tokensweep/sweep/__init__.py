@@ -1,22 +1,62 @@
-"""The sweep: a validated SweepSpec run on Ray Tune (driver.run_sweep), its trials in Ray workers (trainable).
+"""The sweep: a validated SweepSpec run on Ray Tune; what the command line decided (RunOptions) and how
+the sweep ended (SweepOutcome), declared here because every phase reads or fills them.
 
-    options.py      RunOptions (what the command line decided) and SweepOutcome
-    space.py        what Tune carries per trial, encoded and decoded (no Ray: validation uses it too)
-    searchers.py    the grid as a Tune searcher (one trial's values at a time), Optuna, ASHA
-    budget.py       device-hours: each trial's cost and plan, the budget the grid's searcher holds to
-    optuna_links.py the Optuna study's objective names, each Optuna trial linked to its MLflow run
-    progress.py     what `tokensweep run` prints while it runs (the compact view), Tune's result files
-    storage.py      where Tune keeps the sweep, and whether it may start, resume or start over
-    ray_session.py  starting or joining Ray
-    driver.py       run_sweep: the phases, the MLflow parent run, the summary
-    lock.py         one driver per sweep: a lock naming its holder, beside the sweep's Tune folder
-    signals.py      Ctrl-C and SIGTERM to the driver: the sweep stops in order, runs closed, exit 130/143
-    finished.py     a resumed sweep's finished trials (from MLflow): neither run nor touched again
-    tune_state.py   Tune's restored state against its storage (checkpoints deleted since the snapshot)
-    ray_logs.py     Ray's log records whose traceback one line says better
-    trainable.py    train_trial: what runs in a trial's worker
-    checkpoints.py  which checkpoint a trial continues from (the newest that loads, if Tune's does not)
-    worker_signals.py  SIGTERM in a trial's worker: it ends quietly
+    driver.py    run_sweep: the phases, the MLflow parent run, the stages after training, the summary
+    tuner.py     building or restoring Tune's Tuner: the grid and Optuna searchers, schedulers, the Optuna
+                 study's links to MLflow, Tune's restored state and storage, Ray's log records
+    budget.py    device-hours: each trial's cost and plan, the budget the grid's searcher holds to
+    confirm.py   an Optuna search's front trained again on more seeds
+    worker.py    train_trial: what runs in a trial's worker (its checkpoint, a quiet SIGTERM)
+    guards.py    one driver per sweep (the lock), Ctrl-C and SIGTERM to the driver, starting or joining Ray
+    progress.py  what `tokensweep run` prints while it runs and ends with (the findings), Tune's result files
+    bench.py     every architecture benched alone: the measurement, its interval, the record in MLflow, the
+                 stage after training, the search's throughput objective, concurrent trials
 
 Importing this package imports nothing else; driver.py imports Ray and MLflow.
 """
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    tracking_uri: str
+    storage: str  # absolute path or URI of Tune's storage root
+    address: str | None = None  # None: $RAY_ADDRESS if set, else a new local Ray; "local": always new
+    optuna_storage: str | None = None
+    resume: bool = False
+    fresh: bool = False
+    command: str = ""
+    verbose: int = 0  # 0: tokensweep's own compact progress (sweep/progress.py); 1-2: Tune's tables instead
+    quiet: bool = False  # nothing but the summary
+    num_cpus: int | None = None  # local Ray only
+    num_gpus: int | None = None  # local Ray only
+    plan: object = None  # tokensweep.plan.Plan: each trial's planned device-hours; None when it could not be made
+
+    def tune_path(self, name: str) -> str:
+        return self.storage.rstrip("/") + "/" + name
+
+
+@dataclasses.dataclass
+class TrialOutcome:
+    name: str
+    status: str  # Tune's: TERMINATED | ERROR | RUNNING | PENDING | PAUSED
+    metrics: dict
+
+
+@dataclasses.dataclass
+class SweepOutcome:
+    exit_code: int
+    parent_run_id: str | None
+    tune_path: str
+    trials: list[TrialOutcome]
+    timings: dict
+    tracking_errors: int = 0
+    stages: object = None  # tokensweep.sweep.driver.StageReport: the bench, the findings
+    interrupted: str | None = None  # the signal that stopped the sweep (SIGINT, SIGTERM), if one did
+    killed: list = dataclasses.field(default_factory=list)  # (run name, epoch reached) of the runs it closed KILLED
+    resumable: bool = False  # Tune's saved state is there: `--resume` continues the sweep
+    experiment_id: str | None = None  # the sweep's MLflow experiment
+    budget_note: str | None = None  # the trials [sweep] budget_hours left unstarted (BudgetGate.summary)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ray.tune.search import SearchGenerator
 
-from tokensweep.sweep.searchers import GridSearcher
+from tokensweep.sweep.tuner import GridSearcher
 
 HOUR_S = 3600.0
 

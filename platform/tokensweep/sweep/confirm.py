@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from ray import tune
 
+from tokensweep.payload import TrialPayload, grid_config
 from tokensweep.spec import SweepSpec
-from tokensweep.sweep import progress, searchers, tune_state
-from tokensweep.sweep.options import RunOptions, TrialOutcome
-from tokensweep.sweep.search_throughput import SearchSettings, reported_key
-from tokensweep.sweep.space import TrialPayload, grid_config
-from tokensweep.sweep.trainable import train_trial
+from tokensweep.sweep import RunOptions, TrialOutcome, progress, tuner
+from tokensweep.sweep.bench import SearchSettings, reported_key
+from tokensweep.sweep.worker import train_trial
+
 
 EXPERIMENT = "confirm"
 
@@ -37,7 +37,7 @@ def dominates(a: tuple, b: tuple, modes: tuple) -> bool:
 
 def front(tune_trials, objectives: tuple[tuple[str, str], ...], throughput: SearchSettings | None = None) -> list:
     """The finished trials no other finished trial dominates (ties all stay), by Optuna trial number:
-    on the figures Optuna was told (`throughput`: the search's settings, tokensweep.sweep.search_throughput)."""
+    on the figures Optuna was told (`throughput`: the search's settings, tokensweep.sweep.bench)."""
     names = tuple(reported_key(m, throughput) for m, _ in objectives)
     modes = tuple(mode for _, mode in objectives)
     scored = []
@@ -82,9 +82,9 @@ def run_confirmation(spec: SweepSpec, options: RunOptions, tune_path: str, callb
     path = confirm_path(tune_path)
     trainable = tune.with_resources(train_trial, {"cpu": spec.cpus, "gpu": spec.gpus or 0})
     if tune.Tuner.can_restore(path):
-        tuner = tune_state.restore_tuner(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        job = tuner.restore_tuner(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
         total = len(tune.ExperimentAnalysis(path).trials)
-        driver.replace_callback(tuner, [callback, *progress.tune_callbacks(spec, options, total)], options.verbose)
+        driver.replace_callback(job, [callback, *progress.tune_callbacks(spec, options, total)], options.verbose)
     else:
         searched = tune.ExperimentAnalysis(tune_path).trials
         if any(t.status not in ("TERMINATED", "ERROR") for t in searched):
@@ -92,11 +92,11 @@ def run_confirmation(spec: SweepSpec, options: RunOptions, tune_path: str, callb
         configs = confirm_configs(spec, searched, driver.platform_of(spec, options, callback.parent_run_id))
         if not configs:
             return []
-        tuner = tune_state.new_tuner(
+        job = tuner.new_tuner(
             trainable,
             param_space={},
             tune_config=tune.TuneConfig(
-                search_alg=searchers.GridSearcher(configs),
+                search_alg=tuner.GridSearcher(configs),
                 num_samples=len(configs),
                 max_concurrent_trials=spec.max_concurrent_trials,
                 trial_name_creator=driver.trial_name,
@@ -112,5 +112,5 @@ def run_confirmation(spec: SweepSpec, options: RunOptions, tune_path: str, callb
                 verbose=options.verbose,
             ),
         )
-    tuner.fit()
+    job.fit()
     return driver.summarise(path)

@@ -1,7 +1,36 @@
-"""run_sweep: a validated SweepSpec on Ray Tune, every trial an MLflow child run of the sweep's parent run.
+"""The driver: run_sweep and its phases, the MLflow parent run, the stages after training, the summary.
+
+Trials a resumed sweep leaves alone: those whose MLflow run is FINISHED with every epoch.
+
+Tune's saved state lags what happened: it is written every few seconds, so a driver killed in between
+resumes trials that had already finished (their last epochs, their end, even the trial itself may be
+missing from it). MLflow knows better: a trial's run is FINISHED only after its last result was written
+(the tracking callback's writes are kept in order). So on --resume, before Tune starts, the driver reads
+the parent's finished trial runs (`FinishedTrials.read`), and
+- the trainable (tokensweep.sweep.worker) of such a trial reports the run's final metrics back to
+  Tune at once - for Tune's record and its searcher - and returns: nothing is trained;
+- the tracking callback (MlflowTrialLogger) writes nothing for it: its run is not set RUNNING again,
+  its end time does not move.
+A grid trial is known by its Tune trial id and by its variant (Tune may make a trial it lost again under
+a new id); an Optuna trial by its trial id only. No Ray import: picklable, and carried to the trials
+with `tune.with_parameters`.
+
+What the driver writes to MLflow itself: the sweep's parent run (opened, and closed whatever happened)
+and each trial's params and tags (DescribeTrial, for the Tune callback that creates the trial's run).
+
+What the driver does once a sweep's training trials (and Optuna's confirmation trials) have ended,
+before it closes the parent run:
+
+    concurrent_trials   on every child run that measured (tokensweep.sweep.bench)
+    the bench stage     every architecture benched alone (tokensweep.sweep.bench)
+    findings            which differences the sweep resolved (tokensweep.sweep.progress)
+
+Everything here reads the trials back from Tune's saved state, so a resumed driver does the same.
+
+run_sweep: a validated SweepSpec on Ray Tune, every trial an MLflow child run of the sweep's parent run.
 
     Tuner(with_resources(train_trial, {cpu, gpu}), search_alg = the grid's GridSearcher or Optuna)
-      -> one `train_trial` per trial (tokensweep.sweep.trainable): `trials.run_trial(config, report)`
+      -> one `train_trial` per trial (tokensweep.sweep.worker): `trials.run_trial(config, report)`
       -> `MlflowTrialLogger` (a Tune callback here, on the driver) writes each trial's child run.
 
 Imports Ray and MLflow at import time: `tokensweep run` imports it only after the spec has been
@@ -10,36 +39,355 @@ validated, so bad input never waits for (or starts) Ray.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
+import hashlib
+import json
 import logging
 import os
 import signal
+import sys
 import time
+from dataclasses import dataclass, field
 
 import ray
 from ray import tune
 
+from tokensweep.payload import Platform, TrialPayload, grid_config, search_base_config
 from tokensweep.plugins import export_plugin_roots
 from tokensweep.spec import SweepSpec
-from tokensweep.sweep import budget, progress, ray_session, search_throughput, searchers, storage, tune_state
-from tokensweep.sweep.after_training import after_training
-from tokensweep.sweep.confirm import run_confirmation
-from tokensweep.sweep.finished import FinishedTrials
-from tokensweep.sweep.lock import SweepLock
-from tokensweep.sweep.options import RunOptions, SweepOutcome, TrialOutcome
-from tokensweep.sweep.parent_run import DescribeTrial, close_parent, open_tracker, open_tracker_in_background, start_parent_run
-from tokensweep.sweep.ray_logs import one_line_ray_errors
-from tokensweep.sweep.signals import StopOnSignal, SweepInterrupted, close_without_ray, interrupted_within, signal_name, stopped_by
-from tokensweep.sweep.space import Platform, TrialPayload, grid_config, search_base_config
-from tokensweep.sweep.trainable import train_trial
-from tokensweep.sweep.tune_state import ForgetDeletedCheckpoints, experiment_path, guards
+from tokensweep.sweep import RunOptions, SweepOutcome, TrialOutcome, bench, budget, guards, progress, tuner
+from tokensweep.sweep.bench import BenchOutcome, run_stage, skip_stage
+from tokensweep.sweep.confirm import confirm_path, run_confirmation
+from tokensweep.sweep.guards import (
+    StopOnSignal,
+    SweepInterrupted,
+    SweepLock,
+    close_without_ray,
+    interrupted_within,
+    signal_name,
+    stopped_by,
+)
+from tokensweep.sweep.tuner import ForgetDeletedCheckpoints, experiment_path, one_line_ray_errors, state_guards
+from tokensweep.sweep.worker import train_trial
 from tokensweep.tracking import tags as T
-from tokensweep.tracking.store import use_driver_http_settings
-from tokensweep.tracking.tune_callback import MlflowTrialLogger
-from tokensweep.tracking.uris import credentials_to_environment, default_optuna_storage, redact
+from tokensweep.tracking.callback import MlflowTrialLogger
+from tokensweep.tracking.store import (
+    credentials_to_environment,
+    default_optuna_storage,
+    mlflow_error,
+    redact,
+    server_unreachable,
+    use_driver_http_settings,
+)
+from tokensweep.tracking.tracker import SweepTracker
+
+
+@dataclasses.dataclass(frozen=True)
+class FinishedTrials:
+    final: dict  # trial id -> the final metrics its run holds (with "epoch": the last epoch logged)
+    by_variant: dict  # grid variant index -> the trial id whose run finished it
+
+    @classmethod
+    def read(cls, tracker) -> FinishedTrials:
+        """From the parent run's children (a SweepTracker whose parent_run_id is set)."""
+        final, by_variant = {}, {}
+        for run in tracker.finished_children():
+            final[run.trial_id] = {**run.metrics, "epoch": run.epoch}
+            if run.variant is not None:
+                by_variant[run.variant] = run.trial_id
+        return cls(final, by_variant)
+
+    def lookup(self, trial_id: str, variant: int | None) -> dict | None:
+        """The final metrics of the finished run this trial is, else None (the trial still has to run)."""
+        if trial_id in self.final:
+            return self.final[trial_id]
+        if variant is not None and variant in self.by_variant:
+            return self.final[self.by_variant[variant]]
+        return None
+
+    def __len__(self) -> int:
+        return len(self.final)
+
 
 log = logging.getLogger(__name__)
+
+TRACKING_WAIT_ENV = "TOKENSWEEP_TRACKING_WAIT_S"
+DEFAULT_TRACKING_WAIT_S = 120.0  # how long a finished sweep waits for an unreachable tracking server
+STOPPED_TRACKING_WAIT_S = 10.0  # ... and a sweep stopped by a signal, which must end soon (a scheduler's grace period)
+CLOSE_RUNS = "close the sweep's runs"  # the last write of a sweep, as a report of lost writes names it
+
+
+def close_parent(tracker, callback, status, tags, timings, started, quiet=False) -> None:
+    """Close what is still RUNNING and end the parent run: one more write after those still waiting, in their
+    order, given the sweep's tracking wait; what never arrives is reported with them (PendingWrites.drain)
+    and counted in callback.errors. `quiet`: the sweep was stopped by a signal - the one line tokensweep run
+    prints says what was closed."""
+
+    def close() -> None:
+        tracker.killed.extend(tracker.close_running_children("KILLED"))  # a replayed close adds what it closed
+        if callback.errors:
+            tags[T.TRACKING_ERRORS] = callback.errors
+        timings["sweep_s"] = time.perf_counter() - started
+        tags.update(time_tags(tracker, timings))
+        if not quiet:  # a sweep stopped by a signal must end soon: its --resume logs them
+            log_summary(tracker, getattr(callback, "cost", None), tags)
+        tracker.end_parent(status, tags)
+
+    wait = float(os.environ.get(TRACKING_WAIT_ENV, DEFAULT_TRACKING_WAIT_S))
+    callback.pending.submit(CLOSE_RUNS, close)
+    if callback.pending.drain(min(wait, STOPPED_TRACKING_WAIT_S) if quiet else wait):  # the close is the last write
+        print(
+            f"tokensweep run: error: MLflow at {redact(tracker.tracking_uri)} is unreachable at the end of "
+            f"the sweep; its parent run {tracker.parent_run_id} and unfinished trial runs were not closed",
+            file=sys.stderr,
+        )
+    elif tracker.killed and not quiet:
+        log.warning("%d trial run(s) had not ended; marked KILLED", len(tracker.killed))
+
+
+def time_tags(tracker: SweepTracker, timings: dict) -> dict[str, str]:
+    """The parent's tokensweep.time.* tags: this run's phases, plus a resumed sweep's earlier runs' (its
+    tags say what they spent), so that they are the whole sweep's."""
+    before = tracker.tags_of(tracker.parent_run_id) if tracker.resumed_parent else {}
+    totals = dict(timings)
+    for key, text in before.items():
+        phase = key.removeprefix(T.TIME_PREFIX)
+        if phase != key:
+            try:
+                totals[phase] = totals.get(phase, 0.0) + float(text)
+            except ValueError:  # not written by tokensweep: this run's figure stands
+                pass
+    return {f"{T.TIME_PREFIX}{k}": f"{v:.1f}" for k, v in totals.items()}
+
+
+def log_summary(tracker: SweepTracker, cost=None, tags: dict | None = None) -> None:
+    """What the sweep found, as its parent run's metrics (vocab.SWEEP_FIELDS): MLflow's run page lists
+    them. A figure that cannot be made is a warning; an unreachable store is close_parent's to report."""
+    if server_unreachable(tracker.tracking_uri):
+        return
+    try:
+        table = runs_table_of(tracker)
+        metrics = {**summary_metrics(table), **cost_metrics(table, cost, tags or {})}
+        if metrics:
+            tracker.log_result(tracker.parent_run_id, metrics, step=0)
+    except Exception as err:
+        if is_unavailable(err):
+            raise
+        log.warning("the sweep's summary metrics were not logged: %s", redact(str(err)))
+
+
+def runs_table_of(tracker: SweepTracker):
+    from tokensweep.tracking.export import runs_table
+
+    return runs_table(tracker.sweep_name, tracker.tracking_uri, parent_run_id=tracker.parent_run_id)
+
+
+def cost_metrics(table, cost, tags: dict) -> dict[str, float]:
+    """The sweep's device-hours and wall time (its phases summed over resumes, Ray's and MLflow's import
+    included, the plan's own calibration not) against the plan's; nothing without a plan."""
+    if cost is None or cost.wall_s is None or "device_hours" not in table.column_names:
+        return {}
+    actual = sum(h for h in table.column("device_hours").to_pylist() if h is not None)
+    planned = sum(h for h in table.column("planned_device_hours").to_pylist() if h is not None)
+    wall = sum(float(tags.get(f"{T.TIME_PREFIX}{phase}", 0.0)) for phase in ("sweep_s", "import_s"))
+    metrics = {"sweep_device_hours": actual, "planned_sweep_device_hours": planned, "sweep_wall_s": wall,
+               "planned_wall_s": cost.wall_s, "wall_ratio": wall / cost.wall_s}  # fmt: skip
+    if planned > 0:
+        metrics["device_hours_ratio"] = actual / planned
+    return metrics
+
+
+def summary_metrics(table) -> dict[str, float]:
+    """configurations, front_size (of the means: top-1 vs images/sec, as `tokensweep dashboard` draws it),
+    and the best configuration's mean top-1 with its 95% interval (several seeds only)."""
+    from dashboards.analysis import analyse
+    from dashboards.errors import InputError
+    from dashboards.runs import Objective
+
+    try:
+        analysis = analyse(table, Objective("images_per_sec", maximize=True), Objective("top1", maximize=True))
+    except InputError:  # no trial reported both figures yet: nothing to summarise
+        return {}
+    configs = analysis.configurations
+    metrics = {"configurations": len(configs), "front_size": len(analysis.config_front)}
+    scored = [c for c in configs if c.top1 is not None]
+    if scored:
+        best = max(scored, key=lambda c: c.top1.mean).top1
+        metrics["best_top1_mean"] = best.mean
+        if best.has_interval:
+            metrics["best_top1_ci_low"], metrics["best_top1_ci_high"] = best.low, best.high
+    return metrics
+
+
+def open_tracker(tracking_uri: str, sweep_name: str) -> SweepTracker:
+    tracker = SweepTracker(tracking_uri, sweep_name)
+    tracker.ensure_experiment()  # creates the store on first use (a new sqlite file: its tables, 1-2.5 s)
+    return tracker
+
+
+def open_tracker_in_background(tracking_uri: str, sweep_name: str) -> concurrent.futures.Future:
+    """open_tracker on a thread, while ray.init mostly waits for Ray's processes to come up."""
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mlflow-setup")
+    future = pool.submit(open_tracker, tracking_uri, sweep_name)
+    pool.shutdown(wait=False)
+    return future
+
+
+def spec_hash(spec: SweepSpec) -> str:
+    """Of the trials a spec defines (not of its comments or the order of its keys)."""
+    doc = {k: v for k, v in spec.resolved.items() if k not in ("resources", "failure", "tracking", "bench")}
+    doc["sweep"] = {k: v for k, v in doc.get("sweep", {}).items() if k != "budget_hours"}  # what it may spend, not run
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def start_parent_run(tracker: SweepTracker, spec: SweepSpec, options: RunOptions, tune_path: str) -> str:
+    tags = {
+        T.SEARCH: spec.search,
+        T.TRIALS: spec.num_trials,
+        "gpu_shared": spec.gpu_shared,
+        T.SPEC_SHA256: spec_hash(spec),
+        **T.source_tags(spec.source),
+    }
+    if spec.description:
+        tags[T.NOTE] = spec.description
+    parent = tracker.start_parent(tune_path=tune_path, command=options.command, tags=tags, spec_text=spec.text,
+                                  spec_name=spec.source, resolved=spec.resolved, resume=options.resume)  # fmt: skip
+    if options.resume and tracker.resumed_parent:
+        forget_failure(tracker, parent)
+        original = tracker.tags_of(parent).get(T.SPEC_SHA256)
+        if original and original != spec_hash(spec):  # a resumed sweep runs the trials it started with
+            print(
+                f"tokensweep run: note: {spec.source} (with --set) differs from the spec sweep {spec.name!r} started "
+                "with; a resumed sweep continues its original trials and ignores the changes",
+                file=sys.stderr,
+            )
+    elif options.resume:
+        print(
+            f"tokensweep run: note: no parent run of this sweep in {redact(options.tracking_uri)}; "
+            "started a new one (trials finished before are not in it)",
+            file=sys.stderr,
+        )
+    return parent
+
+
+def forget_failure(tracker: SweepTracker, parent: str) -> None:
+    """A resumed sweep's parent run: the reason an earlier session failed is not this session's; it is kept
+    as tokensweep.previous_failure (as a resumed trial's run keeps its own)."""
+    reason = tracker.tags_of(parent).get(T.FAILURE_REASON)
+    if reason:
+        tracker.client.delete_tag(parent, T.FAILURE_REASON)
+        tracker.tag(parent, **{T.PREVIOUS_FAILURE: reason})
+
+
+class DescribeTrial:
+    """(params, tags) of a trial's child run: from the config validation built (grid) or, for an
+    Optuna suggestion, the one config built for it here."""
+
+    def __init__(self, spec: SweepSpec):
+        self.configs = [v.config for v in spec.variants]
+        self.source = spec.source
+
+    def __call__(self, payload: TrialPayload) -> tuple[dict, dict]:
+        if payload.index is not None:
+            config = self.configs[payload.index]
+        else:
+            from trials import TrialConfig
+
+            config = TrialConfig.from_dict(payload.values)
+        params = config.params()
+        tags = {T.CONFIG_ID: config.config_id(), "gpu_shared": config.gpu_shared}
+        if payload.optuna_number is not None:
+            params["optuna_trial_number"] = payload.optuna_number
+        if payload.index is not None:
+            tags[T.VARIANT] = payload.index
+        return params, {**tags, **T.source_tags(self.source)}
+
+
+@dataclass
+class StageReport:
+    bench: BenchOutcome | None = None
+    findings: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return self.bench is not None and self.bench.failed
+
+
+def sweep_trials(tune_path: str) -> list:
+    """The Tune trials of the sweep: the search's or grid's, then Optuna's confirmation trials if any."""
+    trials = list(tune.ExperimentAnalysis(tune_path).trials)
+    if tune.Tuner.can_restore(confirm_path(tune_path)):
+        trials += tune.ExperimentAnalysis(confirm_path(tune_path)).trials
+    return trials
+
+
+def configs_of(spec, tune_trials) -> dict:
+    """{tune trial id: TrialConfig}: a grid trial's as validation built it, any other built from its values."""
+    from trials import TrialConfig
+
+    out = {}
+    for t in tune_trials:
+        payload = TrialPayload.decode(t.config)
+        if payload.index is not None and payload.index < len(spec.variants):
+            out[t.trial_id] = spec.variants[payload.index].config
+        else:
+            out[t.trial_id] = TrialConfig.from_dict(payload.values)
+    return out
+
+
+def wait_for_tracking(tracker, callback) -> None:
+    """The trials' last writes delivered (the stages read their runs), and the store answering, or the
+    sweep's tracking wait spent (TOKENSWEEP_TRACKING_WAIT_S, as at the end of a sweep): a server that is
+    down when the trials end fails no stage that could wait for it."""
+
+    wait_s = float(os.environ.get(TRACKING_WAIT_ENV, DEFAULT_TRACKING_WAIT_S))
+    deadline = time.monotonic() + wait_s
+    callback.pending.wait(wait_s)  # what is still waiting then is reported with the sweep's last write
+    noted = False
+    while server_unreachable(tracker.tracking_uri) and time.monotonic() < deadline:
+        if not noted:
+            print(f"tokensweep run: note: waiting for MLflow at {redact(tracker.tracking_uri)} before the bench",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            noted = True
+        time.sleep(1.0)
+
+
+def after_training(spec, tracker, callback, tune_path: str, status: str, timings: dict) -> StageReport:
+    """Run the stages that apply; a KILLED sweep (trials unfinished) leaves the bench for --resume."""
+    started = time.perf_counter()
+    wait_for_tracking(tracker, callback)
+    trials = sweep_trials(tune_path)
+    configs = configs_of(spec, trials)
+    try:
+        bench.record_concurrent_trials(tracker, trials, bench.child_runs(tracker))
+    except Exception as err:  # a figure about the measurement's conditions: never fails the sweep
+        log.warning("concurrent_trials not recorded: %s", mlflow_error(err))
+    report = StageReport()
+    if status != "KILLED" and not spec.bench:
+        report.bench = skip_stage(spec, tracker, configs, callback.pending)
+    elif status != "KILLED":
+        report.bench = run_stage(spec, tracker, configs)
+        timings["bench_s"] = time.perf_counter() - started
+    table = report.bench.table if report.bench else None
+    hint = progress.CONFIRM_HINT if spec.search == "optuna" else progress.SEEDS_HINT
+    report.findings = progress.findings(table, configurations(trials, configs), hint, spec.name)
+    return report
+
+
+def configurations(tune_trials, configs: dict) -> list[tuple[str, list[float]]]:
+    """(label, top-1 of each finished trial) per config_id, in the trials' order."""
+    groups: dict[str, tuple[str, list[float]]] = {}
+    for t in tune_trials:
+        config_id = configs[t.trial_id].config_id()
+        label = progress.config_label(TrialPayload.decode(t.config).name)
+        entry = groups.setdefault(config_id, (label, []))
+        top1 = (t.last_result or {}).get("top1")
+        if t.status == "TERMINATED" and isinstance(top1, (int, float)):
+            entry[1].append(float(top1))
+    return list(groups.values())
+
 
 SNAPSHOT_2S_TRIALS = 200  # sweeps up to this size snapshot Tune's state every 2 s (configure_tune)
 
@@ -49,15 +397,15 @@ def run_sweep(spec: SweepSpec, options: RunOptions, timings: dict | None = None)
     started, timings = time.perf_counter(), dict(timings or {})
     lock = SweepLock(options.storage, spec.name, options.command)
     lock.check()  # another driver runs this sweep: one line, before anything else is checked or written
-    tune_path = storage.check_storage(spec, options)
-    ray_session.check_cpus(spec, options)  # trials a local Ray could never start: refused before it starts
-    if not ray_session.starts_local_ray(options):
-        ray_session.probe(ray_session.ray_address(options))  # nothing listens there: one line, before the lock is written
+    tune_path = tuner.check_storage(spec, options)
+    guards.check_cpus(spec, options)  # trials a local Ray could never start: refused before it starts
+    if not guards.starts_local_ray(options):
+        guards.probe(guards.ray_address(options))  # nothing listens there: one line, before the lock is written
     optuna_url = optuna_storage(spec, options)
     with lock, StopOnSignal() as stop:  # one driver per sweep from here; Ctrl-C / SIGTERM / SIGHUP stop it in order
         stop.before_exit.append(lock.release)
-        if ray_session.starts_local_ray(options):  # the process ends from the watchdog: no Ray process outlives it
-            stop.before_exit.append(lambda: ray_session.end_processes(ray_session.own_processes()))
+        if guards.starts_local_ray(options):  # the process ends from the watchdog: no Ray process outlives it
+            stop.before_exit.append(lambda: guards.end_processes(guards.own_processes()))
         try:
             return _run_sweep(spec, options, tune_path, optuna_url, timings, started, stop)
         except (SweepInterrupted, Exception) as err:  # before the sweep's MLflow parent run existed: nothing to close
@@ -73,25 +421,25 @@ def run_sweep(spec: SweepSpec, options: RunOptions, timings: dict | None = None)
 
 def _run_sweep(spec, options, tune_path, optuna_url, timings, started, stop) -> SweepOutcome:
     if options.fresh:
-        storage.delete_tune_dir(tune_path)
+        tuner.delete_tune_dir(tune_path)
         if optuna_url:
-            searchers.delete_optuna_study(optuna_url, spec.name)
+            tuner.delete_optuna_study(optuna_url, spec.name)
     configure_tune(spec)
-    if ray_session.starts_local_ray(options):
+    if guards.starts_local_ray(options):
         export_plugin_roots(spec.plugins)  # its workers import the user's embeddings as this process did
     options = dataclasses.replace(options, tracking_uri=credentials_to_environment(options.tracking_uri))
     try:
         with timed(timings, "ray_start_s"):  # a new local Ray, or connecting
             # A new local Ray can only fail by crashing, and its GPU check cannot refuse gpus = 0 or "auto":
             # then the MLflow store is set up while Ray starts. Otherwise after, so bad input writes nothing.
-            overlap = ray_session.starts_local_ray(options) and not (spec.gpus or 0) > 0
+            overlap = guards.starts_local_ray(options) and not (spec.gpus or 0) > 0
             early_tracker = open_tracker_in_background(options.tracking_uri, spec.name) if overlap else None
-            ray_session.init_ray(options)
+            guards.init_ray(options)
         stop.install()  # ray.init put Ray's SIGTERM handler (SystemExit) in place of ours
         use_driver_http_settings()  # after ray.init: a local Ray's trials keep MLflow's own HTTP retries
-        ray_session.warn_if_storage_is_not_shared(options.storage)
-        ray_session.note_unschedulable(spec, options)
-        spec = ray_session.resolve_gpus(spec, options)
+        guards.warn_if_storage_is_not_shared(options.storage)
+        guards.note_unschedulable(spec, options)
+        spec = guards.resolve_gpus(spec, options)
         with timed(timings, "mlflow_setup_s"):  # what store setup Ray's start did not hide, and the parent run
             tracker = early_tracker.result() if early_tracker else open_tracker(options.tracking_uri, spec.name)
             stop.parent_started()  # from here a signal is acted on where the parent run can be closed
@@ -106,7 +454,7 @@ def _run_sweep(spec, options, tune_path, optuna_url, timings, started, stop) -> 
                                                   started, stop, finished, gate)  # fmt: skip
     finally:
         with timed(timings, "ray_shutdown_s"):
-            ray_session.shutdown(options)
+            guards.shutdown(options)
     bench_failed = stages is not None and stages.failed  # a failed bench: exit 1, the trials kept
     code = stop.exit_code or (0 if status == "FINISHED" and not errors and not bench_failed else 1)
     interrupted = signal_name(stop.signum) if stop.stopped else None
@@ -138,9 +486,9 @@ def run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, s
         tags = {T.FAILED_TRIALS: failed, T.UNFINISHED_TRIALS: unfinished}
         if gate is not None and gate.not_started:
             tags[T.BUDGET_NOT_STARTED] = ", ".join(gate.not_started)[:5000]
-        full = storage.full_storage(tune_path) if failed else None  # trials failed saving checkpoints: the disk is why
+        full = tuner.full_storage(tune_path) if failed else None  # trials failed saving checkpoints: the disk is why
         if full is not None:
-            tags[T.FAILURE_REASON] = storage.report_full(tune_path, full)
+            tags[T.FAILURE_REASON] = tuner.report_full(tune_path, full)
         if stop.stopped:
             tags[T.STOPPED] = stopped_by(stop.signum)
         else:
@@ -158,10 +506,10 @@ def run_tune(spec, options, tune_path, tracker, callback, optuna_url, timings, s
             trials = trials or summarise(tune_path, missing_ok=True)
         else:
             status, tags = "FAILED", {T.FAILURE_REASON: redact(f"{type(err).__name__}: {err}")[:1000]}
-            full = storage.full_storage(tune_path)  # then Tune fails reading what it half wrote: the disk is the cause
+            full = tuner.full_storage(tune_path)  # then Tune fails reading what it half wrote: the disk is the cause
             if full is None:
                 raise
-            tags[T.FAILURE_REASON] = storage.report_full(tune_path, full)
+            tags[T.FAILURE_REASON] = tuner.report_full(tune_path, full)
             trials = summarise(tune_path, missing_ok=True)
     finally:
         close_parent(tracker, callback, status, tags, timings, started, quiet=stop.stopped)
@@ -226,32 +574,32 @@ def platform_of(spec: SweepSpec, options: RunOptions, parent_run_id: str) -> Pla
         system_metrics_interval_s=spec.system_metrics_interval_s,
         objectives=tuple(m for m, _ in spec.objectives),
         plugins=spec.plugins,
-        search_throughput=search_throughput.settings_of(spec, parent_run_id),
+        search_throughput=bench.settings_of(spec, parent_run_id),
     )
 
 
 def fit(spec: SweepSpec, options: RunOptions, tune_path: str, callback, optuna_url, finished=None, gate=None):
     trainable = train_trial if not finished else tune.with_parameters(train_trial, finished=finished)
     trainable = tune.with_resources(trainable, {"cpu": spec.cpus, "gpu": spec.gpus or 0})
-    callbacks = [callback, *searchers.optuna_callbacks(spec, optuna_url, callback, options.tracking_uri),
+    callbacks = [callback, *tuner.optuna_callbacks(spec, optuna_url, callback, options.tracking_uri),
                  *progress.tune_callbacks(spec, options, cost=callback.cost)]  # MLflow, its Optuna links, the terminal, Tune's files  # fmt: skip
     if options.resume:
-        tuner = tune_state.restore_tuner(tune_path, trainable=trainable, resume_unfinished=True, resume_errored=True)
-        replace_callback(tuner, callbacks, options.verbose)
+        job = tuner.restore_tuner(tune_path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        replace_callback(job, callbacks, options.verbose)
         if gate is not None:
-            budget.set_gate(tuner, gate)
-        return tuner.fit()
+            budget.set_gate(job, gate)
+        return job.fit()
     platform = platform_of(spec, options, callback.parent_run_id)
     if spec.search == "grid":
         configs = [grid_config(i, v.name, v.values, platform) for i, v in enumerate(spec.variants)]
-        search_alg = budget.GridSearch(searchers.GridSearcher(configs, gate))
+        search_alg = budget.GridSearch(tuner.GridSearcher(configs, gate))
         param_space, samples = {}, len(configs)
     else:
-        search_alg = searchers.optuna_searcher(spec, optuna_url, platform.search_throughput, options.verbose)
+        search_alg = tuner.optuna_searcher(spec, optuna_url, platform.search_throughput, options.verbose)
         param_space, samples = search_base_config(spec.base, platform), spec.num_samples
     tune_config = tune.TuneConfig(
         search_alg=search_alg,
-        scheduler=searchers.scheduler(spec),
+        scheduler=tuner.scheduler(spec),
         num_samples=samples,
         max_concurrent_trials=spec.max_concurrent_trials,
         trial_name_creator=trial_name,
@@ -269,23 +617,23 @@ def fit(spec: SweepSpec, options: RunOptions, tune_path: str, callback, optuna_u
         callbacks=callbacks,
         verbose=options.verbose,
     )
-    return tune_state.new_tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config).fit()
+    return tuner.new_tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config).fit()
 
 
-def replace_callback(tuner, callbacks: list, verbose: int) -> bool:
+def replace_callback(restored, callbacks: list, verbose: int) -> bool:
     """After Tuner.restore the pickled RunConfig comes back; swap in this session's callbacks
     (MLflow's, the terminal view, the guards of its storage) and verbosity.
 
     Ray 2.60 keeps it at tuner._local_tuner.get_run_config() (None with a Ray Client address,
     where the pickled callback - same parent run, same tracking URI - is used as is).
     """
-    local = getattr(tuner, "_local_tuner", None)
+    local = getattr(restored, "_local_tuner", None)
     if local is None:
         return False
     run_config = local.get_run_config()
     replaced = {type(c) for c in callbacks}  # and any of tokensweep's own the first session had (-q has no view)
     others = [c for c in (run_config.callbacks or []) if type(c) not in replaced and not type(c).__module__.startswith("tokensweep.")]
-    run_config.callbacks = others + [ForgetDeletedCheckpoints(), *guards(experiment_path(run_config)), *callbacks]
+    run_config.callbacks = others + [ForgetDeletedCheckpoints(), *state_guards(experiment_path(run_config)), *callbacks]
     run_config.verbose = verbose
     return True
 
@@ -296,7 +644,7 @@ def summarise(tune_path: str, outcomes: list | None = None, missing_ok: bool = F
     trial's results back from storage (a Ray Client sweep's callback ran on the cluster)."""
     if outcomes is None:
         try:
-            outcomes = [(t, t.status) for t in tune_state.analysis(tune_path).trials]
+            outcomes = [(t, t.status) for t in tuner.analysis(tune_path).trials]
         except Exception:
             if missing_ok:  # stopped before Tune saved any state, or its storage failed
                 return []

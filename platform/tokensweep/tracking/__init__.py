@@ -1,3 +1,9 @@
-"""MLflow tracking of sweeps: tags.py (the names), tracker.py (the one writer), tune_callback.py (Tune ->
-tracker), outage.py and store.py (an unreachable, busy or full store; opening one), sqlite_store.py (a new sqlite
-store created once, checked before Ray), system_metrics.py, export.py, uris.py."""
+"""MLflow tracking of sweeps:
+
+    tags.py            the names
+    store.py           URIs, an unreachable, busy or full store, opening one, a new sqlite store created once
+    tracker.py         SweepTracker: the one writer
+    callback.py        Tune -> tracker (MlflowTrialLogger)
+    system_metrics.py  a trial's system metrics
+    export.py          a sweep's runs as typed rows
+"""

@@ -20,7 +20,7 @@ from dashboards.errors import InputError
 from dashboards.runs import ARROW_TYPES, COLUMN_FIELDS, EXPERIMENT_METADATA_KEY, knob_field, runs_schema
 from dashboards.runs import backbone as derived_backbone
 from tokensweep.tracking import tags
-from tokensweep.tracking.uris import redact, resolve_tracking_uri, tracking_uri_problem
+from tokensweep.tracking.store import redact, resolve_tracking_uri, tracking_uri_problem
 
 TRIAL_FILTER = f"tags.`{tags.ROLE}` = 'trial'"
 SWEEP_FILTER = f"tags.`{tags.ROLE}` = 'sweep'"

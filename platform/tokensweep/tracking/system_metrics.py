@@ -8,7 +8,7 @@ import time
 
 from tokensweep.tracking import tags as T
 from tokensweep.tracking.store import open_store, quote
-from tokensweep.tracking.uris import sqlite_path
+from tokensweep.tracking.store import sqlite_path
 
 RUN_WAIT_S = 60.0  # how long the monitor waits for the driver to create the trial's run
 

@@ -1,4 +1,6 @@
-"""SweepTracker: the one writer of a sweep's MLflow runs, from the driver.
+"""The commit a sweep ran from, for its parent run ("-dirty" when tracked files had changes).
+
+SweepTracker: the one writer of a sweep's MLflow runs, from the driver.
 
 One experiment per sweep name, one parent run per sweep, one child run per trial. All of it is
 written from the sweep's driver process, for three reasons:
@@ -22,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import subprocess
 import time
 from pathlib import Path
 
@@ -30,9 +33,28 @@ from mlflow.exceptions import MlflowException
 
 import vocab
 from tokensweep.tracking import tags as T
-from tokensweep.tracking.git import git_commit
-from tokensweep.tracking.store import open_store, quote
-from tokensweep.tracking.uris import sqlite_path
+from tokensweep.tracking.store import open_store, quote, sqlite_path
+
+
+def git_commit(cwd: str | None = None) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd or Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    if out.returncode != 0 or not commit:
+        return None
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=cwd or Path(__file__).parent,
+        capture_output=True,
+        text=True,
+        timeout=5,
+    )
+    return commit + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
+
 
 # A metric every epoch's report carries: its history tells which epochs a run already has.
 STEP_METRIC = "epoch_time_s"

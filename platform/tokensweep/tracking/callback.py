@@ -16,11 +16,11 @@ from collections.abc import Callable
 
 from ray import tune
 
-from tokensweep.sweep.space import TrialPayload, variant_index
+from tokensweep.payload import TrialPayload, variant_index
 from tokensweep.tracking import tags as T
-from tokensweep.tracking.outage import PendingWrites
+from tokensweep.tracking.store import PendingWrites, redact
 from tokensweep.tracking.tracker import SweepTracker, now_ms
-from tokensweep.tracking.uris import redact
+
 
 log = logging.getLogger(__name__)
 

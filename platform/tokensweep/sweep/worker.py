@@ -1,4 +1,27 @@
-"""The Tune function trainable, `train_trial`: what runs in a trial's Ray worker.
+"""What runs in a trial's worker: train_trial, the checkpoint it continues from, a quiet SIGTERM.
+
+SIGTERM in a trial's Ray worker: the process ends at once, without a traceback or a stack dump.
+
+Ray's worker handles SIGTERM (what its raylet, a node being drained, or Tune shutting its reused actors
+down send) by raising SystemExit in the worker's main thread, wherever that thread happens to run Python
+next: inside a garbage-collection callback it becomes `Exception ignored in: <function WeakSet...>
+SystemExit: 1` in the sweep's output (and the worker lives on until it is killed); while a trial trains,
+the unwinding races the training thread and ends in a C++ stack dump. A process told to terminate has
+nothing left to save here (checkpoints are written atomically, results reported; the driver records how
+the trial ended), so it ends the way SIGTERM's default does, quietly.
+
+The handler is installed by a mixin of the trial's Tune actor (`train_trial.__mixins__`, a Tune function
+trainable's hook for classes to mix into the actor it builds): its `setup` runs in the worker's main
+thread, the one thread that may set signal handlers.
+
+Which checkpoint a retried or resumed trial continues from: Tune's registered one, or - when that one
+does not load (corrupted, cut off by a full disk) - the newest in the trial's folder that does.
+
+Tune registers one checkpoint per trial as the one to restore; if it is damaged, every retry and every
+`--resume` of the trial fails the same way, although its folder may hold an intact one (an older one it
+keeps, or a newer one its saved state had not caught up with). Runs in the trial's worker.
+
+The Tune function trainable, `train_trial`: what runs in a trial's Ray worker.
 
 Kept apart from the driver (tokensweep.sweep.driver) so a worker loads only what a trial needs:
 Ray Tune and, on first use, trials (torch). MLflow loads only for the trial's system metrics, on
@@ -7,19 +30,111 @@ their own thread, so MLflow's import (~0.8 s) is not ahead of a new worker's fir
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
+import signal
 import socket
+import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import ray
 from ray import tune
 
-from tokensweep.sweep import search_throughput
-from tokensweep.sweep.space import TrialPayload
-from tokensweep.sweep.worker_signals import QuietSigterm
-from tokensweep.tracking.uris import redact
+from tokensweep.payload import TrialPayload
+from tokensweep.sweep import bench
+from tokensweep.tracking.store import redact
+
+
+def end_quietly(signum, frame) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a closed or broken stream: nothing more to say
+            pass
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def quiet_sigterm() -> bool:
+    """Install `end_quietly` for SIGTERM (main thread only); True if it was installed."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    signal.signal(signal.SIGTERM, end_quietly)
+    return True
+
+
+class QuietSigterm:
+    """Mixed into the trial's Tune actor: sets the quiet SIGTERM handler as the actor is set up."""
+
+    def setup(self, config, *args, **kwargs):
+        quiet_sigterm()
+        super().setup(config, *args, **kwargs)
+
+
+CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")
+
+
+def unloadable(directory: str) -> str | None:
+    """Why the trial checkpoint in `directory` does not load (one line), or None if it does."""
+    from trials.errors import ConfigError
+    from trials.train.checkpoint import load_checkpoint
+
+    try:
+        load_checkpoint(directory)
+    except ConfigError as err:
+        return str(err)
+    return None
+
+
+def siblings_newest_first(checkpoint: tune.Checkpoint) -> list[tune.Checkpoint]:
+    """The other checkpoint_NNNNNN folders beside `checkpoint` (on its filesystem), newest first."""
+    import pyarrow.fs
+
+    fs = checkpoint.filesystem
+    parent, _, own = checkpoint.path.rstrip("/").rpartition("/")
+    try:
+        infos = fs.get_file_info(pyarrow.fs.FileSelector(parent))
+    except OSError:
+        return []
+    found = []
+    for info in infos:
+        m = CHECKPOINT_DIR.match(info.base_name)
+        if m and info.type == pyarrow.fs.FileType.Directory and info.base_name != own:
+            found.append((int(m[1]), info.path))
+    return [tune.Checkpoint(path, filesystem=fs) for _, path in sorted(found, reverse=True)]
+
+
+def choose(checkpoint: tune.Checkpoint, trial_name: str) -> tuple[tune.Checkpoint, str | None]:
+    """`checkpoint` if it loads, else the newest loadable one beside it and a note saying so; else the
+    registered one's error (a ConfigError: the trial fails with that one line)."""
+    with checkpoint.as_directory() as directory:
+        why = unloadable(directory)
+    if why is None:
+        return checkpoint, None
+    for other in siblings_newest_first(checkpoint):
+        with other.as_directory() as directory:
+            if unloadable(directory) is None:
+                note = (f"trial {trial_name}: {why}; resuming from {other.path.rpartition('/')[2]} instead, "
+                        "the newest checkpoint of the trial that loads")  # fmt: skip
+                print(f"tokensweep: {note}", file=sys.stderr, flush=True)  # the worker's log
+                return other, note
+    from trials.errors import ConfigError
+
+    raise ConfigError(f"{why} (and no other checkpoint of the trial loads)")
+
+
+@contextlib.contextmanager
+def resume_directory(checkpoint: tune.Checkpoint, trial_name: str) -> Iterator[tuple[str, str | None]]:
+    """A local directory holding the checkpoint the trial continues from, and the note saying why it is
+    not Tune's registered one (None when it is): the trial's first report carries it to the driver."""
+    chosen, note = choose(checkpoint, trial_name)
+    with chosen.as_directory() as directory:
+        yield directory, note
+
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +190,7 @@ class MeasureWindow:
     runs from the end of that epoch's evaluation (the previous report's return plus `epoch_time_s`)
     to this report. When the last epoch is the attempt's first (one epoch, or resumed before the last),
     the window starts when the attempt did: it then also spans building the data and the model. The
-    driver counts the trials that ran beside it (tokensweep.sweep.concurrency).
+    driver counts the trials that ran beside it (tokensweep.sweep.bench).
     A leading "_" keeps them out of MLflow (tokensweep.tracking.tracker.split_result).
     """
 
@@ -100,7 +215,7 @@ def train_trial(config: dict, finished=None) -> None:
     `finished` (a resumed sweep's FinishedTrials, given with tune.with_parameters): a trial whose MLflow
     run is already FINISHED reports that run's final metrics back to Tune and ends, training nothing.
     An Optuna search's trial steps under its node's lock and its last report carries its architecture
-    benched alone (tokensweep.sweep.search_throughput).
+    benched alone (tokensweep.sweep.bench).
     """
     payload = TrialPayload.decode(config)
     context = tune.get_context()
@@ -111,8 +226,6 @@ def train_trial(config: dict, finished=None) -> None:
 
     import trials
     from trials.data.describe import describe_data
-
-    from tokensweep.sweep.checkpoints import resume_directory
 
     for name in ("mlflow.system_metrics", "ray.tune", "ray.train"):  # per-epoch INFO chatter
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -138,7 +251,7 @@ def train_trial(config: dict, finished=None) -> None:
     window = MeasureWindow()
     # the data this worker reads, in the first report: the driver logs it as the run's MLflow dataset
     first = {"_dataset": describe_data(trial_config).as_dict()}
-    objective = search_throughput.TrialThroughput(platform.search_throughput, trial_config, platform.plugins)
+    objective = bench.TrialThroughput(platform.search_throughput, trial_config, platform.plugins)
 
     def report(metrics: dict, checkpoint_dir: str) -> None:
         extra = first.copy()
@@ -169,5 +282,5 @@ def train_trial(config: dict, finished=None) -> None:
             monitor.finish()
 
 
-# the trial's Tune actor ends quietly on SIGTERM (tokensweep.sweep.worker_signals)
+# the trial's Tune actor ends quietly on SIGTERM (tokensweep.sweep.worker)
 train_trial.__mixins__ = (QuietSigterm,)

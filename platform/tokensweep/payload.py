@@ -1,4 +1,6 @@
-"""What Tune carries for a trial, typed: a trial's config is encoded into Tune's (a plain dict, saved in
+"""What Tune carries to a trial's worker (TrialPayload, Platform, SearchSettings), encoded and decoded.
+
+What Tune carries for a trial, typed: a trial's config is encoded into Tune's (a plain dict, saved in
 Tune's experiment state) and decoded back in the trial's worker and by the driver's callback.
 
     grid:    {"variant": name, "index": i, "trial": {values}, "_platform": {...}}   (one trial's own values)
@@ -10,9 +12,8 @@ No Ray here: validation (which checks Optuna ranges with `apply_search_values`) 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
-from tokensweep.sweep.search_throughput import SearchSettings
 
 # keys of a Tune config that are not Optuna suggestions
 RESERVED = ("variant", "index", "trial", "_platform", "optuna_trial_number")
@@ -21,10 +22,28 @@ INDEXED = re.compile(r"^(?P<key>[a-z_][a-z0-9_]*)\[(?P<index>\d+)\]$")
 
 
 @dataclass(frozen=True)
+class SearchSettings:
+    """What a search trial's worker needs to measure its objective; carried in Tune's config as JSON."""
+
+    sweep: str  # the sweep's parent run id: names the node's locks and figures
+    isolated: bool  # False where trials share a GPU
+    batch: int | None  # [bench]: None, the trials' bench_batch
+    repeats: int
+    steps: int
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> "SearchSettings | None":
+        return None if data is None else cls(**data)
+
+
+@dataclass(frozen=True)
 class Platform:
     """What every trial's worker needs from the driver besides its values."""
 
-    tracking_uri: str  # without user:password (tokensweep.tracking.uris.credentials_to_environment)
+    tracking_uri: str  # without user:password (tokensweep.tracking.store.credentials_to_environment)
     experiment: str
     system_metrics: bool
     system_metrics_interval_s: float

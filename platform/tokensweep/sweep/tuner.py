@@ -1,0 +1,635 @@
+"""Building or restoring Tune's Tuner: searchers, schedulers, the Optuna study's links, Tune's state and storage, Ray's log filters.
+
+Ray's log records that carry a traceback where one line says it all.
+
+Tune logs a failed save of its experiment state (a full or unreachable storage) with the whole traceback
+of pyarrow's copy, every few seconds while the fault lasts; the sweep's output should show the fault,
+not bury it: the record keeps its message and gains the exception's own line instead of the traceback.
+
+Tune's FIFO and ASHA schedulers, picking the next trial to run without a scan of every trial.
+
+Tune asks its scheduler for a trial to run on every step of its event loop (about ten times per
+trial), and FIFOScheduler.choose_trial_to_run (ASHA's too) walks the list of all trials from the
+first: past every finished one, so each step costs more as the sweep goes on, and a sweep's total
+grows with the square of its trials. These remember where the unfinished trials begin and look from
+there: the same choice (the first PENDING trial in Tune's order, else the first PAUSED), at a cost
+that does not grow.
+
+The list only grows at its end, and a finished trial (TERMINATED, ERROR) is not run again within an
+experiment: a retried trial is requeued at the end of the list before it can be chosen, and a
+restored experiment is a new controller with a new list (where the position starts over).
+
+The Optuna study as optuna-dashboard shows it, linked to MLflow both ways.
+
+- `prepare_study`: the study exists before Tune's OptunaSearch opens it (it opens with
+  load_if_exists), with its directions and its objectives' names, so optuna-dashboard says `top1` and
+  `images_per_sec` rather than "0" and "1".
+- `OptunaRunLinks`: a Tune callback on the driver that stores on each Optuna trial, through the
+  study's storage, the MLflow run of that trial and its configuration (user attributes), once the
+  MLflow callback has made the run; every MLflow child run already carries `optuna_trial_number`.
+
+Imports Optuna inside functions: loaded only for [search] sweeps.
+
+How Tune picks the next trial: the grid's variants in order, or Optuna; and when it stops one (ASHA).
+
+Tune's saved state: which of it a resumed sweep may load, and how a restored state meets its storage.
+
+Tune snapshots a trial's checkpoints (the ones it keeps, `num_to_keep`) with the rest of its state every
+few seconds, and deletes the oldest kept one whenever a new one registers. A driver killed between a
+deletion and the next snapshot resumes with a state that still lists the deleted checkpoint; when the
+trial's next checkpoint registers, Tune deletes that one again and logs `Error handling checkpoint ...
+FileNotFoundError` with a traceback. `ForgetDeletedCheckpoints` (a Tune callback of a resumed sweep, on
+the driver) drops such entries from the trial's list as the trial starts, before anything registers:
+the folder is already gone, which is what the deletion wanted. The checkpoint a trial restores from is
+never dropped.
+
+Where Tune keeps a sweep (`<storage>/<name>`, a path or s3://...), and whether it may start, resume
+or start over there. Checked before anything is written.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+from ray import tune
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import Searcher
+
+from tokensweep.errors import SpecError
+from tokensweep.payload import TrialPayload
+from tokensweep.spec import SweepSpec
+from tokensweep.sweep import RunOptions
+from tokensweep.sweep.bench import SearchSettings, reported_key, study_note
+
+
+ONE_LINE_LOGGERS = ("ray.tune.execution.experiment_state",)
+
+
+class OneLineErrors(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            err = record.exc_info[1]
+            record.msg = f"{record.getMessage().rstrip(': ')}: {type(err).__name__}: {' '.join(str(err).split())}"
+            record.args = None
+            record.exc_info = record.exc_text = record.stack_info = None
+        return True
+
+
+def one_line_ray_errors() -> None:
+    for name in ONE_LINE_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, OneLineErrors) for f in logger.filters):
+            logger.addFilter(OneLineErrors())
+
+
+class _FromFirstUnfinished:
+    """choose_trial_to_run from the first unfinished trial (see the module docstring)."""
+
+    _trials = None  # the controller's list of trials
+    _start = 0  # every trial before it has finished
+
+    def choose_trial_to_run(self, tune_controller) -> Trial | None:
+        trials = tune_controller.get_trials()
+        if trials is not self._trials:
+            self._trials, self._start = trials, 0
+        while self._start < len(trials) and trials[self._start].is_finished():
+            self._start += 1
+        for status in (Trial.PENDING, Trial.PAUSED):
+            for i in range(self._start, len(trials)):
+                if trials[i].status == status:
+                    return trials[i]
+        return None
+
+    def __getstate__(self):  # Tune pickles the scheduler with the Tuner: not the trials
+        return {k: v for k, v in self.__dict__.items() if k not in ("_trials", "_start")}
+
+
+class FifoScheduler(_FromFirstUnfinished, FIFOScheduler):
+    pass
+
+
+class AshaScheduler(_FromFirstUnfinished, ASHAScheduler):
+    pass
+
+
+log = logging.getLogger(__name__)
+
+# user attributes of an Optuna trial (what optuna-dashboard lists under the trial)
+RUN_ID, EXPERIMENT_ID, TRACKING_URI, TRIAL_NAME, CONFIG = (
+    "mlflow_run_id", "mlflow_experiment_id", "mlflow_tracking_uri", "trial_name", "config",
+)  # fmt: skip
+
+
+def rdb_storage(storage_url: str):
+    import optuna
+
+    connect = {"connect_args": {"timeout": 30}} if storage_url.startswith("sqlite") else None
+    return optuna.storages.RDBStorage(storage_url, engine_kwargs=connect)
+
+
+def prepare_study(storage, study_name: str, objectives: list[tuple[str, str]]):
+    """Create (or open) the study with one direction per objective, name its objectives, and return it."""
+    import optuna
+
+    directions = ["maximize" if mode == "max" else "minimize" for _, mode in objectives]
+    study = optuna.create_study(study_name=study_name, storage=storage, directions=directions, load_if_exists=True)
+    names = [metric for metric, _ in objectives]
+    if study.metric_names != names:
+        with warnings.catch_warnings():  # "set_metric_names is experimental": Optuna's note to us, not the user
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(names)
+    return study
+
+
+class OptunaRunLinks(tune.Callback):
+    """Picklable (Tune saves callbacks with the experiment): the storage is opened on first use.
+
+    `mlflow_logger` is the sweep's MlflowTrialLogger (listed before this callback, so it has made the
+    run when this one sees the trial start); while the run is not made yet (an MLflow outage delays it)
+    the link is tried again on each of the trial's results. Optuna accepts attributes only while its
+    trial runs. `describe(payload)` gives (params, tags) of the trial's run: params are its configuration.
+    """
+
+    def __init__(self, storage_url: str, study_name: str, mlflow_logger, describe, experiment_id: str, tracking_uri: str):
+        self.storage_url, self.study_name = storage_url, study_name
+        self.mlflow_logger, self.describe = mlflow_logger, describe
+        self.experiment_id, self.tracking_uri = experiment_id, tracking_uri
+        self._storage = self._study_id = None
+        self.linked: set[str] = set()
+
+    def __getstate__(self):
+        return {**self.__dict__, "_storage": None, "_study_id": None}
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.link(trial)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if trial.trial_id not in self.linked:
+            self.link(trial)
+
+    def link(self, trial) -> bool:
+        """Store the trial's MLflow run and configuration on its Optuna trial; False if not possible yet."""
+        try:
+            payload = TrialPayload.decode(trial.config)
+            run_id = self.mlflow_logger.tracker.child_id(trial.trial_id)
+            if payload.optuna_number is None or run_id is None:
+                return False
+            params, _ = self.describe(payload)
+            attrs = {
+                RUN_ID: run_id,
+                EXPERIMENT_ID: self.experiment_id,
+                TRACKING_URI: self.tracking_uri,
+                TRIAL_NAME: str(trial),
+                CONFIG: {k: v for k, v in params.items() if k != "optuna_trial_number"},
+            }
+            storage, study_id = self.open()
+            optuna_trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, payload.optuna_number)
+            for key, value in attrs.items():
+                storage.set_trial_user_attr(optuna_trial_id, key, value)
+        except Exception as err:  # a link never fails the sweep; it is tried again later
+            log.warning("could not link Optuna trial of %s to its MLflow run: %s", trial, err)
+            return False
+        self.linked.add(trial.trial_id)
+        return True
+
+    def open(self):
+        if self._storage is None:
+            self._storage = rdb_storage(self.storage_url)
+            self._study_id = self._storage.get_study_id_from_name(self.study_name)
+        return self._storage, self._study_id
+
+
+THROUGHPUT_ATTR = "throughput"  # the study's user attribute: how its images_per_sec was measured
+
+
+class GridSearcher(Searcher):
+    """The grid's trials in order, each config carrying only its own values.
+
+    Tune's own `grid_search` puts every variant into the spec it deep-copies for every grid point,
+    which is quadratic in the grid's size; a searcher hands out one config at a time. Its saved state
+    is where it got to (the configs themselves come back with the pickled Tuner on --resume).
+    """
+
+    gate = None  # also for a grid pickled before budgets existed, restored by --resume
+
+    def __init__(self, configs: list[dict], gate=None):
+        super().__init__()
+        self._configs = configs
+        self._next = 0
+        self.gate = gate  # tokensweep.sweep.budget.BudgetGate: whether the next trial fits the budget
+
+    def suggest(self, trial_id: str):
+        if self._next >= len(self._configs):
+            return Searcher.FINISHED
+        config = self._configs[self._next]
+        if self.gate is not None and not self.gate.allows(config["variant"]):
+            if self.gate.running:
+                return None  # asked again as they end: what they spent may leave room
+            self.gate.not_started = [c["variant"] for c in self._configs[self._next :]]
+            return Searcher.FINISHED
+        if self.gate is not None:
+            self.gate.started(trial_id, config["variant"])
+        self._next += 1
+        return config
+
+    def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
+        if self.gate is not None:  # a grid learns nothing from results, only what they cost
+            self.gate.ended(trial_id)
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "w") as f:
+            json.dump({"next": self._next, "spent_h": self.gate.spent_h if self.gate is not None else 0.0}, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path) as f:
+            state = json.load(f)
+        self._next = int(state["next"])
+        if self.gate is not None:
+            self.gate.spent_h = float(state.get("spent_h", 0.0))
+
+
+class OptunaSpace:
+    """Define-by-run space for OptunaSearch: suggests each param and records the Optuna trial number."""
+
+    def __init__(self, params):
+        self.params = tuple(params)
+
+    def __call__(self, trial):
+        for p in self.params:
+            if p.kind == "choice":
+                trial.suggest_categorical(p.key, list(p.choices))
+            elif p.kind == "int":
+                trial.suggest_int(p.key, int(p.low), int(p.high), step=int(p.step or 1), log=p.log)
+            else:
+                trial.suggest_float(p.key, float(p.low), float(p.high), step=p.step, log=p.log)
+        return {"optuna_trial_number": trial.number}
+
+
+def optuna_searcher(spec: SweepSpec, storage_url: str, throughput: SearchSettings | None = None, verbose: int = 0):
+    """OptunaSearch over the spec's space, scoring each objective on the key the trials report it under
+    (`throughput`: the search's settings, tokensweep.sweep.bench); the study says how its
+    images_per_sec was measured (user attribute `throughput`)."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    if verbose <= 0:  # its INFO lines ("A new study created in RDB ...") are not the sweep's news
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = rdb_storage(storage_url)
+    study = prepare_study(storage, spec.name, spec.objectives)  # its objectives named for optuna-dashboard
+    note = study_note(throughput)
+    if note is not None:
+        study.set_user_attr(THROUGHPUT_ATTR, note)
+    metrics = [reported_key(m, throughput) for m, _ in spec.objectives]
+    modes = [mode for _, mode in spec.objectives]
+    return OptunaSearch(
+        space=OptunaSpace(spec.params),
+        metric=metrics if len(metrics) > 1 else metrics[0],
+        mode=modes if len(modes) > 1 else modes[0],
+        sampler=optuna.samplers.TPESampler(seed=spec.seed),
+        study_name=spec.name,
+        storage=storage,
+    )
+
+
+def optuna_callbacks(spec: SweepSpec, storage_url: str | None, mlflow_logger, tracking_uri: str) -> list:
+    """[search] sweeps: the callback that links each Optuna trial to its MLflow run; none for a grid."""
+    if spec.search != "optuna" or not storage_url:
+        return []
+    return [OptunaRunLinks(storage_url, spec.name, mlflow_logger, mlflow_logger.describe, mlflow_logger.experiment_id, tracking_uri)]
+
+
+def delete_optuna_study(storage_url: str, name: str) -> None:
+    import optuna
+
+    try:
+        optuna.delete_study(study_name=name, storage=storage_url)
+    except KeyError:
+        pass
+
+
+def scheduler(spec: SweepSpec):
+    """Tune's scheduler for the spec: ASHA, or FIFO (both choosing the next trial at a constant cost)."""
+    return asha_scheduler(spec) or FifoScheduler()
+
+
+def asha_scheduler(spec: SweepSpec):
+    if spec.scheduler != "asha":
+        return None
+    return AshaScheduler(
+        time_attr="epoch",
+        metric=spec.scheduler_metric,
+        mode=spec.scheduler_mode,
+        max_t=spec.max_t,
+        grace_period=spec.grace_period,
+        reduction_factor=spec.reduction_factor,
+    )
+
+
+def exists(checkpoint) -> bool:
+    import pyarrow.fs
+
+    try:
+        return checkpoint.filesystem.get_file_info(checkpoint.path).type != pyarrow.fs.FileType.NotFound
+    except OSError:
+        return True  # cannot tell: leave it to Tune
+
+
+class ForgetDeletedCheckpoints(tune.Callback):
+    def on_trial_start(self, iteration, trials, trial, **info):
+        manager = getattr(getattr(trial, "run_metadata", None), "checkpoint_manager", None)
+        results = getattr(manager, "_checkpoint_results", None)  # Ray 2.60's bookkeeping; absent elsewhere: no-op
+        if not results:
+            return
+        latest = manager.latest_checkpoint_result
+        kept = [r for r in results if r is latest or exists(r.checkpoint)]
+        if len(kept) != len(results):
+            log.debug("trial %s: %d deleted checkpoint(s) dropped from Tune's restored list", trial, len(results) - len(kept))
+            manager._checkpoint_results = kept
+
+
+# --- which saved state a resumed sweep may load ----------------------------------------------------------------
+#
+# Tuner.restore unpickles files of the experiment's folder in the Tune storage: tuner.pkl, the newest
+# experiment_state-*.json (each trial in it is cloudpickled), and the searcher's, search generator's and
+# callbacks' states (every *.json and *.pkl at the folder's top, which Tune copies to its local staging folder
+# first). Unpickling runs whatever code a pickle names, and the storage is written by every node of a cluster
+# and whoever else may write its share or bucket: the driver records the SHA-256 of the versions of these files
+# it writes (StateRecord), on its own machine, before Tune uploads them, and a resumed sweep loads none that is
+# not recorded (docs/reliability.md, "Trust").
+
+STATE_SUFFIXES = (".json", ".pkl")
+TUNER_FILE = "tuner.pkl"  # what the Tuner writes to the storage itself (not through the staging folder)
+KEEP_VERSIONS = 256  # recent digests kept per file: Tune's upload of a snapshot may lag its next saves (~8 min of 2 s snapshots)
+STORAGE_LOOK_S = 20.0  # how often the driver reads which of its versions the storage holds (StateRecord)
+
+
+def experiment_path(run_config) -> str:
+    """The experiment's folder in the storage (`<storage>/<name>`): the record's key."""
+    return str(run_config.storage_path).rstrip("/") + "/" + run_config.name
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class StateRecord:
+    """The digests of an experiment's state files that this user's driver wrote, in a file only the user may
+    write: `$XDG_STATE_HOME/tokensweep/tune-state/` (default ~/.local/state), one per experiment folder.
+
+    Per file: its recent versions, and the one the storage held when the driver last looked (`stored`, always
+    one of its own): while uploads fail (a full disk, an outage), the storage keeps an older version than the
+    recent ones, and that is the version a --resume will find."""
+
+    def __init__(self, experiment: str):
+        self.experiment = experiment.rstrip("/")
+        base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+        self.path = base / "tokensweep" / "tune-state" / f"{sha256(self.experiment.encode())[:32]}.json"
+
+    def read(self) -> tuple[dict[str, list[str]], dict[str, str]]:
+        """(name -> recent digests, name -> the stored one)."""
+        try:
+            record = json.loads(self.path.read_text())
+            return dict(record["files"]), dict(record["stored"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}, {}
+
+    def known(self) -> dict[str, set[str]]:
+        files, stored = self.read()
+        return {name: {*files.get(name, ()), *([stored[name]] if name in stored else [])} for name in {*files, *stored}}
+
+    def add(self, digests: dict[str, str], in_storage: dict[str, str] | None = None) -> None:
+        """Record new versions, and which of its own the storage holds (`in_storage`: what it holds now).
+        Written atomically: a driver killed meanwhile leaves the previous record. A record that cannot be
+        written (a read-only home) is a warning: the sweep goes on, and --resume would refuse its state."""
+        try:
+            self._write(digests, in_storage)
+        except OSError as err:
+            log.warning("could not record the digests of Tune's state in %s (%s): --resume may refuse it", self.path, err)
+
+    def _write(self, digests: dict[str, str], in_storage: dict[str, str] | None) -> None:
+        files, stored = self.read()
+        for name, digest in (in_storage or {}).items():
+            if digest in files.get(name, ()):
+                stored[name] = digest
+        for name, digest in digests.items():
+            versions = [d for d in files.get(name, []) if d != digest]
+            files[name] = (versions + [digest])[-KEEP_VERSIONS:]
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps({"experiment": self.experiment, "files": files, "stored": stored}))
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.path)
+
+    def forget(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def storage_state(experiment: str) -> dict[str, str]:
+    """name -> digest of every state file at the top of the experiment's folder in the storage (path or URI)."""
+    import pyarrow.fs
+
+    fs, folder = pyarrow.fs.FileSystem.from_uri(experiment)
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(folder, allow_not_found=True))
+    digests = {}
+    for info in infos:
+        if info.type == pyarrow.fs.FileType.File and info.base_name.endswith(STATE_SUFFIXES):
+            with fs.open_input_stream(info.path) as f:
+                digests[info.base_name] = sha256(f.readall())
+    return digests
+
+
+def check_recorded(experiment: str) -> None:
+    """Before Ray reads an experiment's saved state: a SpecError naming the first file that this user's
+    driver did not write (one that the storage's other writers added or changed)."""
+    recorded = StateRecord(experiment)
+    known = recorded.known()
+    for name, digest in sorted(storage_state(experiment).items()):
+        if digest not in known.get(name, ()) and not _unparsable_json(experiment, name):
+            raise SpecError(
+                f"Tune's state file {name} in {experiment} is not one this sweep's driver wrote (its SHA-256 is not in "
+                f"{recorded.path}): it is not loaded, since unpickling it could run any code; if the storage was "
+                "tampered with, start over with --fresh; if the sweep ran on another machine or as another user, "
+                "resume it there"
+            )
+
+
+def _unparsable_json(experiment: str, name: str) -> bool:
+    """A .json state file that is not JSON (an upload cut short by a full storage) cannot run code: Tune parses
+    the JSON before it unpickles anything in it. Tune reads it as it would have; it is not refused."""
+    if not name.endswith(".json"):
+        return False
+    import pyarrow.fs
+
+    fs, folder = pyarrow.fs.FileSystem.from_uri(experiment)
+    with fs.open_input_stream(f"{folder}/{name}") as f:
+        text = f.readall()
+    try:
+        json.loads(text)
+    except ValueError:
+        return True
+    return False
+
+
+def new_tuner(*args, run_config, **kwargs) -> tune.Tuner:
+    """tune.Tuner(...) with its state recorded: the tuner.pkl it has just written, and (state_guards) every
+    experiment snapshot it will save."""
+    experiment = experiment_path(run_config)
+    record = StateRecord(experiment)
+    record.forget()  # a new experiment: nothing earlier in its folder is loaded again
+    run_config.callbacks = [*(run_config.callbacks or []), *state_guards(experiment)]
+    tuner = tune.Tuner(*args, run_config=run_config, **kwargs)
+    record.add({k: v for k, v in storage_state(experiment).items() if k == TUNER_FILE})
+    return tuner
+
+
+def restore_tuner(experiment: str, **kwargs) -> tune.Tuner:
+    """tune.Tuner.restore, once every state file it would load is one this driver recorded."""
+    check_recorded(experiment)
+    return tune.Tuner.restore(experiment, **kwargs)
+
+
+def analysis(experiment: str) -> tune.ExperimentAnalysis:
+    """The experiment's trials as its saved state has them, once that state is one this driver recorded."""
+    check_recorded(experiment)
+    return tune.ExperimentAnalysis(experiment)
+
+
+class RecordSnapshots(tune.Callback):
+    """Records the digests of each experiment snapshot as Tune saves it, before Tune uploads it to the storage.
+
+    Tune saves a snapshot to its local staging folder (the experiment's state, then the searcher's, then it asks
+    every callback for its state) and then uploads that folder. `get_state` is that ask: the snapshot is complete
+    and has not reached the storage. It returns None, as every tokensweep callback does, so no callback-state file
+    follows unrecorded. The folder is known from the trials (each step's); an experiment that ends without a
+    step (a resumed one with every trial done) is recorded at its end, from the local copy of what it uploaded.
+    """
+
+    def __init__(self, experiment: str):
+        self.experiment = experiment
+        self._trials = None  # Tune's own list of the experiment's trials, which grows as trials are added
+        self._looked = float("-inf")  # when the storage was last read (StateRecord's `stored`)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_trials": None, "_looked": float("-inf")}
+
+    def on_step_begin(self, iteration, trials, **info):
+        self._trials = trials
+
+    def get_state(self):
+        self._record(self._trials)
+        return None
+
+    def on_experiment_end(self, trials, **info):
+        self._record(trials)
+
+    def _in_storage(self) -> dict[str, str] | None:
+        """Every STORAGE_LOOK_S, the digests of what the storage holds (only ever matched against our own)."""
+        if time.monotonic() - self._looked < STORAGE_LOOK_S:
+            return None
+        self._looked = time.monotonic()
+        try:
+            return storage_state(self.experiment)
+        except OSError:  # unreachable now: the versions it holds were seen before, or are recent
+            return None
+
+    def _record(self, trials) -> None:
+        if not trials:
+            return
+        staging = Path(trials[0].storage.experiment_driver_staging_path)
+        try:
+            files = [p for p in staging.iterdir() if p.is_file() and p.name.endswith(STATE_SUFFIXES)]
+            digests = {p.name: sha256(p.read_bytes()) for p in files}
+        except OSError as err:  # the next snapshot tries again; until then --resume would refuse this one
+            log.warning("could not read Tune's state in %s (%s): --resume may refuse it", staging, err)
+            return
+        StateRecord(self.experiment).add(digests, self._in_storage())
+
+
+class ErrorsAsText(tune.Callback):
+    """At the experiment's end, before Tuner.fit builds its ResultGrid, which would unpickle from the storage the
+    error of every trial that did not finish: the trials forget their pickled error, so it reads error.txt."""
+
+    def on_experiment_end(self, trials, **info):
+        for trial in trials:
+            trial.run_metadata.pickled_error_filename = None
+
+
+def state_guards(experiment: str) -> list[tune.Callback]:
+    """The callbacks of every Tuner of a sweep, new or restored: nothing in the storage runs as code."""
+    return [RecordSnapshots(experiment), ErrorsAsText()]
+
+
+def is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def check_storage(spec: SweepSpec, options: RunOptions) -> str:
+    """The sweep's Tune path, if it exists as --resume/--fresh expect (and, to resume, holds only state files
+    this driver wrote: check_recorded); else a SpecError. No writes."""
+    path = options.tune_path(spec.name)
+    exists = tune.Tuner.can_restore(path)
+    if options.resume and not exists:
+        raise SpecError(f"--resume: no sweep named {spec.name!r} in {options.storage} (nothing to resume; run without --resume)")
+    if exists and not options.resume and not options.fresh:
+        raise SpecError(
+            f"sweep {spec.name!r} already exists in {options.storage}: pass --resume to continue it, "
+            f"--fresh to start it over, or --set sweep.name=NEW"
+        )
+    if options.resume:
+        check_recorded(path)
+    return path
+
+
+def delete_tune_dir(path: str) -> None:
+    if is_uri(path):
+        import pyarrow.fs
+
+        fs, fs_path = pyarrow.fs.FileSystem.from_uri(path)
+        try:
+            fs.delete_dir(fs_path)
+        except FileNotFoundError:
+            pass
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+PROBE_BYTES = 1 << 20  # about what a small trial's checkpoint needs
+
+
+def full_storage(path: str) -> str | None:
+    """Why a local Tune storage cannot take another checkpoint (its disk or quota is full), or None.
+    Found by writing a probe file, which is deleted again (s3:// is never full)."""
+    if is_uri(path):
+        return None
+    directory = path if os.path.isdir(path) else os.path.dirname(path)
+    try:
+        with tempfile.TemporaryFile(dir=directory) as f:
+            f.write(b"\0" * PROBE_BYTES)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return os.strerror(err.errno)
+    return None
+
+
+def report_full(tune_path: str, why: str) -> str:
+    """Say in one line that the sweep stopped because its storage is full; the parent run's failure reason."""
+    print(
+        f"tokensweep run: error: Tune's storage {tune_path} is full ({why}): trials cannot save their checkpoints "
+        "there; free space, then --resume continues the sweep",
+        file=sys.stderr,
+        flush=True,
+    )
+    return f"OSError: Tune's storage {tune_path} is full ({why})"
