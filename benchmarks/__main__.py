@@ -2,6 +2,8 @@
 
 `python -m benchmarks gpu [--cpu-dry-run] [--out DIR]` is the device check (benchmarks/gpu/, not part
 of `all`): on a GPU machine, run it from the source tree as `PYTHONPATH=. python -m benchmarks gpu`.
+`python -m benchmarks plan [--quick]` (not part of `all`: it runs whole sweeps) compares `tokensweep plan`
+with the sweeps it plans.
 Sections are imported when they run, so `gpu` loads none of the others' dependencies.
 """
 
@@ -50,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.gpu import main as device_check
 
         return device_check(argv[1:])
+    if argv[:1] == ["plan"]:
+        from benchmarks.plan import main as plan_check
+
+        return plan_check(argv[1:])
     args = parse_args(argv)
     import torch
 

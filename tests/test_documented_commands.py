@@ -50,6 +50,8 @@ RUN, SERVE, VARIANT, NOT_HERE = "run", "serve", "variant", "not here"
 GPU_CHECK = "needs a GPU (exits 2 with one line without one); tests/benchmarks/test_gpu_check.py runs that exit and --cpu-dry-run"
 IMAGENET = "needs your ImageNet-1k copy; tests/trials/test_data.py and test_data_paths.py run it on a generated ImageNet layout"
 CLUSTER = "a cluster's machines, paths and hosts"
+PLAN_ON_GPU = ("a GPU node and ImageNet-100 for the calibration; tests/platform/test_plan_units.py::"
+               "test_paper_table6_on_8_gpus_from_a_calibration_file writes such a file and plans paper-table6 on 8 GPUs from it")  # fmt: skip
 SMOKE_DRY = " --smoke --dry-run"
 EXAMPLE_SWEEP = ("tests/platform/test_sweep_shipped.py::test_a_users_embedding_sweeps_beside_the_built_ins runs the example's "
                  "sweep on the local Ray it starts (with --num-cpus 2 --quiet), then its dashboard, and checks both")  # fmt: skip
@@ -81,6 +83,13 @@ HOW: dict[str, tuple[str, str]] = {
     "tokensweep run platform/sweeps/smoke.toml --fresh --set 'sweep.seeds=[0,1,2]'": (RUN, ""),
     "tokensweep bench --sweep smoke": (RUN, ""),  # the sweep just run, benched again
     "tokensweep run platform/sweeps/smoke.toml --set 'sweep.seeds=[0,1,2]' --dry-run": (RUN, ""),
+    # what a sweep costs (docs/sweeps.md): plans here; the budget's refusal and its resume on the smoke sweep just run
+    "tokensweep plan platform/sweeps/smoke.toml": (RUN, ""),
+    "tokensweep plan platform/sweeps/smoke.toml --json": (RUN, ""),
+    "tokensweep run platform/sweeps/smoke.toml --set sweep.budget_hours=0.1 --dry-run": (RUN, ""),
+    "tokensweep run platform/sweeps/smoke.toml --resume --set sweep.budget_hours=1": (RUN, ""),
+    "tokensweep plan platform/sweeps/paper-table6.toml --save-calibration h100.json": (NOT_HERE, PLAN_ON_GPU),
+    "tokensweep plan platform/sweeps/paper-table6.toml --gpus 8 --calibration h100.json": (NOT_HERE, PLAN_ON_GPU),
     "tokensweep dashboard SWEEP": (VARIANT, "tokensweep dashboard smoke"),  # SWEEP: a placeholder
     "tokensweep export SWEEP --out runs.parquet": (VARIANT, "tokensweep export smoke --out runs.parquet"),
     "tokensweep dashboard SWEEP --runs runs.parquet": (VARIANT, "tokensweep dashboard smoke --runs runs.parquet"),

@@ -76,6 +76,9 @@ FIELDS = (
     Field("bench_images_per_sec_ci_low", FINAL, "float", "bench throughput, 95% interval low", "max", "img/s"),
     Field("bench_images_per_sec_ci_high", FINAL, "float", "bench throughput, 95% interval high", "max", "img/s"),
     # an Optuna search's throughput objective: the trial's architecture benched alone on its node
+    # what the trial cost: its run's wall time x the devices it held (GPUs, or cores on CPU), and the plan's estimate
+    Field("device_hours", FINAL, "float", "device-hours (GPU-hours, or core-hours on CPU)", "min", "h"),
+    Field("planned_device_hours", FINAL, "float", "planned device-hours", "min", "h"),
     Field("search_images_per_sec", FINAL, "float", "inference throughput, benched alone for the search (images/s)", "max", "img/s"),
     # where and how
     Field("device", TAG, "str", "device"),
@@ -108,6 +111,13 @@ SWEEP_FIELDS = (
     Field("best_top1_mean", FINAL, "float", "the best configuration's mean top-1 (%)", "max", "%"),
     Field("best_top1_ci_low", FINAL, "float", "its 95% interval's low end (%)", "max", "%"),
     Field("best_top1_ci_high", FINAL, "float", "its 95% interval's high end (%)", "max", "%"),
+    # what the sweep cost against its plan (tokensweep plan): actual / planned near 1 is a plan to trust
+    Field("sweep_device_hours", FINAL, "float", "device-hours of the sweep's trials", "min", "h"),
+    Field("planned_sweep_device_hours", FINAL, "float", "the plan's device-hours", "min", "h"),
+    Field("device_hours_ratio", FINAL, "float", "device-hours, actual / planned"),
+    Field("sweep_wall_s", FINAL, "float", "the sweep's wall time (s)", "min", "s"),
+    Field("planned_wall_s", FINAL, "float", "the plan's wall time (s)", "min", "s"),
+    Field("wall_ratio", FINAL, "float", "wall time, actual / planned"),
 )
 
 

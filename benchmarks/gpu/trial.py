@@ -4,6 +4,8 @@ interrupted after its first epoch's checkpoint as a crash would, then resumed fr
 
 Checks: the checkpoint is there, the resumed run trains epoch 2 only, losses are finite, and the
 final metrics carry the measurements (images/sec, FLOPs; on CUDA peak_mem_mb and joules_per_image).
+Then the epoch time a sweep's plan gives this trial (trials.measure.calibrate) beside the one it took:
+how good GPU plans are.
 """
 
 import math
@@ -13,6 +15,7 @@ from pathlib import Path
 from benchmarks.gpu.plan import Plan
 from benchmarks.gpu.report import Report
 from trials import TrialConfig, run_trial
+from trials.measure.calibrate import calibrate
 
 PART = "trial"
 EPOCHS = 2
@@ -71,6 +74,9 @@ def run(plan: Plan, report: Report, context: dict) -> None:
     report.line(PART, f"{config.model}: train img/s (bench batch {config.bench_batch}), peak MiB, J/image",
                 f"{_num(final.get('train_images_per_sec'))}, {_num(final.get('peak_mem_mb'))}, "
                 f"{_num(final.get('joules_per_image'), '.3g')}")  # fmt: skip
+    planned = calibrate(config).epoch_s(config.batch_size, config.max_steps_per_epoch)
+    report.line(PART, "epoch time: planned (calibration) / measured (epoch 2)",
+                f"{planned:.2f} s / {final['epoch_time_s']:.2f} s = {planned / final['epoch_time_s']:.2f}")  # fmt: skip
     print(f"  trial: epoch {final.get('epoch')}, train_loss {final.get('train_loss'):.3f}, "
           f"{_num(final.get('train_images_per_sec'))} train img/s", flush=True)  # fmt: skip
 

@@ -4,6 +4,7 @@
     plugins.py  loading the modules that register users' own embeddings
     errors.py   SpecError, the platform's user-input error
     payload.py  what Tune carries to a trial's worker (no Ray: spec validation uses it too)
+    plan.py     what a sweep will cost (device-hours, wall time) from calibrated speeds; no Ray
     commands/   one module per subcommand
     spec/       what was asked for: a sweep spec TOML -> a validated SweepSpec
     sweep/      what runs where: the sweep on Ray Tune, its trials, the bench

@@ -12,7 +12,7 @@ import sys
 from tokensweep.errors import USER_ERRORS
 from tokensweep.plugins import load_plugins, plugins_in
 
-COMMANDS = ("trial", "params", "bench", "data", "run", "export", "dashboard", "report")
+COMMANDS = ("trial", "params", "bench", "data", "plan", "run", "export", "dashboard", "report")
 
 
 class OneLineParser(argparse.ArgumentParser):

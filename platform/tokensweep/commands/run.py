@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from tokensweep.errors import SpecError
+from tokensweep.plan import largest
 from tokensweep.plugins import add_plugin_flag
 
 MLFLOW_UI_PORT = 5000  # `mlflow ui`'s default: the link the summary prints assumes it
@@ -63,6 +64,8 @@ def register(subparsers) -> None:
                    help="shrink the spec to the smoke preset: tiny backbone, a few epochs, 1 CPU per trial, 3 Optuna "
                    "trials (what CI runs for every shipped spec); generated data unless a data path is given; "
                    "--set still applies")  # fmt: skip
+    p.add_argument("--calibration", metavar="FILE",
+                   help="the plan's speeds from FILE (written by `tokensweep plan --save-calibration` on the trials' device)")  # fmt: skip
     p.add_argument("--dry-run", action="store_true",
                    help="validate and list the trials, the data they read, their epochs and recipe; start nothing")  # fmt: skip
     talk = p.add_mutually_exclusive_group()
@@ -140,7 +143,7 @@ def command_line(args) -> str:
     parts = ["tokensweep", "run", args.spec]
     for item in args.overrides:
         parts += ["--set", item]
-    for flag in ("data_dir", "address", "storage", "tracking_uri", "optuna_storage", "num_cpus", "num_gpus"):
+    for flag in ("data_dir", "address", "storage", "tracking_uri", "optuna_storage", "num_cpus", "num_gpus", "calibration"):
         value = getattr(args, flag)
         if value is not None:
             parts += ["--" + flag.replace("_", "-"), str(value)]
@@ -194,15 +197,8 @@ def _data_configs(spec):
     config = TrialConfig.from_dict(spec.base)
     for p in spec.params:
         if p.key == "batch_size":
-            config = config.replace(batch_size=int(_largest(p)))
+            config = config.replace(batch_size=int(largest(p)))
     return [config]
-
-
-def _largest(p):
-    """The largest value a search parameter can take (a range's last step may fall short of its high)."""
-    if p.kind == "choice":
-        return max(p.choices)
-    return p.low + (p.high - p.low) // p.step * p.step if p.step else p.high
 
 
 def print_plan(spec) -> None:
@@ -248,8 +244,10 @@ def run(args: argparse.Namespace) -> int:
         raise SpecError(f"--num-cpus must be >= 1, got {args.num_cpus}")
     if args.num_gpus is not None and args.num_gpus < 0:
         raise SpecError(f"--num-gpus must be >= 0, got {args.num_gpus}")
+    plan = cost_plan(spec, args)
     if args.dry_run:
         print_plan(spec)
+        print("\n".join(plan.lines() if plan is not None else []))
         return 0
     check_tracking(tracking_uri)  # a server is asked once the spec is known good: a few seconds at most
 
@@ -277,6 +275,7 @@ def run(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         num_cpus=args.num_cpus,
         num_gpus=args.num_gpus,
+        plan=plan,
     )
     outcome = run_sweep(spec, options, {"validate_s": validated - started, "import_s": imported - validated})
     outcome.timings["total_s"] = time.perf_counter() - started
@@ -285,6 +284,28 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_outcome(spec, outcome, tracking_uri)
     return outcome.exit_code
+
+
+def cost_plan(spec, args):
+    """The sweep's plan (tokensweep.plan) on the resources of the Ray it will start; one the budget refuses
+    is one line before Ray. Without a budget, a plan that cannot be made (no device to calibrate on, data
+    the calibration cannot read) is a note: the trials will say what is wrong with their data."""
+    from tokensweep.errors import USER_ERRORS
+    from tokensweep.plan import Resources, plan_sweep, read_calibration_file
+
+    entries = read_calibration_file(args.calibration) if args.calibration else []
+    try:
+        plan, _ = plan_sweep(spec, Resources(gpus=args.num_gpus, cpus=args.num_cpus), entries)
+    except USER_ERRORS as err:
+        if spec.budget_hours is not None:
+            raise SpecError(f"sweep.budget_hours needs a plan: {err}") from None
+        if not args.quiet:
+            print(f"tokensweep run: note: no cost plan: {err}", file=sys.stderr)
+        return None
+    if spec.budget_hours is not None and not args.resume and plan.device_hours > spec.budget_hours:
+        raise SpecError(f"the plan needs {plan.device_hours:.3g} device-hours, over sweep.budget_hours = "
+                        f"{spec.budget_hours:g}: raise the budget or shrink the sweep (tokensweep plan {spec.source})")  # fmt: skip
+    return plan
 
 
 def interrupted_line(spec, outcome, command: str) -> str:
@@ -340,6 +361,8 @@ def _print_outcome(spec, outcome, tracking_uri: str) -> None:
     if outcome.tracking_errors:
         print(f"warning: {outcome.tracking_errors} MLflow write(s) failed (see the log above); the runs may be incomplete")
     _print_stages(spec, outcome.stages)
+    if outcome.budget_note:
+        print(f"{outcome.budget_note}; `tokensweep run {spec.source} --resume --set sweep.budget_hours=HOURS` runs them")
     sys.stdout.flush()
 
 

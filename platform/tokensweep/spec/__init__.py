@@ -7,7 +7,7 @@ both ends. A bad value is a one-line `SpecError` naming the key and, when it cam
 
 Sections (docs/sweeps.md is the full reference):
 
-    [sweep]      name (required), description, metric, mode, seeds, plugins, max_trials, smoke
+    [sweep]      name (required), description, metric, mode, seeds, plugins, max_trials, smoke, budget_hours
     [trial]      base TrialConfig values for every trial (`embedding`, `backbone` pick the model)
     [grid]       trial options -> lists; the sweep is their cartesian product
     [[variants]] extra explicit trials (a table of options, optional `name`)

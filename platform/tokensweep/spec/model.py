@@ -22,7 +22,7 @@ WARN_TRIALS = 1_000
 
 SECTIONS = ("sweep", "trial", "grid", "variants", "search", "resources", "scheduler", "failure", "tracking", "bench")
 SECTION_KEYS = {
-    "sweep": ("name", "description", "metric", "mode", "seeds", "plugins", "max_trials", "smoke"),
+    "sweep": ("name", "description", "metric", "mode", "seeds", "plugins", "max_trials", "smoke", "budget_hours"),
     "search": ("algorithm", "num_samples", "seed", "objectives", "params", "confirm_seeds"),
     "resources": ("cpus", "gpus", "max_concurrent_trials"),
     "scheduler": ("type", "metric", "mode", "grace_period", "reduction_factor", "max_t"),
@@ -101,6 +101,7 @@ class SweepSpec:
     bench_batch: int | None = None  # None: the trials' bench_batch
     bench_repeats: int = BENCH_REPEATS
     bench_steps: int = BENCH_STEPS
+    budget_hours: float | None = None  # device-hours the sweep may spend (tokensweep.plan); None: no budget
     notes: tuple[str, ...] = ()  # what validation has to say (printed once before the sweep)
     resolved: dict = field(default_factory=dict)  # the merged spec document (file + --set), JSON-able
 

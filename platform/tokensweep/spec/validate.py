@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -104,6 +105,8 @@ def _sweep_section(ctx: SpecContext, sweep: dict) -> dict:
         metric=metric,
         mode=ctx.choice_opt("sweep", sweep, "mode", DEFAULT_MODES.get(metric, "max"), MODES),
         seeds=ctx.int_list("sweep", sweep, "seeds"),
+        budget_hours=ctx.num_opt("sweep", sweep, "budget_hours", None, lambda v: math.isfinite(v) and v > 0,
+                                 "a positive number of device-hours (GPU-hours, or core-hours on CPU)"),
     )
 
 

@@ -4,6 +4,7 @@ the sweep ended (SweepOutcome), declared here because every phase reads or fills
     driver.py    Sweep: one sweep and its phases (start, tune, stages, close), the MLflow parent run
     tuner.py     the one place a Tuner is built or restored, for the search and Optuna's confirmation: the
                  grid and Optuna searchers, schedulers, the study's links to MLflow, Tune's state and storage
+    budget.py    device-hours: each trial's cost and plan, the budget the grid's searcher holds to
     confirm.py   an Optuna search's front trained again on more seeds
     worker.py    train_trial: what runs in a trial's worker (its checkpoint, a quiet SIGTERM)
     guards.py    one driver per sweep (the lock), Ctrl-C and SIGTERM to the driver, starting or joining Ray
@@ -32,6 +33,7 @@ class RunOptions:
     quiet: bool = False  # nothing but the summary
     num_cpus: int | None = None  # local Ray only
     num_gpus: int | None = None  # local Ray only
+    plan: object = None  # tokensweep.plan.Plan: each trial's planned device-hours; None when it could not be made
 
     def tune_path(self, name: str) -> str:
         return self.storage.rstrip("/") + "/" + name
@@ -57,3 +59,4 @@ class SweepOutcome:
     killed: list = dataclasses.field(default_factory=list)  # (run name, epoch reached) of the runs it closed KILLED
     resumable: bool = False  # Tune's saved state is there: `--resume` continues the sweep
     experiment_id: str | None = None  # the sweep's MLflow experiment
+    budget_note: str | None = None  # the trials [sweep] budget_hours left unstarted (BudgetGate.summary)

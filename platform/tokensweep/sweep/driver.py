@@ -58,7 +58,7 @@ from ray import tune
 from tokensweep.payload import TrialPayload, grid_config, search_base_config
 from tokensweep.plugins import export_plugin_roots
 from tokensweep.spec import SweepSpec
-from tokensweep.sweep import RunOptions, SweepOutcome, bench, guards, progress, tuner
+from tokensweep.sweep import RunOptions, SweepOutcome, bench, budget, guards, progress, tuner
 from tokensweep.sweep.bench import BenchOutcome, run_stage, skip_stage
 from tokensweep.sweep.confirm import confirm_path, run_confirmation
 from tokensweep.sweep.guards import (
@@ -133,7 +133,7 @@ def close_parent(tracker, callback, status, tags, timings, started, quiet=False)
         timings["sweep_s"] = time.perf_counter() - started
         tags.update(time_tags(tracker, timings))
         if not quiet:  # a sweep stopped by a signal must end soon: its --resume logs them
-            log_summary(tracker)
+            log_summary(tracker, getattr(callback, "cost", None), tags)
         tracker.end_parent(status, tags)
 
     wait = float(os.environ.get(TRACKING_WAIT_ENV, DEFAULT_TRACKING_WAIT_S))
@@ -165,13 +165,14 @@ def time_tags(tracker: SweepTracker, timings: dict) -> dict[str, str]:
     return {f"{T.TIME_PREFIX}{k}": f"{v:.1f}" for k, v in totals.items()}
 
 
-def log_summary(tracker: SweepTracker) -> None:
+def log_summary(tracker: SweepTracker, cost=None, tags: dict | None = None) -> None:
     """What the sweep found, as its parent run's metrics (vocab.SWEEP_FIELDS): MLflow's run page lists
     them. A figure that cannot be made is a warning; an unreachable store is close_parent's to report."""
     if server_unreachable(tracker.tracking_uri):
         return
     try:
-        metrics = summary_metrics(tracker)
+        table = runs_table_of(tracker)
+        metrics = {**summary_metrics(table), **cost_metrics(table, cost, tags or {})}
         if metrics:
             tracker.log_result(tracker.parent_run_id, metrics, step=0)
     except Exception as err:
@@ -180,15 +181,34 @@ def log_summary(tracker: SweepTracker) -> None:
         log.warning("the sweep's summary metrics were not logged: %s", redact(str(err)))
 
 
-def summary_metrics(tracker: SweepTracker) -> dict[str, float]:
+def runs_table_of(tracker: SweepTracker):
+    from tokensweep.tracking.export import runs_table
+
+    return runs_table(tracker.sweep_name, tracker.tracking_uri, parent_run_id=tracker.parent_run_id)
+
+
+def cost_metrics(table, cost, tags: dict) -> dict[str, float]:
+    """The sweep's device-hours and wall time (its phases summed over resumes, Ray's and MLflow's import
+    included, the plan's own calibration not) against the plan's; nothing without a plan."""
+    if cost is None or cost.wall_s is None or "device_hours" not in table.column_names:
+        return {}
+    actual = sum(h for h in table.column("device_hours").to_pylist() if h is not None)
+    planned = sum(h for h in table.column("planned_device_hours").to_pylist() if h is not None)
+    wall = sum(float(tags.get(f"{T.TIME_PREFIX}{phase}", 0.0)) for phase in ("sweep_s", "import_s"))
+    metrics = {"sweep_device_hours": actual, "planned_sweep_device_hours": planned, "sweep_wall_s": wall,
+               "planned_wall_s": cost.wall_s, "wall_ratio": wall / cost.wall_s}  # fmt: skip
+    if planned > 0:
+        metrics["device_hours_ratio"] = actual / planned
+    return metrics
+
+
+def summary_metrics(table) -> dict[str, float]:
     """configurations, front_size (of the means: top-1 vs images/sec, as `tokensweep dashboard` draws it),
     and the best configuration's mean top-1 with its 95% interval (several seeds only)."""
     from dashboards.analysis import analyse
     from dashboards.errors import InputError
     from dashboards.runs import Objective
-    from tokensweep.tracking.export import runs_table
 
-    table = runs_table(tracker.sweep_name, tracker.tracking_uri, parent_run_id=tracker.parent_run_id)
     try:
         analysis = analyse(table, Objective("images_per_sec", maximize=True), Objective("top1", maximize=True))
     except InputError:  # no trial reported both figures yet: nothing to summarise
@@ -221,6 +241,7 @@ def open_tracker_in_background(tracking_uri: str, sweep_name: str) -> concurrent
 def spec_hash(spec: SweepSpec) -> str:
     """Of the trials a spec defines (not of its comments or the order of its keys)."""
     doc = {k: v for k, v in spec.resolved.items() if k not in ("resources", "failure", "tracking", "bench")}
+    doc["sweep"] = {k: v for k, v in doc.get("sweep", {}).items() if k != "budget_hours"}  # what it may spend, not run
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
@@ -394,6 +415,7 @@ class Sweep:
         self.tune_path = self.optuna_url = self.stop = None
         self.tracker = self.callback = self.parent = self.finished = None
         self.status, self.trials, self.stages, self.tracking_errors = "FAILED", [], None, 0
+        self.gate = budget.BudgetGate(spec.budget_hours, budget.trial_cost(options.plan, spec))  # what trials may start
 
     def run(self) -> SweepOutcome:
         spec, options = self.spec, self.options
@@ -461,7 +483,8 @@ class Sweep:
             # trials whose runs are done: neither run nor touched again, however late Tune's saved state is
             self.finished = FinishedTrials.read(tracker) if options.resume and tracker.resumed_parent else None
         self.callback = MlflowTrialLogger(options.tracking_uri, spec.name, tracker.experiment_id, self.parent,
-                                          DescribeTrial(spec), self.finished, new_parent=tracker.new_parent)  # fmt: skip
+                                          DescribeTrial(spec), self.finished, new_parent=tracker.new_parent,
+                                          cost=self.gate.cost)  # fmt: skip
 
     def tune_stages_close(self) -> None:
         """Tune's run and the stages after it, then the parent run closed with what happened, whatever happened."""
@@ -497,7 +520,7 @@ class Sweep:
         self.tracker.tag(self.tracker.parent_run_id, **{T.TUNE_STARTED: f"{time.time():.3f}"})
         with timed(self.timings, "tune_s"):
             with stop.tune_running():
-                fit(self.spec, self.options, tune_path, self.callback, self.optuna_url, self.finished)
+                fit(self.spec, self.options, tune_path, self.callback, self.optuna_url, self.finished, self.gate)
             outcomes = self.callback.outcomes()  # before the confirmation's experiment ends in the same callback
             confirmed = []
             if not stop.stopped:
@@ -508,6 +531,8 @@ class Sweep:
         unfinished = sum(1 for t in self.trials if t.status not in ENDED)
         self.status = "FAILED" if failed else "KILLED" if unfinished or stop.stopped else "FINISHED"
         tags = {T.FAILED_TRIALS: failed, T.UNFINISHED_TRIALS: unfinished}
+        if self.gate.not_started:
+            tags[T.BUDGET_NOT_STARTED] = ", ".join(self.gate.not_started)[:5000]
         full = tuner.full_storage(tune_path) if failed else None  # trials failed saving checkpoints: the disk is why
         if full is not None:
             tags[T.FAILURE_REASON] = tuner.report_full(tune_path, full)
@@ -529,9 +554,12 @@ class Sweep:
         code = stop.exit_code or (0 if self.status == "FINISHED" and not self.tracking_errors and not bench_failed else 1)
         interrupted = signal_name(stop.signum) if stop.stopped else None
         resumable = bool(interrupted) and tune.Tuner.can_restore(self.tune_path)
+        if self.gate.not_started and code == 0:
+            code = 1  # trials the budget left: the sweep is not done
         return SweepOutcome(code, self.parent, self.tune_path, self.trials, self.timings, self.tracking_errors,
                             stages=stages, interrupted=interrupted, killed=self.tracker.killed, resumable=resumable,
-                            experiment_id=self.tracker.experiment_id)  # fmt: skip
+                            experiment_id=self.tracker.experiment_id,
+                            budget_note=self.gate.summary())  # fmt: skip
 
     def stopped_before_parent(self) -> SweepOutcome:
         stop = self.stop
@@ -575,16 +603,20 @@ def configure_tune(spec: SweepSpec) -> None:
         os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
 
 
-def fit(spec: SweepSpec, options: RunOptions, tune_path: str, callback, optuna_url, finished=None):
+def fit(spec: SweepSpec, options: RunOptions, tune_path: str, callback, optuna_url, finished=None, gate=None):
     callbacks = [callback, *tuner.optuna_callbacks(spec, optuna_url, callback, options.tracking_uri),
-                 *progress.tune_callbacks(spec, options)]  # MLflow, its Optuna links, the terminal, Tune's files  # fmt: skip
+                 *progress.tune_callbacks(spec, options, cost=callback.cost)]  # MLflow, its Optuna links, the terminal, Tune's files  # fmt: skip
     trainable = tuner.trainable_of(spec, finished)
     if options.resume:
-        return tuner.restored(tune_path, trainable, callbacks, options.verbose).fit()
+        job = tuner.restored(tune_path, trainable, callbacks, options.verbose)
+        if gate is not None:
+            budget.set_gate(job, gate)
+        return job.fit()
     platform = tuner.platform_of(spec, options, callback.parent_run_id)
     if spec.search == "grid":
         configs = [grid_config(i, v.name, v.values, platform) for i, v in enumerate(spec.variants)]
-        search_alg, param_space, samples = tuner.GridSearcher(configs), {}, len(configs)
+        search_alg = budget.GridSearch(tuner.GridSearcher(configs, gate))
+        param_space, samples = {}, len(configs)
     else:
         search_alg = tuner.optuna_searcher(spec, optuna_url, platform.search_throughput, options.verbose)
         param_space, samples = search_base_config(spec.base, platform), spec.num_samples

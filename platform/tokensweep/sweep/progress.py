@@ -123,9 +123,10 @@ def quiet_loggers(verbose: int) -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def tune_callbacks(spec, options, total: int | None = None) -> list:
+def tune_callbacks(spec, options, total: int | None = None, cost=None) -> list:
     """The callbacks `fit` adds for the terminal, and Tune's result files without TensorBoard's.
     `total`: the trials the view counts to (default: the spec's; Optuna's confirmation has its own).
+    `cost`: the plan's TrialCost (tokensweep.sweep.budget), for the view's device-hours.
 
     TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1 stops Tune from adding its CSV, JSON and TensorBoard loggers
     (and so its "To visualize your results with TensorBoard" hint: the sweep's record is MLflow);
@@ -137,7 +138,7 @@ def tune_callbacks(spec, options, total: int | None = None) -> list:
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     callbacks = [CSVLoggerCallback(), JsonLoggerCallback()]
     if options.verbose <= 0 and not options.quiet:
-        callbacks.append(SweepProgress(total or spec.num_trials))
+        callbacks.append(SweepProgress(total or spec.num_trials, cost=cost))
     return callbacks
 
 
@@ -226,9 +227,10 @@ class SweepProgress(tune.Callback):
     """The default view (a Tune callback on the driver). `out`: a stream; `tty`: redraw in place
     (default: whether `out` is a terminal). Picklable: Tune saves its callbacks with the experiment."""
 
-    def __init__(self, num_trials: int, out=None, tty: bool | None = None, clock=time.monotonic):
+    def __init__(self, num_trials: int, out=None, tty: bool | None = None, clock=time.monotonic, cost=None):
         self.num_trials = num_trials
         self._out, self._tty, self.clock = out, tty, clock
+        self.cost = cost  # tokensweep.sweep.budget.TrialCost: device-hours spent and the plan's remaining estimate
         self._reset()
 
     def _reset(self) -> None:
@@ -351,7 +353,24 @@ class SweepProgress(tune.Callback):
         text += f", {len(running)} running"
         if self.first_start is not None:
             text += f"  {fmt_duration(self.clock() - self.first_start)} elapsed, ETA {fmt_duration(self.eta_s())}"
+        if self.cost is not None and self.cost.planned:
+            text += self.cost_text()
         return text
+
+    def cost_text(self) -> str:
+        """This session's device-hours spent, the plan's estimate of what is left (scaled by what finished trials
+        took against their plan) and the ETA it gives on the devices the running trials hold."""
+        c, now = self.cost, self.clock()
+        spent = sum(c.hours((s.ended or now) - s.started) for s in self.trials.values())
+        done = [s for s in self.trials.values() if s.status == "finished"]
+        planned_done = sum(c.planned_hours(s.name) for s in done)
+        factor = sum(c.hours(s.ended - s.started) for s in done) / planned_done if planned_done else 1.0
+        running = self.running()
+        left = sum(max(0.0, c.planned_hours(s.name) - c.hours(now - s.started)) for s in running)
+        left += max(0, self.num_trials - len(self.trials) - self.earlier) * c.default_h
+        left *= factor
+        eta = left * 3600 / (c.devices * max(1, len(running)))
+        return f"; {spent:.3g} device-h spent, {left:.3g} left by the plan, ETA {fmt_duration(eta)}"
 
     def event(self, text: str) -> None:
         ended = self.ended()

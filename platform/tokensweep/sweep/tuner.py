@@ -224,28 +224,42 @@ class GridSearcher(Searcher):
     is where it got to (the configs themselves come back with the pickled Tuner on --resume).
     """
 
-    def __init__(self, configs: list[dict]):
+    gate = None  # also for a grid pickled before budgets existed, restored by --resume
+
+    def __init__(self, configs: list[dict], gate=None):
         super().__init__()
         self._configs = configs
         self._next = 0
+        self.gate = gate  # tokensweep.sweep.budget.BudgetGate: whether the next trial fits the budget
 
     def suggest(self, trial_id: str):
         if self._next >= len(self._configs):
             return Searcher.FINISHED
         config = self._configs[self._next]
+        if self.gate is not None and not self.gate.allows(config["variant"]):
+            if self.gate.running:
+                return None  # asked again as they end: what they spent may leave room
+            self.gate.not_started = [c["variant"] for c in self._configs[self._next :]]
+            return Searcher.FINISHED
+        if self.gate is not None:
+            self.gate.started(trial_id, config["variant"])
         self._next += 1
         return config
 
     def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
-        pass  # a grid learns nothing from results
+        if self.gate is not None:  # a grid learns nothing from results, only what they cost
+            self.gate.ended(trial_id)
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "w") as f:
-            json.dump({"next": self._next}, f)
+            json.dump({"next": self._next, "spent_h": self.gate.spent_h if self.gate is not None else 0.0}, f)
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path) as f:
-            self._next = int(json.load(f)["next"])
+            state = json.load(f)
+        self._next = int(state["next"])
+        if self.gate is not None:
+            self.gate.spent_h = float(state.get("spent_h", 0.0))
 
 
 class OptunaSpace:

@@ -100,7 +100,7 @@ class MlflowTrialLogger(tune.Callback):
     its tracker and write queue are made on first use, in the process that runs it."""
 
     def __init__(self, tracking_uri: str, sweep_name: str, experiment_id: str, parent_run_id: str, describe: Describe,
-                 finished=None, new_parent: bool = False):  # fmt: skip
+                 finished=None, new_parent: bool = False, cost=None):  # fmt: skip
         """`new_parent`: this process created the parent run (SweepTracker.new_parent), so no trial has a run
         yet that this callback did not make: it need not ask MLflow for one before each trial's creation."""
         self.tracking_uri, self.sweep_name = tracking_uri, sweep_name
@@ -108,6 +108,8 @@ class MlflowTrialLogger(tune.Callback):
         self.describe = describe
         self.new_parent = new_parent
         self.finished = finished  # FinishedTrials of a resumed sweep: their runs are not written again
+        self.cost = cost  # tokensweep.sweep.budget.TrialCost: the devices a trial holds, its planned hours
+        self._started = {}  # trial_id -> when this session started it
         self._tracker = self._pending = None
         self._trials = self._status = None  # see outcomes()
         self._next_check = 0.0  # check_store
@@ -115,7 +117,7 @@ class MlflowTrialLogger(tune.Callback):
     def __getstate__(self):
         # no clients, no connections, no trials; and a copy may run in another session (a restored
         # experiment, a Ray Client sweep): there, runs it did not make may exist
-        return {**self.__dict__, "_tracker": None, "_pending": None, "_trials": None, "_status": None, "new_parent": False}
+        return {**self.__dict__, "_tracker": None, "_pending": None, "_trials": None, "_status": None, "_started": {}, "new_parent": False}
 
     @property
     def tracker(self) -> SweepTracker:
@@ -210,6 +212,7 @@ class MlflowTrialLogger(tune.Callback):
     def on_trial_start(self, iteration, trials, trial, **info):
         self._set_status(trial, "RUNNING")
         self.check_store(now=True)  # a run is never created in a store that replaced the sweep's
+        self._started[trial.trial_id] = time.time()
         self._submit("start trial run", self._start, trial)
 
     def _start(self, trial) -> None:
@@ -250,7 +253,15 @@ class MlflowTrialLogger(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._set_status(trial, "TERMINATED")
-        self._submit("finish trial run", self._complete, trial, dict(trial.last_result or {}))
+        self._submit("finish trial run", self._complete, trial, {**(trial.last_result or {}), **self._cost_of(trial)})
+
+    def _cost_of(self, trial) -> dict:
+        """device_hours (this session's wall time of the trial x its devices) and planned_device_hours."""
+        started = self._started.pop(trial.trial_id, None)
+        if self.cost is None or started is None:
+            return {}
+        name = TrialPayload.decode(trial.config).name
+        return {"device_hours": self.cost.hours(time.time() - started), "planned_device_hours": self.cost.planned_hours(name)}
 
     def _complete(self, trial, last: dict) -> None:
         run_id = self.tracker.child_id(trial.trial_id)
@@ -261,6 +272,9 @@ class MlflowTrialLogger(tune.Callback):
         if isinstance(epoch, int) and isinstance(epochs, int) and epoch < epochs:
             # stopped by the scheduler (ASHA): a finished run without the final measurements
             self.tracker.tag(run_id, **{T.STOPPED_EARLY: True, T.STOPPED_AT_EPOCH: epoch})
+        cost = {k: last[k] for k in ("device_hours", "planned_device_hours") if k in last}
+        if cost:
+            self.tracker.log_result(run_id, cost, int(epoch or 0))
         self.tracker.end_child(run_id, "FINISHED")
 
     def on_trial_error(self, iteration, trials, trial, **info):

@@ -46,6 +46,7 @@ TRIALS = "tokensweep.trials"
 DIRTY_COMMIT = "tokensweep.git_commit"  # the commit, "-dirty" when tracked files had changes
 FAILED_TRIALS = "tokensweep.failed_trials"
 UNFINISHED_TRIALS = "tokensweep.unfinished_trials"
+BUDGET_NOT_STARTED = "tokensweep.budget_not_started"  # the trials [sweep] budget_hours left unstarted
 STOPPED = "tokensweep.stopped"  # why a sweep stopped before its end ("interrupted", "terminated")
 TRACKING_ERRORS = "tokensweep.tracking_errors"
 TIME_PREFIX = "tokensweep.time."  # + phase: seconds spent in each phase of the sweep

@@ -1,0 +1,316 @@
+"""What a sweep will cost before it runs: device-hours and wall time, from calibrated speeds.
+
+Per distinct architecture of the sweep (model, knobs, batch, precision, threads, workers, data) one
+calibration (trials.measure.calibrate): measured here when this machine has the trials' device,
+else read from a calibration file written by `tokensweep plan --save-calibration` on such a device.
+Here-measured ones are cached per (architecture, device model, batch, precision, threads) in
+$XDG_CACHE_HOME/tokensweep/calibrations. Then, per trial:
+
+    set-up + epochs x (steps x step time + validation + per-epoch reporting) + final measurement
+
+(the first trial of each slot also starts its worker), trials placed in the spec's order on the
+free slots (Tune's order), plus the sweep's fixed costs (Ray's start, MLflow, the bench stage).
+Device-hours are the trials' time x the devices each holds: GPUs for GPU trials, else cores.
+Imports no Ray and touches no MLflow store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tokensweep.errors import SpecError
+
+# Fixed costs of a local sweep, seconds: measured on the smoke sweep (2 cores; `python -m benchmarks plan`
+# prints how far the plan is from the actuals, so a change here shows there)
+SWEEP_FIXED_S = 7.0  # import of Ray and MLflow, the parent run, Ray's shutdown
+RAY_START_S = 6.0
+WORKER_START_S = 7.0  # a trial slot's worker: a process importing torch (reused by the slot's next trials)
+TRIAL_SETUP_S = 1.0  # per trial: its MLflow run, the config handed over, the actor reset
+EPOCH_OVERHEAD_S = 0.3  # per epoch: the checkpoint saved and the result reported
+BENCH_START_S = 4.0  # the bench stage's worker
+BENCH_ARCH_S = 0.5  # per architecture benched: its model built and warmed up
+
+ON_GPU, ON_CPU = "GPU", "CPU"
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    name: str
+    arch: str  # the key of its architecture row
+    trial_s: float
+    devices: float  # GPUs (GPU trials) or cores it holds
+
+    @property
+    def device_hours(self) -> float:
+        return self.trial_s * self.devices / 3600
+
+
+@dataclass
+class Plan:
+    sweep: str
+    device_kind: str  # GPU | CPU
+    slots: int
+    trials: list[PlannedTrial]
+    architectures: list[dict]
+    fixed_s: float
+    wall_s: float
+    span: dict = field(default_factory=dict)  # optuna: the cheapest and dearest trial of the space
+
+    @property
+    def device_hours(self) -> float:
+        return sum(t.device_hours for t in self.trials)
+
+    def planned_hours(self) -> dict[str, float]:
+        """Trial name -> planned device-hours (grid trials; a search's trials are named as Tune runs them)."""
+        return {t.name: t.device_hours for t in self.trials}
+
+    def to_json(self) -> dict:
+        return {
+            "sweep": self.sweep,
+            "trials": len(self.trials),
+            "device": self.device_kind,
+            "slots": self.slots,
+            "device_hours": self.device_hours,
+            "wall_s": self.wall_s,
+            "fixed_s": self.fixed_s,
+            "architectures": self.architectures,
+            "per_trial": [{**asdict(t), "device_hours": t.device_hours} for t in self.trials],
+            **({"span": self.span} if self.span else {}),
+        }
+
+    def lines(self) -> list[str]:
+        unit = "GPU-hours" if self.device_kind == ON_GPU else "core-hours"
+        out = [f"plan {self.sweep!r}: {len(self.trials)} trial(s) on {self.slots} {self.device_kind} slot(s)"]
+        width = max(len(a["name"]) for a in self.architectures)
+        out.append(f"  {'architecture':<{width}}  {'train img/s':>11}  {'loader img/s':>12}  {'trial':>9}  source")
+        for a in self.architectures:
+            out.append(f"  {a['name']:<{width}}  {a['train_images_per_sec']:>11,.0f}  {a['loader_images_per_sec']:>12,.0f}  "
+                       f"{_duration(a['trial_s']):>9}  {a['source']}")  # fmt: skip
+        if self.span:
+            out.append(f"  search span: {_duration(self.span['cheapest_s'])} to {_duration(self.span['dearest_s'])} per trial")
+        out.append(f"total: {self.device_hours:.3g} {unit}, wall {_duration(self.wall_s)} "
+                   f"(fixed {_duration(self.fixed_s)}: Ray, MLflow, bench)")  # fmt: skip
+        return out
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}min"
+    return f"{seconds / 3600:.1f}h"
+
+
+# --- what runs where ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Resources:
+    """The cluster the plan is for: --gpus / --cpus, else this machine."""
+
+    gpus: int | None = None
+    cpus: int | None = None
+
+
+def device_kind(spec, resources: Resources) -> str:
+    if spec.gpus is not None:
+        return ON_GPU if spec.gpus > 0 else ON_CPU
+    return ON_GPU if (resources.gpus if resources.gpus is not None else _local_gpus()) > 0 else ON_CPU  # auto
+
+
+def _local_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def slots_of(spec, resources: Resources, kind: str) -> int:
+    if kind == ON_GPU:
+        gpus = resources.gpus if resources.gpus is not None else _local_gpus()
+        per_trial = spec.gpus or 1.0
+        if gpus < per_trial:
+            raise SpecError(f"the trials use GPUs (resources.gpus = {per_trial:g} each) but this machine has "
+                            f"{gpus}: pass --gpus N, the GPUs of the cluster they will run on")  # fmt: skip
+        slots = int(gpus // per_trial)
+    else:
+        cpus = resources.cpus if resources.cpus is not None else os.cpu_count() or 1
+        slots = max(1, int(cpus // spec.cpus))
+    return max(1, min(slots, spec.max_concurrent_trials or slots, spec.num_trials))
+
+
+# --- the trials' configurations ----------------------------------------------------------------
+
+
+def trial_configs(spec) -> list[tuple[str, object]]:
+    """(name, TrialConfig) of every trial: a grid's variants; for a search, its cheapest and dearest corner."""
+    if spec.search == "grid":
+        return [(v.name, v.config) for v in spec.variants]
+    from trials import TrialConfig
+
+    from tokensweep.payload import apply_search_values
+
+    low = {p.key: p.low if p.kind != "choice" else min(p.choices) for p in spec.params}
+    high = {p.key: largest(p) for p in spec.params}
+    return [(f"{spec.name}-{end}", TrialConfig.from_dict(apply_search_values(spec.base, values)))
+            for end, values in (("low", low), ("high", high))]  # fmt: skip
+
+
+def largest(p):
+    """The largest value a search parameter can take (a range's last step may fall short of its high)."""
+    if p.kind == "choice":
+        return max(p.choices)
+    return p.low + (p.high - p.low) // p.step * p.step if p.step else p.high
+
+
+def arch_name(config) -> str:
+    knobs = ",".join(f"{k}={v}" for k, v in sorted(config.knobs.items()))
+    return f"{config.model}{'-' + knobs if knobs else ''}"
+
+
+def arch_key(config) -> dict:
+    """What a calibration is valid for, besides the device model."""
+    return {"model": config.model, "knobs": {k: config.knobs[k] for k in sorted(config.knobs)},
+            "img_size": config.spec.img_size, "batch": config.batch_size, "precision": config.precision,
+            "threads": config.threads, "workers": config.loader_workers, "dataset": config.dataset,
+            "data_dir": config.data_dir, "measure": config.measure, "bench_batch": config.bench_batch}  # fmt: skip
+
+
+# --- calibrations: a file, the cache, or measured now --------------------------------------------
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tokensweep" / "calibrations"
+
+
+def read_calibration_file(path: str) -> list[dict]:
+    try:
+        entries = json.loads(Path(path).read_text())["calibrations"]
+    except FileNotFoundError:
+        raise SpecError(f"--calibration {path}: no such file (write one with `tokensweep plan SPEC --save-calibration FILE`)") from None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise SpecError(f"--calibration {path}: not a calibration file ({type(err).__name__}: {err}); "
+                        "write one with `tokensweep plan SPEC --save-calibration FILE`") from None  # fmt: skip
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and "key" in e for e in entries):
+        raise SpecError(f"--calibration {path}: 'calibrations' must be a list of entries with a 'key'")
+    return entries
+
+
+def _portable(key: dict) -> dict:
+    """A key that matches across machines: not where the data lies, nor its threads on a GPU node."""
+    return {k: v for k, v in key.items() if k not in ("data_dir", "threads", "workers")}
+
+
+def calibration_for(config, kind: str, entries: list[dict]):
+    """(Calibration, source) for one architecture: a file's entry, else the cache, else measured here."""
+    from trials.measure.calibrate import Calibration
+
+    key = arch_key(config)
+    for entry in entries:
+        if _portable(entry["key"]) == _portable(key):
+            try:
+                calibration = Calibration.from_dict(entry["calibration"])
+            except (KeyError, TypeError) as err:
+                raise SpecError(f"the calibration file's {arch_name(config)} lacks {err}: write it again with "
+                                "`tokensweep plan SPEC --save-calibration FILE`") from None  # fmt: skip
+            if (kind == ON_GPU) == calibration.device.startswith("cpu"):
+                raise SpecError(f"the calibration file's {arch_name(config)} was measured on {calibration.device!r}, "
+                                f"but the trials run on the {kind}: calibrate on the trials' device")  # fmt: skip
+            return calibration, "file"
+    here = _here_kind()
+    if here != kind:
+        raise SpecError(f"{arch_name(config)}: the trials run on the {kind} and this machine has none to calibrate on: "
+                        "pass --calibration FILE, written by `tokensweep plan SPEC --save-calibration FILE` on such a device")  # fmt: skip
+    return _cached_or_measured(config, key)
+
+
+def _here_kind() -> str:
+    return ON_GPU if _local_gpus() > 0 else ON_CPU
+
+
+def _cached_or_measured(config, key: dict):
+    from trials.measure.calibrate import Calibration, calibrate
+    from trials.measure.env import device_name, resolve_device
+    from vocab.atomic import write_text_atomic
+
+    full = {**key, "device": device_name(resolve_device(config.device))}
+    path = cache_dir() / f"{hashlib.sha256(json.dumps(full, sort_keys=True).encode()).hexdigest()[:20]}.json"
+    try:
+        return Calibration.from_dict(json.loads(path.read_text())["calibration"]), "cache"
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # none yet, or unreadable: measured again
+    calibration = calibrate(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps({"key": full, "calibration": calibration.to_dict()}))
+    return calibration, "measured"
+
+
+# --- the estimate ------------------------------------------------------------------------------
+
+
+def trial_seconds(config, calibration) -> float:
+    epoch_s = calibration.epoch_s(config.batch_size, config.max_steps_per_epoch) + EPOCH_OVERHEAD_S
+    return TRIAL_SETUP_S + calibration.setup_s + config.epochs * epoch_s + calibration.measure_s
+
+
+def makespan(durations: list[float], slots: int) -> float:
+    """Trials started in order, each on the first slot to come free (what Tune does with equal requests)."""
+    free = [0.0] * slots
+    for d in durations:
+        heapq.heappush(free, heapq.heappop(free) + d)
+    return max(free)
+
+
+def bench_seconds(spec, calibrations: dict) -> float:
+    """The bench stage: every architecture's inference timed alone (repeats x steps batches)."""
+    if not spec.bench:
+        return 0.0
+    total = BENCH_START_S
+    for calibration, key in calibrations.values():
+        batch = spec.bench_batch or key["bench_batch"]
+        total += BENCH_ARCH_S + spec.bench_repeats * spec.bench_steps * batch / calibration.eval_images_per_sec
+    return total
+
+
+def plan_sweep(spec, resources: Resources = Resources(), entries: list[dict] = ()) -> tuple[Plan, dict]:
+    """The plan, and the calibrations it used (architecture name -> (Calibration, its key))."""
+    kind = device_kind(spec, resources)
+    slots = slots_of(spec, resources, kind)
+    named = trial_configs(spec)
+    calibrations, rows = {}, []
+    for _, config in named:
+        name = arch_name(config)
+        if name not in calibrations:
+            calibration, source = calibration_for(config, kind, list(entries))
+            calibrations[name] = (calibration, arch_key(config))
+            rows.append(_row(name, config, calibration, source))
+    seconds = [trial_seconds(c, calibrations[arch_name(c)][0]) for _, c in named]
+    span = {}
+    if spec.search != "grid":  # every trial planned at the mean of the space's two corners
+        span = {"cheapest_s": min(seconds), "dearest_s": max(seconds), "num_samples": spec.num_samples,
+                "confirm_seeds": len(spec.confirm_seeds)}  # fmt: skip
+        named = [(f"trial {i}", None) for i in range(spec.num_samples)]
+        seconds = [sum(seconds) / len(seconds)] * spec.num_samples
+    devices = (spec.gpus or 1.0) if kind == ON_GPU else spec.cpus
+    trials = [PlannedTrial(name, arch_name(c) if c else "span", s + (WORKER_START_S if i < slots else 0.0), devices)
+              for i, ((name, c), s) in enumerate(zip(named, seconds))]  # fmt: skip
+    fixed = SWEEP_FIXED_S + RAY_START_S + bench_seconds(spec, calibrations)
+    wall = fixed + makespan([t.trial_s for t in trials], slots)
+    return Plan(spec.name, kind, slots, trials, rows, fixed, wall, span), calibrations
+
+
+def _row(name: str, config, calibration, source: str) -> dict:
+    return {"name": name, "model": config.model, "knobs": dict(config.knobs),
+            "train_images_per_sec": calibration.train_images_per_sec,
+            "loader_images_per_sec": calibration.loader_images_per_sec,
+            "eval_images_per_sec": calibration.eval_images_per_sec,
+            "trial_s": trial_seconds(config, calibration), "source": source, "device": calibration.device}  # fmt: skip
+
+
+def calibration_file(used: dict) -> str:
+    """The calibrations a plan used, as `--save-calibration` writes them."""
+    return json.dumps({"calibrations": [{"key": key, "calibration": c.to_dict()} for c, key in used.values()]}, indent=1)
