@@ -200,7 +200,7 @@ def test_report_from_a_parquet_export(tmp_path, capsys):
     import pyarrow.parquet as pq
 
     parquet = tmp_path / "runs.parquet"
-    pq.write_table(runs_table(CONV, SUPERTOKEN).drop_columns([vocab.BENCH_REPEATS]), parquet)  # an export has none
+    pq.write_table(runs_table(CONV, SUPERTOKEN).drop_columns([vocab.BENCH_REPEATS]), parquet)  # an older export has none
     assert main(["report", "case", "--runs", str(parquet), "--format", "csv"]) == 0
     rows = {r["metric"]: r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
     assert rows["top1"]["resolved"] == "true"
