@@ -52,11 +52,11 @@ steps = 3
 def test_optuna_and_the_dashboard_agree_on_a_users_data_and_embedding(tmp_path, ray_token_env):
     from trials.data import write_imagefolder
 
-    data = write_imagefolder(tmp_path / "digits", classes=4, train_per_class=16, val_per_class=6, img_size=32, seed=3)
+    data = write_imagefolder(tmp_path / "digits", classes=4, train_per_class=48, val_per_class=10, img_size=32, seed=3)
     (tmp_path / "my_embeddings.py").write_text(PLUGIN)
     (tmp_path / "mine.toml").write_text(SPEC)
     run_cli(["run", "mine.toml", "--smoke", "--data-dir", data, "--num-cpus", "2", "--quiet",
-             "--set", "search.num_samples=4", "--set", "trial.epochs=2"],
+             "--set", "search.num_samples=4", "--set", "trial.epochs=3"],
             cwd=tmp_path, env=ray_token_env, timeout=600, check_rc=0)  # fmt: skip
     run_cli(["dashboard", "mine-optuna", "--out", tmp_path / "dash"], cwd=tmp_path, env=ray_token_env, timeout=300, check_rc=0)
 
