@@ -95,7 +95,8 @@ def test_every_output_gives_the_same_verdict(tmp_path):
     assert super_minus_conv[5].endswith(", resolved"), super_minus_conv
 
     lines = progress.findings(bench_table(CONV, SUPERTOKEN), [("conv", CONV[2]), ("st", SUPERTOKEN[2])], sweep="case")
-    assert "images/sec (bench, 7 repeats, paired t over the bench's repeats): 1 of 1 difference(s) resolved (conv > st)" in lines[1]
+    assert ("inference throughput, benched alone (images/s), 7 repeats, paired t over the bench's repeats: 1 of 1 "
+            "difference(s) resolved (conv > st)") in lines[1]
     assert lines[2] == "  top-1 (3 seeds, Welch over seeds): 1 of 1 difference(s) resolved (conv > st)"
 
 
