@@ -14,15 +14,13 @@ from dashboards.configurations import BENCH, BENCH_METHOD
 from dashboards.differences import (METRICS, THROUGHPUT, TOP1, Config, PairDifference,
                                     adjustment_note, all_differences, sweep_configurations)  # fmt: skip
 from dashboards.errors import InputError
-from dashboards.runs import param_columns, sorted_rows
+from dashboards.runs import label, param_columns, sorted_rows
 from dashboards.stats import ADJUSTMENTS
 from dashboards.style import SIZE_METRICS, human, with_interval
 
 FORMATS = ("md", "latex", "csv")
 CSV_COLUMNS = ("metric", "a", "b", "difference", "ci_low", "ci_high", "resolved", "method", "adjustment")
-CONFIG_HEADERS = ("configuration", "n", "top-1 (%)", "images/sec", "params", "embedding params", "FLOPs")
 DIFF_HEADERS = ("metric", "a − b", "difference", "95% interval", "resolved", "method")
-METRIC_LABELS = {TOP1: "top-1 (%)", THROUGHPUT: "images/sec"}
 
 
 @dataclass(frozen=True)
@@ -34,9 +32,21 @@ class Report:
     baseline: str | None
 
     @property
+    def benched(self) -> bool:
+        return any(_benched(c.summaries[THROUGHPUT]) for c in self.configs)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Each metric by vocab's label of the figure reported: the words of the dashboard's axes."""
+        return {TOP1: label(TOP1), THROUGHPUT: label(BENCH if self.benched else THROUGHPUT)}
+
+    @property
+    def config_headers(self) -> tuple[str, ...]:
+        return ("configuration", "n", self.labels[TOP1], self.labels[THROUGHPUT], "params", "embedding params", "FLOPs")
+
+    @property
     def throughput_figure(self) -> str:
-        benched = any(_benched(c.summaries[THROUGHPUT]) for c in self.configs)
-        return "the bench's figure (measured alone; interval of its median)" if benched else "in-trial, over seeds"
+        return "the bench's figure (measured alone; interval of its median)" if self.benched else "in-trial, over seeds"
 
     def notes(self) -> list[str]:
         per_metric = len(self.differences) // len(METRICS)
@@ -44,7 +54,7 @@ class Report:
         adjusted = adjustment_note(per_metric, self.adjust)
         return [
             f"{len(self.configs)} configurations (finished runs; seeds grouped by configuration), {against}.",
-            f"images/sec: {self.throughput_figure}.",
+            f"{self.labels[THROUGHPUT]}: {self.throughput_figure}.",
             "A difference is resolved when its 95% interval excludes 0 (top-1 and in-trial images/sec: Welch over "
             "seeds; bench images/sec: paired t over the bench's repeats)" + (f"; {adjusted}." if adjusted else "."),
         ]
@@ -85,10 +95,10 @@ def verdict(pair: PairDifference) -> str:
     return {True: "yes", False: "no", None: "–"}[pair.difference.resolved]
 
 
-def difference_cells(pair: PairDifference) -> list[str]:
+def difference_cells(pair: PairDifference, labels: dict[str, str]) -> list[str]:
     d = pair.difference
     interval = "–" if d.low is None else f"[{_number(d.low, pair.metric)}, {_number(d.high, pair.metric)}]"
-    return [METRIC_LABELS[pair.metric], f"{pair.a} − {pair.b}", _number(d.mean, pair.metric), interval, verdict(pair),
+    return [labels[pair.metric], f"{pair.a} − {pair.b}", _number(d.mean, pair.metric), interval, verdict(pair),
             d.method]  # fmt: skip
 
 
@@ -100,9 +110,9 @@ def _markdown_table(headers, rows) -> list[str]:
 
 def markdown(report: Report) -> str:
     lines = [f"# {report.experiment}: configurations and their differences", "", *report.notes(), "",
-             "## Configurations", "", *_markdown_table(CONFIG_HEADERS, [config_cells(c) for c in report.configs]), "",
+             "## Configurations", "", *_markdown_table(report.config_headers, [config_cells(c) for c in report.configs]), "",
              "## Differences", ""]  # fmt: skip
-    rows = [difference_cells(p) for p in report.differences]
+    rows = [difference_cells(p, report.labels) for p in report.differences]
     lines += _markdown_table(DIFF_HEADERS, rows) if rows else ["(one configuration: no difference)"]
     return "\n".join(lines) + "\n"
 
@@ -129,9 +139,9 @@ def latex(report: Report) -> str:
              r"\setlength{\oddsidemargin}{-1.5cm}", r"\begin{document}", r"\small",
              rf"\section*{{{latex_escape(report.experiment)}: configurations and their differences}}",
              *(latex_escape(n) + "\n" for n in report.notes()), r"\subsection*{Configurations}",
-             *_latex_table(CONFIG_HEADERS, [config_cells(c) for c in report.configs], "lrllrrr"),
+             *_latex_table(report.config_headers, [config_cells(c) for c in report.configs], "lrllrrr"),
              r"\subsection*{Differences}"]  # fmt: skip
-    rows = [difference_cells(p) for p in report.differences]
+    rows = [difference_cells(p, report.labels) for p in report.differences]
     lines += _latex_table(DIFF_HEADERS, rows, "llrrll") if rows else ["One configuration: no difference."]
     return "\n".join([*lines, r"\end{document}"]) + "\n"
 

@@ -95,7 +95,8 @@ def test_every_output_gives_the_same_verdict(tmp_path):
     assert super_minus_conv[5].endswith(", resolved"), super_minus_conv
 
     lines = progress.findings(bench_table(CONV, SUPERTOKEN), [("conv", CONV[2]), ("st", SUPERTOKEN[2])], sweep="case")
-    assert "images/sec (bench, 7 repeats, paired t over the bench's repeats): 1 of 1 difference(s) resolved (conv > st)" in lines[1]
+    assert ("inference throughput, benched alone (images/s), 7 repeats, paired t over the bench's repeats: 1 of 1 "
+            "difference(s) resolved (conv > st)") in lines[1]
     assert lines[2] == "  top-1 (3 seeds, Welch over seeds): 1 of 1 difference(s) resolved (conv > st)"
 
 
@@ -200,7 +201,7 @@ def test_report_from_a_parquet_export(tmp_path, capsys):
     import pyarrow.parquet as pq
 
     parquet = tmp_path / "runs.parquet"
-    pq.write_table(runs_table(CONV, SUPERTOKEN).drop_columns([vocab.BENCH_REPEATS]), parquet)  # an export has none
+    pq.write_table(runs_table(CONV, SUPERTOKEN).drop_columns([vocab.BENCH_REPEATS]), parquet)  # an older export has none
     assert main(["report", "case", "--runs", str(parquet), "--format", "csv"]) == 0
     rows = {r["metric"]: r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
     assert rows["top1"]["resolved"] == "true"

@@ -98,7 +98,7 @@ def test_bench_stage_killed_resumed_and_benched_again(tmp_path, ray_head):
     assert sum(c.data.metrics["concurrent_trials"] for c in children) >= 1  # 4 trials, 2 at a time
     assert artifact_names(parent, db) == {"architectures.json", f"{stage_id}.csv", f"{stage_id}.json"}
     assert f"bench {stage_id}: 4 architecture(s) alone on cpu" in resumed.stdout
-    assert "differences (resolved: the 95% interval of the difference excludes 0" in resumed.stdout and "images/sec (bench, 3 repeats" in resumed.stdout
+    assert "differences (resolved: the 95% interval of the difference excludes 0" in resumed.stdout and "benched alone (images/s), 3 repeats" in resumed.stdout
 
     # later, on demand: a second bench beside the first, never over it
     again = run_cli(["bench", "--sweep", "smoke", "--repeats", "3", "--steps", "3"], cwd=tmp_path, env=env, timeout=300, check_rc=0)

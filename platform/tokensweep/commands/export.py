@@ -55,10 +55,11 @@ def sweep_in(path: Path) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     from dashboards.configurations import configurations_table
+    from tokensweep.commands.report import with_bench_repeats
     from tokensweep.tracking.export import runs_table, write_parquet
 
     configs_path = configurations_path(args.out)
-    table = runs_table(args.experiment, args.tracking_uri, args.all_sweeps)
+    table = with_bench_repeats(runs_table(args.experiment, args.tracking_uri, args.all_sweeps), args.tracking_uri)
     configs = configurations_table(table)
     for target in (Path(args.out), configs_path):
         held = sweep_in(target)

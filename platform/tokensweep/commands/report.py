@@ -3,7 +3,7 @@ interval of each difference and whether it is resolved, as Markdown, LaTeX or CS
 
 Reads the runs for itself and for `tokensweep dashboard` (`read_runs`): from MLflow, with the
 bench's per-repeat figures (the bench tables on the sweep's parent run) that the images/sec
-differences are computed from, or from a Parquet file of `tokensweep export`.
+differences are computed from, or from a Parquet file of `tokensweep export`, which carries them too.
 """
 
 import argparse
@@ -40,8 +40,8 @@ def add_runs_arguments(p) -> None:
         "--tracking-uri",
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in this directory)",
     )
-    source.add_argument("--runs", metavar="PARQUET", help="read runs from this `tokensweep export` file, not MLflow "
-                        "(it holds no bench repeats: images/sec differences then have no interval)")  # fmt: skip
+    source.add_argument("--runs", metavar="PARQUET", help="read runs from this `tokensweep export` file (with the "
+                        "bench's repeats, as MLflow gives them), not MLflow")  # fmt: skip
     p.add_argument("--all-sweeps", action="store_true",
                    help="include the trials of every sweep in the experiment (default: the newest sweep's only)")  # fmt: skip
 

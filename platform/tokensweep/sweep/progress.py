@@ -34,7 +34,9 @@ import time
 
 from ray import tune
 
+from dashboards.configurations import BENCH
 from dashboards.differences import THROUGHPUT, TOP1, Config, PairDifference, metric_differences, pairs
+from dashboards.runs import label
 from dashboards.stats import PAIRED, UNADJUSTED, WELCH, Summary, summarize
 from tokensweep.payload import TrialPayload
 from tokensweep.tracking.callback import ENDED, failure_reason
@@ -79,7 +81,7 @@ def throughput_line(table: dict | None, sweep: str) -> str | None:
         return None
     bench_id = table.get("bench_id") or "bench"
     configs = [Config(r["label"], [], {THROUGHPUT: bench_summary(r, bench_id)}) for r in table["rows"]]
-    return line(f"images/sec (bench, {table['repeats']} repeats, {PAIRED})", configs, THROUGHPUT, sweep)
+    return line(f"{label(BENCH)}, {table['repeats']} repeats, {PAIRED}", configs, THROUGHPUT, sweep)  # the report's words
 
 
 def config_label(name: str) -> str:
