@@ -33,6 +33,11 @@ PARAM_KEYS = ("low", "high", "step", "log", "choices")
 # a field with none of these is checked by its section's own code. `unset`: the default is derived.
 
 
+def mode_of_metric(got: dict) -> str:
+    """A mode's default: the direction of the metric read before it."""
+    return DEFAULT_MODES.get(got["metric"], "max")
+
+
 def positive(v) -> bool:
     return v > 0
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import vocab
 from trials.data.listing import SPLITS
 from tokensweep.errors import SpecError
 from tokensweep.spec.context import jsonable, suggest
 from tokensweep.spec.context import SpecContext
 from tokensweep.spec.grid import build_grid
-from tokensweep.spec.model import DATA_ENV, DEFAULT_MODES, NAME_RE, SECTIONS, SweepSpec, section_field, section_keys
+from tokensweep.spec.model import DATA_ENV, NAME_RE, SECTIONS, SweepSpec, mode_of_metric, section_field, section_keys
 from tokensweep.spec.search import build_search
 
 
@@ -36,8 +35,8 @@ def build_spec(ctx: SpecContext, data_dir_flag: str | None, environ, smoke: bool
     ctx.check_trial_keys("trial", base)
     base_where = {k: f"trial.{k}" for k in base}
     resolve_data(ctx, base, base_where, data_dir_flag, environ, shrunk)
-    fields.update(_resources(ctx))
-    fields.update(_failure_and_tracking(ctx))
+    for section in ("resources", "failure", "tracking"):  # their keys are SweepSpec's fields
+        fields.update(ctx.section(section))
     fields.update(_bench(ctx))
     platform_values = _platform_values(fields)
     if has_search:
@@ -82,7 +81,7 @@ def _sweep_section(ctx: SpecContext, sweep: dict) -> tuple[dict, int]:
     name = sweep["name"]
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise ctx.err("sweep.name", f"must be 1-100 letters, digits, '_', '-' or '.', starting with a letter or digit, got {name!r}")
-    got = ctx.section("sweep", {"mode": lambda got: DEFAULT_MODES.get(got["metric"], "max")})
+    got = ctx.section("sweep", {"mode": mode_of_metric})
     return {k: got[k] for k in ("name", "description", "metric", "mode", "seeds")}, got["max_trials"]
 
 
@@ -101,14 +100,6 @@ def load_plugins(ctx: SpecContext, sweep: dict) -> tuple[str, ...]:
     except PluginError as err:
         raise ctx.err("sweep.plugins", str(err)) from None
     return tuple(dict.fromkeys([*ctx.flag_plugins, *plugins]))
-
-
-def _resources(ctx: SpecContext) -> dict:
-    return ctx.section("resources")
-
-
-def _failure_and_tracking(ctx: SpecContext) -> dict:
-    return {**ctx.section("failure"), **ctx.section("tracking")}
 
 
 def _bench(ctx: SpecContext) -> dict:
@@ -197,8 +188,7 @@ def build_scheduler(ctx: SpecContext, epochs: int, fields: dict) -> dict:
         if extra:
             raise ctx.err(f"scheduler.{extra[0]}", 'only applies to type = "asha"')
         return dict(scheduler="fifo")
-    got = ctx.section("scheduler", {"metric": fields["metric"], "max_t": epochs,
-                                    "mode": lambda got: DEFAULT_MODES.get(got["metric"], "max")})  # fmt: skip
+    got = ctx.section("scheduler", {"metric": fields["metric"], "mode": mode_of_metric, "max_t": epochs})
     if fields.get("search") == "optuna" and len(fields["objectives"]) > 1:
         raise ctx.err(
             "scheduler.type",
