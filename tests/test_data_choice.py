@@ -104,13 +104,14 @@ def test_the_data_variable_serves_only_data_sets_that_need_a_path(folder):
 
 @pytest.mark.parametrize("source", ["flag", "spec", "env", "set"])
 def test_smoke_keeps_a_given_data_path(folder, source):
-    text = (SWEEPS / "channels-optuna.toml").read_text()
+    spec = SWEEPS / "channels-optuna.toml"  # its source: the recipe it extends is found beside it
+    text = spec.read_text()
     overrides = ['trial.dataset="imagefolder"']
     if source == "spec":
-        text = text.replace('dataset = "imagenet100"', f'dataset = "imagenet100"\ndata_dir = "{folder}"')
+        text = text.replace("[trial]\n", f'[trial]\ndata_dir = "{folder}"\n')
     if source == "set":
         overrides.append(f'trial.data_dir="{folder}"')
-    s = parse_spec(text, "c.toml", overrides, smoke=True, data_dir=str(folder) if source == "flag" else None,
+    s = parse_spec(text, str(spec), overrides, smoke=True, data_dir=str(folder) if source == "flag" else None,
                    environ={"TOKENSWEEP_DATA": str(folder)} if source == "env" else {})  # fmt: skip
     assert s.smoke and (s.base["dataset"], s.base["data_dir"], s.base["epochs"]) == ("imagefolder", str(folder), 6)
 

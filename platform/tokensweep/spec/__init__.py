@@ -18,14 +18,18 @@ Sections (docs/sweeps.md is the full reference):
     [tracking]   system_metrics, system_metrics_interval_s
     [bench]      enabled, batch, repeats, steps: every architecture benched alone after the trials
 
+A spec may start with `extends = "FILE"` (relative to its folder): it is laid over that file's tables
+(merged key by key, arrays replaced).
+
 An embedding's knobs (cluster_iters, conv_depth, ... or a plugin's) set in [trial] or [grid] apply to
 the trials whose embedding declares them and are dropped from the others; trials that become
 identical are merged. If no trial's embedding declares one, setting it is an error, as it is in a
 [[variants]] table beside a model without it.
 
-The package: model.py (the spec's keys, SweepSpec), source.py (reading, `--set`, `--smoke`,
-locations), context.py (what the checks report through, the predicates they share), validate.py (the
-sections), grid.py (the trials of a grid, their names), search.py (an Optuna search's ranges).
+The package: model.py (the sections, each key's default, rule and help; SweepSpec), source.py
+(reading, `extends`, `--set`, `--smoke`, locations), context.py (what the checks report through, the
+generic section reader, the predicates they share), validate.py (the sections), grid.py (the trials of
+a grid, their names), search.py (an Optuna search's ranges).
 """
 
 from tokensweep.spec.model import DATA_ENV, SearchParam, SweepSpec, TrialVariant

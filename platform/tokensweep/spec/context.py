@@ -10,12 +10,13 @@ checked by building its TrialConfig, whose error carries the option it is about 
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from difflib import get_close_matches
 
 from tokensweep.errors import SpecError
 from tokensweep.payload import INDEXED
-from tokensweep.spec.model import DATA_ENV
+from tokensweep.spec.model import DATA_ENV, SECTION_TYPES
 from vocab.values import is_int, is_number
 
 
@@ -73,6 +74,41 @@ class SpecContext:
                     f"{section}.{key}",
                     f"is not a known option of [{section}]{suggest(key, allowed)}; known: {', '.join(allowed)}",
                 )
+
+    def section(self, name: str, defaults: dict | None = None) -> dict:
+        """[name] read as its *Section declares it (model.py): every key checked, an absent one its default.
+        `defaults`: the defaults derived from elsewhere, each a value or a function of the keys read before it."""
+        table = self.table(name)
+        declared = dataclasses.fields(SECTION_TYPES[name])
+        self.check_keys(name, table, [f.name for f in declared])
+        got: dict = {}
+        for f in declared:
+            default = (defaults or {}).get(f.name, f.default)
+            got[f.name] = self.declared_option(name, table, f, default(got) if callable(default) else default, got)
+        return got
+
+    def declared_option(self, section: str, table: dict, f: dataclasses.Field, default, got: dict):
+        """One key as its field's metadata rules; a key with no rule there is returned as given."""
+        m, key = f.metadata, f.name
+        if m.get("auto") and table.get(key) == "auto":
+            return default
+        if "minimum" in m:
+            maximum = got[m["maximum"]] if isinstance(m.get("maximum"), str) else m.get("maximum")
+            return self.int_opt(section, table, key, default, m["minimum"], maximum)
+        if "check" in m:
+            return self.num_opt(section, table, key, default, m["check"], m["rule"])
+        if "choices" in m:
+            return self.choice_opt(section, table, key, default, m["choices"])
+        if "metrics" in m:
+            return self.metric_opt(section, table, key, default, m["metrics"])
+        if m.get("seeds"):
+            return self.int_list(section, table, key)
+        if m.get("boolean"):
+            return self.option(section, table, key, default, lambda v: isinstance(v, bool),
+                               lambda v: f"must be true or false, got {v!r}")  # fmt: skip
+        if m.get("string"):
+            return self.option(section, table, key, default, lambda v: isinstance(v, str), lambda v: f"must be a string, got {v!r}")
+        return table.get(key, default)
 
     def option(self, section: str, table: dict, key: str, default, ok, complaint):
         """table[key] if `ok(value)`, `default` if the key is absent; else an error at the key, `complaint(value)`."""

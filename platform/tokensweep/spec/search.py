@@ -6,24 +6,22 @@ import vocab
 from tokensweep.payload import INDEXED, apply_search_values, fmt_value
 from tokensweep.spec.context import SpecContext, jsonable, root_key, suggest
 from tokensweep.spec.grid import with_platform
-from tokensweep.spec.model import MODES, PARAM_KEYS, SECTION_KEYS, SearchParam
+from tokensweep.spec.model import MODES, PARAM_KEYS, SearchParam, section_keys
 from vocab.values import is_int, is_number
 
 NOT_SEARCHABLE = ("model", "embedding", "backbone", "dataset", "data_dir", "device")
 
 
 def build_search(checker: SpecContext, base: dict, base_where: dict, platform: dict) -> dict:
-    from trials.config import MAX_SEED
-
     search = checker.table("search")
-    checker.check_keys("search", search, SECTION_KEYS["search"])
+    checker.check_keys("search", search, section_keys("search"))
     algorithm = search.get("algorithm")
     if algorithm is None:
         raise checker.err("search", '[search] needs algorithm = "optuna"')
     if algorithm != "optuna":
         raise checker.err("search.algorithm", f'must be "optuna", got {algorithm!r}{suggest(algorithm, ["optuna"])}')
-    num_samples = checker.int_opt("search", search, "num_samples", 10, 1, 100_000)
-    seed = checker.int_opt("search", search, "seed", None, 0, MAX_SEED)  # the sampler's numpy seed
+    got = checker.section("search")
+    num_samples, seed, confirm = got["num_samples"], got["seed"], got["confirm_seeds"]
 
     objectives_doc = search.get("objectives")
     if objectives_doc is None:
@@ -52,7 +50,6 @@ def build_search(checker: SpecContext, base: dict, base_where: dict, platform: d
     base = {k: v for k, v in base.items() if k not in ("embedding", "backbone")}
     checker.require_data(base, where)
     params = [search_param(checker, key, spec, base) for key, spec in params_doc.items()]
-    confirm = checker.int_list("search", search, "confirm_seeds")
     # every objective must be in the last report
     if not base.get("measure", True):
         for metric, _ in objectives:

@@ -17,6 +17,7 @@ from tokensweep.spec.validate import build_spec
 # tiny recipe, is trials.SMOKE; both apply before --set, so --set still changes anything.
 SMOKE_RESOURCES = {"cpus": 1, "gpus": 0}
 SMOKE_NUM_SAMPLES = 3
+EXTENDS = "extends"  # a top-level key: the spec file this one is laid over
 MAX_TOML_DEPTH = 32  # arrays and tables within each other: a spec needs 4; Python's own parser stops near 500
 
 _HEADER_AOT = re.compile(r"^\[\[\s*([^\]]+?)\s*\]\]")
@@ -55,11 +56,14 @@ def key_lines(text: str) -> dict[str, int]:
 
 
 class _Locator:
-    """Turns a dotted key into 'file:line: key' (or '--set key') for error messages."""
+    """Turns a dotted key into 'file:line: key' (or '--set key') for error messages: the line of the
+    file that set the key, the spec's own or a file it extends."""
 
-    def __init__(self, source: str, text: str, set_keys: dict[str, str]):
+    def __init__(self, source: str, files: list[tuple[str, str]], set_keys: dict[str, str]):
         self.source = source
-        self.lines = key_lines(text)
+        self.lines = {}  # dotted key -> 'file:line'; the files come base first, so the last to set a key wins
+        for name, text in files:
+            self.lines.update({key: f"{name}:{line}" for key, line in key_lines(text).items()})
         self.set_keys = set_keys  # dotted key -> the --set argument
 
     def where(self, key: str) -> str:
@@ -68,7 +72,7 @@ class _Locator:
             if probe in self.set_keys:
                 return f"--set {self.set_keys[probe]}: {key}"
             if probe in self.lines:
-                return f"{self.source}:{self.lines[probe]}: {key}"
+                return f"{self.lines[probe]}: {key}"
             if "." not in probe:
                 return f"{self.source}: {key}"
             probe = probe.rsplit(".", 1)[0]
@@ -156,6 +160,39 @@ def read_spec_text(path: str | os.PathLike) -> str:
         raise SpecError(f"cannot read sweep spec {str(path)!r}: {err}") from None
 
 
+def with_bases(doc: dict, text: str, source: str, chain: tuple[str, ...] = ()) -> tuple[dict, list[tuple[str, str]]]:
+    """The document with the file its `extends` names laid under it (tables merged key by key, arrays
+    replaced), recursively; and the (source, text) of every file read, base first."""
+    if EXTENDS not in doc:
+        return doc, [(source, text)]
+    name = doc.pop(EXTENDS)
+    line = key_lines(text).get(EXTENDS)
+    at = f"{source}:{line}: {EXTENDS}" if line else f"{source}: {EXTENDS}"
+    if not isinstance(name, str) or not name:
+        raise SpecError(f'{at} must be the path of a spec file, relative to this one, e.g. "paper-recipe.toml", got {name!r}')
+    path = (Path(source).parent if source != "<string>" else Path.cwd()) / name
+    chain = (*chain, source)
+    if any(_same_file(path, earlier) for earlier in chain):
+        raise SpecError(f"{at} {name!r} makes a cycle: {' -> '.join([*chain, str(path)])}; a spec may extend only files that do not extend it")
+    if not path.is_file():
+        raise SpecError(f"{at} {name!r} does not exist or is not a file (looked for {path}: the path is relative to the spec's folder)")
+    base_text = read_spec_text(path)
+    base, files = with_bases(load_toml(base_text, str(path)), base_text, str(path), chain)
+    return _laid_over(base, doc), [*files, (source, text)]
+
+
+def _same_file(path: Path, source: str) -> bool:
+    return source != "<string>" and os.path.realpath(path) == os.path.realpath(source)
+
+
+def _laid_over(base: dict, top: dict) -> dict:
+    """`top`'s keys laid over `base`: a table in both merged key by key, anything else (arrays too) replaced."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _laid_over(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def load_spec(path: str | os.PathLike, overrides: typing.Sequence[str] = (), **options) -> SweepSpec:
     """Read, override and validate a sweep spec file; `options` as parse_spec takes them."""
     return parse_spec(read_spec_text(path), str(path), overrides, **options)
@@ -207,9 +244,9 @@ def parse_spec(
     --smoke; plugins: the --plugin modules (already imported).
     """
     environ = os.environ if environ is None else environ
-    doc = load_toml(text, source)
+    doc, files = with_bases(load_toml(text, source), text, source)
     shrunk = smoke and not _declares_smoke(doc)  # --smoke on a full-size spec
     smoke = apply_smoke(doc, smoke)
     set_keys = {apply_set(doc, item): item for item in overrides}
-    ctx = SpecContext(doc, _Locator(source, text, set_keys), text, source, tuple(overrides), set_keys, plugins)
+    ctx = SpecContext(doc, _Locator(source, files, set_keys), text, source, tuple(overrides), set_keys, plugins)
     return build_spec(ctx, data_dir, environ, smoke, shrunk)

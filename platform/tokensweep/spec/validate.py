@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
-import vocab
 from trials.data.listing import SPLITS
 from tokensweep.errors import SpecError
 from tokensweep.spec.context import jsonable, suggest
 from tokensweep.spec.context import SpecContext
 from tokensweep.spec.grid import build_grid
-from tokensweep.spec.model import (
-    DATA_ENV,
-    DEFAULT_MAX_TRIALS,
-    BENCH_REPEATS,
-    BENCH_STEPS,
-    DEFAULT_MODES,
-    MODES,
-    NAME_RE,
-    SECTION_KEYS,
-    SECTIONS,
-    SweepSpec,
-)
+from tokensweep.spec.model import DATA_ENV, NAME_RE, SECTIONS, SweepSpec, mode_of_metric, section_field, section_keys
 from tokensweep.spec.search import build_search
 
 
@@ -34,9 +21,8 @@ def build_spec(ctx: SpecContext, data_dir_flag: str | None, environ, smoke: bool
         if section not in SECTIONS:
             raise ctx.err(section, f"is not a known section{suggest(section, SECTIONS)}; known: {', '.join(SECTIONS)}")
     sweep = ctx.table("sweep")
-    ctx.check_keys("sweep", sweep, SECTION_KEYS["sweep"])
-    fields = dict(_sweep_section(ctx, sweep), smoke=smoke, source=ctx.source, text=ctx.text, overrides=ctx.overrides)
-    max_trials = ctx.int_opt("sweep", sweep, "max_trials", DEFAULT_MAX_TRIALS, 1)
+    fields, max_trials = _sweep_section(ctx, sweep)
+    fields.update(smoke=smoke, source=ctx.source, text=ctx.text, overrides=ctx.overrides)
     fields["plugins"] = load_plugins(ctx, sweep)
 
     has_grid, has_search = "grid" in doc or "variants" in doc, "search" in doc
@@ -49,8 +35,8 @@ def build_spec(ctx: SpecContext, data_dir_flag: str | None, environ, smoke: bool
     ctx.check_trial_keys("trial", base)
     base_where = {k: f"trial.{k}" for k in base}
     resolve_data(ctx, base, base_where, data_dir_flag, environ, shrunk)
-    fields.update(_resources(ctx))
-    fields.update(_failure_and_tracking(ctx))
+    for section in ("resources", "failure", "tracking"):  # their keys are SweepSpec's fields
+        fields.update(ctx.section(section))
     fields.update(_bench(ctx))
     platform_values = _platform_values(fields)
     if has_search:
@@ -87,27 +73,16 @@ def check_plugin_embeddings(configs) -> None:
             check_embedding(spec)
 
 
-def _sweep_section(ctx: SpecContext, sweep: dict) -> dict:
+def _sweep_section(ctx: SpecContext, sweep: dict) -> tuple[dict, int]:
+    """[sweep]'s SweepSpec fields, and max_trials."""
+    ctx.check_keys("sweep", sweep, section_keys("sweep"))
     if "name" not in sweep:
         raise ctx.err("sweep", "[sweep] name is required (it names the MLflow experiment and the Tune run)")
     name = sweep["name"]
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise ctx.err("sweep.name", f"must be 1-100 letters, digits, '_', '-' or '.', starting with a letter or digit, got {name!r}")
-    description = sweep.get("description", "")
-    if not isinstance(description, str):
-        raise ctx.err("sweep.description", f"must be a string, got {description!r}")
-    if not isinstance(sweep.get("smoke", False), bool):
-        raise ctx.err("sweep.smoke", f"must be true or false, got {sweep['smoke']!r}")
-    metric = ctx.metric_opt("sweep", sweep, "metric", "top1", vocab.METRICS)
-    return dict(
-        name=name,
-        description=description,
-        metric=metric,
-        mode=ctx.choice_opt("sweep", sweep, "mode", DEFAULT_MODES.get(metric, "max"), MODES),
-        seeds=ctx.int_list("sweep", sweep, "seeds"),
-        budget_hours=ctx.num_opt("sweep", sweep, "budget_hours", None, lambda v: math.isfinite(v) and v > 0,
-                                 "a positive number of device-hours (GPU-hours, or core-hours on CPU)"),
-    )
+    got = ctx.section("sweep", {"mode": mode_of_metric})
+    return {k: got[k] for k in ("name", "description", "metric", "mode", "seeds", "budget_hours")}, got["max_trials"]
 
 
 def load_plugins(ctx: SpecContext, sweep: dict) -> tuple[str, ...]:
@@ -127,49 +102,10 @@ def load_plugins(ctx: SpecContext, sweep: dict) -> tuple[str, ...]:
     return tuple(dict.fromkeys([*ctx.flag_plugins, *plugins]))
 
 
-def _resources(ctx: SpecContext) -> dict:
-    resources = ctx.table("resources")
-    ctx.check_keys("resources", resources, SECTION_KEYS["resources"])
-    gpus = None
-    if resources.get("gpus", "auto") != "auto":
-        gpus = ctx.num_opt("resources", resources, "gpus", None, lambda v: v >= 0, 'a number >= 0 or "auto"')
-    return dict(
-        cpus=ctx.num_opt("resources", resources, "cpus", 1.0, lambda v: v > 0, "a number > 0 (CPUs per trial)"),
-        gpus=gpus,
-        max_concurrent_trials=ctx.int_opt("resources", resources, "max_concurrent_trials", None, 1),
-    )
-
-
-def _failure_and_tracking(ctx: SpecContext) -> dict:
-    failure = ctx.table("failure")
-    ctx.check_keys("failure", failure, SECTION_KEYS["failure"])
-    tracking = ctx.table("tracking")
-    ctx.check_keys("tracking", tracking, SECTION_KEYS["tracking"])
-    sysm = tracking.get("system_metrics", True)
-    if not isinstance(sysm, bool):
-        raise ctx.err("tracking.system_metrics", f"must be true or false, got {sysm!r}")
-    interval = ctx.num_opt("tracking", tracking, "system_metrics_interval_s", 10.0, lambda v: v > 0, "a number > 0 (seconds)")
-    return dict(
-        max_failures=ctx.int_opt("failure", failure, "max_failures", 1, 0, 1000),
-        keep_checkpoints=ctx.int_opt("failure", failure, "keep_checkpoints", 2, 1, 1000),
-        system_metrics=sysm,
-        system_metrics_interval_s=interval,
-    )
-
-
 def _bench(ctx: SpecContext) -> dict:
     """[bench]: the isolated throughput stage after the training trials (docs/sweeps.md)."""
-    bench = ctx.table("bench")
-    ctx.check_keys("bench", bench, SECTION_KEYS["bench"])
-    enabled = bench.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise ctx.err("bench.enabled", f"must be true or false, got {enabled!r}")
-    return dict(
-        bench=enabled,
-        bench_batch=ctx.int_opt("bench", bench, "batch", None, 1, 65_536),
-        bench_repeats=ctx.int_opt("bench", bench, "repeats", BENCH_REPEATS, 1, 1000),
-        bench_steps=ctx.int_opt("bench", bench, "steps", BENCH_STEPS, 1, 100_000),
-    )
+    got = ctx.section("bench")
+    return dict(bench=got["enabled"], bench_batch=got["batch"], bench_repeats=got["repeats"], bench_steps=got["steps"])
 
 
 def _platform_values(fields: dict) -> dict:
@@ -245,23 +181,19 @@ def checked_data_path(ctx: SpecContext, value, label: str) -> str:
 
 def build_scheduler(ctx: SpecContext, epochs: int, fields: dict) -> dict:
     sched = ctx.table("scheduler")
-    ctx.check_keys("scheduler", sched, SECTION_KEYS["scheduler"])
-    kind = ctx.choice_opt("scheduler", sched, "type", "fifo", ("fifo", "asha"))
-    if kind == "fifo":
+    ctx.check_keys("scheduler", sched, section_keys("scheduler"))
+    kind = section_field("scheduler", "type")
+    if ctx.declared_option("scheduler", sched, kind, kind.default, {}) == "fifo":  # asha's keys are errors, not read
         extra = [k for k in sched if k != "type"]
         if extra:
             raise ctx.err(f"scheduler.{extra[0]}", 'only applies to type = "asha"')
         return dict(scheduler="fifo")
-    metric = ctx.metric_opt("scheduler", sched, "metric", fields["metric"], vocab.EPOCH_METRICS)
-    mode = ctx.choice_opt("scheduler", sched, "mode", DEFAULT_MODES.get(metric, "max"), MODES)
-    max_t = ctx.int_opt("scheduler", sched, "max_t", epochs, 1)
-    grace = ctx.int_opt("scheduler", sched, "grace_period", 1, 1, max_t)
-    rf = ctx.num_opt("scheduler", sched, "reduction_factor", 3.0, lambda v: v > 1, "a number > 1")
+    got = ctx.section("scheduler", {"metric": fields["metric"], "mode": mode_of_metric, "max_t": epochs})
     if fields.get("search") == "optuna" and len(fields["objectives"]) > 1:
         raise ctx.err(
             "scheduler.type",
             "asha cannot be combined with a multi-objective optuna search: early-stopped trials never report "
             "their final measurements (e.g. images_per_sec)",
         )
-    return dict(scheduler="asha", scheduler_metric=metric, scheduler_mode=mode, grace_period=grace,
-                reduction_factor=rf, max_t=max_t)  # fmt: skip
+    return dict(scheduler="asha", scheduler_metric=got["metric"], scheduler_mode=got["mode"],
+                grace_period=got["grace_period"], reduction_factor=got["reduction_factor"], max_t=got["max_t"])  # fmt: skip
