@@ -15,9 +15,10 @@ from sweep_helpers import ray_head, ray_token_env  # noqa: F401  (fixtures)
 HERE = Path(__file__).resolve().parent
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
 def pytest_collection_modifyitems(items):
     for item in items:
-        if HERE in Path(item.fspath).resolve().parents:
+        if HERE in item.path.parents:
             item.add_marker(pytest.mark.slow)
 
 

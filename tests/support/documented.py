@@ -41,13 +41,13 @@ LINKED = ("platform", "examples", "docker", "scripts", "benchmarks", "trials", "
           ".venv", "pyproject.toml", "constraints.txt", "README.md")  # fmt: skip
 
 RUN, SERVE, VARIANT, NOT_HERE = "run", "serve", "variant", "not here"
-GPU_CHECK = "needs a GPU (exits 2 with one line without one); tests/benchmarks/test_gpu_check.py runs that exit and --cpu-dry-run"
-IMAGENET = "needs your ImageNet-1k copy; tests/trials/test_data.py and test_data_paths.py run it on a generated ImageNet layout"
+GPU_CHECK = "needs a GPU (exits 2 with one line without one); tests/unit/benchmarks/test_gpu_check.py runs that exit and --cpu-dry-run"
+IMAGENET = "needs your ImageNet-1k copy; tests/unit/trials/test_data.py and test_data_paths.py run it on a generated ImageNet layout"
 CLUSTER = "a cluster's machines, paths and hosts"
 SMOKE_DRY = " --smoke --dry-run"
-EXAMPLE_SWEEP = ("tests/platform/test_sweep_shipped.py::test_a_users_embedding_sweeps_beside_the_built_ins runs the example's "
+EXAMPLE_SWEEP = ("tests/e2e/platform/test_sweep_shipped.py::test_a_users_embedding_sweeps_beside_the_built_ins runs the example's "
                  "sweep on the local Ray it starts (with --num-cpus 2 --quiet), then its dashboard, and checks both")  # fmt: skip
-PAPER = "ImageNet-100 and a GPU per trial for days: validated shrunk to smoke size (--smoke --dry-run, the spec checked whole); tests/platform/test_sweep_shipped.py runs every shipped spec with --smoke"
+PAPER = "ImageNet-100 and a GPU per trial for days: validated shrunk to smoke size (--smoke --dry-run, the spec checked whole); tests/e2e/platform/test_sweep_shipped.py runs every shipped spec with --smoke"
 
 # command -> (kind, detail); RUN/SERVE/VARIANT entries run in this order
 HOW: dict[str, tuple[str, str]] = {
@@ -122,15 +122,15 @@ HOW: dict[str, tuple[str, str]] = {
     "--tracking-uri http://MLFLOW-HOST:5000": (
         VARIANT, "tokensweep run platform/sweeps/paper-table6.toml --address auto --storage s3://BUCKET/ray_results "
         "--tracking-uri http://MLFLOW-HOST:5000" + SMOKE_DRY,
-    ),  # a cluster, a bucket and a server; tests/reliability/test_rel_cluster_stack.py runs this form on one machine
+    ),  # a cluster, a bucket and a server; tests/e2e/reliability/test_rel_cluster_stack.py runs this form on one machine
     # cannot run here
     "scripts/smoke": (NOT_HERE, "sets up .venv and writes mlflow.db, ray_results/ and dashboard/ into the checkout; "
                       "its commands (tokensweep run platform/sweeps/smoke.toml --fresh, tokensweep dashboard smoke) run here"),
     "scripts/test": (NOT_HERE, "the whole test suite, this test included (CI runs it)"),
-    'scripts/test -m "not slow"': (NOT_HERE, "the fast test suite, which holds this file's first test"),
-    '.venv/bin/python -m pytest tests/reliability': (NOT_HERE, "a test suite (CI runs it)"),
-    '.venv/bin/python -m pytest tests/reliability -m "not slow"': (NOT_HERE, "a test suite (CI runs it)"),
-    "open dashboard/smoke/pareto.html": (NOT_HERE, "opens a desktop browser; tests/dashboards/test_dashboard_browser.py opens the page in Chromium"),
+    "scripts/test tests/unit": (NOT_HERE, "the fast test suite, which holds the test that reads this table"),
+    ".venv/bin/python -m pytest tests/e2e/reliability": (NOT_HERE, "a test suite (CI runs it)"),
+    ".venv/bin/python -m pytest tests/unit/reliability": (NOT_HERE, "a test suite (CI runs it)"),
+    "open dashboard/smoke/pareto.html": (NOT_HERE, "opens a desktop browser; tests/e2e/dashboards/test_dashboard_browser.py opens the page in Chromium"),
     "open http://127.0.0.1:5000": (NOT_HERE, "opens a desktop browser on the compose stack's MLflow"),
     "tokensweep export paper-table6 --out runs.parquet": (NOT_HERE, "needs a finished paper-table6 sweep (GPU, ImageNet); its form runs here on the smoke sweep"),
     "tokensweep report paper-table6 --format latex --out table6.tex": (NOT_HERE, "needs a finished paper-table6 sweep (GPU, ImageNet); its form runs here on the smoke sweep"),
@@ -139,26 +139,26 @@ HOW: dict[str, tuple[str, str]] = {
     "--checkpoint-dir ckpt/": (NOT_HERE, "300 epochs of ViT-S on ImageNet-100; the trial commands above run its code at smoke size"),
     "tokensweep data imagenet100 --source /data/imagenet --dest data/imagenet100": (NOT_HERE, IMAGENET),
     "tokensweep data imagenet100 --source /data/imagenet --dest data/in100-256 --resize 256 --predecode": (NOT_HERE, IMAGENET),
-    ".venv/bin/python -m benchmarks all": (NOT_HERE, "~6.5 min of CPU; tests/benchmarks/test_benchmarks_suite.py runs it with --quick"),
-    ".venv/bin/python -m benchmarks clustering models": (NOT_HERE, "minutes of CPU; tests/benchmarks/test_benchmarks_suite.py runs them with --quick"),
-    ".venv/bin/python -m benchmarks all --quick": (NOT_HERE, "tests/benchmarks/test_benchmarks_suite.py runs it (it writes its results into the checkout)"),
+    ".venv/bin/python -m benchmarks all": (NOT_HERE, "~6.5 min of CPU; tests/unit/benchmarks/test_benchmarks_suite.py runs it with --quick"),
+    ".venv/bin/python -m benchmarks clustering models": (NOT_HERE, "minutes of CPU; tests/unit/benchmarks/test_benchmarks_suite.py runs them with --quick"),
+    ".venv/bin/python -m benchmarks all --quick": (NOT_HERE, "tests/unit/benchmarks/test_benchmarks_suite.py runs it (it writes its results into the checkout)"),
     "PYTHONPATH=. python -m benchmarks gpu": (NOT_HERE, GPU_CHECK),
     "PYTHONPATH=. python -m benchmarks gpu --cpu-dry-run": (NOT_HERE, GPU_CHECK),
     "PYTHONPATH=. python -m benchmarks gpu --only speed": (NOT_HERE, GPU_CHECK),
-    "pip install ./examples/overlap_patch": (NOT_HERE, "installs into the environment; tests/trials/test_plugins.py covers the entry point"),
+    "pip install ./examples/overlap_patch": (NOT_HERE, "installs into the environment; tests/unit/trials/test_plugins.py covers the entry point"),
     'pip install "mlflow==3.17.2" "psycopg2-binary>=2.9,<3"': (NOT_HERE, "installs on a server machine; the test extras pin both"),
     "mlflow server --backend-store-uri postgresql+psycopg2://mlflow:PASSWORD@DB-HOST:5432/mlflow --artifacts-destination "
     "s3://BUCKET/mlartifacts --serve-artifacts --host 127.0.0.1 --port 5000": (
-        NOT_HERE, "a database host; tests/reliability/test_rel_cluster_stack.py runs this server on PostgreSQL and a moto S3"),
+        NOT_HERE, "a database host; tests/e2e/reliability/test_rel_cluster_stack.py runs this server on PostgreSQL and a moto S3"),
     "ray get-auth-token --generate": (NOT_HERE, "writes the user's ~/.ray/auth_token; tests use a token of their own"),
-    "ray up platform/cluster/aws-gpu.yaml": (NOT_HERE, "AWS; tests/platform/test_platform_files.py validates the YAML with Ray's validator"),
+    "ray up platform/cluster/aws-gpu.yaml": (NOT_HERE, "AWS; tests/unit/platform/test_platform_files.py validates the YAML with Ray's validator"),
     "ray down platform/cluster/aws-gpu.yaml": (NOT_HERE, "AWS"),
     "ray submit platform/cluster/aws-gpu.yaml platform/cluster/sweep.py -- run /home/ray/tokensweep/platform/sweeps/paper-table6.toml "
     "--address auto --storage s3://BUCKET/ray_results --tracking-uri http://MLFLOW-HOST:5000": (
-        NOT_HERE, CLUSTER + "; tests/platform/test_platform_files.py runs platform/cluster/sweep.py"),
+        NOT_HERE, CLUSTER + "; tests/unit/platform/test_platform_files.py runs platform/cluster/sweep.py"),
     "ray submit --tmux platform/cluster/aws-gpu.yaml platform/cluster/sweep.py -- run /home/ray/tokensweep/platform/sweeps/paper-table6.toml "
     "--address auto --storage s3://BUCKET/ray_results --tracking-uri http://MLFLOW-HOST:5000": (
-        NOT_HERE, CLUSTER + "; tests/platform/test_platform_files.py runs platform/cluster/sweep.py"),
+        NOT_HERE, CLUSTER + "; tests/unit/platform/test_platform_files.py runs platform/cluster/sweep.py"),
     "RAY_AUTH_MODE=token ray job submit --address http://127.0.0.1:8265 --runtime-env-json "
     '\'{"env_vars": {"MLFLOW_TRACKING_URI": "http://MLFLOW-HOST:5000"}}\' -- tokensweep run '
     "/home/ray/tokensweep/platform/sweeps/paper-table8.toml --storage s3://BUCKET/ray_results": (
@@ -171,9 +171,9 @@ HOW: dict[str, tuple[str, str]] = {
     "/home/ray/tokensweep/platform/sweeps/smoke.toml --storage /mnt/ray_results": (
         NOT_HERE, "the compose stack (Docker, the image's paths); the job form runs here against this test's head"),
     "docker build -f docker/Dockerfile -t tokensweep:0.1.0-ray2.60.0-py311-gpu .": (
-        NOT_HERE, "needs Docker and a GPU base image; tests/platform/test_docker_context.py builds the package from its context"),
+        NOT_HERE, "needs Docker and a GPU base image; tests/unit/platform/test_docker_context.py builds the package from its context"),
     "docker compose -f docker/compose.yaml --env-file .env up -d --build": (
-        NOT_HERE, "needs Docker; tests/platform/test_platform_files.py checks the stack's structure"),
+        NOT_HERE, "needs Docker; tests/unit/platform/test_platform_files.py checks the stack's structure"),
 }
 
 SERVER_PORTS = {"mlflow ui": "--port {port}", "optuna-dashboard": "--port {port}", "tokensweep dashboard": "--port {port}"}

@@ -64,3 +64,11 @@ def dominates(a, b, maximize) -> bool:
     better_or_equal = all((ai >= bi) if up else (ai <= bi) for ai, bi, up in zip(a, b, maximize))
     strictly = any((ai > bi) if up else (ai < bi) for ai, bi, up in zip(a, b, maximize))
     return better_or_equal and strictly
+
+
+def run_with_grad(fn, x, weight):
+    """FN(x) and the gradient of sum(FN(x) * WEIGHT) with respect to x, on a copy of x."""
+    z = x.detach().clone().requires_grad_(True)
+    out = fn(z)
+    (out * weight).sum().backward()
+    return out.detach(), z.grad

@@ -7,6 +7,7 @@ Everything started here is started by the test and stopped by process group or P
 import contextlib
 import errno
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -25,6 +26,9 @@ TINY_TRIAL = [  # TrialConfig values of a trial that takes a second or two on on
     "trial.model=vit_tiny_patch", "trial.epochs=1", "trial.tiny_train_per_class=20", "trial.tiny_val_per_class=5",
     "trial.batch_size=32", "trial.warmup_epochs=0.0", "trial.bench_steps=1", "trial.bench_batch=8",
 ]  # fmt: skip
+
+# what the sweep says of MLflow writes it could not make
+LOST = r"stayed unreachable; \d+ write\(s\) were not recorded \(.*\): those runs are incomplete"
 
 
 def sets(items) -> list[str]:
@@ -262,3 +266,16 @@ def fill_disk(path: Path) -> Path:
     finally:
         os.close(fd)
     return filler
+
+
+# --- inputs that would run code ----------------------------------------------------------------------
+
+
+class RunsCode:
+    """Unpickled, it runs a shell command that creates `marker` (what a tampered state file could do)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {shlex.quote(str(self.marker))}",))

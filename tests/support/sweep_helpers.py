@@ -174,3 +174,36 @@ class FakeTrial:
 
     def __str__(self):
         return self.name
+
+
+# --- sweeps of many trivial trials -----------------------------------------------------------------
+
+
+TRIVIAL_TRIAL = """\
+[trial]
+backbone = "tiny"
+embedding = "patch"
+tiny_classes = 2
+tiny_train_per_class = 4
+tiny_val_per_class = 2
+batch_size = 8
+epochs = 1
+max_steps_per_epoch = 1
+measure = false
+workers = 0
+randaugment = false
+mixup = 0.0
+cutmix = 0.0
+random_erasing = 0.0
+"""
+
+
+def grid_spec(name: str, n: int) -> str:
+    """A sweep of N trivial trials (seeds 0..N-1): what grows with the number of trials, and nothing else."""
+    return f'[sweep]\nname = "{name}"\n\n{TRIVIAL_TRIAL}\n[grid]\nseed = {list(range(n))}\n'
+
+
+def run_rows(db: Path, where: str = "") -> list[tuple]:
+    """(run_uuid, status, name) of every MLflow run in the sqlite file DB, straight from its table."""
+    with sqlite3.connect(db) as conn:
+        return conn.execute(f"select run_uuid, status, name from runs {where}").fetchall()

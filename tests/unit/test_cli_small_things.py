@@ -7,9 +7,9 @@ import stat
 from importlib.metadata import version
 
 import pytest
+
 from fake_data import fake_imagenet
 from helpers import run_cli
-
 from trials.data import imagenet100_wnids
 
 

@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import SWEEPS, run_cli
 
+from helpers import SWEEPS, run_cli
 from tokensweep.cli import main
 from tokensweep.errors import SpecError
 from tokensweep.spec import load_spec, parse_spec

@@ -1,5 +1,6 @@
 """The device check (`python -m benchmarks gpu`) on CPU: its dry run end to end in a process where the
-platform's packages cannot be imported, as on the GPU machines; its options, limits and helpers.
+platform's packages cannot be imported, as on the GPU machines (its options, limits and helpers:
+tests/unit/benchmarks/test_gpu_check.py).
 
 No timing is asserted: the dry run's figures mean nothing, the test proves the code paths run.
 """
@@ -12,31 +13,9 @@ import pytest
 
 from benchmarks.gpu.plan import BUDGET_S
 
+from blocked import blocked_env  # noqa: F401  (a fixture)
 from helpers import REPO
-# What the GPU machines lack (torch, numpy, pillow and nvidia-ml-py are there; timm and pytest may be)
-BLOCKED = ("ray", "mlflow", "optuna", "pyarrow", "plotly", "matplotlib", "tqdm", "tokensweep", "dashboards")
-SITECUSTOMIZE = f"""
-import sys
 
-BLOCKED = {BLOCKED!r}
-
-
-class HideBlocked:
-    # wraps each import finder: the blocked packages look uninstalled (find_spec None, import fails)
-    def __init__(self, finder):
-        self.finder = finder
-
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in BLOCKED or not hasattr(self.finder, "find_spec"):
-            return None
-        return self.finder.find_spec(name, path, target)
-
-    def __getattr__(self, attr):
-        return getattr(self.finder, attr)
-
-
-sys.meta_path[:] = [HideBlocked(finder) for finder in sys.meta_path]
-"""
 PARTS = set(BUDGET_S)
 
 

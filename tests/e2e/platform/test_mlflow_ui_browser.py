@@ -97,11 +97,11 @@ def settled(read, done, timeout: float = 120):
     return value
 
 
-def test_smoke_sweep_opens_on_its_runs_with_dataset_and_source(tmp_path, ray_token_env):
+def test_smoke_sweep_opens_on_its_runs_with_dataset_and_source(tmp_path, ray_head):
     from playwright.sync_api import sync_playwright
 
-    proc = run_cli(["run", SWEEPS / "smoke.toml", "--set", "trial.epochs=1", "--num-cpus", "2"], cwd=tmp_path,
-                   env=ray_token_env, timeout=600, check_rc=0)  # fmt: skip
+    proc = run_cli(["run", SWEEPS / "smoke.toml", "--set", "trial.epochs=1", "--address", ray_head.address], cwd=tmp_path,
+                   env=ray_head.env, timeout=600, check_rc=0)  # fmt: skip
     link = re.search(r"then open (http://127\.0\.0\.1:5000/\S+)", proc.stdout)
     assert link, proc.stdout
     db = tmp_path / "mlflow.db"

@@ -10,6 +10,24 @@ from helpers import run_cli
 from sweep_helpers import sweep_runs
 
 
+SPEC = """
+[sweep]
+name = "two"
+smoke = true
+seeds = [0, 1]
+[trial]
+epochs = 1
+tiny_train_per_class = 20
+[grid]
+embedding = ["patch", "conv"]
+[resources]
+cpus = 1
+gpus = 0
+[bench]
+enabled = false
+"""
+
+
 def test_parent_run_carries_summary_metrics_and_whole_sweep_times_after_resume(tmp_path, ray_head):
     from dashboards.stats import summarize
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import BIN, CLI, REPO, SWEEPS, run_cli
+from helpers import BIN, CLI, REPO, SUPPORT, SWEEPS, run_cli
 from sweep_helpers import check_child_schema, metric_steps, sweep_runs, trial_statuses
 
 SMOKE = SWEEPS / "smoke.toml"
@@ -279,7 +279,7 @@ def test_ray_job_submit_to_a_head_on_loopback(tmp_path, ray_head):
 
 
 def test_trials_spread_over_two_nodes(tmp_path, ray_token_env):
-    helper = Path(__file__).parents[1] / "two_node_cluster.py"
+    helper = SUPPORT / "two_node_cluster.py"
     cluster = subprocess.Popen(
         [sys.executable, str(helper)], env=ray_token_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=open(tmp_path / "cluster.log", "w"), text=True,

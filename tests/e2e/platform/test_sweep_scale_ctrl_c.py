@@ -13,25 +13,8 @@ from pathlib import Path
 import pytest
 
 from helpers import CLI
+from sweep_helpers import grid_spec
 from sweep_helpers import poll_db, sweep_runs, trial_statuses
-
-TRIVIAL_TRIAL = """\
-[trial]
-backbone = "tiny"
-embedding = "patch"
-tiny_classes = 2
-tiny_train_per_class = 4
-tiny_val_per_class = 2
-batch_size = 8
-epochs = 1
-max_steps_per_epoch = 1
-measure = false
-workers = 0
-randaugment = false
-mixup = 0.0
-cutmix = 0.0
-random_erasing = 0.0
-"""
 
 
 def test_ctrl_c_ends_a_two_thousand_trial_grid_cleanly(tmp_path, ray_token_env):

@@ -1,8 +1,8 @@
-"""MLflow tracking of sweeps, without Ray: run identity, resume, filtering, failure, concurrency."""
+"""MLflow tracking of sweeps, without Ray: processes writing one sqlite store at once."""
 
 import multiprocessing
 
-
+from sweep_helpers import run_rows
 
 
 def test_concurrent_writers_on_sqlite_do_not_fail(tmp_path):
@@ -24,7 +24,7 @@ def test_concurrent_writers_on_sqlite_do_not_fail(tmp_path):
     for p in procs:
         p.join(timeout=60)
     assert all(kind == "ok" for kind, _ in results), results
-    assert len(_runs(tmp_path / "mlflow.db", "where status = 'FINISHED'")) == 4
+    assert len(run_rows(tmp_path / "mlflow.db", "where status = 'FINISHED'")) == 4
 
 
 def _hammer(uri: str, worker: int, n: int, queue) -> None:

@@ -1,6 +1,6 @@
 """The cluster path with its real parts: an MLflow server on PostgreSQL, Tune storage on S3, two Ray nodes.
 
-Started by the test, on 127.0.0.1 only (tests/stack_fixtures.py, tests/two_node_cluster.py):
+Started by the test, on 127.0.0.1 only (tests/support/stack_fixtures.py, tests/support/two_node_cluster.py):
 PostgreSQL (Debian's package) behind `mlflow server` whose artifacts go to S3 through the server
 (`--artifacts-destination s3://...`), moto's S3 server reached as a user reaches MinIO or a local S3
 (AWS_ENDPOINT_URL, a key pair and a region in the environment of the driver, the Ray nodes and the
@@ -23,12 +23,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from helpers import SUPPORT, SWEEPS, run_cli
 from rel_helpers import MlflowServer, listening_sockets, sets, start_cli, stop_process_group, tree, wait_for
-from helpers import run_cli, SWEEPS
 
 
 BUCKET = "tokensweep-sweeps"
@@ -135,7 +134,7 @@ def stack(tmp_path_factory, postgres, s3_server, ray_token_env):
 
 
 def _launch_two_nodes(root, env) -> subprocess.Popen:
-    helper = Path(__file__).parents[1] / "two_node_cluster.py"
+    helper = SUPPORT / "two_node_cluster.py"
     with open(root / "cluster.log", "w") as log:
         return subprocess.Popen(
             [sys.executable, str(helper)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,

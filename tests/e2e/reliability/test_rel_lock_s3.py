@@ -2,7 +2,7 @@
 a pid now another process's, one on another host whose lease ran out, a file cut off mid-write, renewal)
 and on S3 (moto's server). End to end: two drivers of one sweep started at the same moment
 (test_rel_store_race.py) and a SIGKILLed driver's lock taken over by --resume
-(tests/platform/test_sweep_ray.py::test_resume_after_driver_is_killed).
+(tests/e2e/platform/test_sweep_ray.py::test_resume_after_driver_is_killed).
 """
 
 import json

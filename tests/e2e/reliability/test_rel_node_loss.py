@@ -1,10 +1,10 @@
 """A Ray node lost mid-sweep: its trial is rescheduled on the other node, from its checkpoint, and finishes.
 
-Two 1-CPU nodes (tests/two_node_cluster.py), two 1-CPU trials, so one runs on each. Once the trial on the worker
+Two 1-CPU nodes (tests/support/two_node_cluster.py), two 1-CPU trials, so one runs on each. Once the trial on the worker
 node has recorded its first epoch, the worker node is killed (no graceful drain). The trial fails
 (its actor died), is retried (max_failures = 1) on the head node once that node's own trial is done,
 continues from its epoch-1 checkpoint (shared storage: both nodes are this machine), and finishes.
-(tests/platform/test_sweep_ray.py::test_trials_spread_over_two_nodes covers the spread itself.)
+(tests/e2e/platform/test_sweep_ray.py::test_trials_spread_over_two_nodes covers the spread itself.)
 """
 
 import json
@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 
+from helpers import SUPPORT
 from rel_helpers import TINY_TRIAL, sets, start_cli, stop_process_group, wait_for
 from sweep_helpers import metric_steps, poll_db, sweep_runs
 
@@ -49,7 +50,7 @@ def _node_of_running_trials(db: Path) -> dict[str, str]:
 
 
 def test_trial_of_a_lost_node_is_rescheduled_and_finishes(tmp_path, ray_token_env):
-    helper = Path(__file__).parents[1] / "two_node_cluster.py"
+    helper = SUPPORT / "two_node_cluster.py"
     cluster_log = open(tmp_path / "cluster.log", "w")
     cluster = subprocess.Popen(
         [sys.executable, str(helper)], env=ray_token_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,

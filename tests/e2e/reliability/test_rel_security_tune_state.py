@@ -1,14 +1,6 @@
-"""Security: loopback-only services, Ray token auth kept on, no secrets in the repo, inputs never run as code.
-
-Covered elsewhere (and counted in docs/reliability.md):
-- the local Ray of `tokensweep run` listens on loopback only and refuses a wrong token:
-  test_rel_concurrency.py; compose ports on 127.0.0.1 and MLflow behind basic auth with credentials
-  from the environment: tests/platform/test_platform_files.py::test_compose_stack_structure;
-- no password in MLflow params/tags/artifacts, output or Tune's files: test_rel_mlflow_server.py;
-- checkpoints with pickled code refused, spec / --set values never executed: test_rel_bad_input.py.
-
-Here too: a Tune state tampered with in its storage is refused by --resume before anything loads it, and a
-trial's error is read from its text, never its pickle.
+"""Inputs never run as code, under a running sweep: a Tune state tampered with in its storage is refused
+by --resume before anything loads it, and a failed trial's error pickle replaced in the storage is never
+unpickled (the rest of security: tests/unit/reliability/test_rel_security.py).
 """
 
 import json
@@ -18,16 +10,9 @@ import threading
 import time
 from pathlib import Path
 
-
-from rel_helpers import TINY_TRIAL, sets
 from helpers import run_cli
+from rel_helpers import TINY_TRIAL, RunsCode, sets
 from sweep_helpers import sweep_runs
-
-LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
-
-
-# --- services bind to loopback unless the user says otherwise ---------------------------------------------
-
 
 TAMPER_SPEC = """
 [sweep]
@@ -43,7 +28,7 @@ ONE_CPU = ["resources.cpus=1", "resources.gpus=0", "tracking.system_metrics=fals
 
 def _tampered_files(folder: Path, marker: Path) -> dict[str, bytes]:
     """name -> content: a state file of Tune's replaced or added so that loading it runs code."""
-    code = pickle.dumps(_RunsCode(marker))
+    code = pickle.dumps(RunsCode(marker))
     (state,) = sorted(folder.glob("experiment_state-*.json"))[-1:]
     # Tune's JSON embeds pickles as {"_type": "CLOUDPICKLE_FALLBACK", "value": hex}, and loads them
     embedded = {"trial_data": [], "runner_data": {"x": {"_type": "CLOUDPICKLE_FALLBACK", "value": code.hex()}}, "stats": {}}
@@ -54,12 +39,12 @@ def _tampered_files(folder: Path, marker: Path) -> dict[str, bytes]:
     }
 
 
-def test_resume_refuses_a_tune_state_its_driver_did_not_write(tmp_path, ray_token_env):
+def test_resume_refuses_a_tune_state_its_driver_did_not_write(tmp_path, ray_head):
     """Each tampered file: --resume says which in one line, exit 2, and never runs it; the untouched state resumes."""
-    env = {**ray_token_env, "XDG_STATE_HOME": str(tmp_path / "state")}  # the driver's own record of its digests
+    env = {**ray_head.env, "XDG_STATE_HOME": str(tmp_path / "state")}  # the driver's own record of its digests
     spec = tmp_path / "tamper.toml"
     spec.write_text(TAMPER_SPEC)
-    args = ["run", spec, "--num-cpus", "1", "--quiet", *sets(TINY_TRIAL + ONE_CPU)]
+    args = ["run", spec, "--address", ray_head.address, "--quiet", *sets(TINY_TRIAL + ONE_CPU)]
     run_cli(args, cwd=tmp_path, env=env, check_rc=0)
     folder, marker = tmp_path / "ray_results" / "tamper", tmp_path / "ran"
     for name, content in _tampered_files(folder, marker).items():
@@ -96,13 +81,13 @@ tiny_train_per_class = 300    # still training long after `nan` failed
 """
 
 
-def test_a_failed_trials_error_pickle_replaced_in_the_storage_never_runs(tmp_path, ray_token_env):
+def test_a_failed_trials_error_pickle_replaced_in_the_storage_never_runs(tmp_path, ray_head):
     """While the sweep runs, its failed trial's error.pkl in the storage is kept replaced by a pickle that runs a
     command (Tune uploads its own copy again at every snapshot); the sweep ends with the command never run."""
     spec = tmp_path / "failing.toml"
     spec.write_text(FAILING_SPEC)
     marker, done = tmp_path / "ran", threading.Event()
-    code = pickle.dumps(_RunsCode(marker))
+    code = pickle.dumps(RunsCode(marker))
 
     def keep_replacing():
         while not done.is_set():
@@ -114,8 +99,8 @@ def test_a_failed_trials_error_pickle_replaced_in_the_storage_never_runs(tmp_pat
     writer = threading.Thread(target=keep_replacing, daemon=True)
     writer.start()
     try:
-        args = ["run", spec, "--num-cpus", "2", "--quiet", *sets(TINY_TRIAL + ONE_CPU + ["failure.max_failures=0"])]
-        run_cli(args, cwd=tmp_path, env=ray_token_env, timeout=600, check_rc=1)  # one trial failed
+        args = ["run", spec, "--address", ray_head.address, "--quiet", *sets(TINY_TRIAL + ONE_CPU + ["failure.max_failures=0"])]
+        run_cli(args, cwd=tmp_path, env=ray_head.env, timeout=600, check_rc=1)  # one trial failed
     finally:
         done.set()
         writer.join()

@@ -28,8 +28,8 @@ import pytest
 import psutil
 from mlflow import MlflowClient
 
-from rel_helpers import start_cli, stop_process_group, trial_process, tree, wait_for
 from helpers import base_env, CLI, run_cli
+from rel_helpers import start_cli, stop_process_group, trial_process, tree, wait_for
 from sweep_helpers import metric_steps, poll_db, sweep_runs
 
 

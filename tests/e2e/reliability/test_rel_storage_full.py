@@ -1,5 +1,6 @@
-"""Storage faults: a full disk under the MLflow store or under Tune's storage, a corrupted checkpoint, a
-store that is no database or cannot be written.
+"""Storage faults under a running sweep: a full disk under the MLflow store or under Tune's storage, a
+corrupted checkpoint (a store that is no database or cannot be written:
+tests/unit/reliability/test_rel_storage.py).
 
 The full disks are real: a small tmpfs (mounted by the test, as root; skipped where mounting is not
 allowed) filled with a file, then freed (the file deleted, or the tmpfs made larger).
@@ -13,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from rel_helpers import fill_disk, paused, resize_disk, small_disk, start_cli, stop_process_group, wait_for
 from helpers import run_cli
+from rel_helpers import LOST, fill_disk, paused, resize_disk, small_disk, start_cli, stop_process_group, wait_for
 from sweep_helpers import metric_steps, poll_db, sweep_runs
 
 SPEC = """
@@ -49,7 +50,6 @@ system_metrics = false
 """
 
 
-LOST = r"stayed unreachable; \d+ write\(s\) were not recorded \(.*\): those runs are incomplete"
 
 
 def _spec(tmp_path: Path, name: str, epochs: int = 4, per_class: int = 300, keep: int = 2) -> Path:

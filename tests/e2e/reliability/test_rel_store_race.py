@@ -18,8 +18,8 @@ import urllib.request
 from pathlib import Path
 
 
-from rel_helpers import wait_for
 from helpers import base_env, BIN, CLI, free_port
+from rel_helpers import wait_for
 from sweep_helpers import sweep_runs
 
 

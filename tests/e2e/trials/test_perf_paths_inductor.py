@@ -6,6 +6,7 @@ Correctness only: no timing is asserted anywhere (timings belong in `python -m b
 
 import torch
 
+from helpers import run_with_grad
 from trials.models.clustering import SuperTokenClustering
 
 

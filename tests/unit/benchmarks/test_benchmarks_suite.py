@@ -20,7 +20,7 @@ ENV_COLUMNS = {"device", "device_type", "precision", "batch_size", "torch_versio
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
-    # every section but scale, whose quick run starts Ray (tests/benchmarks/test_scale_benchmark.py, slow)
+    # every section but scale, whose quick run starts Ray (tests/unit/benchmarks/test_scale_benchmark.py, slow)
     assert main([*(s for s in SECTIONS if s != "scale"), "--quick", "--out-dir", str(out)]) == 0
     return out
 

@@ -1,12 +1,9 @@
-"""The device check (`python -m benchmarks gpu`) on CPU: its dry run end to end in a process where the
-platform's packages cannot be imported, as on the GPU machines; its options, limits and helpers.
-
-No timing is asserted: the dry run's figures mean nothing, the test proves the code paths run.
+"""The device check (`python -m benchmarks gpu`) on CPU: its options, limits and helpers, and the blocker
+that hides the platform's packages from its dry run (tests/e2e/benchmarks/test_gpu_check_dry_run.py).
 """
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -18,46 +15,10 @@ import torch
 from benchmarks.__main__ import SECTIONS
 from benchmarks.gpu.cli import PartTimeout, main, output_folder, parse_args, run_part, time_limit
 from benchmarks.gpu.pipeline import steady_rate
-from benchmarks.gpu.plan import BUDGET_S, dry_run_plan
+from benchmarks.gpu.plan import dry_run_plan
 from benchmarks.gpu.report import FAILED, Report
 
-from helpers import REPO
-# What the GPU machines lack (torch, numpy, pillow and nvidia-ml-py are there; timm and pytest may be)
-BLOCKED = ("ray", "mlflow", "optuna", "pyarrow", "plotly", "matplotlib", "tqdm", "tokensweep", "dashboards")
-SITECUSTOMIZE = f"""
-import sys
-
-BLOCKED = {BLOCKED!r}
-
-
-class HideBlocked:
-    # wraps each import finder: the blocked packages look uninstalled (find_spec None, import fails)
-    def __init__(self, finder):
-        self.finder = finder
-
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in BLOCKED or not hasattr(self.finder, "find_spec"):
-            return None
-        return self.finder.find_spec(name, path, target)
-
-    def __getattr__(self, attr):
-        return getattr(self.finder, attr)
-
-
-sys.meta_path[:] = [HideBlocked(finder) for finder in sys.meta_path]
-"""
-PARTS = set(BUDGET_S)
-
-
-@pytest.fixture(scope="module")
-def blocked_env(tmp_path_factory):
-    """A PYTHONPATH of the source tree plus a sitecustomize that refuses the blocked packages; it
-    applies to every Python process the check starts too (pytest, loader workers, process pools)."""
-    site = tmp_path_factory.mktemp("site")
-    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CUDA_VISIBLE_DEVICES")}
-    env["PYTHONPATH"] = os.pathsep.join([str(site), str(REPO)])
-    return env
+from blocked import BLOCKED, blocked_env  # noqa: F401  (blocked_env: a fixture)
 
 
 def test_the_blocker_hides_the_platform_packages(blocked_env):

@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from helpers import dominates
 from dashboards.pareto import hypervolume, hypervolume_history, pareto_mask
+from helpers import dominates
 
 DIRECTIONS = list(itertools.product((True, False), repeat=2))
 

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta, timezone
 import pyarrow as pa
 import pytest
 
-from helpers import dominates
 from dashboards.analysis import analyse
 from dashboards.build import DEFAULT_X, DEFAULT_Y, build_dashboard
 from dashboards.configurations import configurations_table
@@ -19,6 +18,7 @@ from dashboards.demo import DEMO_SCHEMA, demo_runs
 from dashboards.noise_front import front_and_noise
 from dashboards.references import reference_marks
 from dashboards.stats import (PAIRED, WELCH, Samples, Summary, difference, holm_confidences, seeds_to_resolve,
+from helpers import dominates
                               summarize, t_quantile)  # fmt: skip
 
 # Two-sided 95% t quantiles as printed in statistics tables (3 decimals): the reference the

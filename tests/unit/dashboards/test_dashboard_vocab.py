@@ -6,15 +6,15 @@ import re
 
 import pyarrow as pa
 import pytest
-from helpers import REPO
 
-import vocab
 from dashboards import tables
 from dashboards.analysis import analyse
 from dashboards.build import DEFAULT_X, DEFAULT_Y
 from dashboards.demo import demo_rows
 from dashboards.runs import ARROW_TYPES, KIND, RUNS_SCHEMA, knob_field, metric_columns, param_columns, runs_schema
+from helpers import REPO
 from tokensweep.tracking.export import RUN_VALUES, infer_type
+import vocab
 
 DASHBOARDS = REPO / "dashboards"
 FIRST = {}

@@ -1,6 +1,6 @@
 """The bench's parts without a sweep: the interval of the median, architectures, concurrent_trials,
 [bench] and `tokensweep bench --sweep` bad input, a failed bench on a real store (the findings lines:
-tests/dashboards/test_dashboard_verdicts.py)."""
+tests/unit/dashboards/test_dashboard_verdicts.py)."""
 
 import itertools
 import math

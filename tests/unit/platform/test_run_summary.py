@@ -25,21 +25,3 @@ def test_a_server_is_linked_as_it_is_without_its_password():
 # --- the parent run: what the sweep found, and how long the whole sweep took ------------------------------
 
 
-SPEC = """
-[sweep]
-name = "two"
-smoke = true
-seeds = [0, 1]
-[trial]
-epochs = 1
-tiny_train_per_class = 20
-[grid]
-embedding = ["patch", "conv"]
-[resources]
-cpus = 1
-gpus = 0
-[bench]
-enabled = false
-"""
-
-

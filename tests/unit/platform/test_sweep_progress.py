@@ -9,9 +9,9 @@ the smoke sweep in test_sweep_ray.py, which also counts the lines a real run pri
 import io
 
 import pytest
+
 from helpers import Clock
 from sweep_helpers import FakeTrial
-
 from tokensweep.commands.run import quiet_ray
 from tokensweep.sweep.progress import SweepProgress, bar, fmt_duration
 from tokensweep.sweep.space import Platform

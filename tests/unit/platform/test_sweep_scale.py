@@ -10,31 +10,10 @@ import types
 
 import pytest
 
+from sweep_helpers import grid_spec
 from sweep_helpers import FakeTrial, sweep_runs
 
 from tokensweep.sweep.space import Platform
-
-TRIVIAL_TRIAL = """\
-[trial]
-backbone = "tiny"
-embedding = "patch"
-tiny_classes = 2
-tiny_train_per_class = 4
-tiny_val_per_class = 2
-batch_size = 8
-epochs = 1
-max_steps_per_epoch = 1
-measure = false
-workers = 0
-randaugment = false
-mixup = 0.0
-cutmix = 0.0
-random_erasing = 0.0
-"""
-
-
-def grid_spec(name: str, n: int) -> str:
-    return f'[sweep]\nname = "{name}"\n\n{TRIVIAL_TRIAL}\n[grid]\nseed = {list(range(n))}\n'
 
 
 # --- the tracker asks MLflow only where its own record may be incomplete ---------------------------------

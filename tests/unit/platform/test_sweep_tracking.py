@@ -1,10 +1,10 @@
 """MLflow tracking of sweeps, without Ray: run identity, resume, filtering, failure, concurrency."""
 
-import sqlite3
 from urllib.parse import quote
 
 import pytest
 
+from sweep_helpers import run_rows
 from tokensweep.tracking.uris import default_optuna_storage, resolve_tracking_uri, sqlite_path
 
 
@@ -86,11 +86,6 @@ def test_retry_retries_only_lock_errors():
         retry(lambda: (_ for _ in ()).throw(ValueError("no")), base_delay=0.001)
 
 
-def _runs(db, where=""):
-    with sqlite3.connect(db) as conn:
-        return conn.execute(f"select run_uuid, status, name from runs {where}").fetchall()
-
-
 def test_parent_and_child_runs_are_reused_never_duplicated(tmp_path):
     from tokensweep.tracking.tracker import SweepTracker
 
@@ -148,7 +143,7 @@ def test_starting_over_closes_the_old_parent_and_its_children(tmp_path):
     new = SweepTracker(uri, "sw")
     new_parent = new.start_parent(**kwargs)  # --fresh
     assert new_parent != old_parent
-    status = {r[0]: r[1] for r in _runs(tmp_path / "mlflow.db")}
+    status = {r[0]: r[1] for r in run_rows(tmp_path / "mlflow.db")}
     assert status[old_parent] == "KILLED" and status[child] == "KILLED" and status[new_parent] == "RUNNING"
 
 

@@ -10,8 +10,8 @@ own with a timeout, so a regression fails the test instead of hanging the suite.
 import json
 import os
 
-from rel_helpers import image_folder
 from helpers import SWEEPS, run_cli
+from rel_helpers import image_folder
 
 TRIAL = ["trial", "--smoke", "--model", "vit_tiny_patch", "--workers", "0", "--batch-size", "4", "--epochs", "1",
          "--bench-steps", "1", "--bench-batch", "4", "--quiet"]  # fmt: skip

@@ -6,10 +6,10 @@ test_rel_mlflow_server.py.
 
 import collections
 
-from helpers import Clock
 from mlflow.exceptions import MlflowException
-from sweep_helpers import FakeTrial
 
+from helpers import Clock
+from sweep_helpers import FakeTrial
 from tokensweep.sweep.space import Platform
 
 

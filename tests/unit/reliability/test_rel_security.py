@@ -3,19 +3,17 @@
 Covered elsewhere (and counted in docs/reliability.md):
 - the local Ray of `tokensweep run` listens on loopback only and refuses a wrong token:
   test_rel_concurrency.py; compose ports on 127.0.0.1 and MLflow behind basic auth with credentials
-  from the environment: tests/platform/test_platform_files.py::test_compose_stack_structure;
+  from the environment: tests/unit/platform/test_platform_files.py::test_compose_stack_structure;
 - no password in MLflow params/tags/artifacts, output or Tune's files: test_rel_mlflow_server.py;
 - checkpoints with pickled code refused, spec / --set values never executed: test_rel_bad_input.py.
 
-Here too: a Tune state tampered with in its storage is refused by --resume before anything loads it, and a
-trial's error is read from its text, never its pickle.
+Here too: a trial's error is read from its text, never its pickle; a Tune state tampered with in its
+storage and refused by --resume, under a running sweep: tests/e2e/reliability/test_rel_security_tune_state.py.
 """
 
 import ast
-import os
 import pickle
 import re
-import shlex
 import subprocess
 import types
 from pathlib import Path
@@ -25,6 +23,7 @@ import pytest
 import yaml
 
 from helpers import REPO
+from rel_helpers import RunsCode
 from tokensweep.cli import build_parser
 from tokensweep.commands import dashboard
 from tokensweep.commands.run import choose_ray_auth, command_line
@@ -259,20 +258,10 @@ def test_no_code_execution_from_inputs_in_project_code():
 # --- what the Tune storage's other writers put there is never run ------------------------------------------------
 
 
-class _RunsCode:
-    """Unpickled, it runs a shell command that creates `marker` (what a tampered state file could do)."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {shlex.quote(str(self.marker))}",))
-
-
 def test_a_trials_error_is_read_from_its_text_never_its_pickle(tmp_path):
     marker = tmp_path / "ran"
     pickled, text = tmp_path / "error.pkl", tmp_path / "error.txt"
-    pickled.write_bytes(pickle.dumps(_RunsCode(marker)))
+    pickled.write_bytes(pickle.dumps(RunsCode(marker)))
     text.write_text("Failure # 1 (occurred at x)\nray::ImplicitFunc.train()\ntrials.errors.NonFiniteLoss: loss is nan\n")
     trial = types.SimpleNamespace(pickled_error_file=str(pickled), error_file=str(text),
                                   get_pickled_error=lambda: pickle.loads(pickled.read_bytes()), get_error=lambda: None)  # fmt: skip

@@ -1,8 +1,6 @@
-"""Storage faults: a full disk under the MLflow store or under Tune's storage, a corrupted checkpoint, a
-store that is no database or cannot be written.
-
-The full disks are real: a small tmpfs (mounted by the test, as root; skipped where mounting is not
-allowed) filled with a file, then freed (the file deleted, or the tmpfs made larger).
+"""Storage faults without Ray: a store that is no database or cannot be written, MLflow writes that never
+land, a bench stage switched off. The full disks and a corrupted checkpoint under a running sweep:
+tests/e2e/reliability/test_rel_storage_full.py.
 """
 
 import re
@@ -12,43 +10,10 @@ import time
 import pytest
 from mlflow.exceptions import MlflowException
 
-from rel_helpers import drop_read_override
 from helpers import base_env, CLI, free_port, SWEEPS
+from rel_helpers import LOST, drop_read_override
 from tokensweep.spec import load_spec
 
-SPEC = """
-[sweep]
-name = "{name}"
-
-[trial]
-model = "vit_tiny_patch"
-dataset = "tiny"
-epochs = {epochs}
-tiny_train_per_class = {per_class}
-tiny_val_per_class = 5
-batch_size = 32
-warmup_epochs = 0.0
-bench_batch = 8
-bench_steps = 1
-workers = 0
-
-[[variants]]
-name = "only"
-
-[resources]
-cpus = 1
-gpus = 0
-
-[failure]
-max_failures = 1
-keep_checkpoints = {keep}
-
-[tracking]
-system_metrics = false
-"""
-
-
-LOST = r"stayed unreachable; \d+ write\(s\) were not recorded \(.*\): those runs are incomplete"
 
 
 # --- a store that is no database, or cannot be written: one line, before Ray ---------------------------------

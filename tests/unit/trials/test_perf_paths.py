@@ -8,11 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trials.models.clustering import SuperTokenClustering
-import vocab
+from helpers import run_with_grad
 from trials import create_model
 from trials.measure import environment, measure_speed, peak_memory_bytes, ratio_of_medians, time_interleaved
 from trials.measure.timing import Timing, summarize
+from trials.models.clustering import SuperTokenClustering
+import vocab
 from trials.models.clustering import (
     compiled_clustering,
     fold_index,
@@ -41,13 +42,6 @@ def step_by_step_reference(x, grid, iters, mask_border=False, eps=1e-12):
         fold = lambda t, ch: F.fold(t, (hh, ww), 3, padding=1).reshape(b, ch, hh, ww)  # noqa: E731
         stoken = fold(weighted, c) / (fold(total, 1) + eps)
     return stoken
-
-
-def run_with_grad(fn, x, weight):
-    z = x.detach().clone().requires_grad_(True)
-    out = fn(z)
-    (out * weight).sum().backward()
-    return out.detach(), z.grad
 
 
 @pytest.mark.parametrize("grid,iters,shape", [(2, 3, (2, 8, 12, 12)), (2, 2, (1, 5, 8, 12)), (4, 1, (2, 3, 16, 8))])

@@ -7,8 +7,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import REPO, run_cli
 
+from helpers import REPO, run_cli
 from trials import ConfigError, PluginError, TrialConfig, create_model, list_models, load_plugin
 from trials.models import BACKBONES, Knob, register_embedding, registered_embeddings
 

@@ -1,6 +1,6 @@
 """A two-node Ray cluster on this machine whose worker node can be removed on command.
 
-Shared by tests/platform (trials spread over two nodes) and tests/reliability (a node lost). Run as a
+Shared by tests/e2e/platform (trials spread over two nodes) and tests/e2e/reliability (a node lost). Run as a
 subprocess: prints `ADDRESS <gcs address>` and `WORKER <node id>` once both 1-CPU nodes are up; a line
 `remove` on stdin kills the worker node's processes (raylet, object store, its trial workers) without
 a graceful drain - a machine lost - and prints `REMOVED`; end of stdin (or SIGTERM) shuts the rest down.
