@@ -1,4 +1,5 @@
-"""The scale benchmark (`python -m benchmarks scale`): its bookkeeping, and its --quick run end to end.
+"""The scale benchmark (`python -m benchmarks scale`): its --quick run end to end (its bookkeeping:
+tests/unit/benchmarks/test_scale_benchmark.py).
 Its figures are printed, never asserted: the quick sizes only prove the code paths run."""
 
 

@@ -1,8 +1,7 @@
-"""Sweeps at scale: what must not grow with the number of trials, and a 2,000-trial grid that starts and stops.
+"""Sweeps at scale: a 2,000-trial grid starts and ends cleanly on Ctrl-C (what must not grow with the
+number of trials: tests/unit/platform/test_sweep_scale.py).
 
-Nothing here is timed (the figures are `python -m benchmarks scale`'s): the unit tests check that the
-per-trial work stays constant (no MLflow search per trial, no re-reading of Tune's results, a snapshot
-period that adapts), and the slow test that a big grid starts and ends cleanly on Ctrl-C.
+Nothing here is timed (the figures are `python -m benchmarks scale`'s).
 """
 
 import signal
@@ -13,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from helpers import CLI
-from sweep_helpers import grid_spec
-from sweep_helpers import poll_db, sweep_runs, trial_statuses
+from sweep_helpers import grid_spec, poll_db, sweep_runs, trial_statuses
 
 
 def test_ctrl_c_ends_a_two_thousand_trial_grid_cleanly(tmp_path, ray_token_env):

@@ -1,4 +1,5 @@
-"""MLflow tracking of sweeps, without Ray: processes writing one sqlite store at once."""
+"""MLflow tracking of sweeps, without Ray: processes writing one sqlite store at once (the rest of
+tracking: tests/unit/platform/test_sweep_tracking.py)."""
 
 import multiprocessing
 

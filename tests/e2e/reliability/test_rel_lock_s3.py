@@ -1,8 +1,5 @@
-"""The lock of a sweep (one driver per sweep), without Ray: on a local path (a holder whose pid is gone,
-a pid now another process's, one on another host whose lease ran out, a file cut off mid-write, renewal)
-and on S3 (moto's server). End to end: two drivers of one sweep started at the same moment
-(test_rel_store_race.py) and a SIGKILLed driver's lock taken over by --resume
-(tests/e2e/platform/test_sweep_ray.py::test_resume_after_driver_is_killed).
+"""The lock of a sweep (one driver per sweep) on S3 (moto's server), without Ray (on a local path:
+tests/unit/reliability/test_rel_lock.py).
 """
 
 import json
@@ -12,9 +9,6 @@ import pytest
 
 from tokensweep.sweep import lock as sweep_lock
 from tokensweep.sweep.lock import SweepBusy, SweepLock
-
-# --- the lock, without Ray ------------------------------------------------------------------------------
-
 
 def test_the_lock_on_s3_storage(s3_server, monkeypatch):
     for key, value in s3_server.env.items():

@@ -1,5 +1,5 @@
-"""The fast paths give the same numbers as the plain algorithm: compiled vs eager clustering, the
-masked border, odd shapes and memory layouts, and the measurement helpers the benchmarks use.
+"""The fast path compiled by Inductor gives the same numbers as eager clustering (the other fast paths:
+tests/unit/trials/test_perf_paths.py).
 
 Correctness only: no timing is asserted anywhere (timings belong in `python -m benchmarks`).
 """

@@ -1,4 +1,5 @@
-"""The scale benchmark (`python -m benchmarks scale`): its bookkeeping, and its --quick run end to end.
+"""The scale benchmark (`python -m benchmarks scale`): its bookkeeping (its --quick run end to end:
+tests/e2e/benchmarks/test_scale_benchmark_quick.py).
 Its figures are printed, never asserted: the quick sizes only prove the code paths run."""
 
 import math

@@ -2,7 +2,8 @@
 
 Nothing here is timed (the figures are `python -m benchmarks scale`'s): the unit tests check that the
 per-trial work stays constant (no MLflow search per trial, no re-reading of Tune's results, a snapshot
-period that adapts), and the slow test that a big grid starts and ends cleanly on Ctrl-C.
+period that adapts); tests/e2e/platform/test_sweep_scale_ctrl_c.py that a big grid starts and ends
+cleanly on Ctrl-C.
 """
 
 import os

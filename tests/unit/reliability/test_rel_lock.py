@@ -1,6 +1,6 @@
 """The lock of a sweep (one driver per sweep), without Ray: on a local path (a holder whose pid is gone,
 a pid now another process's, one on another host whose lease ran out, a file cut off mid-write, renewal)
-and on S3 (moto's server). End to end: two drivers of one sweep started at the same moment
+and on S3 (moto's server: tests/e2e/reliability/test_rel_lock_s3.py). End to end: two drivers of one sweep started at the same moment
 (test_rel_store_race.py) and a SIGKILLed driver's lock taken over by --resume
 (tests/e2e/platform/test_sweep_ray.py::test_resume_after_driver_is_killed).
 """
