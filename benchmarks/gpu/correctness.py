@@ -27,7 +27,7 @@ from trials.models.clustering import SuperTokenClustering, compiled_clustering
 
 PART = "correctness"
 REPO = Path(__file__).resolve().parents[2]
-GPU_TEST_PATHS = ("tests/trials",)  # torch-only tests; the others need the platform's packages
+GPU_TEST_PATHS = ("tests/unit/trials",)  # torch-only tests; the others need the platform's packages
 # Tolerances on ||x - reference|| / ||reference|| against the float64 reference:
 FP32_TOL = 1e-4  # float32 sums of at most 9 x grid^2 terms per iteration; measured ~2e-7 on CPU
 BF16_TOL = 1e-2  # the output (and the gradient reaching the input) is rounded to bf16: ~4e-3 expected

@@ -3,7 +3,7 @@
     .venv/bin/python dashboards/examples/make_example.py
 
 Writes pareto.png and pareto.json (as `tokensweep dashboard` would) and screenshot.png (the top of
-pareto.html in headless Chromium, as tests/dashboards/test_dashboard_browser.py drives it: Debian's
+pareto.html in headless Chromium, as tests/e2e/dashboards/test_dashboard_browser.py drives it: Debian's
 `chromium` package, found on PATH). pareto.html itself is ~5 MB (plotly.js inlined) and is not
 kept here; `python -m dashboards.demo OUT_DIR` writes it.
 """

@@ -1,0 +1,353 @@
+"""Ctrl-C and SIGTERM: a sweep or a trial stops in order, says how to go on, and --resume finishes it.
+
+- `tokensweep run` gets SIGTERM (a scheduler's preemption) mid-sweep, on the shared Ray head: within 30 s
+  one line (what finished, what was interrupted, the --resume command), exit code 143, no MLflow run
+  left RUNNING (the interrupted ones KILLED with the epoch they reached), no traceback and none of Ray's
+  own hints; then --resume finishes the sweep with one run per trial, every epoch once.
+- Ctrl-C in a terminal (SIGINT to the driver's whole process group) on a local Ray: the same, exit 130;
+  pressed twice, the same again (the second is answered, not acted on), and --resume finishes the sweep and
+  clears the parent run's failure reason of an earlier session.
+- SIGHUP (its terminal closed) to the driver alone: a SIGTERM, exit 129; no process of its local Ray is left.
+- a sweep whose trials no node can hold now, on a cluster: a note says what they wait for; Ctrl-C ends it.
+- SIGTERM to a trial's Ray worker (a node being drained): the trial is retried; the worker ends without a
+  traceback or a stack dump.
+- `tokensweep trial --checkpoint-dir` gets SIGTERM / SIGINT: exit 143 / 130, the last finished epoch's
+  checkpoint intact, one line saying how to resume; resuming finishes the trial.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import psutil
+from mlflow import MlflowClient
+
+from helpers import base_env, CLI, run_cli
+from rel_helpers import start_cli, stop_process_group, trial_process, tree, wait_for
+from sweep_helpers import metric_steps, poll_db, sweep_runs
+
+
+TRIAL = """
+model = "vit_tiny_patch"
+dataset = "tiny"
+tiny_val_per_class = 5
+batch_size = 32
+warmup_epochs = 0.0
+bench_batch = 8
+bench_steps = 1
+workers = 0
+"""
+
+SPEC = f"""
+[sweep]
+name = "{{name}}"
+
+[trial]
+{TRIAL}
+epochs = 4
+tiny_train_per_class = 300    # ~95 steps per epoch: seconds to be interrupted in
+
+[[variants]]
+name = "quick"
+epochs = 1
+tiny_train_per_class = 20
+
+[[variants]]
+name = "slow-a"
+
+[[variants]]
+name = "slow-b"
+seed = 1
+
+[resources]
+cpus = 1
+gpus = 0
+
+[tracking]
+system_metrics = false
+"""
+
+RAY_HINTS = ("Tuner.restore", "Stop signal received", "Trials did not complete", "SIGTERM received", "Traceback")
+
+
+def _statuses(db) -> dict:
+    rows = poll_db(db, "select r.name, r.status from runs r join tags t on t.run_uuid = r.run_uuid "
+                       "where t.key = 'tokensweep.role' and t.value = 'trial'")  # fmt: skip
+    return dict(rows)
+
+
+def _epochs(db, name) -> list[int]:
+    rows = poll_db(db, "select m.step from metrics m join runs r on r.run_uuid = m.run_uuid where r.name = ? and m.key = 'top1'", (name,))
+    return sorted(r[0] for r in rows)
+
+
+def _wait_mid_sweep(proc, db) -> None:
+    """Until `quick` has finished and a slow trial has logged an epoch."""
+    alive = lambda: proc.poll() is None  # noqa: E731
+    wait_for(lambda: _statuses(db).get("quick") == "FINISHED" and (_epochs(db, "slow-a") or _epochs(db, "slow-b")),
+             400, "a finished trial and a running one", alive=alive)  # fmt: skip
+
+
+def _interrupt_mid_sweep(proc, db, signum, to_group=False) -> float:
+    """Mid-sweep (_wait_mid_sweep), send `signum`; the time it was sent."""
+    _wait_mid_sweep(proc, db)
+    sent = time.monotonic()
+    if to_group:
+        os.killpg(proc.pid, signum)  # Ctrl-C in a terminal: the whole foreground process group
+    else:
+        os.kill(proc.pid, signum)
+    return sent
+
+
+def _check_stopped(db, name, output, signum) -> list:
+    """What a stopped sweep must leave: one line, nothing RUNNING, the interrupted runs KILLED at their epoch."""
+    line = output.strip().splitlines()[-1]
+    how = f"{'interrupted' if signum == signal.SIGINT else 'terminated'} by {signal.Signals(signum).name}"
+    assert re.match(rf"tokensweep run: {how}: [12] of 3 trial\(s\) finished, ", line), output[-3000:]
+    assert line.endswith("--resume` continues the sweep") and "interrupted (" in line, line
+    for words in RAY_HINTS:
+        assert words not in output, (words, output[-4000:])
+    parents, children = sweep_runs(db, name)
+    assert [p.info.status for p in parents] == ["KILLED"]
+    assert parents[0].data.tags["tokensweep.stopped"].endswith(f"({signal.Signals(signum).name})")
+    assert all(c.info.status != "RUNNING" for c in children)
+    killed = [c for c in children if c.info.status == "KILLED"]
+    assert killed, [(c.info.run_name, c.info.status) for c in children]
+    for run in killed:  # the epoch it reached, as logged, and named in the line
+        epoch = int(run.data.tags["tokensweep.interrupted_at_epoch"])
+        assert epoch == max(metric_steps(db, run.info.run_id, "top1"), default=0)
+        assert run.info.run_name in line
+    return killed
+
+
+def test_sigterm_stops_the_sweep_in_order_and_resume_finishes_it(tmp_path, ray_head):
+    spec = tmp_path / "sig.toml"
+    spec.write_text(SPEC.format(name="sig"))
+    db = tmp_path / "mlflow.db"
+    args = ["run", spec, "--address", ray_head.address, "--quiet"]
+    proc, log = start_cli(args, tmp_path, ray_head.env)
+    try:
+        sent = _interrupt_mid_sweep(proc, db, signal.SIGTERM)
+        proc.wait(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        stop_process_group(proc)
+    output = log.read_text()
+    assert proc.returncode == 143, output[-4000:]
+    assert took < 30, took
+    _check_stopped(db, "sig", output, signal.SIGTERM)
+
+    resumed = run_cli(args + ["--resume"], cwd=tmp_path, env=ray_head.env, timeout=600, check_rc=0)
+    assert "Traceback" not in resumed.stdout + resumed.stderr, resumed.stderr[-4000:]
+    parents, children = sweep_runs(db, "sig")
+    assert [p.info.status for p in parents] == ["FINISHED"]
+    assert sorted(c.info.run_name for c in children) == ["quick", "slow-a", "slow-b"]  # one run per trial
+    for run in children:
+        epochs = int(run.data.params["epochs"])
+        assert run.info.status == "FINISHED"
+        assert metric_steps(db, run.info.run_id, "top1") == list(range(1, epochs + 1))  # every epoch, once
+        assert "tokensweep.interrupted_at_epoch" not in run.data.tags  # it is not interrupted any more
+
+
+def test_ctrl_c_on_a_local_ray_stops_the_sweep_in_order(tmp_path, ray_token_env):
+    spec = tmp_path / "ctrlc.toml"
+    spec.write_text(SPEC.format(name="ctrlc"))
+    db = tmp_path / "mlflow.db"
+    proc, log = start_cli(["run", spec, "--num-cpus", "2", "--quiet"], tmp_path, ray_token_env)  # its own process group
+    try:
+        sent = _interrupt_mid_sweep(proc, db, signal.SIGINT, to_group=True)
+        proc.wait(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        stop_process_group(proc)
+    output = log.read_text()
+    assert proc.returncode == 130, output[-4000:]
+    assert took < 30, took
+    _check_stopped(db, "ctrlc", output, signal.SIGINT)
+    assert not list(tmp_path.glob("ray_results/.ctrlc.lock"))  # the sweep's lock is released
+
+
+def _names(processes: list[psutil.Process]) -> list[str]:
+    """`pid name` of those still running."""
+    names = []
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                names.append(f"{process.pid} {process.name()}")
+        except psutil.NoSuchProcess:
+            pass
+    return names
+
+
+def _signal_local_sweep(tmp_path, env, name, send) -> tuple[int, str]:
+    """SPEC on a local Ray; mid-sweep (_wait_mid_sweep), `send(proc)`; (exit code, output)."""
+    spec = tmp_path / f"{name}.toml"
+    spec.write_text(SPEC.format(name=name))
+    proc, log = start_cli(["run", spec, "--num-cpus", "2", "--quiet"], tmp_path, env)
+    try:
+        _wait_mid_sweep(proc, tmp_path / "mlflow.db")
+        send(proc)
+        proc.wait(timeout=60)
+    finally:
+        stop_process_group(proc)
+    return proc.returncode, log.read_text()
+
+
+def test_ctrl_c_twice_stops_the_sweep_as_once_and_resume_clears_an_old_failure(tmp_path, ray_token_env):
+    def ctrl_c_twice(proc):
+        os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(0.3)  # while Tune stops
+        os.killpg(proc.pid, signal.SIGINT)
+
+    env = {**ray_token_env, "XDG_STATE_HOME": str(tmp_path / "state")}
+    code, output = _signal_local_sweep(tmp_path, env, "twice", ctrl_c_twice)
+    assert code == 130, output[-4000:]
+    db = tmp_path / "mlflow.db"
+    _check_stopped(db, "twice", output, signal.SIGINT)
+    assert "SIGINT again: already stopping" in output and "SystemError" not in output, output[-4000:]
+
+    (parent,), _ = sweep_runs(db, "twice")  # a parent run an older tokensweep left FAILED by two Ctrl-C
+    MlflowClient(f"sqlite:///{db}").set_tag(parent.info.run_id, "failure_reason", "SystemError: CoreWorker.wait")
+    run_cli(["run", tmp_path / "twice.toml", "--num-cpus", "2", "--quiet", "--resume"], cwd=tmp_path, env=env, timeout=600, check_rc=0)
+    (parent,), children = sweep_runs(db, "twice")
+    assert parent.info.status == "FINISHED" and "failure_reason" not in parent.data.tags, parent.data.tags
+    assert parent.data.tags["tokensweep.previous_failure"] == "SystemError: CoreWorker.wait"
+    assert sorted((c.info.run_name, c.info.status) for c in children) == [
+        ("quick", "FINISHED"), ("slow-a", "FINISHED"), ("slow-b", "FINISHED")]  # fmt: skip
+
+
+def test_sighup_stops_the_sweep_as_sigterm_and_leaves_no_ray_process(tmp_path, ray_token_env):
+    ray = []  # the local Ray's processes, the agents among them
+
+    def hang_up(proc):
+        ray.extend(tree(proc.pid)[1:])
+        assert any(" ray::" in name for name in _names(ray)), _names(ray)
+        os.kill(proc.pid, signal.SIGHUP)  # the driver alone: its terminal closed, nohup not used
+
+    code, output = _signal_local_sweep(tmp_path, ray_token_env, "hup", hang_up)
+    assert code == 129, output[-4000:]
+    _check_stopped(tmp_path / "mlflow.db", "hup", output, signal.SIGHUP)
+    assert _names(ray) == []  # ended before the driver exits, however Ray's own shutdown went
+
+
+def test_trials_no_node_can_hold_are_explained_and_ctrl_c_ends_the_wait(tmp_path, ray_head):
+    """resources.cpus = 3 on a cluster of 2-CPU nodes: a note says what the trials wait for."""
+    spec = tmp_path / "big.toml"
+    spec.write_text(SPEC.format(name="big").replace("cpus = 1", "cpus = 3"))
+    proc, log = start_cli(["run", spec, "--address", ray_head.address, "--quiet"], tmp_path, ray_head.env)
+    try:
+        note = "each trial needs resources.cpus = 3 on one node, and the largest node of the cluster has 2 CPU(s) now"
+        wait_for(lambda: note in log.read_text(), 120, "the note on what the trials wait for", alive=lambda: proc.poll() is None)
+        assert "autoscaler" in log.read_text()
+        started = "select count(*) from tags where key = 'tokensweep.tune_started_at'"  # the parent run, just before Tune
+        wait_for(lambda: poll_db(tmp_path / "mlflow.db", started) == [(1,)], 120, "Tune to start", alive=lambda: proc.poll() is None)
+        time.sleep(2)  # Tune's trials wait for resources now (none could be placed)
+        os.kill(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        stop_process_group(proc)
+    output = log.read_text()
+    assert proc.returncode == 130, output[-4000:]
+    assert output.strip().splitlines()[-1].startswith("tokensweep run: interrupted by SIGINT: 0 of 3 trial(s) finished, 3 not started")
+    parents, children = sweep_runs(tmp_path / "mlflow.db", "big")
+    assert [p.info.status for p in parents] == ["KILLED"] and children == []
+
+
+WORKER_SPEC = f"""
+[sweep]
+name = "drained"
+
+[trial]
+{TRIAL}
+epochs = 3
+tiny_train_per_class = 300
+
+[[variants]]
+name = "drained"
+
+[resources]
+cpus = 1
+gpus = 0
+
+[failure]
+max_failures = 1
+
+[tracking]
+system_metrics = false
+"""
+
+
+def test_sigterm_to_a_trial_worker_ends_it_quietly_and_the_trial_is_retried(tmp_path, ray_head):
+    spec = tmp_path / "drained.toml"
+    spec.write_text(WORKER_SPEC)
+    db = tmp_path / "mlflow.db"
+    proc, log = start_cli(["run", spec, "--address", ray_head.address, "--quiet"], tmp_path, ray_head.env)
+    try:
+        alive = lambda: proc.poll() is None  # noqa: E731
+        wait_for(lambda: _epochs(db, "drained") == [1], 300, "the trial's first epoch", alive=alive)
+        worker = wait_for(lambda: trial_process(ray_head.proc.pid, "drained"), 30, "the trial's worker", alive=alive)
+        os.kill(worker.pid, signal.SIGTERM)  # a Ray worker of our own head, mid-epoch 2
+        proc.wait(timeout=400)
+    finally:
+        stop_process_group(proc)
+    output = log.read_text()
+    assert proc.returncode == 0, output[-4000:]
+    (run,) = sweep_runs(db, "drained")[1]
+    assert run.info.status == "FINISHED" and run.data.tags["tokensweep.retries"] == "1"
+    assert metric_steps(db, run.info.run_id, "top1") == [1, 2, 3]
+    # what the worker itself wrote (Ray prefixes it with its pid): no traceback, no stack dump
+    worker_lines = [line for line in output.splitlines() if f"pid={worker.pid})" in line]
+    for words in ("Traceback", "Exception ignored", "Stack trace", "SystemExit", "Fatal Python error", "Extension modules"):
+        assert not [line for line in worker_lines if words in line], (words, "\n".join(worker_lines)[-3000:])
+
+
+# --- tokensweep trial ---------------------------------------------------------------------------------------
+
+TRIAL_ARGS = ["trial", "--smoke", "--model", "vit_tiny_patch", "--epochs", "40", "--tiny-train-per-class", "100",
+              "--batch-size", "32", "--warmup-epochs", "0", "--bench-steps", "1", "--bench-batch", "8", "--workers", "0",
+              "--quiet"]  # fmt: skip
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_trial_stopped_by_a_signal_keeps_its_last_checkpoint_and_resumes(tmp_path, signum):
+    ckpt = tmp_path / "ckpt"
+    args = TRIAL_ARGS + ["--checkpoint-dir", ckpt]
+    proc = subprocess.Popen(CLI + [str(a) for a in args], cwd=tmp_path, env=base_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        wait_for(lambda: len(_log_epochs(ckpt)) >= 2, 300, "two finished epochs", alive=lambda: proc.poll() is None)
+        os.kill(proc.pid, signum)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 128 + signum, err[-3000:]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
+    from trials.train.checkpoint import load_checkpoint
+
+    epoch = load_checkpoint(ckpt)["epoch"]  # loads: written whole
+    assert epoch >= 2 and epoch == max(_log_epochs(ckpt))  # the last epoch that finished, nothing after it
+    how = "interrupted by SIGINT" if signum == signal.SIGINT else "terminated by SIGTERM"
+    assert lines[0] == (f"tokensweep trial: {how}; the checkpoint of epoch {epoch} is in {ckpt}: the same command with "
+                        f"--resume {ckpt} continues from there")  # fmt: skip
+    assert out == ""  # no final metrics: the trial did not finish
+
+    short = [a if a != "40" else str(epoch + 1) for a in args]  # one more epoch, from the checkpoint
+    done = run_cli(short + ["--resume", ckpt], cwd=tmp_path, env=base_env(), timeout=300, check_rc=0)
+    assert json.loads(done.stdout.strip().splitlines()[-1])["epoch"] == epoch + 1
+    assert _log_epochs(ckpt) == list(range(1, epoch + 2))  # each epoch once in the log
+
+
+def _log_epochs(ckpt: Path) -> list[int]:
+    try:
+        return [json.loads(line)["epoch"] for line in (ckpt / "log.jsonl").read_text().splitlines() if line.strip()]
+    except (FileNotFoundError, ValueError, KeyError):
+        return []

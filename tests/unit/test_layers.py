@@ -1,0 +1,36 @@
+"""The layers stay one-way: import-linter's contracts in pyproject.toml must hold."""
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+from helpers import REPO
+
+
+def test_import_contracts_hold():
+    lint = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run([str(lint), "--config", str(REPO / "pyproject.toml")], cwd=REPO, capture_output=True, text=True)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    assert f"{len(contracts)} kept, 0 broken" in out  # every contract was checked, not skipped
+
+
+def loaded_by_run(*args: str) -> str:
+    code = (
+        "import sys; from tokensweep.cli import main; "
+        f"rc = main(['run', {str(ROOT / 'platform/sweeps/smoke.toml')!r}, *{list(args)!r}]); "
+        "print(sorted(m for m in ('torch', 'ray', 'mlflow', 'optuna', 'numpy') if m in sys.modules), rc)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr
+
+
+def test_validating_a_sweep_loads_no_heavy_framework():
+    """`tokensweep run` checks every trial of a spec (models, overrides, data) without loading torch, Ray or
+    MLflow: bad input is answered at once. The plan that ends `--dry-run` calibrates with torch, never Ray
+    or MLflow."""
+    assert loaded_by_run("--dry-run", "--set", "trial.epochs=0") == "[] 2"
+    assert loaded_by_run("--dry-run", "--set", "sweep.budget_hours=-1") == "[] 2"
+    assert loaded_by_run("--dry-run") == "['numpy', 'torch'] 0"
