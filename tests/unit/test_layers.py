@@ -13,17 +13,17 @@ def test_import_contracts_hold():
     result = subprocess.run([str(lint), "--config", str(REPO / "pyproject.toml")], cwd=REPO, capture_output=True, text=True)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
-    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    contracts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
     assert f"{len(contracts)} kept, 0 broken" in out  # every contract was checked, not skipped
 
 
 def loaded_by_run(*args: str) -> str:
     code = (
         "import sys; from tokensweep.cli import main; "
-        f"rc = main(['run', {str(ROOT / 'platform/sweeps/smoke.toml')!r}, *{list(args)!r}]); "
+        f"rc = main(['run', {str(REPO / 'platform/sweeps/smoke.toml')!r}, *{list(args)!r}]); "
         "print(sorted(m for m in ('torch', 'ray', 'mlflow', 'optuna', 'numpy') if m in sys.modules), rc)"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr
 
 

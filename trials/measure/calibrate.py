@@ -9,6 +9,7 @@ and the final measurement. Torch only, so the GPU check uses it as the sweep's p
 """
 
 import itertools
+import os
 import time
 from dataclasses import asdict, dataclass
 
@@ -66,7 +67,9 @@ def calibrate(config: TrialConfig) -> Calibration:
     """Time `config`'s training and loading where its trial would run (its device, threads and data)."""
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
-    with cpu_threads(config.threads) as threads:
+    # no more threads than this machine has cores: a spec written for a larger node is timed as this one runs it
+    threads_here = min(config.threads, os.cpu_count() or 1) if config.threads else None
+    with cpu_threads(threads_here) as threads:
         started = time.perf_counter()
         train_loader, val_loader, num_classes = build_loaders(config, device)
         model = build_model(config.spec.with_classes(num_classes)).to(device)

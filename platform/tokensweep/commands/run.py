@@ -5,6 +5,7 @@ is one line on stderr and exit code 2, with nothing written to the tracking stor
 """
 
 import argparse
+import dataclasses
 import os
 import shlex
 import sys
@@ -244,25 +245,9 @@ def run(args: argparse.Namespace) -> int:
         raise SpecError(f"--num-cpus must be >= 1, got {args.num_cpus}")
     if args.num_gpus is not None and args.num_gpus < 0:
         raise SpecError(f"--num-gpus must be >= 0, got {args.num_gpus}")
-    plan = cost_plan(spec, args)
-    if args.dry_run:
-        print_plan(spec)
-        print("\n".join(plan.lines() if plan is not None else []))
-        return 0
-    check_tracking(tracking_uri)  # a server is asked once the spec is known good: a few seconds at most
+    from tokensweep.sweep import RunOptions, check_cpus
 
-    validated = time.perf_counter()
-    choose_ray_auth(args.address)
     verbose = min(2, args.verbose)
-    quiet_ray(verbose)
-    from tokensweep.sweep import progress
-    from tokensweep.sweep.driver import run_sweep  # Ray and MLflow from here on
-    from tokensweep.sweep import RunOptions
-
-    progress.quiet_loggers(verbose)
-
-    imported = time.perf_counter()
-
     options = RunOptions(
         tracking_uri=tracking_uri,
         storage=storage,
@@ -275,8 +260,27 @@ def run(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         num_cpus=args.num_cpus,
         num_gpus=args.num_gpus,
-        plan=plan,
     )
+    if not args.dry_run:  # a dry run shows a spec written for a larger node; a run would wait forever
+        check_cpus(spec, options)
+    plan = cost_plan(spec, args)
+    if args.dry_run:
+        print_plan(spec)
+        print("\n".join(plan.lines() if plan is not None else []))
+        return 0
+    check_tracking(tracking_uri)  # a server is asked once the spec is known good: a few seconds at most
+
+    validated = time.perf_counter()
+    choose_ray_auth(args.address)
+    quiet_ray(verbose)
+    from tokensweep.sweep import progress
+    from tokensweep.sweep.driver import run_sweep  # Ray and MLflow from here on
+
+    progress.quiet_loggers(verbose)
+
+    imported = time.perf_counter()
+
+    options = dataclasses.replace(options, plan=plan)
     outcome = run_sweep(spec, options, {"validate_s": validated - started, "import_s": imported - validated})
     outcome.timings["total_s"] = time.perf_counter() - started
     if outcome.interrupted:

@@ -12,12 +12,15 @@ the sweep ended (SweepOutcome), declared here because every phase reads or fills
     bench.py     every architecture benched alone: the measurement, its interval, the record in MLflow, the
                  stage after training, the search's throughput objective, concurrent trials
 
-Importing this package imports nothing else; driver.py imports Ray and MLflow.
+Importing this package imports nothing heavy (no Ray, MLflow or torch); driver.py imports Ray and MLflow.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+
+from tokensweep.errors import SpecError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +40,27 @@ class RunOptions:
 
     def tune_path(self, name: str) -> str:
         return self.storage.rstrip("/") + "/" + name
+
+    def ray_address(self) -> str:
+        return self.address or os.environ.get("RAY_ADDRESS") or "local"
+
+    def starts_local_ray(self) -> bool:
+        return self.ray_address() in ("local", "none")
+
+    def local_cpus(self) -> int:
+        """The CPUs a new local Ray offers: --num-cpus, else what this machine has."""
+        return self.num_cpus or os.cpu_count() or 1
+
+
+def check_cpus(spec, options: RunOptions) -> None:
+    """Before Ray starts (and before a plan calibrates): a trial asking more CPUs than a new local Ray has
+    could never start (Tune would wait forever); refused in one line, as a GPU nobody has is."""
+    if options.starts_local_ray() and spec.cpus > options.local_cpus():
+        source = "--num-cpus" if options.num_cpus else "this machine's count"
+        raise SpecError(
+            f"resources.cpus = {spec.cpus:g} per trial, but the local Ray has {options.local_cpus()} CPU(s) ({source}): "
+            "no trial could ever start; lower resources.cpus" + ("" if options.num_cpus else " or pass a larger --num-cpus")
+        )
 
 
 @dataclasses.dataclass

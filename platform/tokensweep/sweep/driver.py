@@ -58,7 +58,7 @@ from ray import tune
 from tokensweep.payload import TrialPayload, grid_config, search_base_config
 from tokensweep.plugins import export_plugin_roots
 from tokensweep.spec import SweepSpec
-from tokensweep.sweep import RunOptions, SweepOutcome, bench, budget, guards, progress, tuner
+from tokensweep.sweep import RunOptions, SweepOutcome, bench, check_cpus, budget, guards, progress, tuner
 from tokensweep.sweep.bench import BenchOutcome, run_stage, skip_stage
 from tokensweep.sweep.confirm import confirm_path, run_confirmation
 from tokensweep.sweep.guards import (
@@ -421,14 +421,14 @@ class Sweep:
         spec, options = self.spec, self.options
         self.lock.check()  # another driver runs this sweep: one line, before anything else is checked or written
         self.tune_path = tuner.check_storage(spec, options)
-        guards.check_cpus(spec, options)  # trials a local Ray could never start: refused before it starts
-        if not guards.starts_local_ray(options):
-            guards.probe(guards.ray_address(options))  # nothing listens there: one line, before the lock is written
+        check_cpus(spec, options)  # trials a local Ray could never start: refused before it starts
+        if not options.starts_local_ray():
+            guards.probe(options.ray_address())  # nothing listens there: one line, before the lock is written
         self.optuna_url = optuna_storage(spec, options)
         with self.lock, StopOnSignal() as stop:  # one driver per sweep from here; Ctrl-C / SIGTERM / SIGHUP stop it in order
             self.stop = stop
             stop.before_exit.append(self.lock.release)
-            if guards.starts_local_ray(options):  # the process ends from the watchdog: no Ray process outlives it
+            if options.starts_local_ray():  # the process ends from the watchdog: no Ray process outlives it
                 stop.before_exit.append(lambda: guards.end_processes(guards.own_processes()))
             try:
                 return self.on_ray()
@@ -449,7 +449,7 @@ class Sweep:
             if self.optuna_url:
                 tuner.delete_optuna_study(self.optuna_url, self.spec.name)
         configure_tune(self.spec)
-        if guards.starts_local_ray(self.options):
+        if self.options.starts_local_ray():
             export_plugin_roots(self.spec.plugins)  # its workers import the user's embeddings as this process did
         self.options = dataclasses.replace(self.options, tracking_uri=credentials_to_environment(self.options.tracking_uri))
         try:
@@ -466,7 +466,7 @@ class Sweep:
         with timed(self.timings, "ray_start_s"):  # a new local Ray, or connecting
             # A new local Ray can only fail by crashing, and its GPU check cannot refuse gpus = 0 or "auto":
             # then the MLflow store is set up while Ray starts. Otherwise after, so bad input writes nothing.
-            overlap = guards.starts_local_ray(options) and not (spec.gpus or 0) > 0
+            overlap = options.starts_local_ray() and not (spec.gpus or 0) > 0
             early_tracker = open_tracker_in_background(options.tracking_uri, spec.name) if overlap else None
             guards.init_ray(options)
         stop.install()  # ray.init put Ray's SIGTERM handler (SystemExit) in place of ours

@@ -424,12 +424,8 @@ class StopOnSignal:
         os._exit(self.exit_code)
 
 
-def ray_address(options: RunOptions) -> str:
-    return options.address or os.environ.get("RAY_ADDRESS") or "local"
 
 
-def starts_local_ray(options: RunOptions) -> bool:
-    return ray_address(options) in ("local", "none")
 
 
 def probe(address: str, timeout: float = 5.0) -> None:
@@ -445,8 +441,8 @@ def probe(address: str, timeout: float = 5.0) -> None:
 
 
 def init_ray(options: RunOptions) -> None:
-    address = ray_address(options)
-    if starts_local_ray(options):
+    address = options.ray_address()
+    if options.starts_local_ray():
         # RAY_AUTH_MODE was chosen before Ray was imported: see tokensweep.commands.run.choose_ray_auth
         ray.init(address="local", num_cpus=options.num_cpus, num_gpus=options.num_gpus, include_dashboard=False,
                  logging_level=logging.WARNING)  # fmt: skip
@@ -463,7 +459,7 @@ LEFTOVER_GRACE_S = 5.0  # for a local Ray's processes to end after ray.shutdown,
 
 def shutdown(options: RunOptions) -> None:
     """ray.shutdown(); a local Ray's processes that outlive it are then ended (end_processes)."""
-    processes = own_processes() if starts_local_ray(options) else []
+    processes = own_processes() if options.starts_local_ray() else []
     ray.shutdown()
     end_processes(processes, LEFTOVER_GRACE_S)
 
@@ -489,20 +485,8 @@ def end_processes(processes: list, grace_s: float = 0.0) -> None:
     psutil.wait_procs(alive, timeout=5)
 
 
-def local_cpus(options: RunOptions) -> int:
-    """The CPUs a new local Ray offers: --num-cpus, else what this machine has."""
-    return options.num_cpus or os.cpu_count() or 1
 
 
-def check_cpus(spec: SweepSpec, options: RunOptions) -> None:
-    """Before Ray starts: a trial asking more CPUs than a new local Ray has could never start (Tune
-    would wait forever); refused in one line, as a GPU nobody has is."""
-    if starts_local_ray(options) and spec.cpus > local_cpus(options):
-        source = "--num-cpus" if options.num_cpus else "this machine's count"
-        raise SpecError(
-            f"resources.cpus = {spec.cpus:g} per trial, but the local Ray has {local_cpus(options)} CPU(s) ({source}): "
-            "no trial could ever start; lower resources.cpus" + ("" if options.num_cpus else " or pass a larger --num-cpus")
-        )
 
 
 def largest_node_cpus() -> float:
@@ -514,7 +498,7 @@ def note_unschedulable(spec: SweepSpec, options: RunOptions) -> None:
     largest = largest_node_cpus()
     if spec.cpus <= largest:
         return
-    if starts_local_ray(options):  # Ray saw fewer CPUs than os.cpu_count() (a container's CPU limit)
+    if options.starts_local_ray():  # Ray saw fewer CPUs than os.cpu_count() (a container's CPU limit)
         raise SpecError(f"resources.cpus = {spec.cpus:g} per trial, but the local Ray has {largest:g} CPU(s): no trial could ever start")
     print(
         f"tokensweep run: note: each trial needs resources.cpus = {spec.cpus:g} on one node, and the largest node of "
@@ -533,7 +517,7 @@ def resolve_gpus(spec: SweepSpec, options: RunOptions) -> SweepSpec:
         return spec.with_gpus(1.0 if cluster_gpus > 0 else 0.0)
     largest = max((n.get("Resources", {}).get("GPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0)
     if 0 < largest < spec.gpus:
-        if starts_local_ray(options):
+        if options.starts_local_ray():
             raise SpecError(f"resources.gpus = {spec.gpus:g} per trial, but the local Ray has {largest:g} GPU(s): "
                             "no trial could ever start; lower resources.gpus")  # fmt: skip
         print(
@@ -543,7 +527,7 @@ def resolve_gpus(spec: SweepSpec, options: RunOptions) -> SweepSpec:
             flush=True,
         )
     if spec.gpus > 0 and cluster_gpus == 0:
-        if starts_local_ray(options):
+        if options.starts_local_ray():
             raise SpecError(f"resources.gpus = {spec.gpus:g}, but this machine has no GPU visible to Ray (use gpus = 0)")
         print(
             f"tokensweep run: note: resources.gpus = {spec.gpus:g} but the cluster has no GPU now; "

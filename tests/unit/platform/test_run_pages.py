@@ -39,6 +39,6 @@ def test_a_store_lost_while_the_summary_is_written_is_reported_as_itself(monkeyp
         raise ConnectionError("Connection refused")
 
     monkeypatch.setattr(driver, "server_unreachable", lambda uri: None)  # it answered a moment before
-    monkeypatch.setattr(driver, "summary_metrics", refused)
+    monkeypatch.setattr(driver, "runs_table_of", refused)  # the summary's first read of the store
     with pytest.raises(ConnectionError, match="Connection refused"):
         driver.log_summary(types.SimpleNamespace(tracking_uri="http://127.0.0.1:1"))
