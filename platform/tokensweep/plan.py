@@ -32,7 +32,7 @@ from tokensweep.errors import SpecError
 SWEEP_FIXED_S = 4.0  # import of Ray and MLflow, the parent run, Ray's shutdown
 RAY_START_S = 3.5
 WORKER_START_S = 3.0  # a trial slot's worker: a process importing torch (reused by the slot's next trials)
-TRIAL_SETUP_S = 1.0  # per trial: its MLflow run, the config handed over, the actor reset
+TRIAL_SETUP_S = 0.3  # per trial: its MLflow run, the config handed over, the actor reset (idle 2-core machine)
 EPOCH_OVERHEAD_S = 0.3  # per epoch: the checkpoint saved and the result reported
 BENCH_START_S = 2.0  # the bench stage's worker
 BENCH_ARCH_S = 0.5  # per architecture benched: its model built and warmed up
