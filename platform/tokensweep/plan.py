@@ -1,25 +1,29 @@
 """What a sweep will cost before it runs: device-hours and wall time, from calibrated speeds.
 
 Per distinct architecture of the sweep (model, knobs, batch, precision, threads, workers, data) one
-calibration (trials.measure.calibrate): measured here when this machine has the trials' device,
-else read from a calibration file written by `tokensweep plan --save-calibration` on such a device.
-Here-measured ones are cached per (architecture, device model, batch, precision, threads) in
-$XDG_CACHE_HOME/tokensweep/calibrations. Then, per trial:
+calibration (trials.measure.calibrate), the first of: a calibration file written by `tokensweep plan
+--save-calibration` on the trials' device; measured here when this machine has that device (cached per
+(architecture, device model, batch, precision, threads) in $XDG_CACHE_HOME/tokensweep/calibrations);
+the medians of earlier finished runs of the architecture on one device model of that kind in the
+MLflow store (a RunHistory of tokensweep.tracking.history, handed in). Then, per trial:
 
     set-up + epochs x (steps x step time + validation + per-epoch reporting) + final measurement
 
 (the first trial of each slot also starts its worker), trials placed in the spec's order on the
-free slots (Tune's order), plus the sweep's fixed costs (Ray's start, MLflow, the bench stage).
-Device-hours are the trials' time x the devices each holds: GPUs for GPU trials, else cores.
-Imports no Ray and touches no MLflow store.
+free slots (Tune's order), plus the sweep's fixed costs (Ray's start, MLflow, the bench stage). An
+Optuna search's trials cost the mean of its space's cheapest and dearest corner; its confirmation
+stage runs after it. Device-hours are the trials' time x the devices each holds: GPUs for GPU trials,
+else cores. Imports no Ray and writes to no MLflow store.
 """
 
 from __future__ import annotations
 
 import hashlib
 import heapq
+import itertools
 import json
 import os
+from statistics import median
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -62,6 +66,7 @@ class Plan:
     fixed_s: float
     wall_s: float
     span: dict = field(default_factory=dict)  # optuna: the cheapest and dearest trial of the space
+    confirmation: dict = field(default_factory=dict)  # optuna: its front trained again on the confirm seeds
 
     @property
     def device_hours(self) -> float:
@@ -83,6 +88,7 @@ class Plan:
             "architectures": self.architectures,
             "per_trial": [{**asdict(t), "device_hours": t.device_hours} for t in self.trials],
             **({"span": self.span} if self.span else {}),
+            **({"confirmation": self.confirmation} if self.confirmation else {}),
         }
 
     def lines(self) -> list[str]:
@@ -95,6 +101,10 @@ class Plan:
                        f"{_duration(a['trial_s']):>9}  {a['source']}")  # fmt: skip
         if self.span:
             out.append(f"  search span: {_duration(self.span['cheapest_s'])} to {_duration(self.span['dearest_s'])} per trial")
+        if self.confirmation:
+            c = self.confirmation
+            out.append(f"  confirmation: {c['trials']} trial(s), a front of ~{c['front']} configuration(s) x {c['seeds']} "
+                       f"new seed(s) (at most {c['most_trials']}): {c['device_hours']:.3g} {unit}, wall {_duration(c['wall_s'])}")  # fmt: skip
         out.append(f"total: {self.device_hours:.3g} {unit}, wall {_duration(self.wall_s)} "
                    f"(fixed {_duration(self.fixed_s)}: Ray, MLflow, bench)")  # fmt: skip
         return out
@@ -207,8 +217,9 @@ def _portable(key: dict) -> dict:
     return {k: v for k, v in key.items() if k not in ("data_dir", "threads", "workers")}
 
 
-def calibration_for(config, kind: str, entries: list[dict]):
-    """(Calibration, source) for one architecture: a file's entry, else the cache, else measured here."""
+def calibration_for(config, kind: str, entries: list[dict], history=None):
+    """(Calibration, source) for one architecture: a file's entry, else the cache or measured here when this
+    machine has the trials' device, else earlier runs in the MLflow store (`history`: a RunHistory)."""
     from trials.measure.calibrate import Calibration
 
     key = arch_key(config)
@@ -223,11 +234,61 @@ def calibration_for(config, kind: str, entries: list[dict]):
                 raise SpecError(f"the calibration file's {arch_name(config)} was measured on {calibration.device!r}, "
                                 f"but the trials run on the {kind}: calibrate on the trials' device")  # fmt: skip
             return calibration, "file"
-    here = _here_kind()
-    if here != kind:
-        raise SpecError(f"{arch_name(config)}: the trials run on the {kind} and this machine has none to calibrate on: "
+    if _here_kind() == kind:
+        return _cached_or_measured(config, key)
+    found = history_calibration(config, kind, history) if history is not None else None
+    if found is None:
+        store = f", nor has the MLflow store {history.where()} finished runs of it on one" if history is not None else ""
+        raise SpecError(f"{arch_name(config)}: the trials run on the {kind} and this machine has none to calibrate on{store}: "
                         "pass --calibration FILE, written by `tokensweep plan SPEC --save-calibration FILE` on such a device")  # fmt: skip
-    return _cached_or_measured(config, key)
+    return found
+
+
+def run_match(config, kind: str) -> tuple[dict, dict]:
+    """(params, tags) an earlier trial run of this architecture on a device of `kind` recorded (vocab's names):
+    its model and knobs, image size, batch, data set, precision and measurement batch, on a GPU of its own;
+    on the CPU also its threads, when the trial sets them."""
+    import torch
+
+    from trials.measure.env import resolve_precision
+    from vocab.values import as_text
+
+    params = {k: as_text(v) for k, v in config.params().items() if k not in ("epochs", "lr", "seed")}
+    precision = resolve_precision(config.precision, torch.device("cuda" if kind == ON_GPU else "cpu"))
+    tags = {"precision": precision, "bench_batch": as_text(config.bench_batch), "gpu_shared": "false"}
+    if kind == ON_CPU and config.threads:
+        tags["threads"] = as_text(config.threads)
+    return params, tags
+
+
+def history_calibration(config, kind: str, history):
+    """(Calibration, "mlflow: N runs") from the medians of the earlier runs of this architecture on one device
+    model of `kind` (the model with the most runs), else None. A step is bounded by the runs' training rate
+    and by the rate their epochs trained at (loading included); set-up and the final measurement are the
+    runs' wall time beyond their epochs."""
+    from trials.measure.calibrate import Calibration
+
+    params, tags = run_match(config, kind)
+    runs = [r for r in history.speeds(params, tags)
+            if r.device.startswith("cpu:") == (kind == ON_CPU) and r.train_images and r.val_images]  # fmt: skip
+    if not runs:
+        return None
+    by_device = {d: [r for r in runs if r.device == d] for d in sorted({r.device for r in runs})}
+    device, same = max(by_device.items(), key=lambda item: len(item[1]))
+    train = median(r.train_images_per_sec for r in same)
+    epoch_rates = [r.epoch_images_per_sec for r in same if r.epoch_images_per_sec]
+    beyond_epochs = [max(0.0, r.wall_s - r.epochs * (r.epoch_time_s + EPOCH_OVERHEAD_S) - TRIAL_SETUP_S)
+                     for r in same if r.epoch_time_s]  # fmt: skip
+    calibration = Calibration(
+        device=device, batch=config.batch_size, precision=tags["precision"],
+        threads=config.threads or 0,
+        workers=max(1, config.loader_workers),  # the epochs' rate holds the loading: a step is the slower of the two
+        train_images_per_sec=train, eval_images_per_sec=median(r.images_per_sec for r in same),
+        loader_images_per_sec=median(epoch_rates) if epoch_rates else train,
+        setup_s=median(beyond_epochs) if beyond_epochs else 0.0, measure_s=0.0,
+        train_images=int(median(r.train_images for r in same)), val_images=int(median(r.val_images for r in same)),
+    )  # fmt: skip
+    return calibration, f"mlflow: {len(same)} run{'s' if len(same) > 1 else ''}"
 
 
 def _here_kind() -> str:
@@ -278,8 +339,9 @@ def bench_seconds(spec, calibrations: dict) -> float:
     return total
 
 
-def plan_sweep(spec, resources: Resources = Resources(), entries: list[dict] = ()) -> tuple[Plan, dict]:
-    """The plan, and the calibrations it used (architecture name -> (Calibration, its key))."""
+def plan_sweep(spec, resources: Resources = Resources(), entries: list[dict] = (), history=None) -> tuple[Plan, dict]:
+    """The plan, and the calibrations it used (architecture name -> (Calibration, its key)). `history`: a
+    RunHistory (tokensweep.tracking.history) for architectures with no other calibration."""
     kind = device_kind(spec, resources)
     slots = slots_of(spec, resources, kind)
     named = trial_configs(spec)
@@ -287,22 +349,44 @@ def plan_sweep(spec, resources: Resources = Resources(), entries: list[dict] = (
     for _, config in named:
         name = arch_name(config)
         if name not in calibrations:
-            calibration, source = calibration_for(config, kind, list(entries))
+            calibration, source = calibration_for(config, kind, list(entries), history)
             calibrations[name] = (calibration, arch_key(config))
             rows.append(_row(name, config, calibration, source))
     seconds = [trial_seconds(c, calibrations[arch_name(c)][0]) for _, c in named]
-    span = {}
-    if spec.search != "grid":  # every trial planned at the mean of the space's two corners
-        span = {"cheapest_s": min(seconds), "dearest_s": max(seconds), "num_samples": spec.num_samples,
-                "confirm_seeds": len(spec.confirm_seeds)}  # fmt: skip
-        named = [(f"trial {i}", None) for i in range(spec.num_samples)]
-        seconds = [sum(seconds) / len(seconds)] * spec.num_samples
     devices = (spec.gpus or 1.0) if kind == ON_GPU else spec.cpus
-    trials = [PlannedTrial(name, arch_name(c) if c else "span", s + (WORKER_START_S if i < slots else 0.0), devices)
-              for i, ((name, c), s) in enumerate(zip(named, seconds))]  # fmt: skip
     fixed = SWEEP_FIXED_S + RAY_START_S + bench_seconds(spec, calibrations)
-    wall = fixed + makespan([t.trial_s for t in trials], slots)
-    return Plan(spec.name, kind, slots, trials, rows, fixed, wall, span), calibrations
+    if spec.search == "grid":
+        trials = _placed([(n, arch_name(c)) for n, c in named], seconds, slots, devices)
+        return Plan(spec.name, kind, slots, trials, rows, fixed, fixed + makespan([t.trial_s for t in trials], slots)), calibrations
+    # a search: every trial at the mean of the space's two corners, then its confirmation stage
+    mean_s = sum(seconds) / len(seconds)
+    span = {"cheapest_s": min(seconds), "dearest_s": max(seconds), "num_samples": spec.num_samples,
+            "confirm_seeds": len(spec.confirm_seeds)}  # fmt: skip
+    search = _placed([(f"trial {i}", "span") for i in range(spec.num_samples)], [mean_s] * spec.num_samples, slots, devices)
+    seeds = [s for s in spec.confirm_seeds if s != named[0][1].seed]  # the seed the search trained is not run again
+    front = min(spec.num_samples, round(expected_front(spec.num_samples, len(spec.objectives)))) if seeds else 0
+    confirm = _placed([(f"confirm {i}", "span") for i in range(front * len(seeds))], [mean_s] * (front * len(seeds)), slots, devices)
+    confirm_wall = makespan([t.trial_s for t in confirm], slots) if confirm else 0.0
+    confirmation = {"trials": len(confirm), "device_hours": sum(t.device_hours for t in confirm), "wall_s": confirm_wall,
+                    "front": front, "seeds": len(seeds), "most_trials": spec.num_samples * len(seeds)} if seeds else {}  # fmt: skip
+    wall = fixed + makespan([t.trial_s for t in search], slots) + confirm_wall
+    return Plan(spec.name, kind, slots, search + confirm, rows, fixed, wall, span, confirmation), calibrations
+
+
+def _placed(named: list[tuple[str, str]], seconds: list[float], slots: int, devices: float) -> list[PlannedTrial]:
+    """(trial name, architecture) with their seconds as PlannedTrials: the first of each slot also starts its worker."""
+    return [PlannedTrial(name, arch, s + (WORKER_START_S if i < slots else 0.0), devices)
+            for i, ((name, arch), s) in enumerate(zip(named, seconds))]  # fmt: skip
+
+
+def expected_front(n: int, objectives: int) -> float:
+    """The expected number of non-dominated points among n whose objectives are independent and continuous:
+    1 for one objective, the harmonic number H_n for two (Bentley, Kung, Schkolnick & Thompson 1978). A
+    trade-off's objectives are anti-correlated, which makes its front larger: the budget gate holds the actual."""
+    front = [1.0] * (n + 1)
+    for _ in range(objectives - 1):
+        front = list(itertools.accumulate(front[k] / k if k else 0.0 for k in range(n + 1)))
+    return front[n]
 
 
 def _row(name: str, config, calibration, source: str) -> dict:
