@@ -61,6 +61,7 @@ class Plan:
     sweep: str
     device_kind: str  # GPU | CPU
     slots: int
+    slots_from: str  # what the slots were counted on: "--gpus", "this machine", "the cluster at ADDRESS"
     trials: list[PlannedTrial]
     architectures: list[dict]
     fixed_s: float
@@ -82,6 +83,7 @@ class Plan:
             "trials": len(self.trials),
             "device": self.device_kind,
             "slots": self.slots,
+            "slots_from": self.slots_from,
             "device_hours": self.device_hours,
             "wall_s": self.wall_s,
             "fixed_s": self.fixed_s,
@@ -93,7 +95,7 @@ class Plan:
 
     def lines(self) -> list[str]:
         unit = "GPU-hours" if self.device_kind == ON_GPU else "core-hours"
-        out = [f"plan {self.sweep!r}: {len(self.trials)} trial(s) on {self.slots} {self.device_kind} slot(s)"]
+        out = [f"plan {self.sweep!r}: {len(self.trials)} trial(s) on {self.slots} {self.device_kind} slot(s) ({self.slots_from})"]
         width = max(len(a["name"]) for a in self.architectures)
         out.append(f"  {'architecture':<{width}}  {'train img/s':>11}  {'loader img/s':>12}  {'trial':>9}  source")
         for a in self.architectures:
@@ -123,16 +125,27 @@ def _duration(seconds: float) -> str:
 
 @dataclass(frozen=True)
 class Resources:
-    """The cluster the plan is for: --gpus / --cpus, else this machine."""
+    """The cluster the plan is for: --gpus / --cpus, else a running cluster's (--address), else this machine."""
 
     gpus: int | None = None
     cpus: int | None = None
+    cluster: dict = field(default_factory=dict)  # ray.cluster_resources() of the cluster at `address`
+    address: str | None = None
+
+    def count(self, kind: str) -> tuple[float, str]:
+        """How many GPUs (kind GPU) or CPUs the trials have, and who says so."""
+        flag = self.gpus if kind == ON_GPU else self.cpus
+        if flag is not None:
+            return flag, f"--{kind.lower()}s"
+        if self.address is not None:
+            return self.cluster.get(kind, 0.0), f"the cluster at {self.address}"
+        return (_local_gpus() if kind == ON_GPU else os.cpu_count() or 1), "this machine"
 
 
 def device_kind(spec, resources: Resources) -> str:
     if spec.gpus is not None:
         return ON_GPU if spec.gpus > 0 else ON_CPU
-    return ON_GPU if (resources.gpus if resources.gpus is not None else _local_gpus()) > 0 else ON_CPU  # auto
+    return ON_GPU if resources.count(ON_GPU)[0] > 0 else ON_CPU  # auto
 
 
 def _local_gpus() -> int:
@@ -143,15 +156,14 @@ def _local_gpus() -> int:
 
 def slots_of(spec, resources: Resources, kind: str) -> int:
     if kind == ON_GPU:
-        gpus = resources.gpus if resources.gpus is not None else _local_gpus()
+        gpus, where = resources.count(ON_GPU)
         per_trial = spec.gpus or 1.0
         if gpus < per_trial:
-            raise SpecError(f"the trials use GPUs (resources.gpus = {per_trial:g} each) but this machine has "
-                            f"{gpus}: pass --gpus N, the GPUs of the cluster they will run on")  # fmt: skip
+            raise SpecError(f"the trials use GPUs (resources.gpus = {per_trial:g} each) but {where} has "
+                            f"{gpus:g}: pass --gpus N, the GPUs of the cluster they will run on")  # fmt: skip
         slots = int(gpus // per_trial)
     else:
-        cpus = resources.cpus if resources.cpus is not None else os.cpu_count() or 1
-        slots = max(1, int(cpus // spec.cpus))
+        slots = max(1, int(resources.count(ON_CPU)[0] // spec.cpus))
     return max(1, min(slots, spec.max_concurrent_trials or slots, spec.num_trials))
 
 
@@ -343,7 +355,7 @@ def plan_sweep(spec, resources: Resources = Resources(), entries: list[dict] = (
     """The plan, and the calibrations it used (architecture name -> (Calibration, its key)). `history`: a
     RunHistory (tokensweep.tracking.history) for architectures with no other calibration."""
     kind = device_kind(spec, resources)
-    slots = slots_of(spec, resources, kind)
+    slots, slots_from = slots_of(spec, resources, kind), resources.count(kind)[1]
     named = trial_configs(spec)
     calibrations, rows = {}, []
     for _, config in named:
@@ -357,7 +369,8 @@ def plan_sweep(spec, resources: Resources = Resources(), entries: list[dict] = (
     fixed = SWEEP_FIXED_S + RAY_START_S + bench_seconds(spec, calibrations)
     if spec.search == "grid":
         trials = _placed([(n, arch_name(c)) for n, c in named], seconds, slots, devices)
-        return Plan(spec.name, kind, slots, trials, rows, fixed, fixed + makespan([t.trial_s for t in trials], slots)), calibrations
+        wall = fixed + makespan([t.trial_s for t in trials], slots)
+        return Plan(spec.name, kind, slots, slots_from, trials, rows, fixed, wall), calibrations
     # a search: every trial at the mean of the space's two corners, then its confirmation stage
     mean_s = sum(seconds) / len(seconds)
     span = {"cheapest_s": min(seconds), "dearest_s": max(seconds), "num_samples": spec.num_samples,
@@ -370,7 +383,7 @@ def plan_sweep(spec, resources: Resources = Resources(), entries: list[dict] = (
     confirmation = {"trials": len(confirm), "device_hours": sum(t.device_hours for t in confirm), "wall_s": confirm_wall,
                     "front": front, "seeds": len(seeds), "most_trials": spec.num_samples * len(seeds)} if seeds else {}  # fmt: skip
     wall = fixed + makespan([t.trial_s for t in search], slots) + confirm_wall
-    return Plan(spec.name, kind, slots, search + confirm, rows, fixed, wall, span, confirmation), calibrations
+    return Plan(spec.name, kind, slots, slots_from, search + confirm, rows, fixed, wall, span, confirmation), calibrations
 
 
 def _placed(named: list[tuple[str, str]], seconds: list[float], slots: int, devices: float) -> list[PlannedTrial]:

@@ -62,9 +62,7 @@ def plan_resources(address: str | None, gpus: int | None, cpus: int | None):
         return Resources(gpus=gpus, cpus=cpus)
     from tokensweep.sweep.guards import cluster_resources
 
-    found = cluster_resources(address)
-    return Resources(gpus=int(found.get("GPU", 0)) if gpus is None else gpus,
-                     cpus=int(found.get("CPU", 1)) if cpus is None else cpus)  # fmt: skip
+    return Resources(gpus=gpus, cpus=cpus, cluster=cluster_resources(address), address=address)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -207,3 +207,22 @@ def test_a_search_without_confirmation_seeds_plans_none(tmp_path, capsys):
     _corner_calibrations(cal, load_spec(SWEEPS / "channels-optuna.toml", data_dir=data_dir))
     plan = _plan([str(SWEEPS / "channels-optuna.toml"), "--data-dir", data_dir, "--gpus", "4", "--calibration", str(cal)], capsys)
     assert "confirmation" not in plan and plan["trials"] == 32
+
+
+# --- the slots: --gpus / --cpus, a running cluster's resources, this machine ----------------------
+
+
+def test_the_flags_win_over_the_cluster_which_wins_over_this_machine():
+    cluster = P.Resources(cluster={"CPU": 6.0, "GPU": 2.0}, address="head:6379")
+    assert cluster.count(P.ON_GPU) == (2.0, "the cluster at head:6379") and cluster.count(P.ON_CPU)[0] == 6.0
+    assert P.Resources(gpus=8, cluster={"GPU": 2.0}, address="head:6379").count(P.ON_GPU) == (8, "--gpus")
+    assert P.Resources().count(P.ON_CPU)[1] == "this machine"
+    smoke = load_spec(SWEEPS / "smoke.toml")  # 4 trials of 1 CPU each
+    assert P.slots_of(smoke, P.Resources(cluster={"CPU": 3.0}, address="head:6379"), P.ON_CPU) == 3
+    assert P.slots_of(smoke, P.Resources(cpus=1, cluster={"CPU": 3.0}, address="head:6379"), P.ON_CPU) == 1
+
+
+def test_a_gpu_plan_on_a_cluster_without_gpus_names_the_cluster(tmp_path):
+    spec = load_spec(SWEEPS / "paper-table6.toml", data_dir=_imagenet_like(tmp_path))
+    with pytest.raises(P.SpecError, match="but the cluster at head:6379 has 0: pass --gpus N"):
+        P.plan_sweep(spec, P.Resources(cluster={"CPU": 64.0}, address="head:6379"))
