@@ -61,13 +61,13 @@ class Plan:
     sweep: str
     device_kind: str  # GPU | CPU
     slots: int
-    slots_from: str  # what the slots were counted on: "--gpus", "this machine", "the cluster at ADDRESS"
     trials: list[PlannedTrial]
     architectures: list[dict]
     fixed_s: float
     wall_s: float
     span: dict = field(default_factory=dict)  # optuna: the cheapest and dearest trial of the space
     confirmation: dict = field(default_factory=dict)  # optuna: its front trained again on the confirm seeds
+    slots_from: str = "this machine"  # what the slots were counted on: --gpus / --cpus, the cluster at ADDRESS
 
     @property
     def device_hours(self) -> float:
@@ -370,7 +370,7 @@ def plan_sweep(spec, resources: Resources = Resources(), entries: list[dict] = (
     if spec.search == "grid":
         trials = _placed([(n, arch_name(c)) for n, c in named], seconds, slots, devices)
         wall = fixed + makespan([t.trial_s for t in trials], slots)
-        return Plan(spec.name, kind, slots, slots_from, trials, rows, fixed, wall), calibrations
+        return Plan(spec.name, kind, slots, trials, rows, fixed, wall, slots_from=slots_from), calibrations
     # a search: every trial at the mean of the space's two corners, then its confirmation stage
     mean_s = sum(seconds) / len(seconds)
     span = {"cheapest_s": min(seconds), "dearest_s": max(seconds), "num_samples": spec.num_samples,
@@ -383,7 +383,7 @@ def plan_sweep(spec, resources: Resources = Resources(), entries: list[dict] = (
     confirmation = {"trials": len(confirm), "device_hours": sum(t.device_hours for t in confirm), "wall_s": confirm_wall,
                     "front": front, "seeds": len(seeds), "most_trials": spec.num_samples * len(seeds)} if seeds else {}  # fmt: skip
     wall = fixed + makespan([t.trial_s for t in search], slots) + confirm_wall
-    return Plan(spec.name, kind, slots, slots_from, search + confirm, rows, fixed, wall, span, confirmation), calibrations
+    return Plan(spec.name, kind, slots, search + confirm, rows, fixed, wall, span, confirmation, slots_from), calibrations
 
 
 def _placed(named: list[tuple[str, str]], seconds: list[float], slots: int, devices: float) -> list[PlannedTrial]:

@@ -43,7 +43,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--address",
         help="Ray cluster: 'auto' (the running one), host:port, ray://host:10001, or 'local' (start a new "
-        "local Ray). Default: $RAY_ADDRESS if set (as inside `ray job submit`), else local",
+        "local Ray). Default: $RAY_ADDRESS if set (as inside `ray job submit`), else local. With --dry-run, "
+        "the plan's slots are the cluster's",
     )
     p.add_argument("--storage", default=None, help="Tune storage root, a path or s3://... (default ./ray_results)")
     p.add_argument(

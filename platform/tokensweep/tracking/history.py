@@ -87,15 +87,16 @@ def all_pages(search) -> list:
 
 
 def run_speed(run) -> RunSpeed | None:
+    """A run's figures; None where it lacks what a plan needs (its epochs, its end, its device, its inference speed)."""
     m, data = run.data.metrics, run.data
     try:
         epochs = int(data.params["epochs"])
     except (KeyError, ValueError):
         return None
-    if run.info.end_time is None or "images_per_sec" not in m:
+    if run.info.end_time is None or "images_per_sec" not in m or not data.tags.get("device"):
         return None
     sizes = _sizes(run)
-    return RunSpeed(device=data.tags.get("device", ""), train_images_per_sec=m[SPEED], images_per_sec=m["images_per_sec"],
+    return RunSpeed(device=data.tags["device"], train_images_per_sec=m[SPEED], images_per_sec=m["images_per_sec"],
                     epoch_images_per_sec=m.get("train_images_per_sec_epoch"), epoch_time_s=m.get("epoch_time_s"),
                     epochs=epochs, wall_s=(run.info.end_time - run.info.start_time) / 1000,
                     train_images=sizes.get("train_images"), val_images=sizes.get("val_images"))  # fmt: skip
