@@ -23,9 +23,9 @@ import heapq
 import itertools
 import json
 import os
-from statistics import median
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from statistics import median
 
 from tokensweep.errors import SpecError
 
@@ -367,23 +367,32 @@ def plan_sweep(spec, resources: Resources = Resources(), entries: list[dict] = (
     seconds = [trial_seconds(c, calibrations[arch_name(c)][0]) for _, c in named]
     devices = (spec.gpus or 1.0) if kind == ON_GPU else spec.cpus
     fixed = SWEEP_FIXED_S + RAY_START_S + bench_seconds(spec, calibrations)
+    span, confirmation = {}, {}
     if spec.search == "grid":
         trials = _placed([(n, arch_name(c)) for n, c in named], seconds, slots, devices)
-        wall = fixed + makespan([t.trial_s for t in trials], slots)
-        return Plan(spec.name, kind, slots, trials, rows, fixed, wall, slots_from=slots_from), calibrations
-    # a search: every trial at the mean of the space's two corners, then its confirmation stage
-    mean_s = sum(seconds) / len(seconds)
-    span = {"cheapest_s": min(seconds), "dearest_s": max(seconds), "num_samples": spec.num_samples,
-            "confirm_seeds": len(spec.confirm_seeds)}  # fmt: skip
-    search = _placed([(f"trial {i}", "span") for i in range(spec.num_samples)], [mean_s] * spec.num_samples, slots, devices)
-    seeds = [s for s in spec.confirm_seeds if s != named[0][1].seed]  # the seed the search trained is not run again
-    front = min(spec.num_samples, round(expected_front(spec.num_samples, len(spec.objectives)))) if seeds else 0
-    confirm = _placed([(f"confirm {i}", "span") for i in range(front * len(seeds))], [mean_s] * (front * len(seeds)), slots, devices)
-    confirm_wall = makespan([t.trial_s for t in confirm], slots) if confirm else 0.0
-    confirmation = {"trials": len(confirm), "device_hours": sum(t.device_hours for t in confirm), "wall_s": confirm_wall,
-                    "front": front, "seeds": len(seeds), "most_trials": spec.num_samples * len(seeds)} if seeds else {}  # fmt: skip
-    wall = fixed + makespan([t.trial_s for t in search], slots) + confirm_wall
-    return Plan(spec.name, kind, slots, search + confirm, rows, fixed, wall, span, confirmation, slots_from), calibrations
+        wall = makespan([t.trial_s for t in trials], slots)
+    else:  # every trial at the mean of the space's two corners
+        span = {"cheapest_s": min(seconds), "dearest_s": max(seconds), "num_samples": spec.num_samples,
+                "confirm_seeds": len(spec.confirm_seeds)}  # fmt: skip
+        trials, wall, confirmation = _search_trials(spec, sum(seconds) / len(seconds), named[0][1].seed, slots, devices)
+    return Plan(spec.name, kind, slots, trials, rows, fixed, fixed + wall, span, confirmation, slots_from), calibrations
+
+
+def _search_trials(spec, trial_s: float, search_seed: int, slots: int, devices: float) -> tuple[list, float, dict]:
+    """An Optuna search's trials, then its confirmation stage's (the expected front x each confirm seed the
+    search did not train), the wall time of the two one after the other, and the confirmation's summary."""
+    search = _placed([(f"trial {i}", "span") for i in range(spec.num_samples)], [trial_s] * spec.num_samples, slots, devices)
+    search_wall = makespan([t.trial_s for t in search], slots)
+    seeds = [s for s in spec.confirm_seeds if s != search_seed]
+    if not seeds:
+        return search, search_wall, {}
+    front = min(spec.num_samples, round(expected_front(spec.num_samples, len(spec.objectives))))
+    n = front * len(seeds)
+    confirm = _placed([(f"confirm {i}", "span") for i in range(n)], [trial_s] * n, slots, devices)
+    confirm_wall = makespan([t.trial_s for t in confirm], slots)
+    confirmation = {"trials": n, "device_hours": sum(t.device_hours for t in confirm), "wall_s": confirm_wall,
+                    "front": front, "seeds": len(seeds), "most_trials": spec.num_samples * len(seeds)}  # fmt: skip
+    return search + confirm, search_wall + confirm_wall, confirmation
 
 
 def _placed(named: list[tuple[str, str]], seconds: list[float], slots: int, devices: float) -> list[PlannedTrial]:
