@@ -4,6 +4,8 @@ SweepTracker under vocab's names), the order of the sources, and an Optuna searc
 import itertools
 import json
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -226,3 +228,17 @@ def test_a_gpu_plan_on_a_cluster_without_gpus_names_the_cluster(tmp_path):
     spec = load_spec(SWEEPS / "paper-table6.toml", data_dir=_imagenet_like(tmp_path))
     with pytest.raises(P.SpecError, match="but the cluster at head:6379 has 0: pass --gpus N"):
         P.plan_sweep(spec, P.Resources(cluster={"CPU": 64.0}, address="head:6379"))
+
+
+def test_planning_imports_mlflow_only_to_read_history_and_never_ray(store, tmp_path):
+    """A store that does not exist is not opened; one with history is read through MLflow; Ray stays out."""
+    uri, data_dir = store
+    spec = [str(SWEEPS / "paper-table6.toml"), *PATCH_ONLY, "--data-dir", data_dir, "--gpus", "8"]
+    code = (
+        "import sys; from tokensweep.cli import main\n"
+        "def loaded(): return [m for m in ('ray', 'mlflow') if m in sys.modules]\n"
+        f"print(main(['plan', *{spec!r}, '--tracking-uri', {f'sqlite:///{tmp_path}/none.db'!r}]), loaded())\n"
+        f"print(main(['plan', *{spec!r}, '--tracking-uri', {uri!r}, '--json']), loaded())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300).stdout.splitlines()
+    assert [out[0], out[-1]] == ["2 []", "0 ['mlflow']"]
