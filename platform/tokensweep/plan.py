@@ -1,27 +1,31 @@
 """What a sweep will cost before it runs: device-hours and wall time, from calibrated speeds.
 
 Per distinct architecture of the sweep (model, knobs, batch, precision, threads, workers, data) one
-calibration (trials.measure.calibrate): measured here when this machine has the trials' device,
-else read from a calibration file written by `tokensweep plan --save-calibration` on such a device.
-Here-measured ones are cached per (architecture, device model, batch, precision, threads) in
-$XDG_CACHE_HOME/tokensweep/calibrations. Then, per trial:
+calibration (trials.measure.calibrate), the first of: a calibration file written by `tokensweep plan
+--save-calibration` on the trials' device; measured here when this machine has that device (cached per
+(architecture, device model, batch, precision, threads) in $XDG_CACHE_HOME/tokensweep/calibrations);
+the medians of earlier finished runs of the architecture on one device model of that kind in the
+MLflow store (a RunHistory of tokensweep.tracking.history, handed in). Then, per trial:
 
     set-up + epochs x (steps x step time + validation + per-epoch reporting) + final measurement
 
 (the first trial of each slot also starts its worker), trials placed in the spec's order on the
-free slots (Tune's order), plus the sweep's fixed costs (Ray's start, MLflow, the bench stage).
-Device-hours are the trials' time x the devices each holds: GPUs for GPU trials, else cores.
-Imports no Ray and touches no MLflow store.
+free slots (Tune's order), plus the sweep's fixed costs (Ray's start, MLflow, the bench stage). An
+Optuna search's trials cost the mean of its space's cheapest and dearest corner; its confirmation
+stage runs after it. Device-hours are the trials' time x the devices each holds: GPUs for GPU trials,
+else cores. Imports no Ray and writes to no MLflow store.
 """
 
 from __future__ import annotations
 
 import hashlib
 import heapq
+import itertools
 import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from statistics import median
 
 from tokensweep.errors import SpecError
 
@@ -62,6 +66,8 @@ class Plan:
     fixed_s: float
     wall_s: float
     span: dict = field(default_factory=dict)  # optuna: the cheapest and dearest trial of the space
+    confirmation: dict = field(default_factory=dict)  # optuna: its front trained again on the confirm seeds
+    slots_from: str = "this machine"  # what the slots were counted on: --gpus / --cpus, the cluster at ADDRESS
 
     @property
     def device_hours(self) -> float:
@@ -77,17 +83,19 @@ class Plan:
             "trials": len(self.trials),
             "device": self.device_kind,
             "slots": self.slots,
+            "slots_from": self.slots_from,
             "device_hours": self.device_hours,
             "wall_s": self.wall_s,
             "fixed_s": self.fixed_s,
             "architectures": self.architectures,
             "per_trial": [{**asdict(t), "device_hours": t.device_hours} for t in self.trials],
             **({"span": self.span} if self.span else {}),
+            **({"confirmation": self.confirmation} if self.confirmation else {}),
         }
 
     def lines(self) -> list[str]:
         unit = "GPU-hours" if self.device_kind == ON_GPU else "core-hours"
-        out = [f"plan {self.sweep!r}: {len(self.trials)} trial(s) on {self.slots} {self.device_kind} slot(s)"]
+        out = [f"plan {self.sweep!r}: {len(self.trials)} trial(s) on {self.slots} {self.device_kind} slot(s) ({self.slots_from})"]
         width = max(len(a["name"]) for a in self.architectures)
         out.append(f"  {'architecture':<{width}}  {'train img/s':>11}  {'loader img/s':>12}  {'trial':>9}  source")
         for a in self.architectures:
@@ -95,6 +103,10 @@ class Plan:
                        f"{_duration(a['trial_s']):>9}  {a['source']}")  # fmt: skip
         if self.span:
             out.append(f"  search span: {_duration(self.span['cheapest_s'])} to {_duration(self.span['dearest_s'])} per trial")
+        if self.confirmation:
+            c = self.confirmation
+            out.append(f"  confirmation: {c['trials']} trial(s), a front of ~{c['front']} configuration(s) x {c['seeds']} "
+                       f"new seed(s) (at most {c['most_trials']}): {c['device_hours']:.3g} {unit}, wall {_duration(c['wall_s'])}")  # fmt: skip
         out.append(f"total: {self.device_hours:.3g} {unit}, wall {_duration(self.wall_s)} "
                    f"(fixed {_duration(self.fixed_s)}: Ray, MLflow, bench)")  # fmt: skip
         return out
@@ -113,16 +125,27 @@ def _duration(seconds: float) -> str:
 
 @dataclass(frozen=True)
 class Resources:
-    """The cluster the plan is for: --gpus / --cpus, else this machine."""
+    """The cluster the plan is for: --gpus / --cpus, else a running cluster's (--address), else this machine."""
 
     gpus: int | None = None
     cpus: int | None = None
+    cluster: dict = field(default_factory=dict)  # ray.cluster_resources() of the cluster at `address`
+    address: str | None = None
+
+    def count(self, kind: str) -> tuple[float, str]:
+        """How many GPUs (kind GPU) or CPUs the trials have, and who says so."""
+        flag = self.gpus if kind == ON_GPU else self.cpus
+        if flag is not None:
+            return flag, f"--{kind.lower()}s"
+        if self.address is not None:
+            return self.cluster.get(kind, 0.0), f"the cluster at {self.address}"
+        return (_local_gpus() if kind == ON_GPU else os.cpu_count() or 1), "this machine"
 
 
 def device_kind(spec, resources: Resources) -> str:
     if spec.gpus is not None:
         return ON_GPU if spec.gpus > 0 else ON_CPU
-    return ON_GPU if (resources.gpus if resources.gpus is not None else _local_gpus()) > 0 else ON_CPU  # auto
+    return ON_GPU if resources.count(ON_GPU)[0] > 0 else ON_CPU  # auto
 
 
 def _local_gpus() -> int:
@@ -133,15 +156,14 @@ def _local_gpus() -> int:
 
 def slots_of(spec, resources: Resources, kind: str) -> int:
     if kind == ON_GPU:
-        gpus = resources.gpus if resources.gpus is not None else _local_gpus()
+        gpus, where = resources.count(ON_GPU)
         per_trial = spec.gpus or 1.0
         if gpus < per_trial:
-            raise SpecError(f"the trials use GPUs (resources.gpus = {per_trial:g} each) but this machine has "
-                            f"{gpus}: pass --gpus N, the GPUs of the cluster they will run on")  # fmt: skip
+            raise SpecError(f"the trials use GPUs (resources.gpus = {per_trial:g} each) but {where} has "
+                            f"{gpus:g}: pass --gpus N, the GPUs of the cluster they will run on")  # fmt: skip
         slots = int(gpus // per_trial)
     else:
-        cpus = resources.cpus if resources.cpus is not None else os.cpu_count() or 1
-        slots = max(1, int(cpus // spec.cpus))
+        slots = max(1, int(resources.count(ON_CPU)[0] // spec.cpus))
     return max(1, min(slots, spec.max_concurrent_trials or slots, spec.num_trials))
 
 
@@ -207,8 +229,9 @@ def _portable(key: dict) -> dict:
     return {k: v for k, v in key.items() if k not in ("data_dir", "threads", "workers")}
 
 
-def calibration_for(config, kind: str, entries: list[dict]):
-    """(Calibration, source) for one architecture: a file's entry, else the cache, else measured here."""
+def calibration_for(config, kind: str, entries: list[dict], history=None):
+    """(Calibration, source) for one architecture: a file's entry, else the cache or measured here when this
+    machine has the trials' device, else earlier runs in the MLflow store (`history`: a RunHistory)."""
     from trials.measure.calibrate import Calibration
 
     key = arch_key(config)
@@ -223,11 +246,61 @@ def calibration_for(config, kind: str, entries: list[dict]):
                 raise SpecError(f"the calibration file's {arch_name(config)} was measured on {calibration.device!r}, "
                                 f"but the trials run on the {kind}: calibrate on the trials' device")  # fmt: skip
             return calibration, "file"
-    here = _here_kind()
-    if here != kind:
-        raise SpecError(f"{arch_name(config)}: the trials run on the {kind} and this machine has none to calibrate on: "
+    if _here_kind() == kind:
+        return _cached_or_measured(config, key)
+    found = history_calibration(config, kind, history) if history is not None else None
+    if found is None:
+        store = f", nor has the MLflow store {history.where()} finished runs of it on one" if history is not None else ""
+        raise SpecError(f"{arch_name(config)}: the trials run on the {kind} and this machine has none to calibrate on{store}: "
                         "pass --calibration FILE, written by `tokensweep plan SPEC --save-calibration FILE` on such a device")  # fmt: skip
-    return _cached_or_measured(config, key)
+    return found
+
+
+def run_match(config, kind: str) -> tuple[dict, dict]:
+    """(params, tags) an earlier trial run of this architecture on a device of `kind` recorded (vocab's names):
+    its model and knobs, image size, batch, data set, precision and measurement batch, on a GPU of its own;
+    on the CPU also its threads, when the trial sets them."""
+    import torch
+
+    from trials.measure.env import resolve_precision
+    from vocab.values import as_text
+
+    params = {k: as_text(v) for k, v in config.params().items() if k not in ("epochs", "lr", "seed")}
+    precision = resolve_precision(config.precision, torch.device("cuda" if kind == ON_GPU else "cpu"))
+    tags = {"precision": precision, "bench_batch": as_text(config.bench_batch), "gpu_shared": "false"}
+    if kind == ON_CPU and config.threads:
+        tags["threads"] = as_text(config.threads)
+    return params, tags
+
+
+def history_calibration(config, kind: str, history):
+    """(Calibration, "mlflow: N runs") from the medians of the earlier runs of this architecture on one device
+    model of `kind` (the model with the most runs), else None. A step is bounded by the runs' training rate
+    and by the rate their epochs trained at (loading included); set-up and the final measurement are the
+    runs' wall time beyond their epochs."""
+    from trials.measure.calibrate import Calibration
+
+    params, tags = run_match(config, kind)
+    runs = [r for r in history.speeds(params, tags)
+            if r.device.startswith("cpu:") == (kind == ON_CPU) and r.train_images and r.val_images]  # fmt: skip
+    if not runs:
+        return None
+    by_device = {d: [r for r in runs if r.device == d] for d in sorted({r.device for r in runs})}
+    device, same = max(by_device.items(), key=lambda item: len(item[1]))
+    train = median(r.train_images_per_sec for r in same)
+    epoch_rates = [r.epoch_images_per_sec for r in same if r.epoch_images_per_sec]
+    beyond_epochs = [max(0.0, r.wall_s - r.epochs * (r.epoch_time_s + EPOCH_OVERHEAD_S) - TRIAL_SETUP_S)
+                     for r in same if r.epoch_time_s]  # fmt: skip
+    calibration = Calibration(
+        device=device, batch=config.batch_size, precision=tags["precision"],
+        threads=config.threads or 0,
+        workers=max(1, config.loader_workers),  # the epochs' rate holds the loading: a step is the slower of the two
+        train_images_per_sec=train, eval_images_per_sec=median(r.images_per_sec for r in same),
+        loader_images_per_sec=median(epoch_rates) if epoch_rates else train,
+        setup_s=median(beyond_epochs) if beyond_epochs else 0.0, measure_s=0.0,
+        train_images=int(median(r.train_images for r in same)), val_images=int(median(r.val_images for r in same)),
+    )  # fmt: skip
+    return calibration, f"mlflow: {len(same)} run{'s' if len(same) > 1 else ''}"
 
 
 def _here_kind() -> str:
@@ -278,31 +351,64 @@ def bench_seconds(spec, calibrations: dict) -> float:
     return total
 
 
-def plan_sweep(spec, resources: Resources = Resources(), entries: list[dict] = ()) -> tuple[Plan, dict]:
-    """The plan, and the calibrations it used (architecture name -> (Calibration, its key))."""
+def plan_sweep(spec, resources: Resources = Resources(), entries: list[dict] = (), history=None) -> tuple[Plan, dict]:
+    """The plan, and the calibrations it used (architecture name -> (Calibration, its key)). `history`: a
+    RunHistory (tokensweep.tracking.history) for architectures with no other calibration."""
     kind = device_kind(spec, resources)
-    slots = slots_of(spec, resources, kind)
+    slots, slots_from = slots_of(spec, resources, kind), resources.count(kind)[1]
     named = trial_configs(spec)
     calibrations, rows = {}, []
     for _, config in named:
         name = arch_name(config)
         if name not in calibrations:
-            calibration, source = calibration_for(config, kind, list(entries))
+            calibration, source = calibration_for(config, kind, list(entries), history)
             calibrations[name] = (calibration, arch_key(config))
             rows.append(_row(name, config, calibration, source))
     seconds = [trial_seconds(c, calibrations[arch_name(c)][0]) for _, c in named]
-    span = {}
-    if spec.search != "grid":  # every trial planned at the mean of the space's two corners
+    devices = (spec.gpus or 1.0) if kind == ON_GPU else spec.cpus
+    fixed = SWEEP_FIXED_S + RAY_START_S + bench_seconds(spec, calibrations)
+    span, confirmation = {}, {}
+    if spec.search == "grid":
+        trials = _placed([(n, arch_name(c)) for n, c in named], seconds, slots, devices)
+        wall = makespan([t.trial_s for t in trials], slots)
+    else:  # every trial at the mean of the space's two corners
         span = {"cheapest_s": min(seconds), "dearest_s": max(seconds), "num_samples": spec.num_samples,
                 "confirm_seeds": len(spec.confirm_seeds)}  # fmt: skip
-        named = [(f"trial {i}", None) for i in range(spec.num_samples)]
-        seconds = [sum(seconds) / len(seconds)] * spec.num_samples
-    devices = (spec.gpus or 1.0) if kind == ON_GPU else spec.cpus
-    trials = [PlannedTrial(name, arch_name(c) if c else "span", s + (WORKER_START_S if i < slots else 0.0), devices)
-              for i, ((name, c), s) in enumerate(zip(named, seconds))]  # fmt: skip
-    fixed = SWEEP_FIXED_S + RAY_START_S + bench_seconds(spec, calibrations)
-    wall = fixed + makespan([t.trial_s for t in trials], slots)
-    return Plan(spec.name, kind, slots, trials, rows, fixed, wall, span), calibrations
+        trials, wall, confirmation = _search_trials(spec, sum(seconds) / len(seconds), named[0][1].seed, slots, devices)
+    return Plan(spec.name, kind, slots, trials, rows, fixed, fixed + wall, span, confirmation, slots_from), calibrations
+
+
+def _search_trials(spec, trial_s: float, search_seed: int, slots: int, devices: float) -> tuple[list, float, dict]:
+    """An Optuna search's trials, then its confirmation stage's (the expected front x each confirm seed the
+    search did not train), the wall time of the two one after the other, and the confirmation's summary."""
+    search = _placed([(f"trial {i}", "span") for i in range(spec.num_samples)], [trial_s] * spec.num_samples, slots, devices)
+    search_wall = makespan([t.trial_s for t in search], slots)
+    seeds = [s for s in spec.confirm_seeds if s != search_seed]
+    if not seeds:
+        return search, search_wall, {}
+    front = min(spec.num_samples, round(expected_front(spec.num_samples, len(spec.objectives))))
+    n = front * len(seeds)
+    confirm = _placed([(f"confirm {i}", "span") for i in range(n)], [trial_s] * n, slots, devices)
+    confirm_wall = makespan([t.trial_s for t in confirm], slots)
+    confirmation = {"trials": n, "device_hours": sum(t.device_hours for t in confirm), "wall_s": confirm_wall,
+                    "front": front, "seeds": len(seeds), "most_trials": spec.num_samples * len(seeds)}  # fmt: skip
+    return search + confirm, search_wall + confirm_wall, confirmation
+
+
+def _placed(named: list[tuple[str, str]], seconds: list[float], slots: int, devices: float) -> list[PlannedTrial]:
+    """(trial name, architecture) with their seconds as PlannedTrials: the first of each slot also starts its worker."""
+    return [PlannedTrial(name, arch, s + (WORKER_START_S if i < slots else 0.0), devices)
+            for i, ((name, arch), s) in enumerate(zip(named, seconds))]  # fmt: skip
+
+
+def expected_front(n: int, objectives: int) -> float:
+    """The expected number of non-dominated points among n whose objectives are independent and continuous:
+    1 for one objective, the harmonic number H_n for two (Bentley, Kung, Schkolnick & Thompson 1978). A
+    trade-off's objectives are anti-correlated, which makes its front larger: the budget gate holds the actual."""
+    front = [1.0] * (n + 1)
+    for _ in range(objectives - 1):
+        front = list(itertools.accumulate(front[k] / k if k else 0.0 for k in range(n + 1)))
+    return front[n]
 
 
 def _row(name: str, config, calibration, source: str) -> dict:

@@ -82,6 +82,11 @@ HOW: dict[str, tuple[str, str]] = {
     "tokensweep plan platform/sweeps/smoke.toml --json": (RUN, ""),
     "tokensweep run platform/sweeps/smoke.toml --set sweep.budget_hours=0.1 --dry-run": (RUN, ""),
     "tokensweep run platform/sweeps/smoke.toml --resume --set sweep.budget_hours=1": (RUN, ""),
+    "tokensweep plan platform/sweeps/smoke.toml --address auto": (RUN, ""),  # auto: $RAY_ADDRESS, the test's head
+    "tokensweep plan platform/sweeps/channels-optuna.toml --smoke --set 'search.confirm_seeds=[0,1,2]'": (RUN, ""),
+    "tokensweep plan platform/sweeps/paper-table6.toml --gpus 8 --tracking-uri http://MLFLOW-HOST:5000": (
+        NOT_HERE, "an MLflow store holding ViT-S runs on a GPU; tests/unit/platform/test_plan_history.py writes such "
+        "runs with the sweep's own tracker and plans paper-table6 on 8 GPUs from them"),
     "tokensweep plan platform/sweeps/paper-table6.toml --save-calibration h100.json": (NOT_HERE, PLAN_ON_GPU),
     "tokensweep plan platform/sweeps/paper-table6.toml --gpus 8 --calibration h100.json": (NOT_HERE, PLAN_ON_GPU),
     "tokensweep dashboard SWEEP": (VARIANT, "tokensweep dashboard smoke"),  # SWEEP: a placeholder

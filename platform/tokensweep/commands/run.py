@@ -43,7 +43,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--address",
         help="Ray cluster: 'auto' (the running one), host:port, ray://host:10001, or 'local' (start a new "
-        "local Ray). Default: $RAY_ADDRESS if set (as inside `ray job submit`), else local",
+        "local Ray). Default: $RAY_ADDRESS if set (as inside `ray job submit`), else local. With --dry-run, "
+        "the plan's slots are the cluster's",
     )
     p.add_argument("--storage", default=None, help="Tune storage root, a path or s3://... (default ./ray_results)")
     p.add_argument(
@@ -263,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if not args.dry_run:  # a dry run shows a spec written for a larger node; a run would wait forever
         check_cpus(spec, options)
-    plan = cost_plan(spec, args)
+    plan = cost_plan(spec, args, tracking_uri)
     if args.dry_run:
         print_plan(spec)
         print("\n".join(plan.lines() if plan is not None else []))
@@ -290,16 +291,21 @@ def run(args: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
-def cost_plan(spec, args):
-    """The sweep's plan (tokensweep.plan) on the resources of the Ray it will start; one the budget refuses
-    is one line before Ray. Without a budget, a plan that cannot be made (no device to calibrate on, data
-    the calibration cannot read) is a note: the trials will say what is wrong with their data."""
+def cost_plan(spec, args, tracking_uri: str):
+    """The sweep's plan (tokensweep.plan) on the resources of the Ray it will start (a dry run with --address:
+    the cluster's), speeds from earlier runs in the sweep's store where nothing else has them; one the budget
+    refuses is one line before Ray. Without a budget, a plan that cannot be made (no device to calibrate on,
+    data the calibration cannot read) is a note: the trials will say what is wrong with their data."""
+    from tokensweep.commands.plan import plan_resources
     from tokensweep.errors import USER_ERRORS
-    from tokensweep.plan import Resources, plan_sweep, read_calibration_file
+    from tokensweep.plan import plan_sweep, read_calibration_file
+    from tokensweep.tracking.history import RunHistory
 
     entries = read_calibration_file(args.calibration) if args.calibration else []
+    address = args.address if args.dry_run else None  # a sweep joins its cluster once, after the plan
     try:
-        plan, _ = plan_sweep(spec, Resources(gpus=args.num_gpus, cpus=args.num_cpus), entries)
+        resources = plan_resources(address, args.num_gpus, args.num_cpus)
+        plan, _ = plan_sweep(spec, resources, entries, RunHistory(tracking_uri))
     except USER_ERRORS as err:
         if spec.budget_hours is not None:
             raise SpecError(f"sweep.budget_hours needs a plan: {err}") from None

@@ -447,11 +447,25 @@ def init_ray(options: RunOptions) -> None:
         ray.init(address="local", num_cpus=options.num_cpus, num_gpus=options.num_gpus, include_dashboard=False,
                  logging_level=logging.WARNING)  # fmt: skip
         return
+    join_cluster(address)
+
+
+def join_cluster(address: str) -> None:
+    """ray.init on a running cluster; nothing there is one line, in seconds."""
     probe(address)
     try:
         ray.init(address=address, logging_level=logging.WARNING)
     except ConnectionError as err:
         raise SpecError(f"--address {address}: cannot connect to a Ray cluster ({err})".replace("\n", " ")) from None
+
+
+def cluster_resources(address: str) -> dict:
+    """The resources of the running cluster at `address` ({"CPU": 16.0, "GPU": 8.0, ...}): joined, read, left."""
+    join_cluster(address)
+    try:
+        return ray.cluster_resources()
+    finally:
+        ray.shutdown()
 
 
 LEFTOVER_GRACE_S = 5.0  # for a local Ray's processes to end after ray.shutdown, before they are killed
