@@ -9,7 +9,8 @@ from sweep_helpers import sweep_runs
 from test_plan_sweep import optimistic_calibration
 
 OPTUNA = ["run", SWEEPS / "channels-optuna.toml"]
-SHAPE = ["--smoke", "--set", "trial.epochs=2", "--set", "bench.enabled=false"]  # 3 samples, 1 CPU each
+# 3 samples of 1 CPU each, 2 epochs of 2 steps, no bench stage: what the budget holds back is all that is tested
+SHAPE = ["--smoke", "--set", "trial.epochs=2", "--set", "trial.max_steps_per_epoch=2", "--set", "bench.enabled=false"]
 
 
 def test_an_optuna_search_stops_at_its_budget_and_resume_with_more_runs_the_rest(tmp_path, ray_head):
