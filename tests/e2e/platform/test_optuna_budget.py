@@ -1,6 +1,7 @@
 """An Optuna search under a budget, on real Ray (the worker's shared head) and real MLflow (sqlite): the
-budget runs out mid-search, the sweep says how many samples it did not start, and `--resume` with a
-larger budget runs them, one MLflow run per trial, every run with its device-hours."""
+budget runs out mid-search, the sweep says how many samples it did not start and confirms no front yet,
+and `--resume` with a larger budget runs them, one MLflow run per trial, every run with its device-hours,
+then confirms the front."""
 
 import json
 
@@ -9,8 +10,9 @@ from sweep_helpers import sweep_runs
 from test_plan_sweep import optimistic_calibration
 
 OPTUNA = ["run", SWEEPS / "channels-optuna.toml"]
-# 3 samples of 1 CPU each, 2 epochs of 2 steps, no bench stage: what the budget holds back is all that is tested
-SHAPE = ["--smoke", "--set", "trial.epochs=2", "--set", "trial.max_steps_per_epoch=2", "--set", "bench.enabled=false"]
+# 3 samples of 1 CPU each, 2 epochs of 2 steps, the front confirmed with seed 1, no bench stage
+SHAPE = ["--smoke", "--set", "trial.epochs=2", "--set", "trial.max_steps_per_epoch=2", "--set", "search.confirm_seeds=[1]",
+         "--set", "bench.enabled=false"]  # fmt: skip
 
 
 def test_an_optuna_search_stops_at_its_budget_and_resume_with_more_runs_the_rest(tmp_path, ray_head):
@@ -28,16 +30,19 @@ def test_an_optuna_search_stops_at_its_budget_and_resume_with_more_runs_the_rest
     assert "sample(s)" not in first.stdout and "trial(s) not started: sample " in first.stdout
     (parent,), children = sweep_runs(tmp_path / "mlflow.db", "channels-optuna")
     not_started = parent.data.tags["tokensweep.budget_not_started"].split(", ")
-    assert 1 <= len(children) <= 2 and len(children) + len(not_started) == 3
+    assert 1 <= len(children) <= 2 and len(children) + len(not_started) == 3  # no confirmation of a partial front
     assert not_started == [f"sample {k}" for k in range(len(children) + 1, 4)]
     assert all(c.info.status == "FINISHED" for c in children)
 
     run_cli([*OPTUNA, *common, "--resume", "--set", "sweep.budget_hours=10"], cwd=tmp_path, env=env, timeout=600,
             check_rc=0)  # fmt: skip
-    (parent,), children = sweep_runs(tmp_path / "mlflow.db", "channels-optuna")
+    (parent,), runs = sweep_runs(tmp_path / "mlflow.db", "channels-optuna")
+    children = [c for c in runs if "optuna_trial_number" in c.data.params]
     numbers = sorted(int(c.data.params["optuna_trial_number"]) for c in children)
     assert numbers == [0, 1, 2]  # num_samples in all, one run per trial: those of the first session not run again
-    assert all(c.info.status == "FINISHED" and c.data.metrics["device_hours"] > 0 for c in children)
+    confirmations = [c for c in runs if "optuna_trial_number" not in c.data.params]
+    assert confirmations and all(c.data.params["seed"] == "1" for c in confirmations)  # the whole search's front
+    assert all(c.info.status == "FINISHED" and c.data.metrics["device_hours"] > 0 for c in runs)
     assert parent.data.metrics["sweep_device_hours"] > 0
 
     import optuna
