@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from dashboards.analysis import Analysis, Configuration, analyse
-from dashboards.configurations import BENCH, BENCH_METHOD
+from dashboards.configurations import BENCH, BENCH_METHOD, DEVICE_HOURS, total
 from vocab.atomic import write_text_atomic
 from dashboards.page import page_html
 from dashboards.runs import Objective, experiment_name, load_runs
@@ -54,6 +54,7 @@ def configuration_json(config: Configuration) -> dict:
         "x": _interval(config.x),
         "y": _interval(config.y),
         "run_ids": [p.run["run_id"] for p in config.points],
+        "device_hours": total([p.run for p in config.points], DEVICE_HOURS),  # what its seeds cost, summed
     }
 
 

@@ -24,6 +24,8 @@ BENCH = "bench_images_per_sec"
 BENCH_LOW, BENCH_HIGH = f"{BENCH}_ci_low", f"{BENCH}_ci_high"
 BENCH_METHOD = "bench: 95% interval of the median over repeats"
 STAT_SUFFIXES = ("mean", "sd", "ci_low", "ci_high")
+DEVICE_HOURS = "device_hours"
+SUMMED = (DEVICE_HOURS, "planned_device_hours")  # what a configuration cost: the sum over its seeds, as `METRIC_sum`
 
 
 def config_key(run: dict) -> str:
@@ -97,6 +99,12 @@ def _bench_repeats(runs: list[dict]) -> tuple[tuple[float, ...] | None, str | No
     return None, None
 
 
+def total(runs: list[dict], metric: str) -> float | None:
+    """The metric summed over the runs that have it (None: none has it)."""
+    values = [r[metric] for r in runs if is_number(r.get(metric))]
+    return float(sum(values)) if values else None
+
+
 def _common(runs: list[dict], column: str):
     values = {repr(r.get(column)): r.get(column) for r in runs}
     return next(iter(values.values())) if len(values) == 1 else None
@@ -116,11 +124,13 @@ def _finished(table: pa.Table) -> list[dict]:
 
 def configurations_table(runs: pa.Table) -> pa.Table:
     """One row per configuration of the FINISHED runs: config_id, name, n, run_ids, the params every
-    seed shares (not `seed`), and for each metric its mean, sd and 95% interval over the seeds."""
+    seed shares (not `seed`), for each metric its mean, sd and 95% interval over the seeds, and for
+    each cost (SUMMED) its sum."""
     rows = _finished(runs)
     params = [p for p in param_columns(runs.schema) if p != "seed"]
     metrics = [m for m in metric_columns(runs) if m not in (BENCH_LOW, BENCH_HIGH)]
     swept_params = swept(rows, params)
+    summed = [m for m in SUMMED if m in metrics]
     schema = pa.schema(
         [
             pa.field("config_id", pa.string()),
@@ -129,6 +139,7 @@ def configurations_table(runs: pa.Table) -> pa.Table:
             pa.field("run_ids", pa.list_(pa.string())),
             *[runs.schema.field(p) for p in params],
             *_stat_fields(metrics),
+            *[pa.field(f"{m}_sum", pa.float64(), metadata={KIND: b"stat", b"metric": m.encode()}) for m in summed],
         ],
         metadata=runs.schema.metadata,
     )
@@ -142,6 +153,7 @@ def configurations_table(runs: pa.Table) -> pa.Table:
             summary = metric_summary(group_runs, metric)
             stats = (None,) * 4 if summary is None else (summary.mean, summary.sd, summary.low, summary.high)
             row.update({f"{metric}_{s}": _float(v) for s, v in zip(STAT_SUFFIXES, stats)})
+        row.update({f"{m}_sum": total(group_runs, m) for m in summed})
         out.append(row)
     return pa.Table.from_pylist(out, schema=schema)
 

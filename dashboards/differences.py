@@ -34,6 +34,10 @@ class Config:
     def n(self) -> int:
         return len(self.runs)
 
+    def total(self, metric: str) -> float | None:
+        """A cost (device-hours) of the configuration: the sum over its seeds."""
+        return configurations.total(self.runs, metric)
+
     def mean(self, metric: str) -> float | None:
         """A size figure (params, FLOPs) over the seeds: the same for every seed of one architecture."""
         values = [r[metric] for r in self.runs if is_number(r.get(metric))]

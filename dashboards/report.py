@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from vocab.values import as_text
-from dashboards.configurations import BENCH, BENCH_METHOD
+from dashboards.configurations import BENCH, BENCH_METHOD, DEVICE_HOURS
 from dashboards.differences import (METRICS, THROUGHPUT, TOP1, Config, PairDifference,
                                     adjustment_note, all_differences, sweep_configurations)  # fmt: skip
 from dashboards.errors import InputError
@@ -42,7 +42,8 @@ class Report:
 
     @property
     def config_headers(self) -> tuple[str, ...]:
-        return ("configuration", "n", self.labels[TOP1], self.labels[THROUGHPUT], "params", "embedding params", "FLOPs")
+        return ("configuration", "n", self.labels[TOP1], self.labels[THROUGHPUT], "params", "embedding params", "FLOPs",
+                label(DEVICE_HOURS))  # fmt: skip
 
     @property
     def throughput_figure(self) -> str:
@@ -55,6 +56,7 @@ class Report:
         return [
             f"{len(self.configs)} configurations (finished runs; seeds grouped by configuration), {against}.",
             f"{self.labels[THROUGHPUT]}: {self.throughput_figure}.",
+            f"{label(DEVICE_HOURS)}: summed over the configuration's seeds (each trial's wall time x the devices it held).",
             "A difference is resolved when its 95% interval excludes 0 (top-1 and in-trial images/sec: Welch over "
             "seeds; bench images/sec: paired t over the bench's repeats)" + (f"; {adjusted}." if adjusted else "."),
         ]
@@ -82,7 +84,7 @@ def config_cells(config: Config) -> list[str]:
     throughput = config.summaries[THROUGHPUT]
     return [config.name, str(config.n), with_interval(config.summaries[TOP1], TOP1),
             with_interval(throughput, BENCH if _benched(throughput) else THROUGHPUT),
-            *(human(config.mean(m), m) for m in SIZE_METRICS)]  # fmt: skip
+            *(human(config.mean(m), m) for m in SIZE_METRICS), human(config.total(DEVICE_HOURS), DEVICE_HOURS)]  # fmt: skip
 
 
 def _number(value: float | None, metric: str) -> str:
@@ -139,7 +141,7 @@ def latex(report: Report) -> str:
              r"\setlength{\oddsidemargin}{-1.5cm}", r"\begin{document}", r"\small",
              rf"\section*{{{latex_escape(report.experiment)}: configurations and their differences}}",
              *(latex_escape(n) + "\n" for n in report.notes()), r"\subsection*{Configurations}",
-             *_latex_table(report.config_headers, [config_cells(c) for c in report.configs], "lrllrrr"),
+             *_latex_table(report.config_headers, [config_cells(c) for c in report.configs], "lrllrrrr"),
              r"\subsection*{Differences}"]  # fmt: skip
     rows = [difference_cells(p, report.labels) for p in report.differences]
     lines += _latex_table(DIFF_HEADERS, rows, "llrrll") if rows else ["One configuration: no difference."]

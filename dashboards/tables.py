@@ -16,7 +16,7 @@ import vocab
 from vocab.values import is_number
 from dashboards import compare, differences, style
 from dashboards.analysis import Analysis, Configuration, RunPoint
-from dashboards.configurations import BENCH_HIGH, BENCH_LOW
+from dashboards.configurations import BENCH_HIGH, BENCH_LOW, DEVICE_HOURS, total
 from dashboards.runs import COLUMN_FIELDS
 
 STATE_ORDER = {"front": 0, "noise": 1, "dominated": 2, "running": 3, "missing": 4, "killed": 5, "failed": 6}
@@ -105,7 +105,8 @@ def _summary_cell(summary, metric: str) -> list:
 
 def configurations_table(analysis: Analysis) -> dict:
     """One row per configuration with more than one seed (a single-seed one is its run, in the runs
-    table): its state on the front of the means, n, and its means ± 95% intervals."""
+    table): its state on the front of the means, n, its means ± 95% intervals, and its device-hours
+    (the sum over its seeds)."""
     order = style.embeddings(analysis)
     params = [p for p in dict.fromkeys(["model", *analysis.swept_params]) if p != "seed"]
     summaries = [(analysis.x_figure, lambda c: c.x), (analysis.y.metric, lambda c: c.y)]
@@ -116,6 +117,8 @@ def configurations_table(analysis: Analysis) -> dict:
     columns = [column("state", True, badge=True), column("configuration", "title"), column("n", True, numeric=True)]
     columns += [param_column(p, order) for p in params] + [column(m, True, numeric=True) for m, _ in summaries]
     columns += [column(m, True, numeric=True) for m in HOVER_METRICS] + [column("device", True), column("precision", True)]
+    costed = any(is_number(p.run.get(DEVICE_HOURS)) for p in analysis.points)
+    columns += [column(DEVICE_HOURS, True, numeric=True)] if costed else []
     rows = []
     for config in (c for c in analysis.configurations if c.n > 1):  # the order figure.row_refs counts in
         run = config.run
@@ -124,6 +127,7 @@ def configurations_table(analysis: Analysis) -> dict:
         cells += [_summary_cell(pick(config), metric) for metric, pick in summaries]
         cells += [metric_cell(_mean(config, m), m) for m in HOVER_METRICS]
         cells += [run.get("device") or "–", run.get("precision") or "–"]
+        cells += [metric_cell(total([p.run for p in config.points], DEVICE_HOURS), DEVICE_HOURS)] if costed else []
         rows.append({"state": config.state, "key": config.key, "title": None, "cells": cells})
     return {"columns": columns, "rows": rows}
 

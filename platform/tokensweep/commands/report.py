@@ -19,8 +19,9 @@ def register(sub) -> None:
         "report",
         help="a sweep's configurations and every difference between them (Markdown, LaTeX, CSV)",
         description="Write EXPERIMENT's configurations (top-1 mean ± 95%% interval (n), images/sec with its interval, "
-        "params, embedding params, FLOPs) and every pairwise difference of top-1 and images/sec, each with the 95%% "
-        "interval of the difference and whether it is resolved (the interval excludes 0). Nothing is left out.",
+        "params, embedding params, FLOPs, device-hours summed over its seeds) and every pairwise difference of top-1 "
+        "and images/sec, each with the 95%% interval of the difference and whether it is resolved (the interval "
+        "excludes 0). Nothing is left out.",
     )
     add_runs_arguments(p)
     p.add_argument("--format", default="md", help="md (default), latex (a document) or csv (one row per difference)")

@@ -4,7 +4,7 @@ the sweep ended (SweepOutcome), declared here because every phase reads or fills
     driver.py    Sweep: one sweep and its phases (start, tune, stages, close), the MLflow parent run
     tuner.py     the one place a Tuner is built or restored, for the search and Optuna's confirmation: the
                  grid and Optuna searchers, schedulers, the study's links to MLflow, Tune's state and storage
-    budget.py    device-hours: each trial's cost and plan, the budget the grid's searcher holds to
+    budget.py    device-hours: each trial's cost and plan, the budget the searchers (grid, Optuna) hold to
     confirm.py   an Optuna search's front trained again on more seeds
     worker.py    train_trial: what runs in a trial's worker (its checkpoint, a quiet SIGTERM)
     guards.py    one driver per sweep (the lock), Ctrl-C and SIGTERM to the driver, starting or joining Ray

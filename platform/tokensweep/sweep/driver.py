@@ -523,7 +523,7 @@ class Sweep:
                 fit(self.spec, self.options, tune_path, self.callback, self.optuna_url, self.finished, self.gate)
             outcomes = self.callback.outcomes()  # before the confirmation's experiment ends in the same callback
             confirmed = []
-            if not stop.stopped:
+            if not stop.stopped and not self.gate.not_started:  # a search the budget cut short: its front is not final
                 with stop.tune_running():
                     confirmed = run_confirmation(self.spec, self.options, tune_path, self.callback)  # optuna: [search] confirm_seeds
         self.trials = tuner.summarise(tune_path, outcomes) + confirmed
@@ -615,11 +615,12 @@ def fit(spec: SweepSpec, options: RunOptions, tune_path: str, callback, optuna_u
     platform = tuner.platform_of(spec, options, callback.parent_run_id)
     if spec.search == "grid":
         configs = [grid_config(i, v.name, v.values, platform) for i, v in enumerate(spec.variants)]
-        search_alg = budget.GridSearch(tuner.GridSearcher(configs, gate))
-        param_space, samples = {}, len(configs)
+        searcher, param_space, samples = tuner.GridSearcher(configs, gate), {}, len(configs)
     else:
-        search_alg = tuner.optuna_searcher(spec, optuna_url, platform.search_throughput, options.verbose)
+        optuna = tuner.optuna_searcher(spec, optuna_url, platform.search_throughput, options.verbose)
+        searcher = budget.SearchUnderBudget(optuna, gate, spec.num_samples)
         param_space, samples = search_base_config(spec.base, platform), spec.num_samples
+    search_alg = budget.searching(searcher, spec.max_concurrent_trials)
     return tuner.build(spec, trainable, name=spec.name, storage_path=options.storage, search_alg=search_alg,
                        samples=samples, callbacks=callbacks, verbose=options.verbose, scheduler=tuner.scheduler(spec),
                        param_space=param_space).fit()  # fmt: skip

@@ -66,7 +66,7 @@ from pathlib import Path
 from ray import tune
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-from ray.tune.search import Searcher
+from ray.tune.search import SearchGenerator, Searcher
 
 from tokensweep.errors import SpecError
 from tokensweep.payload import Platform, SearchSettings, TrialPayload
@@ -236,13 +236,10 @@ class GridSearcher(Searcher):
         if self._next >= len(self._configs):
             return Searcher.FINISHED
         config = self._configs[self._next]
-        if self.gate is not None and not self.gate.allows(config["variant"]):
-            if self.gate.running:
-                return None  # asked again as they end: what they spent may leave room
-            self.gate.not_started = [c["variant"] for c in self._configs[self._next :]]
-            return Searcher.FINISHED
-        if self.gate is not None:
-            self.gate.started(trial_id, config["variant"])
+        if self.gate is not None:  # None: asked again as the running trials end, what they spent may leave room
+            admitted = self.gate.admit(trial_id, config["variant"], lambda: [c["variant"] for c in self._configs[self._next :]])
+            if not admitted:
+                return None if admitted is None else Searcher.FINISHED
         self._next += 1
         return config
 
@@ -689,7 +686,8 @@ def build(spec: SweepSpec, trainable, *, name: str, storage_path: str, search_al
         search_alg=search_alg,
         scheduler=scheduler,
         num_samples=samples,
-        max_concurrent_trials=spec.max_concurrent_trials,
+        # a SearchGenerator carries its own limit (tokensweep.sweep.budget.searching): Tune ignores this one for it
+        max_concurrent_trials=None if isinstance(search_alg, SearchGenerator) else spec.max_concurrent_trials,
         trial_name_creator=trial_name,
         trial_dirname_creator=trial_dirname,
         # A new actor per trial is a new worker process that imports torch and builds its data again

@@ -20,7 +20,7 @@ from ray import tune
 from tokensweep.payload import TrialPayload, variant_index
 from tokensweep.tracking import tags as T
 from tokensweep.tracking.store import PendingWrites, redact, sqlite_path, store_problem
-from tokensweep.tracking.tracker import SweepTracker, now_ms
+from tokensweep.tracking.tracker import COST_METRIC, SweepTracker, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +175,9 @@ class MlflowTrialLogger(tune.Callback):
         if self._status is None:  # no step at all: a resume with every trial already ended before it
             self._restored(trials)
         self._trials = list(trials)
+        for trial in trials:  # stopped while running: its hours up to now, which a --resume adds to
+            if trial.trial_id in self._started:
+                self._submit("note device-hours", self._log_hours, trial, self._session_hours(trial, end=True), None)
 
     def _restored(self, trials) -> None:
         """The trials of Tune's restored state, before any runs again: their ends, and what MLflow lacks of them."""
@@ -221,9 +224,10 @@ class MlflowTrialLogger(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         # a copy (it may be replayed later), with the time it arrived: a replay of a half-written batch adds no row
-        self._submit("log result", self._result, trial, dict(result), now_ms())
+        self._submit("log result", self._result, trial, dict(result), now_ms(), self._session_hours(trial))
 
-    def _result(self, trial, result: dict, arrived_ms: int) -> None:
+    def _result(self, trial, result: dict, arrived_ms: int, session_h: float | None = None) -> None:
+        """`session_h`: the trial's device-hours in this session so far (None: not known, a result caught up)."""
         run_id = self.tracker.child_id(trial.trial_id)
         if run_id is None:
             self._start(trial)
@@ -238,7 +242,10 @@ class MlflowTrialLogger(tune.Callback):
         if step <= self.tracker.last_logged_step(run_id):
             log.info("trial %s: epoch %d is already in MLflow (run %s); not logged again", trial, step, run_id)
             return
-        self.tracker.log_result(run_id, {k: v for k, v in result.items() if k not in TUNE_KEYS}, step, arrived_ms)
+        metrics = {k: v for k, v in result.items() if k not in TUNE_KEYS}
+        if session_h is not None:  # with every epoch: a driver killed later leaves the hours up to its last epoch
+            metrics[COST_METRIC] = self.tracker.hours_before(run_id) + session_h
+        self.tracker.log_result(run_id, metrics, step, arrived_ms)
 
     def on_trial_save(self, iteration, trials, trial, **info):
         checkpoint = trial.latest_checkpoint_result
@@ -253,17 +260,32 @@ class MlflowTrialLogger(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._set_status(trial, "TERMINATED")
-        self._submit("finish trial run", self._complete, trial, {**(trial.last_result or {}), **self._cost_of(trial)})
+        self._submit("finish trial run", self._complete, trial, trial.last_result or {}, self._session_hours(trial, end=True))
 
-    def _cost_of(self, trial) -> dict:
-        """device_hours (this session's wall time of the trial x its devices) and planned_device_hours."""
-        started = self._started.pop(trial.trial_id, None)
+    def _session_hours(self, trial, end: bool = False) -> float | None:
+        """The trial's device-hours in this session: its wall time since it started here x its devices
+        (None: no cost to record, or not started here). `end`: the trial will not run again here."""
+        started = self._started.pop(trial.trial_id, None) if end else self._started.get(trial.trial_id)
         if self.cost is None or started is None:
-            return {}
-        name = TrialPayload.decode(trial.config).name
-        return {"device_hours": self.cost.hours(time.time() - started), "planned_device_hours": self.cost.planned_hours(name)}
+            return None
+        return self.cost.hours(time.time() - started)
 
-    def _complete(self, trial, last: dict) -> None:
+    def _log_hours(self, trial, session_h: float | None, step: int | None, extra: dict | None = None) -> None:
+        """device_hours on the trial's run: what earlier sessions spent on it plus this session's (and `extra`);
+        at `step` (None: its last logged epoch, where the latest value is read from)."""
+        run_id = self.tracker.child_id(trial.trial_id)
+        if run_id is None or session_h is None:
+            return
+        step = self.tracker.last_logged_step(run_id) if step is None else step
+        self.tracker.log_result(run_id, {COST_METRIC: self.tracker.hours_before(run_id) + session_h, **(extra or {})}, step)
+
+    def _planned(self, trial) -> dict:
+        """planned_device_hours of the trial, where a plan was made."""
+        if self.cost is None or not self.cost.has_plan:
+            return {}
+        return {"planned_device_hours": self.cost.planned_hours(TrialPayload.decode(trial.config).name)}
+
+    def _complete(self, trial, last: dict, session_h: float | None = None) -> None:
         run_id = self.tracker.child_id(trial.trial_id)
         if run_id is None:
             return
@@ -272,13 +294,12 @@ class MlflowTrialLogger(tune.Callback):
         if isinstance(epoch, int) and isinstance(epochs, int) and epoch < epochs:
             # stopped by the scheduler (ASHA): a finished run without the final measurements
             self.tracker.tag(run_id, **{T.STOPPED_EARLY: True, T.STOPPED_AT_EPOCH: epoch})
-        cost = {k: last[k] for k in ("device_hours", "planned_device_hours") if k in last}
-        if cost:
-            self.tracker.log_result(run_id, cost, int(epoch or 0))
+        self._log_hours(trial, session_h, int(epoch or 0), self._planned(trial))
         self.tracker.end_child(run_id, "FINISHED")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._set_status(trial, "ERROR")
+        self._submit("note device-hours", self._log_hours, trial, self._session_hours(trial, end=True), None)
         self._submit("fail trial run", self._end, trial, "FAILED", failure_reason(trial))
 
     def on_trial_recover(self, iteration, trials, trial, **info):

@@ -61,6 +61,7 @@ def git_commit(cwd: str | None = None) -> str | None:
 
 # A metric every epoch's report carries: its history tells which epochs a run already has.
 STEP_METRIC = "epoch_time_s"
+COST_METRIC = "device_hours"  # what a trial has cost so far: a resumed trial's sessions add up
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +123,7 @@ class SweepTracker:
         self._children: dict[str, str] = {}  # tune trial id -> run id
         self._creating: set[str] = set()  # trial ids whose run creation failed: it may have reached the store
         self._last_step: dict[str, int] = {}  # run id -> the last epoch (step) logged to it
+        self._hours_before: dict[str, float] = {}  # run id -> its device_hours when this session (re)started it
         self._parent_datasets: set[str] = set()  # digests logged to the parent run by this tracker
 
     # --- any run ---
@@ -231,6 +233,7 @@ class SweepTracker:
         if run_id is not None:
             self._children[trial_id] = run_id
             run = self.client.get_run(run_id)
+            self._hours_before[run_id] = run.data.metrics.get(COST_METRIC, 0.0)  # what earlier sessions spent on it
             if run.info.status != "RUNNING":  # a resumed (or retried-on-resume) trial
                 reason = run.data.tags.get(T.FAILURE_REASON)
                 if reason:
@@ -291,6 +294,10 @@ class SweepTracker:
             if run_id is not None:
                 self._children[trial_id] = run_id
         return run_id
+
+    def hours_before(self, run_id: str) -> float:
+        """The device-hours a reused run had when this session started its trial again (0: a new run)."""
+        return self._hours_before.get(run_id, 0.0)
 
     def last_logged_step(self, run_id: str) -> int:
         """The last epoch logged to a trial's run (0: none); read from MLflow once for a reused run."""

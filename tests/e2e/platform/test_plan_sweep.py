@@ -51,10 +51,10 @@ def test_a_budget_below_the_plan_is_refused_before_anything_is_written(tmp_path,
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "ray_results").exists()
 
 
-def _optimistic_calibration(tmp_path, env) -> str:
+def optimistic_calibration(tmp_path, env, spec_args=(SMOKE,)) -> str:
     """A calibration from a machine far faster than this one: the plan then underestimates every trial."""
     saved = tmp_path / "measured.json"
-    run_cli(["plan", SMOKE, "--cpus", "2", "--save-calibration", saved], cwd=tmp_path, env=env, check_rc=0)
+    run_cli(["plan", *spec_args, "--cpus", "2", "--save-calibration", saved], cwd=tmp_path, env=env, check_rc=0)
     doc = json.loads(saved.read_text())
     for entry in doc["calibrations"]:
         c = entry["calibration"]
@@ -67,7 +67,7 @@ def _optimistic_calibration(tmp_path, env) -> str:
 
 
 def test_a_budget_that_runs_out_stops_starting_trials_and_resume_with_more_finishes_them(tmp_path, env):
-    fast = _optimistic_calibration(tmp_path, env)
+    fast = optimistic_calibration(tmp_path, env)
     common = ["--set", "trial.epochs=12", "--num-cpus", "2", "--calibration", fast, "--quiet"]
     plan = json.loads(run_cli(["plan", SMOKE, "--set", "trial.epochs=12", "--cpus", "2", "--calibration", fast, "--json"],
                               cwd=tmp_path, env=env, check_rc=0).stdout)  # fmt: skip
