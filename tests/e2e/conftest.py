@@ -15,11 +15,33 @@ from sweep_helpers import ray_head, ray_token_env  # noqa: F401  (fixtures)
 HERE = Path(__file__).resolve().parent
 
 
+# The longest files (a few minutes of CPU each on 2 cores), in the order they start: scripts/test runs a
+# file per worker in collection order (--dist loadfile --no-loadscope-reorder), so a long file left to
+# the end would run alone while the other worker idles. The rest follow in path order, then tests/unit.
+LONGEST_FIRST = (
+    "test_documented_commands_run.py",
+    "platform/test_sweep_ray.py",
+    "platform/test_sweep_shipped.py",
+    "reliability/test_rel_signals.py",
+    "platform/test_plan_sweep.py",
+    "reliability/test_rel_storage_full.py",
+    "platform/test_gpu_scheduling.py",
+    "reliability/test_rel_cluster_stack.py",
+    "reliability/test_rel_store_gone.py",
+)
+
+
+def start_rank(item) -> int:
+    path = item.path.relative_to(HERE).as_posix() if HERE in item.path.parents else None
+    return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
 def pytest_collection_modifyitems(items):
     for item in items:
         if HERE in item.path.parents:
             item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: (HERE not in item.path.parents, start_rank(item)))  # stable: path order within
 
 
 @pytest.fixture(scope="module")
