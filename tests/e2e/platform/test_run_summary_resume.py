@@ -17,7 +17,9 @@ smoke = true
 seeds = [0, 1]
 [trial]
 epochs = 1
+max_steps_per_epoch = 2
 tiny_train_per_class = 20
+tiny_val_per_class = 5
 [grid]
 embedding = ["patch", "conv"]
 [resources]
@@ -25,6 +27,8 @@ cpus = 1
 gpus = 0
 [bench]
 enabled = false
+[tracking]
+system_metrics = false
 """
 
 

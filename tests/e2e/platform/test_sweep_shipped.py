@@ -8,13 +8,18 @@ from sweep_helpers import check_child_schema, sweep_runs
 from tokensweep.spec import load_spec
 
 EXAMPLE = REPO / "examples" / "overlap_patch"
+# What is checked is that every configuration builds, trains, measures and is recorded, not what it learns:
+# two epochs (a per-epoch curve) of two small steps, and no bench stage (tests/e2e/platform/test_bench_stage.py).
+SMALLER = [f"--set={key}" for key in (
+    "trial.epochs=2", "trial.max_steps_per_epoch=2", "trial.tiny_train_per_class=8", "trial.tiny_val_per_class=4",
+    "trial.bench_batch=8", "trial.bench_steps=2", "bench.enabled=false", "tracking.system_metrics=false")]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", ["paper-table6", "paper-table7", "paper-table8"])
 def test_every_shipped_grid_spec_runs_with_smoke(name, tmp_path, ray_head):
     """(channels-optuna.toml runs with --smoke in test_sweep_ray.py's Optuna test.)"""
     spec = SWEEPS / f"{name}.toml"
-    run_cli(["run", spec, "--smoke", "--address", ray_head.address, "--quiet"], cwd=tmp_path, env=ray_head.env,
+    run_cli(["run", spec, "--smoke", *SMALLER, "--address", ray_head.address, "--quiet"], cwd=tmp_path, env=ray_head.env,
             timeout=900, check_rc=0)  # fmt: skip
     db = tmp_path / "mlflow.db"
     parents, children = sweep_runs(db, name)
@@ -37,7 +42,7 @@ def test_a_users_embedding_sweeps_beside_the_built_ins(tmp_path, ray_token_env, 
     monkeypatch.setattr(registry, "_EMBEDDINGS", dict(registered_embeddings()))
     monkeypatch.delitem(sys.modules, "overlap_patch", raising=False)
     load_plugin("overlap_patch")
-    proc = run_cli(["run", EXAMPLE / "sweep.toml", "--num-cpus", "2", "--quiet"], cwd=tmp_path, env=ray_token_env,
+    proc = run_cli(["run", EXAMPLE / "sweep.toml", *SMALLER, "--num-cpus", "2", "--quiet"], cwd=tmp_path, env=ray_token_env,
                    timeout=900, check_rc=0)  # fmt: skip
     db = tmp_path / "mlflow.db"
     parents, children = sweep_runs(db, "overlap-patch")
