@@ -205,9 +205,10 @@ def test_sigterm_to_a_trial_worker_ends_it_quietly_and_the_trial_is_retried(tmp_
 
 # --- tokensweep trial ---------------------------------------------------------------------------------------
 
+# one torch thread: two threads on a loaded 2-core machine make an epoch ten times slower
 TRIAL_ARGS = ["trial", "--smoke", "--model", "vit_tiny_patch", "--epochs", "40", "--tiny-train-per-class", "50",
-              "--batch-size", "32", "--warmup-epochs", "0", "--bench-steps", "1", "--bench-batch", "8", "--workers", "0",
-              "--quiet"]  # fmt: skip
+              "--tiny-val-per-class", "5", "--threads", "1", "--batch-size", "32", "--warmup-epochs", "0",
+              "--bench-steps", "1", "--bench-batch", "8", "--workers", "0", "--quiet"]  # fmt: skip
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
