@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from helpers import BIN, CLI, free_port
+from sweep_helpers import poll_db
 
 TINY_TRIAL = [  # TrialConfig values of a trial that takes a second or two on one CPU thread
     "trial.model=vit_tiny_patch", "trial.epochs=1", "trial.tiny_train_per_class=20", "trial.tiny_val_per_class=5",
@@ -50,6 +51,85 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.2, alive=
             raise AssertionError(f"gave up waiting for {what}: the process under test ended")
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+# --- a sweep to interrupt -----------------------------------------------------------------------------------
+
+# a [trial] of a tiny trial on one CPU thread, less its epochs and training images
+TINY_TRIAL_TOML = """
+model = "vit_tiny_patch"
+dataset = "tiny"
+tiny_val_per_class = 5
+batch_size = 32
+warmup_epochs = 0.0
+bench_batch = 8
+bench_steps = 1
+workers = 0
+"""
+
+# `quick` finishes while `slow-a` and `slow-b` still train (two trial slots): a sweep with a finished trial and
+# running ones at one known moment. Two epochs: an interrupted slow trial has a mid-point to resume from.
+INTERRUPTIBLE_SPEC = f"""
+[sweep]
+name = "{{name}}"
+
+[trial]{TINY_TRIAL_TOML}epochs = 2
+tiny_train_per_class = 200    # seconds per epoch: still running when the first trial has finished
+
+[[variants]]
+name = "quick"
+epochs = 1
+tiny_train_per_class = 20
+
+[[variants]]
+name = "slow-a"
+
+[[variants]]
+name = "slow-b"
+seed = 1
+
+[resources]
+cpus = 1
+gpus = 0
+
+[tracking]
+system_metrics = false
+
+[bench]
+enabled = false
+"""
+INTERRUPTIBLE_TRIALS = ["quick", "slow-a", "slow-b"]
+
+
+def trial_run_statuses(db: Path) -> dict[str, str]:
+    """run name -> status of every trial's MLflow run, straight from the sqlite file while the sweep writes it."""
+    rows = poll_db(db, "select r.name, r.status from runs r join tags t on t.run_uuid = r.run_uuid "
+                       "where t.key = 'tokensweep.role' and t.value = 'trial'")  # fmt: skip
+    return dict(rows)
+
+
+def logged_steps(db: Path, run_name: str, key: str = "top1") -> list[int]:
+    """The steps (epochs) of metric `key` the run named `run_name` has logged so far."""
+    rows = poll_db(db, "select m.step from metrics m join runs r on r.run_uuid = m.run_uuid where r.name = ? and m.key = ?",
+                   (run_name, key))  # fmt: skip
+    return sorted(r[0] for r in rows)
+
+
+def interrupted_sweep(args, cwd: Path, env: dict, interrupt, db: Path, wait_s: float = 60) -> tuple[int, str, float]:
+    """`tokensweep ARGS` (a sweep of INTERRUPTIBLE_SPEC, recorded in `db`) in the background; once `quick` has
+    finished and a slow trial has logged an epoch, `interrupt(proc)`. (exit code, output, seconds from the
+    interrupt to the exit)."""
+    proc, log = start_cli(args, cwd, env)
+    try:
+        wait_for(lambda: trial_run_statuses(db).get("quick") == "FINISHED" and (logged_steps(db, "slow-a") or logged_steps(db, "slow-b")),
+                 400, "a finished trial and a running one", alive=lambda: proc.poll() is None)  # fmt: skip
+        sent = time.monotonic()
+        interrupt(proc)
+        proc.wait(timeout=wait_s)
+        took = time.monotonic() - sent
+    finally:
+        stop_process_group(proc)
+    return proc.returncode, log.read_text(), took
 
 
 # --- data sets with faults --------------------------------------------------------------------------

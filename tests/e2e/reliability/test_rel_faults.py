@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from rel_helpers import add_bad_files, image_folder, start_cli, stop_process_group, trial_process, wait_for
+from rel_helpers import add_bad_files, image_folder, logged_steps, start_cli, stop_process_group, trial_process, wait_for
 from sweep_helpers import metric_steps, poll_db, sweep_runs
 
 
@@ -45,7 +45,7 @@ bench_steps = 1
 [[variants]]
 name = "victim"
 epochs = 3
-tiny_train_per_class = 400   # 125 steps per epoch: seconds to be killed in
+tiny_train_per_class = 250   # 78 steps per epoch: seconds to be killed in
 
 [[variants]]
 name = "nan"
@@ -70,6 +70,9 @@ max_failures = 1
 
 [tracking]
 system_metrics = false
+
+[bench]
+enabled = false
 """
 
 
@@ -78,13 +81,6 @@ def _tag(db, run_name: str, key: str) -> str | None:
         db, "select t.value from tags t join runs r on r.run_uuid = t.run_uuid where r.name = ? and t.key = ?", (run_name, key)
     )
     return rows[0][0] if rows else None
-
-
-def _steps(db, run_name: str, key: str = "top1") -> list[int]:
-    rows = poll_db(
-        db, "select m.step from metrics m join runs r on r.run_uuid = m.run_uuid where r.name = ? and m.key = ?", (run_name, key)
-    )
-    return sorted(r[0] for r in rows)
 
 
 @pytest.fixture(scope="module")
@@ -102,10 +98,11 @@ def faults(tmp_path_factory, ray_head):
     try:
         alive = lambda: proc.poll() is None  # noqa: E731
         # once Tune holds the epoch-1 checkpoint (tag written from on_trial_save), epoch 2 is under way
-        wait_for(lambda: _tag(db, "victim", "tokensweep.checkpoint_epoch") == "1", 300, "the victim's epoch-1 checkpoint", alive=alive)
-        worker = wait_for(lambda: trial_process(ray_head.proc.pid, "victim"), 30, "the victim's worker", alive=alive)
+        wait_for(lambda: _tag(db, "victim", "tokensweep.checkpoint_epoch") == "1", 300, "the victim's epoch-1 checkpoint",
+                 interval=0.05, alive=alive)  # fmt: skip
+        worker = wait_for(lambda: trial_process(ray_head.proc.pid, "victim"), 30, "the victim's worker", interval=0.05, alive=alive)
         os.kill(worker.pid, signal.SIGKILL)  # a Ray worker of our own head, mid-epoch 2
-        killed = {"pid": worker.pid, "after_epochs": _steps(db, "victim")}
+        killed = {"pid": worker.pid, "after_epochs": logged_steps(db, "victim")}
         proc.wait(timeout=400)
     finally:
         if proc.poll() is None:

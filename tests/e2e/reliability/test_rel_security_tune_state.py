@@ -23,7 +23,7 @@ name = "only"
 """
 
 
-ONE_CPU = ["resources.cpus=1", "resources.gpus=0", "tracking.system_metrics=false", "trial.workers=0"]
+ONE_CPU = ["resources.cpus=1", "resources.gpus=0", "tracking.system_metrics=false", "trial.workers=0", "bench.enabled=false"]
 
 
 def _tampered_files(folder: Path, marker: Path) -> dict[str, bytes]:
