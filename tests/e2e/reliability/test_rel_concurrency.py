@@ -48,6 +48,8 @@ max_concurrent_trials = 8
 [tracking]
 system_metrics = true
 system_metrics_interval_s = 1
+[bench]
+enabled = false  # the concurrent writers are the trials; the bench stage runs after them, alone
 """
 
 GCS_CLIENT = r"""
