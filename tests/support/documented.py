@@ -14,7 +14,8 @@ of a command; a line ending in `\\` continues on the next.
   on 127.0.0.1), so the sweeps share it instead of starting a local Ray each.
 - SERVE: a server command, run as written plus `--port` (its default port may be taken on a shared
   machine) until it answers over HTTP, then stopped.
-- VARIANT: what runs instead, and why (a GPU, ImageNet, a cluster's paths, or minutes of CPU).
+- VARIANT: what runs instead, and why (a GPU, ImageNet, a cluster's paths, or minutes of CPU); a
+  smoke-sized command runs smaller (fewer steps or epochs) where what it is for survives.
 - NOT_HERE: why it cannot run here at all, and which test covers what it does.
 A command the docs gain without an entry here fails tests/unit/test_documented_commands.py, and so does
 an entry the docs lost; tests/e2e/test_documented_commands_run.py runs them.
@@ -147,7 +148,7 @@ HOW: dict[str, tuple[str, str]] = {
     ),  # a cluster, a bucket and a server; tests/e2e/reliability/test_rel_cluster_stack.py runs this form on one machine
     # cannot run here
     "scripts/smoke": (NOT_HERE, "sets up .venv and writes mlflow.db, ray_results/ and dashboard/ into the checkout; "
-                      "its commands (tokensweep run platform/sweeps/smoke.toml --fresh, tokensweep dashboard smoke) run here"),
+                      "its commands (tokensweep run platform/sweeps/smoke.toml --fresh, tokensweep dashboard smoke) run here, the sweep at one epoch"),
     "scripts/test": (NOT_HERE, "the whole test suite, this test included (CI runs it)"),
     "scripts/test tests/unit": (NOT_HERE, "the fast test suite, which holds the test that reads this table"),
     ".venv/bin/python -m pytest tests/e2e/reliability": (NOT_HERE, "a test suite (CI runs it)"),
