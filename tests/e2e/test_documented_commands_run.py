@@ -11,7 +11,7 @@ from helpers import BIN
 from sweep_helpers import RayHead
 
 
-@pytest.mark.timeout(1800)  # ~35 commands, 5 of them sweeps and 3 trials: ~5 min on 2 quiet cores, more under load
+@pytest.mark.timeout(1800)  # ~35 commands, 5 of them one-epoch sweeps and 3 few-step trials: minutes, more under load
 def test_documented_commands_run(tmp_path, ray_token_env):
     from concurrent.futures import ThreadPoolExecutor
 

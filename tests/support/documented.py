@@ -14,7 +14,8 @@ of a command; a line ending in `\\` continues on the next.
   on 127.0.0.1), so the sweeps share it instead of starting a local Ray each.
 - SERVE: a server command, run as written plus `--port` (its default port may be taken on a shared
   machine) until it answers over HTTP, then stopped.
-- VARIANT: what runs instead, and why (a GPU, ImageNet, a cluster's paths, or minutes of CPU).
+- VARIANT: what runs instead, and why (a GPU, ImageNet, a cluster's paths, or minutes of CPU); a
+  smoke-sized command runs smaller (fewer steps or epochs) where what it is for survives.
 - NOT_HERE: why it cannot run here at all, and which test covers what it does.
 A command the docs gain without an entry here fails tests/unit/test_documented_commands.py, and so does
 an entry the docs lost; tests/e2e/test_documented_commands_run.py runs them.
@@ -47,6 +48,10 @@ CLUSTER = "a cluster's machines, paths and hosts"
 PLAN_ON_GPU = ("a GPU node and ImageNet-100 for the calibration; tests/platform/test_plan_units.py::"
                "test_paper_table6_on_8_gpus_from_a_calibration_file writes such a file and plans paper-table6 on 8 GPUs from it")  # fmt: skip
 SMOKE_DRY = " --smoke --dry-run"
+# Smaller runs of the smoke-sized commands, each still doing what its command is for (train, checkpoint,
+# resume, sweep, search, record, report): every epoch of a trial at a few steps, every sweep at one epoch
+SHORT_TRIAL = " --max-steps-per-epoch 4 --tiny-val-per-class 10"
+ONE_EPOCH = " --set trial.epochs=1"
 EXAMPLE_SWEEP = ("tests/e2e/platform/test_sweep_shipped.py::test_a_users_embedding_sweeps_beside_the_built_ins runs the example's "
                  "sweep on the local Ray it starts (with --num-cpus 2 --quiet), then its dashboard, and checks both")  # fmt: skip
 PAPER = "ImageNet-100 and a GPU per trial for days: validated shrunk to smoke size (--smoke --dry-run, the spec checked whole); tests/e2e/platform/test_sweep_shipped.py runs every shipped spec with --smoke"
@@ -64,17 +69,20 @@ HOW: dict[str, tuple[str, str]] = {
     "cp docker/env.example .env": (RUN, ""),
     "set -a; . ./.env; set +a": (RUN, ""),
     # one trial, data, models
-    "tokensweep trial --smoke": (RUN, ""),
-    "tokensweep trial --smoke --checkpoint-dir ckpt/ --epochs 2 --log epochs.jsonl": (RUN, ""),
-    "tokensweep trial --smoke --resume ckpt/ --checkpoint-dir ckpt/ --epochs 4": (RUN, ""),
+    "tokensweep trial --smoke": (VARIANT, "tokensweep trial --smoke" + SHORT_TRIAL),
+    "tokensweep trial --smoke --checkpoint-dir ckpt/ --epochs 2 --log epochs.jsonl": (
+        VARIANT, "tokensweep trial --smoke --checkpoint-dir ckpt/ --epochs 2 --log epochs.jsonl" + SHORT_TRIAL),
+    "tokensweep trial --smoke --resume ckpt/ --checkpoint-dir ckpt/ --epochs 4": (
+        VARIANT, "tokensweep trial --smoke --resume ckpt/ --checkpoint-dir ckpt/ --epochs 4" + SHORT_TRIAL),
     "tokensweep data tiny --out data/tiny": (RUN, ""),
     "tokensweep bench vit_s_patch vit_s_conv vit_s_supertoken --batch 64 --threads 2 --out bench.csv": (
         VARIANT, "tokensweep bench vit_s_patch vit_s_conv vit_s_supertoken --batch 2 --warmup 0 --steps 1 --threads 2 --out bench.csv",
     ),  # ViT-S at batch 64: ~150 s on 2 cores; the same models, flags and CSV at batch 2
     # sweeps, on the shared head through $RAY_ADDRESS
-    "tokensweep run platform/sweeps/smoke.toml": (RUN, ""),
+    "tokensweep run platform/sweeps/smoke.toml": (VARIANT, "tokensweep run platform/sweeps/smoke.toml" + ONE_EPOCH),
     ".venv/bin/tokensweep run platform/sweeps/smoke.toml --resume": (RUN, ""),
-    "tokensweep run platform/sweeps/smoke.toml --fresh --set 'sweep.seeds=[0,1,2]'": (RUN, ""),
+    "tokensweep run platform/sweeps/smoke.toml --fresh --set 'sweep.seeds=[0,1,2]'": (
+        VARIANT, "tokensweep run platform/sweeps/smoke.toml --fresh --set 'sweep.seeds=[0,1,2]'" + ONE_EPOCH),
     "tokensweep bench --sweep smoke": (RUN, ""),  # the sweep just run, benched again
     "tokensweep run platform/sweeps/smoke.toml --set 'sweep.seeds=[0,1,2]' --dry-run": (RUN, ""),
     # what a sweep costs (docs/sweeps.md): plans here; the budget's refusal and its resume on the smoke sweep just run
@@ -101,14 +109,15 @@ HOW: dict[str, tuple[str, str]] = {
     "tokensweep dashboard SWEEP --serve": (SERVE, "tokensweep dashboard smoke --serve"),
     ".venv/bin/mlflow ui --backend-store-uri sqlite:///$PWD/mlflow.db": (SERVE, ""),
     "mlflow ui --backend-store-uri sqlite:///mlflow.db": (SERVE, ""),
-    "tokensweep run platform/sweeps/channels-optuna.toml --smoke": (RUN, ""),
+    "tokensweep run platform/sweeps/channels-optuna.toml --smoke": (
+        VARIANT, "tokensweep run platform/sweeps/channels-optuna.toml --smoke" + ONE_EPOCH),
     "optuna-dashboard sqlite:///optuna.db": (SERVE, ""),
     "tokensweep run examples/overlap_patch/sweep.toml": (NOT_HERE, EXAMPLE_SWEEP),
     "tokensweep dashboard overlap-patch": (NOT_HERE, EXAMPLE_SWEEP),
     "ray job submit --address http://127.0.0.1:8265 -- tokensweep run $PWD/platform/sweeps/smoke.toml "
     "--tracking-uri sqlite:///$PWD/mlflow.db --storage $PWD/ray_results": (
         VARIANT, "cd job && ray job submit --address $HEAD_DASHBOARD -- tokensweep run $PWD/platform/sweeps/smoke.toml "
-        "--tracking-uri sqlite:///$PWD/mlflow.db --storage $PWD/ray_results",
+        "--tracking-uri sqlite:///$PWD/mlflow.db --storage $PWD/ray_results" + ONE_EPOCH,
     ),  # the test's head answers on a free port, not 8265; in a folder of its own (its own smoke sweep)
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 ray start --head --node-ip-address=127.0.0.1 --dashboard-host=127.0.0.1": (
         NOT_HERE, "starts Ray daemons that only `ray stop` ends, which stops every Ray on the machine: this test's "
@@ -139,7 +148,7 @@ HOW: dict[str, tuple[str, str]] = {
     ),  # a cluster, a bucket and a server; tests/e2e/reliability/test_rel_cluster_stack.py runs this form on one machine
     # cannot run here
     "scripts/smoke": (NOT_HERE, "sets up .venv and writes mlflow.db, ray_results/ and dashboard/ into the checkout; "
-                      "its commands (tokensweep run platform/sweeps/smoke.toml --fresh, tokensweep dashboard smoke) run here"),
+                      "its commands (tokensweep run platform/sweeps/smoke.toml --fresh, tokensweep dashboard smoke) run here, the sweep at one epoch"),
     "scripts/test": (NOT_HERE, "the whole test suite, this test included (CI runs it)"),
     "scripts/test tests/unit": (NOT_HERE, "the fast test suite, which holds the test that reads this table"),
     ".venv/bin/python -m pytest tests/e2e/reliability": (NOT_HERE, "a test suite (CI runs it)"),

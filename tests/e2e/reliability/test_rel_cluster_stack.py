@@ -33,8 +33,9 @@ from rel_helpers import MlflowServer, listening_sockets, sets, start_cli, stop_p
 BUCKET = "tokensweep-sweeps"
 EPOCHS = 5
 SMOKE = SWEEPS / "smoke.toml"
-# 200 images per class (smoke's default): epochs of a few seconds, so a trial is caught half-way
-OVERRIDES = [f"trial.epochs={EPOCHS}", "trial.tiny_val_per_class=20"]
+# 200 images per class (smoke's default): epochs of a few seconds, so a trial is caught half-way; no bench
+# stage: it runs after the trials, which the kill and the outage are about
+OVERRIDES = [f"trial.epochs={EPOCHS}", "trial.tiny_val_per_class=20", "bench.enabled=false"]
 
 
 def _mlflow(server):

@@ -90,7 +90,7 @@ def _run_outage(root, server, ray_head):
         timeline["stop"] = time.monotonic()
         server.stop()
         timeline["stopped"] = time.monotonic()
-        time.sleep(4)  # the trials go on without the server
+        wait_for(lambda: "is unreachable" in log.read_text(), 120, "the driver to notice the outage", alive=alive)
         server.start()
         timeline["back"] = time.monotonic()
         proc.wait(timeout=400)

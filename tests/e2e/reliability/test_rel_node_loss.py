@@ -36,6 +36,8 @@ gpus = 0
 max_failures = 1
 [tracking]
 system_metrics = false
+[bench]
+enabled = false  # the bench stage after training has no trial to move
 """
 
 

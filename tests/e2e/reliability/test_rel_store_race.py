@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -23,15 +22,16 @@ from rel_helpers import wait_for
 from sweep_helpers import sweep_runs
 
 
-# waits for a common start time, then makes one first contact with the store
+# says it is ready once MLflow is imported, waits for the go file, then makes one first contact with the store
 OPENER = """
-import sys, time
-uri, start, kind, name = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
+import os, sys, time
+uri, go, kind, name = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 if kind == "platform":
     from tokensweep.tracking.tracker import SweepTracker
 else:
     from mlflow import MlflowClient
-while time.time() < start:
+open(f"{go}.{name}.ready", "w").close()
+while not os.path.exists(go):
     time.sleep(0.001)
 if kind == "platform":  # what `tokensweep run` does first: the sweep's experiment
     SweepTracker(uri, name).ensure_experiment()
@@ -67,13 +67,16 @@ def test_processes_opening_a_new_store_at_the_same_instant(tmp_path):
     """Three platform writers and a plain MlflowClient, released together: all open it, no traceback."""
     db = tmp_path / "mlflow.db"
     uri = f"sqlite:///{db}"
-    start = time.time() + 8  # after every process has imported MLflow (~2-4 s each on 2 busy cores)
+    go = tmp_path / "go"  # released together once every process has imported MLflow
     kinds = [("platform", "a"), ("platform", "b"), ("platform", "c"), ("plain", "-")]
     procs = [
-        subprocess.Popen([sys.executable, "-c", OPENER, uri, str(start), kind, name], env=base_env(), cwd=tmp_path,
+        subprocess.Popen([sys.executable, "-c", OPENER, uri, str(go), kind, name], env=base_env(), cwd=tmp_path,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
         for kind, name in kinds
     ]
+    ready = lambda: all(Path(f"{go}.{name}.ready").exists() for _, name in kinds)  # noqa: E731
+    wait_for(ready, 180, "every process to import MLflow", interval=0.05, alive=lambda: all(p.poll() is None for p in procs))
+    go.touch()
     outputs = [p.communicate(timeout=180) for p in procs]
     for (kind, name), proc, (out, err) in zip(kinds, procs, outputs):
         assert proc.returncode == 0 and "Traceback" not in err, (kind, name, err[-3000:])
@@ -109,6 +112,9 @@ gpus = 0
 
 [tracking]
 system_metrics = false
+
+[bench]
+enabled = false  # the race is the store's creation; the bench stage after training adds nothing to it
 """
 
 
