@@ -18,7 +18,7 @@ from pathlib import Path
 
 
 from helpers import base_env, BIN, CLI, free_port
-from rel_helpers import wait_for
+from rel_helpers import TINY_TRIAL_TOML, wait_for
 from sweep_helpers import sweep_runs
 
 
@@ -88,20 +88,12 @@ def test_processes_opening_a_new_store_at_the_same_instant(tmp_path):
     assert names == {"Default", "a", "b", "c"}
 
 
-SPEC = """
+SPEC = f"""
 [sweep]
-name = "{name}"
+name = "{{name}}"
 
-[trial]
-model = "vit_tiny_patch"
-epochs = 1
+[trial]{TINY_TRIAL_TOML}epochs = 1
 tiny_train_per_class = 20
-tiny_val_per_class = 5
-batch_size = 32
-warmup_epochs = 0.0
-bench_batch = 8
-bench_steps = 1
-workers = 0
 
 [[variants]]
 name = "only"
