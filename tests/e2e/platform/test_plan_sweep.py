@@ -15,16 +15,27 @@ from sweep_helpers import sweep_runs
 pytestmark = pytest.mark.slow
 
 SMOKE = str(SWEEPS / "smoke.toml")
+# No bench stage and no system metrics: neither is what these tests check
+QUIET_SWEEP = ["--set", "bench.enabled=false", "--set", "tracking.system_metrics=false"]
+
+
+@pytest.fixture(scope="module")
+def calibration_cache(tmp_path_factory):
+    """One calibration cache for the module: each architecture is measured once, by the first plan that needs it."""
+    return tmp_path_factory.mktemp("cache")
 
 
 @pytest.fixture
-def env(ray_token_env, tmp_path):
-    return {**ray_token_env, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+def env(ray_token_env, calibration_cache):
+    return {**ray_token_env, "XDG_CACHE_HOME": str(calibration_cache)}
 
 
-def test_plan_then_the_sweep_records_actual_and_planned_device_hours(tmp_path, env):
-    planned = json.loads(run_cli(["plan", SMOKE, "--json", "--cpus", "2"], cwd=tmp_path, env=env, check_rc=0).stdout)
-    run = run_cli(["run", SMOKE, "--num-cpus", "2", "--quiet"], cwd=tmp_path, env=env, timeout=600, check_rc=0)
+def test_plan_then_the_sweep_records_actual_and_planned_device_hours(tmp_path, env, ray_head):
+    # 1 epoch of 2 steps on a small generated set: the figures are recorded whatever the trials' size
+    shape = [*QUIET_SWEEP, "--set", "trial.epochs=1", "--set", "trial.max_steps_per_epoch=2",
+             "--set", "trial.tiny_train_per_class=16", "--set", "trial.tiny_val_per_class=8", "--address", ray_head.address]  # fmt: skip
+    planned = json.loads(run_cli(["plan", SMOKE, *shape, "--json"], cwd=tmp_path, env=env, check_rc=0).stdout)
+    run = run_cli(["run", SMOKE, *shape, "--quiet"], cwd=tmp_path, env=env, timeout=600, check_rc=0)
     (parent,), children = sweep_runs(tmp_path / "mlflow.db", "smoke")
     assert len(children) == planned["trials"] == 4
     per_trial = {t["name"]: t["device_hours"] for t in planned["per_trial"]}
@@ -66,13 +77,15 @@ def optimistic_calibration(tmp_path, env, spec_args=(SMOKE,)) -> str:
     return str(fast)
 
 
-def test_a_budget_that_runs_out_stops_starting_trials_and_resume_with_more_finishes_them(tmp_path, env):
+def test_a_budget_that_runs_out_stops_starting_trials_and_resume_with_more_finishes_them(tmp_path, env, ray_head):
     fast = optimistic_calibration(tmp_path, env)
-    common = ["--set", "trial.epochs=12", "--num-cpus", "2", "--calibration", fast, "--quiet"]
-    plan = json.loads(run_cli(["plan", SMOKE, "--set", "trial.epochs=12", "--cpus", "2", "--calibration", fast, "--json"],
-                              cwd=tmp_path, env=env, check_rc=0).stdout)  # fmt: skip
-    # the plan fits; the trials' real hours do not: 12 epochs of 2000 images take >= 12 s each on any CPU, and with
-    # its fixed costs the plan of all four is ~34 s, so the last trial at least cannot start
+    shape = [*QUIET_SWEEP, "--set", "trial.epochs=3", "--address", ray_head.address, "--calibration", fast]
+    common = [*shape, "--quiet"]
+    plan = json.loads(run_cli(["plan", SMOKE, *shape, "--json"], cwd=tmp_path, env=env, check_rc=0).stdout)
+    # the plan fits; the trials' real hours do not. The plan of a trial is its fixed costs only, 0.3 s + 0.3 s per
+    # epoch (1.2 s); the trial trains on 3 x 2000 images and evaluates 3 x 500, >= 2.5 s on one core of any CPU
+    # (the tiny model trains at ~1,000-3,000 images/sec). The last trial starts only if the two first ran at most
+    # 1.1 x their plan: it cannot
     budget = plan["device_hours"] * 1.05
     first = run_cli(["run", SMOKE, *common, "--set", f"sweep.budget_hours={budget}"], cwd=tmp_path, env=env, timeout=600)
     assert first.returncode == 1, first.stdout + first.stderr
