@@ -6,4 +6,5 @@
     callback.py        Tune -> tracker (MlflowTrialLogger)
     system_metrics.py  a trial's system metrics
     export.py          a sweep's runs as typed rows
+    history.py         earlier trials' speeds, read-only, for a plan
 """
