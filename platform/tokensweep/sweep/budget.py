@@ -30,6 +30,7 @@ class TrialCost:
     planned: dict = field(default_factory=dict)  # trial name -> planned device-hours
     wall_s: float | None = None  # the plan's wall time of the sweep (None: no plan was made)
     default_h: float = 0.0  # a trial the plan has no row for (a search's): the plan's mean
+    reserved_h: float = 0.0  # kept for what runs after the gated trials (an Optuna search's confirmation stage)
 
     @property
     def has_plan(self) -> bool:
@@ -58,7 +59,7 @@ class BudgetGate:
     def allows(self, name: str | None, now: float | None = None) -> bool:
         if self.budget_h is None:
             return True
-        return self.spent_h + self.running_h(now) + self.cost.planned_hours(name) <= self.budget_h
+        return self.spent_h + self.running_h(now) + self.cost.planned_hours(name) + self.cost.reserved_h <= self.budget_h
 
     def admit(self, trial_id: str, name: str | None, left, now: float | None = None) -> bool | None:
         """Whether trial `name` (None: a search's next sample) starts now. True: it does, counted as running;
@@ -181,4 +182,5 @@ def trial_cost(plan, spec) -> TrialCost:
     if plan is None:
         return TrialCost(devices)
     planned = plan.planned_hours()
-    return TrialCost(devices, planned, plan.wall_s, sum(planned.values()) / max(1, len(planned)))
+    confirmation_h = plan.confirmation.get("device_hours", 0.0)
+    return TrialCost(devices, planned, plan.wall_s, sum(planned.values()) / max(1, len(planned)), confirmation_h)

@@ -23,6 +23,7 @@ def test_an_optuna_search_stops_at_its_budget_and_resume_with_more_runs_the_rest
     # the plan fits (its trials are only their fixed costs, ~1-4 s each); the trials do not: a sample starts only
     # while the hours spent, the running trials' and one more at the plan's mean fit, and a slot frees only when a
     # trial that ran longer than its plan ends, so at least the last sample cannot start
+    # (the plan's confirmation stage is kept out of what the samples may spend)
     common = [*SHAPE, "--calibration", fast, "--address", ray_head.address, "--quiet"]
     first = run_cli([*OPTUNA, *common, "--set", f"sweep.budget_hours={plan['device_hours'] * 1.02}"], cwd=tmp_path,
                     env=env, timeout=600)  # fmt: skip

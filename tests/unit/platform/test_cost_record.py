@@ -55,6 +55,14 @@ def test_an_optuna_search_draws_no_sample_the_budget_would_not_run_and_resumes_w
     assert _study_size(tmp_path) == 5 and not larger.not_started
 
 
+def test_the_search_leaves_the_plans_confirmation_hours_to_the_confirmation():
+    cost = budget.TrialCost(1.0, {"trial 0": 1.0}, wall_s=60.0, default_h=1.0, reserved_h=1.0)
+    gate = budget.BudgetGate(2.5, cost)
+    assert gate.admit("t1", None, list, now=0.0)  # 1 planned + 1 kept for the confirmation <= 2.5
+    assert gate.admit("t2", None, list, now=0.0) is None  # 1 running + 1 + 1 kept > 2.5: not yet
+    assert budget.BudgetGate(2.5, budget.TrialCost(1.0, default_h=1.0)).allows(None)  # nothing kept: fits
+
+
 def test_a_restored_tuner_gets_this_sessions_gate_whatever_wraps_its_searcher(tmp_path):
     old, new = (budget.BudgetGate(h, budget.TrialCost(1.0)) for h in (1.0, 9.0))
     for searcher in (tuner.GridSearcher([], old), budget.SearchUnderBudget(tuner.GridSearcher([]), old, 3)):
