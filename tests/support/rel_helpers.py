@@ -67,6 +67,19 @@ bench_steps = 1
 workers = 0
 """
 
+# one CPU per trial, no GPU, neither system metrics nor a bench stage (not what these tests are about)
+ONE_CPU_NO_EXTRAS = """
+[resources]
+cpus = 1
+gpus = 0
+
+[tracking]
+system_metrics = false
+
+[bench]
+enabled = false
+"""
+
 # `quick` finishes while `slow-a` and `slow-b` still train (two trial slots): a sweep with a finished trial and
 # running ones at one known moment. Two epochs: an interrupted slow trial has a mid-point to resume from.
 INTERRUPTIBLE_SPEC = f"""
@@ -87,17 +100,7 @@ name = "slow-a"
 [[variants]]
 name = "slow-b"
 seed = 1
-
-[resources]
-cpus = 1
-gpus = 0
-
-[tracking]
-system_metrics = false
-
-[bench]
-enabled = false
-"""
+{ONE_CPU_NO_EXTRAS}"""
 INTERRUPTIBLE_TRIALS = ["quick", "slow-a", "slow-b"]
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 
 from helpers import base_env, BIN, CLI, free_port
-from rel_helpers import TINY_TRIAL_TOML, wait_for
+from rel_helpers import ONE_CPU_NO_EXTRAS, TINY_TRIAL_TOML, wait_for
 from sweep_helpers import sweep_runs
 
 
@@ -97,17 +97,7 @@ tiny_train_per_class = 20
 
 [[variants]]
 name = "only"
-
-[resources]
-cpus = 1
-gpus = 0
-
-[tracking]
-system_metrics = false
-
-[bench]
-enabled = false  # the race is the store's creation; the bench stage after training adds nothing to it
-"""
+{ONE_CPU_NO_EXTRAS}"""  # the race is the store's creation: the bench stage after training adds nothing to it
 
 
 def test_two_sweeps_mlflow_ui_and_a_reader_start_together_on_a_new_store(tmp_path, ray_head):
