@@ -361,6 +361,9 @@ def _print_outcome(spec, outcome, tracking_uri: str) -> None:
     print(f"  {'trial':<{width}}  {'status':<10}  {'top1':>6}  {'images/s':>9}")
     for t in rows:
         print(f"  {t.name:<{width}}  {t.status:<10}  {_fmt(t.metrics.get('top1')):>6}  {_fmt(t.metrics.get('images_per_sec'), 0):>9}")
+    for t in rows:
+        if t.reason:
+            print(f"  {t.name} failed: {t.reason[:300]}")
     t = outcome.timings
     phases = ("validate_s", "import_s", "ray_start_s", "mlflow_setup_s", "tune_s", "bench_s", "ray_shutdown_s")
     parts = [f"{k[:-2].replace('_', ' ')} {t[k]:.1f}s" for k in phases if k in t]

@@ -68,6 +68,7 @@ class TrialOutcome:
     name: str
     status: str  # Tune's: TERMINATED | ERROR | RUNNING | PENDING | PAUSED
     metrics: dict
+    reason: str = ""  # an ERROR trial's exception, in one line
 
 
 @dataclasses.dataclass

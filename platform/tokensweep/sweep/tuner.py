@@ -74,6 +74,7 @@ from tokensweep.spec import SweepSpec
 from tokensweep.sweep import RunOptions, TrialOutcome
 from tokensweep.sweep.bench import reported_key, settings_of, study_note
 from tokensweep.sweep.worker import train_trial
+from tokensweep.tracking.callback import failure_reason
 
 
 ONE_LINE_LOGGERS = ("ray.tune.execution.experiment_state",)
@@ -367,11 +368,16 @@ class ForgetDeletedCheckpoints(tune.Callback):
 # and whoever else may write its share or bucket: the driver records the SHA-256 of the versions of these files
 # it writes (StateRecord), on its own machine, before Tune uploads them, and a resumed sweep loads none that is
 # not recorded (docs/reliability.md, "Trust").
+#
+# Tune's upload writes each file in place: a storage that fills up mid-upload keeps the start of a version the
+# driver wrote, which no digest matches. The record keeps the newest versions whole (KEEP_COPIES), so such a
+# file is completed from the driver's own copy before Tune reads it, rather than refused or half-read.
 
 STATE_SUFFIXES = (".json", ".pkl")
 TUNER_FILE = "tuner.pkl"  # what the Tuner writes to the storage itself (not through the staging folder)
 KEEP_VERSIONS = 256  # recent digests kept per file: Tune's upload of a snapshot may lag its next saves (~8 min of 2 s snapshots)
 STORAGE_LOOK_S = 20.0  # how often the driver reads which of its versions the storage holds (StateRecord)
+KEEP_COPIES = 2  # versions kept whole per file: an upload in flight may be of the newest or the one before
 
 
 def experiment_path(run_config) -> str:
@@ -429,6 +435,7 @@ class StateRecord:
         key = read_sweep_id(self.experiment) or self.experiment  # the sweep's, wherever its folder is now
         base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
         self.path = base / "tokensweep" / "tune-state" / f"{sha256(key.encode())[:32]}.json"
+        self.copies = self.path.with_suffix("")  # <digest> -> the bytes of that version, for the newest ones
 
     def read(self) -> tuple[dict[str, list[str]], dict[str, str]]:
         """(name -> recent digests, name -> the stored one)."""
@@ -442,16 +449,17 @@ class StateRecord:
         files, stored = self.read()
         return {name: {*files.get(name, ()), *([stored[name]] if name in stored else [])} for name in {*files, *stored}}
 
-    def add(self, digests: dict[str, str], in_storage: dict[str, str] | None = None) -> None:
-        """Record new versions, and which of its own the storage holds (`in_storage`: what it holds now).
-        Written atomically: a driver killed meanwhile leaves the previous record. A record that cannot be
-        written (a read-only home) is a warning: the sweep goes on, and --resume would refuse its state."""
+    def add(self, contents: dict[str, bytes], in_storage: dict[str, str] | None = None) -> None:
+        """Record new versions (name -> bytes), and which of its own the storage holds (`in_storage`: what it
+        holds now). Written atomically: a driver killed meanwhile leaves the previous record. A record that
+        cannot be written (a read-only home) is a warning: the sweep goes on, and --resume would refuse its state."""
         try:
-            self._write(digests, in_storage)
+            files = self._write({name: sha256(data) for name, data in contents.items()}, in_storage)
+            self._keep_copies(contents, files)
         except OSError as err:
             log.warning("could not record the digests of Tune's state in %s (%s): --resume may refuse it", self.path, err)
 
-    def _write(self, digests: dict[str, str], in_storage: dict[str, str] | None) -> None:
+    def _write(self, digests: dict[str, str], in_storage: dict[str, str] | None) -> dict[str, list[str]]:
         files, stored = self.read()
         for name, digest in (in_storage or {}).items():
             if digest in files.get(name, ()):
@@ -464,55 +472,106 @@ class StateRecord:
         tmp.write_text(json.dumps({"experiment": self.experiment, "files": files, "stored": stored}))
         os.chmod(tmp, 0o600)
         os.replace(tmp, self.path)
+        return files
+
+    def _keep_copies(self, contents: dict[str, bytes], files: dict[str, list[str]]) -> None:
+        """The bytes of each file's KEEP_COPIES newest versions; older copies are deleted."""
+        self.copies.mkdir(mode=0o700, exist_ok=True)
+        for data in contents.values():
+            copy = self.copies / sha256(data)
+            if not copy.exists():
+                tmp = copy.with_name(f".{copy.name}.{os.getpid()}")
+                tmp.write_bytes(data)
+                os.replace(tmp, copy)
+        newest = {digest for versions in files.values() for digest in versions[-KEEP_COPIES:]}
+        for copy in self.copies.iterdir():
+            if copy.name not in newest and not copy.name.startswith("."):
+                copy.unlink(missing_ok=True)
+
+    def completion(self, name: str, data: bytes) -> bytes | None:
+        """The version of `name` this driver wrote that `data` is the cut-off start of (newest first), or None."""
+        files, _ = self.read()
+        for digest in reversed(files.get(name, [])[-KEEP_COPIES:]):
+            try:
+                whole = (self.copies / digest).read_bytes()
+            except OSError:
+                continue
+            if len(data) < len(whole) and whole.startswith(data) and sha256(whole) == digest:
+                return whole
+        return None
 
     def forget(self) -> None:
         self.path.unlink(missing_ok=True)
+        shutil.rmtree(self.copies, ignore_errors=True)
 
 
-def storage_state(experiment: str) -> dict[str, str]:
-    """name -> digest of every state file at the top of the experiment's folder in the storage (path or URI)."""
+def storage_files(experiment: str) -> dict[str, bytes]:
+    """name -> bytes of every state file at the top of the experiment's folder in the storage (path or URI)."""
     import pyarrow.fs
 
     fs, folder = pyarrow.fs.FileSystem.from_uri(experiment)
     infos = fs.get_file_info(pyarrow.fs.FileSelector(folder, allow_not_found=True))
-    digests = {}
+    contents = {}
     for info in infos:
         if info.type == pyarrow.fs.FileType.File and info.base_name.endswith(STATE_SUFFIXES):
             with fs.open_input_stream(info.path) as f:
-                digests[info.base_name] = sha256(f.readall())
-    return digests
+                contents[info.base_name] = f.readall()
+    return contents
 
 
-def check_recorded(experiment: str) -> None:
+def storage_state(experiment: str) -> dict[str, str]:
+    """name -> digest of every state file at the top of the experiment's folder in the storage."""
+    return {name: sha256(data) for name, data in storage_files(experiment).items()}
+
+
+def check_recorded(experiment: str) -> dict[str, bytes]:
     """Before Ray reads an experiment's saved state: a SpecError naming the first file that this user's
-    driver did not write (one that the storage's other writers added or changed)."""
+    driver did not write (one that the storage's other writers added or changed). Returns the files whose
+    upload was cut short (name -> the whole version this driver wrote): complete_uploads puts them back."""
     recorded = StateRecord(experiment)
     known = recorded.known()
-    for name, digest in sorted(storage_state(experiment).items()):
-        if digest not in known.get(name, ()) and not _unparsable_json(experiment, name):
+    cut_short = {}
+    for name, data in sorted(storage_files(experiment).items()):
+        if sha256(data) in known.get(name, ()):
+            continue
+        whole = recorded.completion(name, data)
+        if whole is not None:
+            cut_short[name] = whole
+        elif not _unparsable_json(name, data):
             raise SpecError(
                 f"Tune's state file {name} in {experiment} is not one this sweep's driver wrote (its SHA-256 is not in "
                 f"{recorded.path}): it is not loaded, since unpickling it could run any code; if the storage was "
                 "tampered with, start over with --fresh; if the sweep ran on another machine or as another user, "
                 "resume it there"
             )
+    return cut_short
 
 
-def _unparsable_json(experiment: str, name: str) -> bool:
-    """A .json state file that is not JSON (an upload cut short by a full storage) cannot run code: Tune parses
-    the JSON before it unpickles anything in it. Tune reads it as it would have; it is not refused."""
+def _unparsable_json(name: str, data: bytes) -> bool:
+    """A .json state file that is not JSON (cut short, with no copy of its version left) cannot run code: Tune
+    parses the JSON before it unpickles anything in it. Tune reads it as it would have; it is not refused."""
     if not name.endswith(".json"):
         return False
-    import pyarrow.fs
-
-    fs, folder = pyarrow.fs.FileSystem.from_uri(experiment)
-    with fs.open_input_stream(f"{folder}/{name}") as f:
-        text = f.readall()
     try:
-        json.loads(text)
+        json.loads(data)
     except ValueError:
         return True
     return False
+
+
+def complete_uploads(experiment: str, cut_short: dict[str, bytes]) -> None:
+    """Writes the whole versions of state files whose upload a full storage cut short, and says so."""
+    import pyarrow.fs
+
+    fs, folder = pyarrow.fs.FileSystem.from_uri(experiment)
+    for name, whole in sorted(cut_short.items()):
+        with fs.open_output_stream(f"{folder}/{name}") as f:
+            f.write(whole)
+        print(
+            f"tokensweep run: note: Tune's state file {name} in {experiment} was cut short (an upload the storage "
+            "had no room for); completed from this driver's own copy of it",
+            file=sys.stderr, flush=True,
+        )  # fmt: skip
 
 
 def new_tuner(*args, run_config, **kwargs) -> tune.Tuner:
@@ -523,19 +582,19 @@ def new_tuner(*args, run_config, **kwargs) -> tune.Tuner:
     record.forget()  # a new experiment: nothing earlier in its folder is loaded again
     run_config.callbacks = [*(run_config.callbacks or []), *state_guards(experiment)]
     tuner = tune.Tuner(*args, run_config=run_config, **kwargs)
-    record.add({k: v for k, v in storage_state(experiment).items() if k == TUNER_FILE})
+    record.add({k: v for k, v in storage_files(experiment).items() if k == TUNER_FILE})
     return tuner
 
 
 def restore_tuner(experiment: str, **kwargs) -> tune.Tuner:
-    """tune.Tuner.restore, once every state file it would load is one this driver recorded."""
-    check_recorded(experiment)
+    """tune.Tuner.restore, once every state file it would load is one this driver recorded (or completed)."""
+    complete_uploads(experiment, check_recorded(experiment))
     return tune.Tuner.restore(experiment, **kwargs)
 
 
 def analysis(experiment: str) -> tune.ExperimentAnalysis:
     """The experiment's trials as its saved state has them, once that state is one this driver recorded."""
-    check_recorded(experiment)
+    complete_uploads(experiment, check_recorded(experiment))
     return tune.ExperimentAnalysis(experiment)
 
 
@@ -584,11 +643,11 @@ class RecordSnapshots(tune.Callback):
         staging = Path(trials[0].storage.experiment_driver_staging_path)
         try:
             files = [p for p in staging.iterdir() if p.is_file() and p.name.endswith(STATE_SUFFIXES)]
-            digests = {p.name: sha256(p.read_bytes()) for p in files}
+            contents = {p.name: p.read_bytes() for p in files}
         except OSError as err:  # the next snapshot tries again; until then --resume would refuse this one
             log.warning("could not read Tune's state in %s (%s): --resume may refuse it", staging, err)
             return
-        self.record.add(digests, self._in_storage())
+        self.record.add(contents, self._in_storage())
 
 
 class ErrorsAsText(tune.Callback):
@@ -769,4 +828,7 @@ def summarise(tune_path: str, outcomes: list | None = None, missing_ok: bool = F
         payload = TrialPayload.decode(pair[0].config)
         return (payload.index if payload.index is not None else payload.optuna_number or 0, pair[0].trial_id)
 
-    return [TrialOutcome(trial_name(t), status, dict(t.last_result or {})) for t, status in sorted(outcomes, key=order)]
+    return [
+        TrialOutcome(trial_name(t), status, dict(t.last_result or {}), failure_reason(t) if status == Trial.ERROR else "")
+        for t, status in sorted(outcomes, key=order)
+    ]

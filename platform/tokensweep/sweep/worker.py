@@ -15,7 +15,8 @@ trainable's hook for classes to mix into the actor it builds): its `setup` runs 
 thread, the one thread that may set signal handlers.
 
 Which checkpoint a retried or resumed trial continues from: Tune's registered one, or - when that one
-does not load (corrupted, cut off by a full disk) - the newest in the trial's folder that does.
+does not load (corrupted, cut off by a full disk, or deleted after the saved state named it) - the newest
+in the trial's folder that does.
 
 Tune registers one checkpoint per trial as the one to restore; if it is damaged, every retry and every
 `--resume` of the trial fails the same way, although its folder may hold an intact one (an older one it
@@ -108,20 +109,28 @@ def siblings_newest_first(checkpoint: tune.Checkpoint) -> list[tune.Checkpoint]:
     return [tune.Checkpoint(path, filesystem=fs) for _, path in sorted(found, reverse=True)]
 
 
+def why_not_loaded(checkpoint: tune.Checkpoint) -> str | None:
+    """Why `checkpoint` does not load (one line), or None if it does: also when its folder is gone (Tune's
+    saved state lags its storage: a resumed sweep may name one that Tune deleted after newer ones registered)."""
+    try:
+        with checkpoint.as_directory() as directory:
+            return unloadable(directory)
+    except FileNotFoundError:
+        return f"its checkpoint {checkpoint.path.rstrip('/').rpartition('/')[2]} is gone from the storage"
+
+
 def choose(checkpoint: tune.Checkpoint, trial_name: str) -> tuple[tune.Checkpoint, str | None]:
     """`checkpoint` if it loads, else the newest loadable one beside it and a note saying so; else the
     registered one's error (a ConfigError: the trial fails with that one line)."""
-    with checkpoint.as_directory() as directory:
-        why = unloadable(directory)
+    why = why_not_loaded(checkpoint)
     if why is None:
         return checkpoint, None
     for other in siblings_newest_first(checkpoint):
-        with other.as_directory() as directory:
-            if unloadable(directory) is None:
-                note = (f"trial {trial_name}: {why}; resuming from {other.path.rpartition('/')[2]} instead, "
-                        "the newest checkpoint of the trial that loads")  # fmt: skip
-                print(f"tokensweep: {note}", file=sys.stderr, flush=True)  # the worker's log
-                return other, note
+        if why_not_loaded(other) is None:
+            note = (f"trial {trial_name}: {why}; resuming from {other.path.rpartition('/')[2]} instead, "
+                    "the newest checkpoint of the trial that loads")  # fmt: skip
+            print(f"tokensweep: {note}", file=sys.stderr, flush=True)  # the worker's log
+            return other, note
     from trials.errors import ConfigError
 
     raise ConfigError(f"{why} (and no other checkpoint of the trial loads)")

@@ -10,10 +10,10 @@ def test_the_sweep_id_moves_with_its_folder_and_keys_the_state_record(tmp_path, 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     before, after = tmp_path / "a" / "ray_results" / "s", tmp_path / "b" / "ray_results" / "s"
     sweep_id = tuner.write_sweep_id(str(before))
-    tuner.StateRecord(str(before)).add({"tuner.pkl": "d1"})
+    tuner.StateRecord(str(before)).add({"tuner.pkl": b"version 1"})
     shutil.move(tmp_path / "a", tmp_path / "b")
     assert tuner.read_sweep_id(str(after)) == sweep_id
-    assert tuner.StateRecord(str(after)).known() == {"tuner.pkl": {"d1"}}  # the record the driver wrote
+    assert tuner.StateRecord(str(after)).known() == {"tuner.pkl": {tuner.sha256(b"version 1")}}  # the record the driver wrote
 
 
 def test_a_folder_without_an_id_is_keyed_by_its_path(tmp_path):
