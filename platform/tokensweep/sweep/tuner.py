@@ -73,8 +73,8 @@ from tokensweep.payload import Platform, SearchSettings, TrialPayload
 from tokensweep.spec import SweepSpec
 from tokensweep.sweep import RunOptions, TrialOutcome
 from tokensweep.sweep.bench import reported_key, settings_of, study_note
-from tokensweep.sweep.worker import train_trial
-from tokensweep.tracking.callback import failure_reason
+from tokensweep.sweep.worker import checkpoint_index, checkpoint_name, siblings_newest_first, train_trial
+from tokensweep.tracking.callback import failure_reason, saved_results
 
 
 ONE_LINE_LOGGERS = ("ray.tune.execution.experiment_state",)
@@ -357,6 +357,33 @@ class ForgetDeletedCheckpoints(tune.Callback):
         if len(kept) != len(results):
             log.debug("trial %s: %d deleted checkpoint(s) dropped from Tune's restored list", trial, len(results) - len(kept))
             manager._checkpoint_results = kept
+        if latest is not None and not exists(latest.checkpoint):
+            restore_from_newest_reported(trial, manager, latest)
+
+
+def restore_from_newest_reported(trial, manager, gone) -> None:
+    """The checkpoint the trial would restore from was deleted (Tune registered newer ones after the saved state
+    named it): Tune's restore would fail the trial on every try. Restore it from the newest checkpoint in its
+    folder that a report the driver processed names (the trial's saved results: so no epoch goes unlogged),
+    with that report as Tune's record of it."""
+    from ray.train._internal.session import _TrainingResult
+
+    # the last report naming each folder: after an earlier restore a folder's name may have been used again
+    reported = {r["checkpoint_dir_name"]: r for r in saved_results(trial) if r.get("checkpoint_dir_name")}
+    for checkpoint in siblings_newest_first(gone.checkpoint):
+        name = checkpoint_name(checkpoint)
+        if name in reported:
+            found = _TrainingResult(checkpoint=checkpoint, metrics=reported[name])
+            manager._checkpoint_results = [r for r in manager._checkpoint_results if r is not gone] + [found]
+            manager._latest_checkpoint_result = found
+            trial.storage.current_checkpoint_index = checkpoint_index(checkpoint)  # the saved state stays coherent
+            print(
+                f"tokensweep run: note: trial {trial}: {checkpoint_name(gone.checkpoint)}, the checkpoint Tune's saved "
+                f"state names, is gone (Tune deleted it after newer ones registered); continuing from {name} "
+                f"(epoch {reported[name].get('epoch', '?')})",
+                file=sys.stderr, flush=True,
+            )  # fmt: skip
+            return
 
 
 # --- which saved state a resumed sweep may load ----------------------------------------------------------------

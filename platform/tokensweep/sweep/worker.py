@@ -91,6 +91,27 @@ def unloadable(directory: str) -> str | None:
     return None
 
 
+def checkpoint_name(checkpoint: tune.Checkpoint) -> str:
+    return checkpoint.path.rstrip("/").rpartition("/")[2]
+
+
+def checkpoint_index(checkpoint: tune.Checkpoint) -> int:
+    """NNNNNN of a checkpoint_NNNNNN folder (-1 for a folder of another name)."""
+    m = CHECKPOINT_DIR.match(checkpoint_name(checkpoint))
+    return int(m[1]) if m else -1
+
+
+def number_after(checkpoint: tune.Checkpoint) -> None:
+    """The trial's next checkpoint folder is numbered after the one it resumes from. Tune's saved index is that
+    of its registered checkpoint, and resuming from a newer one beside it, the next save would take the name of
+    a folder that holds a later epoch and that Tune may then delete as an old one."""
+    from ray.train._internal.session import get_session
+
+    session = get_session()
+    if session is not None and checkpoint_index(checkpoint) >= 0:
+        session.storage.current_checkpoint_index = checkpoint_index(checkpoint)
+
+
 def siblings_newest_first(checkpoint: tune.Checkpoint) -> list[tune.Checkpoint]:
     """The other checkpoint_NNNNNN folders beside `checkpoint` (on its filesystem), newest first."""
     import pyarrow.fs
@@ -116,7 +137,7 @@ def why_not_loaded(checkpoint: tune.Checkpoint) -> str | None:
         with checkpoint.as_directory() as directory:
             return unloadable(directory)
     except FileNotFoundError:
-        return f"its checkpoint {checkpoint.path.rstrip('/').rpartition('/')[2]} is gone from the storage"
+        return f"its checkpoint {checkpoint_name(checkpoint)} is gone from the storage"
 
 
 def choose(checkpoint: tune.Checkpoint, trial_name: str) -> tuple[tune.Checkpoint, str | None]:
@@ -127,7 +148,7 @@ def choose(checkpoint: tune.Checkpoint, trial_name: str) -> tuple[tune.Checkpoin
         return checkpoint, None
     for other in siblings_newest_first(checkpoint):
         if why_not_loaded(other) is None:
-            note = (f"trial {trial_name}: {why}; resuming from {other.path.rpartition('/')[2]} instead, "
+            note = (f"trial {trial_name}: {why}; resuming from {checkpoint_name(other)} instead, "
                     "the newest checkpoint of the trial that loads")  # fmt: skip
             print(f"tokensweep: {note}", file=sys.stderr, flush=True)  # the worker's log
             return other, note
@@ -141,6 +162,7 @@ def resume_directory(checkpoint: tune.Checkpoint, trial_name: str) -> Iterator[t
     """A local directory holding the checkpoint the trial continues from, and the note saying why it is
     not Tune's registered one (None when it is): the trial's first report carries it to the driver."""
     chosen, note = choose(checkpoint, trial_name)
+    number_after(chosen)
     with chosen.as_directory() as directory:
         yield directory, note
 

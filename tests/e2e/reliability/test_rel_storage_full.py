@@ -6,8 +6,10 @@ The full disks are real: a small tmpfs (mounted by the test, as root; skipped wh
 allowed) filled with a file, then freed (the file deleted, or the tmpfs made larger).
 """
 
+import json
 import os
 import re
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -114,8 +116,6 @@ def test_a_full_disk_under_the_mlflow_store_keeps_the_writes_and_says_what_is_lo
 
 
 def _tune_epochs(experiment: Path) -> int:
-    import json
-
     seen = 0
     for path in experiment.glob("only_*/result.json"):
         for line in path.read_text().splitlines():
@@ -155,7 +155,7 @@ def test_a_full_tune_storage_ends_in_one_line_and_resume_continues(tmp_path, ray
     assert metric_steps(db, child.info.run_id, "top1") == [1, 2]
 
 
-@pytest.mark.parametrize("damage", ["corrupted", "none"])
+@pytest.mark.parametrize("damage", ["corrupted", "deleted", "none"])
 def test_resume_from_tunes_saved_checkpoints_when_storage_moved_on(damage, tmp_path, ray_head):
     """Tune's saved state lags its storage: it lists a checkpoint Tune has deleted since (keeping 2), and
     names one to restore from that may be damaged while an intact one lies beside it.
@@ -163,7 +163,10 @@ def test_resume_from_tunes_saved_checkpoints_when_storage_moved_on(damage, tmp_p
     The driver is killed once the trial's third checkpoint registered (Tune deleted the first; its saved
     state, forced every 2 checkpoints, still lists the first two). `corrupted`: the one the state would
     restore from is cut off - --resume uses the newest that loads, says so, and the trial finishes
-    (instead of failing on every resume). Both: no `Error handling checkpoint ... FileNotFoundError`
+    (instead of failing on every resume). `deleted`: that one is gone, as when the driver was killed after
+    Tune deleted it and before the snapshot that no longer names it reached the storage - --resume continues
+    from the newest checkpoint a processed report names, says so, and numbers the next one after it (Tune's
+    restore failed the trial on every try). All: no `Error handling checkpoint ... FileNotFoundError`
     traceback when Tune registers the next checkpoint and deletes the long-gone first one again.
     """
     spec = _spec(tmp_path, "lagging", epochs=4, per_class=200, keep=2)  # after the kill, one checkpoint more at least
@@ -187,6 +190,8 @@ def test_resume_from_tunes_saved_checkpoints_when_storage_moved_on(damage, tmp_p
     if damage == "corrupted":
         data = (registered / "checkpoint.pt").read_bytes()
         (registered / "checkpoint.pt").write_bytes(data[: len(data) // 3])  # cut off: does not load
+    if damage == "deleted":
+        shutil.rmtree(registered)
 
     resumed = run_cli(args + ["--resume"], cwd=tmp_path, env=env, timeout=600, check_rc=0)
     output = resumed.stdout + resumed.stderr
@@ -198,6 +203,12 @@ def test_resume_from_tunes_saved_checkpoints_when_storage_moved_on(damage, tmp_p
         assert fell_back and fell_back[1] == "checkpoint_000002", output[-4000:]
     else:
         assert fell_back is None
+    gone = "checkpoint_000001, the checkpoint Tune's saved state names, is gone (Tune deleted it after newer ones registered); continuing from checkpoint_000002 (epoch 3)"
+    assert (gone in output) == (damage == "deleted"), output[-4000:]
+    # epoch 4's checkpoint is numbered after the one the trial resumed from, never over an older epoch's name
+    (results,) = tune_path.glob("*/result.json")
+    last = json.loads(results.read_text().splitlines()[-1])
+    assert (last["epoch"], last["checkpoint_dir_name"]) == (4, "checkpoint_000003")
     (child,) = sweep_runs(db, "lagging")[1]
     assert child.info.status == "FINISHED"
     assert metric_steps(db, child.info.run_id, "top1") == [1, 2, 3, 4]
