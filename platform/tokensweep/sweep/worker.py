@@ -76,6 +76,7 @@ class QuietSigterm:
 
 
 CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")
+EPOCH = "epoch"  # the key of a report's epoch, and of the epoch a checkpoint holds (its Tune metadata)
 
 
 def unloadable(directory: str) -> str | None:
@@ -257,9 +258,11 @@ def train_trial(config: dict, finished=None) -> None:
         extra = first.copy()
         first.clear()
         metrics = objective.add_to(metrics)
+        checkpoint = tune.Checkpoint.from_directory(checkpoint_dir)
+        checkpoint.set_metadata({EPOCH: metrics[EPOCH]})  # the driver matches it to the epoch's result (sweep.tuner)
         tune.report(
             {**metrics, **extra, "ray_node_id": node_id, "ray_hostname": host, **gpus, **window.keys(metrics)},
-            checkpoint=tune.Checkpoint.from_directory(checkpoint_dir),
+            checkpoint=checkpoint,
         )
         window.reported()
 

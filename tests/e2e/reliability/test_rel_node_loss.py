@@ -5,6 +5,12 @@ node has recorded its first epoch, the worker node is killed (no graceful drain)
 (its actor died), is retried (max_failures = 1) on the head node once that node's own trial is done,
 continues from its epoch-1 checkpoint (shared storage: both nodes are this machine), and finishes.
 (tests/e2e/platform/test_sweep_ray.py::test_trials_spread_over_two_nodes covers the spread itself.)
+
+A node lost at the one unlucky moment - an epoch's result taken in by the driver, its checkpoint not yet
+registered - is made certain by a plugin whose worker ends as Tune asks it to save epoch 2's checkpoint:
+the trial continues from that checkpoint all the same, and no epoch is trained twice. What the driver
+does about it (tokensweep.sweep.tuner.ContinueFromLastResult) is checked on Tune's own trial objects
+with checkpoint folders, for a retried trial and one restored from Tune's saved state.
 """
 
 import json
@@ -13,8 +19,9 @@ import sys
 from pathlib import Path
 
 
-from helpers import SUPPORT
-from rel_helpers import TINY_TRIAL, sets, start_cli, stop_process_group, wait_for
+import pytest
+from helpers import SUPPORT, run_cli
+from rel_helpers import ONE_CPU_NO_EXTRAS, TINY_TRIAL, TINY_TRIAL_TOML, sets, start_cli, stop_process_group, wait_for
 from sweep_helpers import metric_steps, poll_db, sweep_runs
 
 
@@ -111,3 +118,70 @@ def test_trial_of_a_lost_node_is_rescheduled_and_finishes(tmp_path, ray_token_en
     assert epochs == sorted(set(epochs)) and epochs[-1] == 3, epochs
     nodes = {r["ray_node_id"] for r in reports}
     assert nodes == {info["WORKER"], info["HEAD"]}, nodes
+
+
+def _reports(experiment: Path, run_name: str) -> list[dict]:
+    """Tune's log of every report of the trial (result.json in its folder), on every node it ran on."""
+    (results,) = experiment.glob(f"{run_name}_*/result.json")
+    return [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+
+
+# An embedding (the patch one) whose module also makes the trial's worker end when Tune first asks it to
+# save epoch 2's checkpoint: that epoch's result has reached the driver, its checkpoint is in the storage
+# and not registered, as when a node is lost between the two. The retried worker finds the mark and lives.
+LOST_SAVE_PLUGIN = """
+import os, pathlib
+from ray.tune.trainable import FunctionTrainable
+from trials.models.builtin import patch
+from trials.plugins import register_embedding
+
+@register_embedding()
+def lost_save(img_size, dim):
+    return patch(img_size, dim)
+
+MARK = pathlib.Path(os.environ["LOST_SAVE_MARK"])
+save = FunctionTrainable.save_checkpoint
+
+def save_checkpoint(self, checkpoint_dir=""):
+    result = save(self, checkpoint_dir)
+    if result.metrics.get("epoch") == 2 and not MARK.exists():
+        MARK.touch()
+        os._exit(1)
+    return result
+
+FunctionTrainable.save_checkpoint = save_checkpoint
+"""
+
+LOST_SAVE_SPEC = f"""
+[sweep]
+name = "lostsave"
+
+[trial]{TINY_TRIAL_TOML}epochs = 3
+tiny_train_per_class = 20
+
+[failure]
+max_failures = 1
+{ONE_CPU_NO_EXTRAS}"""
+
+
+def test_a_worker_lost_before_its_checkpoint_registers_continues_from_that_checkpoint(tmp_path, ray_token_env):
+    (tmp_path / "lost_save.py").write_text(LOST_SAVE_PLUGIN)
+    (tmp_path / "lostsave.toml").write_text(LOST_SAVE_SPEC)
+    mark = tmp_path / "lost"
+    env = {**ray_token_env, "LOST_SAVE_MARK": str(mark)}
+    args = ["run", "lostsave.toml", "--plugin", "lost_save", "--set", 'trial.model="vit_tiny_lost_save"', "--quiet"]
+    done = run_cli(args, cwd=tmp_path, env=env, timeout=300, check_rc=0)
+    assert mark.exists()  # the worker did end at epoch 2's save
+    assert "1 trial(s), 1 finished, 0 failed" in done.stdout + done.stderr
+    db = tmp_path / "mlflow.db"
+    (child,) = sweep_runs(db, "lostsave")[1]
+    assert child.info.status == "FINISHED" and child.data.tags["tokensweep.retries"] == "1"
+    assert metric_steps(db, child.info.run_id, "top1") == [1, 2, 3]
+    experiment = tmp_path / "ray_results" / "lostsave"
+    reports = _reports(experiment, child.info.run_name)
+    assert [r["epoch"] for r in reports] == [1, 2, 3]  # main: [1, 2, 2, 3], epoch 2 trained again from epoch 1's checkpoint
+    assert reports[2]["pid"] != reports[1]["pid"] and reports[2]["iterations_since_restore"] == 1  # restored, then one epoch
+    (folder,) = experiment.glob(f"{child.info.run_name}_*/")
+    kept = {p.name: json.loads((p / ".metadata.json").read_text())["epoch"] for p in folder.glob("checkpoint_*")}
+    assert kept == {"checkpoint_000001": 2, "checkpoint_000002": 3}, kept  # each epoch in a folder of its own (2 kept)
+
