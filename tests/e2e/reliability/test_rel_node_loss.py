@@ -14,6 +14,7 @@ with checkpoint folders, for a retried trial and one restored from Tune's saved 
 """
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -185,3 +186,77 @@ def test_a_worker_lost_before_its_checkpoint_registers_continues_from_that_check
     kept = {p.name: json.loads((p / ".metadata.json").read_text())["epoch"] for p in folder.glob("checkpoint_*")}
     assert kept == {"checkpoint_000001": 2, "checkpoint_000002": 3}, kept  # each epoch in a folder of its own (2 kept)
 
+
+# --- the driver's part, on Tune's own trial objects ----------------------------------------------------------
+
+
+def _trial(storage_path: Path):
+    """A Tune trial as the driver holds it: epoch 1's checkpoint registered; epoch 2's result taken in, its
+    checkpoint (checkpoint_000001, as the worker left it in the storage) not registered."""
+    from ray import tune
+    from ray.train._internal.session import _TrainingResult
+    from ray.train._internal.storage import StorageContext
+    from ray.tune.experiment import Trial
+
+    from tokensweep.sweep.worker import train_trial
+
+    tune.register_trainable("train_trial", train_trial)
+    storage = StorageContext(storage_path=str(storage_path), experiment_dir_name="exp", trial_dir_name="t")
+    trial = Trial("train_trial", config={}, storage=storage, checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                  placement_group_factory=tune.PlacementGroupFactory([{"CPU": 1}]))  # fmt: skip
+    trial.create_placement_group_factory()  # as Tune does when the trial is added
+    for epoch in (1, 2):
+        folder = Path(storage.trial_fs_path, f"checkpoint_{epoch - 1:06d}")
+        folder.mkdir(parents=True)
+        tune.Checkpoint(str(folder)).set_metadata({"epoch": epoch})
+        result = {"epoch": epoch, "top1": 0.1 * epoch, "checkpoint_dir_name": folder.name}
+        trial.update_last_result(result)
+        if epoch == 1:
+            trial.on_checkpoint(_TrainingResult(tune.Checkpoint(str(folder)), dict(result)))
+    return trial
+
+
+def _restored(trial):
+    """The trial as Tuner.restore makes it again from Tune's saved state."""
+    from ray.tune.experiment import Trial
+
+    state, run_metadata = trial.get_json_state()
+    again = Trial.from_json_state(state)
+    again.restore_run_metadata(run_metadata)
+    return again
+
+
+@pytest.mark.parametrize("restart", ["retried", "resumed"])
+def test_the_driver_registers_the_checkpoint_of_the_last_result_it_took_in(restart, tmp_path):
+    from tokensweep.sweep.tuner import ContinueFromLastResult
+
+    trial = _trial(tmp_path)
+    assert trial.checkpoint.path.endswith("/checkpoint_000000")  # what Tune would restore: epoch 2 trained again
+    if restart == "retried":
+        ContinueFromLastResult().on_trial_recover(iteration=1, trials=[trial], trial=trial)
+    else:
+        trial = _restored(trial)
+        ContinueFromLastResult().on_step_begin(iteration=0, trials=[trial])
+    assert trial.checkpoint.path.endswith("/checkpoint_000001")
+    assert trial.storage.current_checkpoint_index == 1  # the trial's next checkpoint goes to checkpoint_000002
+    assert (tmp_path / "exp" / "t" / "checkpoint_000000").is_dir()  # two kept
+
+
+@pytest.mark.parametrize("case", ["holds another epoch", "gone", "registered after all"])
+def test_the_driver_leaves_tunes_checkpoint_unless_the_folder_holds_the_results_epoch(case, tmp_path):
+    from ray import tune
+    from ray.train._internal.session import _TrainingResult
+
+    from tokensweep.sweep.tuner import ContinueFromLastResult
+
+    trial = _trial(tmp_path)
+    folder = tmp_path / "exp" / "t" / "checkpoint_000001"
+    if case == "holds another epoch":
+        tune.Checkpoint(str(folder)).set_metadata({"epoch": 3})
+    elif case == "gone":
+        shutil.rmtree(folder)
+    else:  # Tune's own save came through: nothing is left to register
+        trial.on_checkpoint(_TrainingResult(tune.Checkpoint(str(folder)), dict(trial.last_result)))
+    before, index = trial.latest_checkpoint_result, trial.storage.current_checkpoint_index
+    ContinueFromLastResult().on_trial_recover(iteration=1, trials=[trial], trial=trial)
+    assert trial.latest_checkpoint_result is before and trial.storage.current_checkpoint_index == index
