@@ -112,9 +112,7 @@ def test_trial_of_a_lost_node_is_rescheduled_and_finishes(tmp_path, ray_token_en
     for child in children:
         assert child.info.status == "FINISHED"
         assert metric_steps(db, child.info.run_id, "top1") == [1, 2, 3]  # no epoch logged twice
-    # and none trained twice: Tune's log of every report of the moved trial, on both nodes
-    (results,) = (tmp_path / "ray_results" / "node-loss").glob(f"{moved.info.run_name}_*/result.json")
-    reports = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    reports = _reports(tmp_path / "ray_results" / "node-loss", moved.info.run_name)  # and none trained twice
     epochs = [r["epoch"] for r in reports]
     assert epochs == sorted(set(epochs)) and epochs[-1] == 3, epochs
     nodes = {r["ray_node_id"] for r in reports}
