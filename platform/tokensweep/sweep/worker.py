@@ -14,8 +14,9 @@ The handler is installed by a mixin of the trial's Tune actor (`train_trial.__mi
 trainable's hook for classes to mix into the actor it builds): its `setup` runs in the worker's main
 thread, the one thread that may set signal handlers.
 
-Which checkpoint a retried or resumed trial continues from: Tune's registered one, or - when that one
-does not load (corrupted, cut off by a full disk) - the newest in the trial's folder that does.
+Which checkpoint a retried or resumed trial continues from: Tune's registered one (the driver's Tune callback
+makes it that of the last result the driver took in: each checkpoint's metadata says its epoch), or - when
+that one does not load (corrupted, cut off by a full disk) - the newest in the trial's folder that does.
 
 Tune registers one checkpoint per trial as the one to restore; if it is damaged, every retry and every
 `--resume` of the trial fails the same way, although its folder may hold an intact one (an older one it
