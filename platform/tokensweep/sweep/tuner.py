@@ -34,6 +34,18 @@ Imports Optuna inside functions: loaded only for [search] sweeps.
 
 How Tune picks the next trial: the grid's variants in order, or Optuna; and when it stops one (ASHA).
 
+Which checkpoint a retried or resumed trial continues from: the one of the last result the driver took in.
+
+A trial's worker writes each epoch's checkpoint to the storage, then reports the epoch's result; the
+driver takes the result in (MLflow, result.json) and only then, in a second round trip to the worker,
+registers the checkpoint. A node lost between the two (or a snapshot of Tune's state taken between them,
+then --resume) leaves the result taken in and its checkpoint unregistered: the trial would restart from
+the epoch before and train the epoch again. `ContinueFromLastResult` (a Tune callback on the driver)
+registers that checkpoint before the trial runs again (a retried trial as Tune requeues it, a resumed
+one at the experiment's first step): the folder the result names, when it holds the result's epoch (the
+worker's metadata says so). Never one whose result the driver did not take in: its epoch would be
+missing from MLflow.
+
 Tune's saved state: which of it a resumed sweep may load, and how a restored state meets its storage.
 
 Tune snapshots a trial's checkpoints (the ones it keeps, `num_to_keep`) with the rest of its state every
@@ -64,6 +76,8 @@ import warnings
 from pathlib import Path
 
 from ray import tune
+from ray.train._internal.session import _TrainingResult
+from ray.train.constants import CHECKPOINT_DIR_NAME
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import SearchGenerator, Searcher
@@ -73,7 +87,7 @@ from tokensweep.payload import Platform, SearchSettings, TrialPayload
 from tokensweep.spec import SweepSpec
 from tokensweep.sweep import RunOptions, TrialOutcome
 from tokensweep.sweep.bench import reported_key, settings_of, study_note
-from tokensweep.sweep.worker import checkpoint_index, checkpoint_name, siblings_newest_first, train_trial
+from tokensweep.sweep.worker import CHECKPOINT_DIR, EPOCH, checkpoint_index, checkpoint_name, siblings_newest_first, train_trial
 from tokensweep.tracking.callback import failure_reason, saved_results
 
 
@@ -337,6 +351,52 @@ def asha_scheduler(spec: SweepSpec):
     )
 
 
+def unregistered_checkpoint(trial) -> _TrainingResult | None:
+    """The checkpoint of the trial's last result, where Tune has not registered it and its folder holds
+    that epoch (see the module docstring); else None."""
+    last = trial.last_result or {}
+    epoch, name = last.get(EPOCH), last.get(CHECKPOINT_DIR_NAME)
+    registered = trial.latest_checkpoint_result
+    if not isinstance(epoch, int) or not isinstance(name, str) or not CHECKPOINT_DIR.match(name):
+        return None
+    if registered is not None and (registered.metrics or {}).get(EPOCH, 0) >= epoch:
+        return None
+    checkpoint = tune.Checkpoint(f"{trial.storage.trial_fs_path}/{name}", trial.storage.storage_filesystem)
+    try:
+        held = checkpoint.get_metadata().get(EPOCH)
+    except (OSError, ValueError, AttributeError):  # unreachable, or no metadata we wrote: leave it to Tune
+        return None
+    return _TrainingResult(checkpoint=checkpoint, metrics=dict(last)) if held == epoch else None
+
+
+class ContinueFromLastResult(tune.Callback):
+    """Registers a trial's unregistered last checkpoint (see the module docstring) before Tune gives the trial
+    an actor again: the actor takes the trial's checkpoint count with it, and counts on from there."""
+
+    _first_step = True
+
+    def on_step_begin(self, iteration, trials, **info):
+        if self._first_step:  # the trials of a restored experiment, before any of them runs
+            self._first_step = False
+            for trial in trials:
+                if not trial.is_finished():
+                    register_last_checkpoint(trial)
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        register_last_checkpoint(trial)  # requeued: its actor comes in a later step
+
+
+def register_last_checkpoint(trial) -> None:
+    found = unregistered_checkpoint(trial)
+    if found is None:
+        return
+    forget_deleted(trial)  # registering deletes the oldest beyond num_to_keep: not one that is gone already
+    trial.on_checkpoint(found)  # as Tune registers one
+    index = checkpoint_index(found.checkpoint)
+    trial.storage.current_checkpoint_index = max(trial.storage.current_checkpoint_index, index)  # the next goes after it
+    log.debug("trial %s: continues from epoch %d's checkpoint, which Tune had not registered", trial, found.metrics[EPOCH])
+
+
 def exists(checkpoint) -> bool:
     import pyarrow.fs
 
@@ -348,17 +408,22 @@ def exists(checkpoint) -> bool:
 
 class ForgetDeletedCheckpoints(tune.Callback):
     def on_trial_start(self, iteration, trials, trial, **info):
-        manager = getattr(getattr(trial, "run_metadata", None), "checkpoint_manager", None)
-        results = getattr(manager, "_checkpoint_results", None)  # Ray 2.60's bookkeeping; absent elsewhere: no-op
-        if not results:
-            return
-        latest = manager.latest_checkpoint_result
-        kept = [r for r in results if r is latest or exists(r.checkpoint)]
-        if len(kept) != len(results):
-            log.debug("trial %s: %d deleted checkpoint(s) dropped from Tune's restored list", trial, len(results) - len(kept))
-            manager._checkpoint_results = kept
+        forget_deleted(trial)
+        latest = trial.latest_checkpoint_result
         if latest is not None and not exists(latest.checkpoint):
-            restore_from_newest_reported(trial, manager, latest)
+            restore_from_newest_reported(trial, trial.run_metadata.checkpoint_manager, latest)
+
+
+def forget_deleted(trial) -> None:
+    manager = getattr(getattr(trial, "run_metadata", None), "checkpoint_manager", None)
+    results = getattr(manager, "_checkpoint_results", None)  # Ray 2.60's bookkeeping; absent elsewhere: no-op
+    if not results:
+        return
+    latest = manager.latest_checkpoint_result
+    kept = [r for r in results if r is latest or exists(r.checkpoint)]
+    if len(kept) != len(results):
+        log.debug("trial %s: %d deleted checkpoint(s) dropped from Tune's restored list", trial, len(results) - len(kept))
+        manager._checkpoint_results = kept
 
 
 def restore_from_newest_reported(trial, manager, gone) -> None:
@@ -366,10 +431,8 @@ def restore_from_newest_reported(trial, manager, gone) -> None:
     named it): Tune's restore would fail the trial on every try. Restore it from the newest checkpoint in its
     folder that a report the driver processed names (the trial's saved results: so no epoch goes unlogged),
     with that report as Tune's record of it."""
-    from ray.train._internal.session import _TrainingResult
-
     # the last report naming each folder: after an earlier restore a folder's name may have been used again
-    reported = {r["checkpoint_dir_name"]: r for r in saved_results(trial) if r.get("checkpoint_dir_name")}
+    reported = {r[CHECKPOINT_DIR_NAME]: r for r in saved_results(trial) if r.get(CHECKPOINT_DIR_NAME)}
     for checkpoint in siblings_newest_first(gone.checkpoint):
         name = checkpoint_name(checkpoint)
         if name in reported:
@@ -380,7 +443,7 @@ def restore_from_newest_reported(trial, manager, gone) -> None:
             print(
                 f"tokensweep run: note: trial {trial}: {checkpoint_name(gone.checkpoint)}, the checkpoint Tune's saved "
                 f"state names, is gone (Tune deleted it after newer ones registered); continuing from {name} "
-                f"(epoch {reported[name].get('epoch', '?')})",
+                f"(epoch {reported[name].get(EPOCH, '?')})",
                 file=sys.stderr, flush=True,
             )  # fmt: skip
             return
@@ -786,7 +849,7 @@ def build(spec: SweepSpec, trainable, *, name: str, storage_path: str, search_al
         storage_path=storage_path,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.keep_checkpoints),
-        callbacks=callbacks,
+        callbacks=[ContinueFromLastResult(), *callbacks],
         verbose=verbose,
     )
     return new_tuner(trainable, param_space=param_space or {}, tune_config=tune_config, run_config=run_config)
@@ -834,7 +897,7 @@ def replace_callback(job, callbacks: list, verbose: int) -> bool:
     run_config = local.get_run_config()
     replaced = {type(c) for c in callbacks}  # and any of tokensweep's own the first session had (-q has no view)
     others = [c for c in (run_config.callbacks or []) if type(c) not in replaced and not type(c).__module__.startswith("tokensweep.")]
-    run_config.callbacks = others + [ForgetDeletedCheckpoints(), *state_guards(experiment_path(run_config)), *callbacks]
+    run_config.callbacks = others + [ForgetDeletedCheckpoints(), ContinueFromLastResult(), *state_guards(experiment_path(run_config)), *callbacks]
     run_config.verbose = verbose
     return True
 

@@ -14,9 +14,10 @@ The handler is installed by a mixin of the trial's Tune actor (`train_trial.__mi
 trainable's hook for classes to mix into the actor it builds): its `setup` runs in the worker's main
 thread, the one thread that may set signal handlers.
 
-Which checkpoint a retried or resumed trial continues from: Tune's registered one, or - when that one
-does not load (corrupted, cut off by a full disk, or deleted after the saved state named it) - the newest
-in the trial's folder that does.
+Which checkpoint a retried or resumed trial continues from: Tune's registered one (the driver's Tune callback
+makes it that of the last result the driver took in: each checkpoint's metadata says its epoch), or - when
+that one does not load (corrupted, cut off by a full disk, or deleted after the saved state named it) - the
+newest in the trial's folder that does. The trial numbers its next checkpoint after the one it continues from.
 
 Tune registers one checkpoint per trial as the one to restore; if it is damaged, every retry and every
 `--resume` of the trial fails the same way, although its folder may hold an intact one (an older one it
@@ -77,6 +78,7 @@ class QuietSigterm:
 
 
 CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")
+EPOCH = "epoch"  # the key of a report's epoch, and of the epoch a checkpoint holds (its Tune metadata)
 
 
 def unloadable(directory: str) -> str | None:
@@ -288,9 +290,11 @@ def train_trial(config: dict, finished=None) -> None:
         extra = first.copy()
         first.clear()
         metrics = objective.add_to(metrics)
+        checkpoint = tune.Checkpoint.from_directory(checkpoint_dir)
+        checkpoint.set_metadata({EPOCH: metrics[EPOCH]})  # the driver matches it to the epoch's result (sweep.tuner)
         tune.report(
             {**metrics, **extra, "ray_node_id": node_id, "ray_hostname": host, **gpus, **window.keys(metrics)},
-            checkpoint=tune.Checkpoint.from_directory(checkpoint_dir),
+            checkpoint=checkpoint,
         )
         window.reported()
 
