@@ -287,7 +287,7 @@ def run(args: argparse.Namespace) -> int:
     if outcome.interrupted:
         print(interrupted_line(spec, outcome, options.command), file=sys.stderr, flush=True)
     else:
-        _print_outcome(spec, outcome, tracking_uri)
+        _print_outcome(spec, outcome, tracking_uri, reasons=args.quiet)
     return outcome.exit_code
 
 
@@ -347,7 +347,8 @@ def _fmt(value, digits=2) -> str:
     return "-"
 
 
-def _print_outcome(spec, outcome, tracking_uri: str) -> None:
+def _print_outcome(spec, outcome, tracking_uri: str, reasons: bool) -> None:
+    """The summary; `reasons`: a line per failed trial with its cause (-q: the progress view did not say it)."""
     rows = outcome.trials
     if not rows and outcome.exit_code:  # Tune's state could not be read (e.g. its storage is full)
         print(f"\nsweep {spec.name!r}: no trial results in Tune's state; MLflow parent run {outcome.parent_run_id}")
@@ -361,7 +362,7 @@ def _print_outcome(spec, outcome, tracking_uri: str) -> None:
     print(f"  {'trial':<{width}}  {'status':<10}  {'top1':>6}  {'images/s':>9}")
     for t in rows:
         print(f"  {t.name:<{width}}  {t.status:<10}  {_fmt(t.metrics.get('top1')):>6}  {_fmt(t.metrics.get('images_per_sec'), 0):>9}")
-    for t in rows:
+    for t in rows if reasons else ():
         if t.reason:
             print(f"  {t.name} failed: {t.reason[:300]}")
     t = outcome.timings

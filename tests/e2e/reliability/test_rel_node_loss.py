@@ -178,8 +178,14 @@ def test_a_worker_lost_before_its_checkpoint_registers_continues_from_that_check
     assert metric_steps(db, child.info.run_id, "top1") == [1, 2, 3]
     experiment = tmp_path / "ray_results" / "lostsave"
     reports = _reports(experiment, child.info.run_name)
-    assert [r["epoch"] for r in reports] == [1, 2, 3]  # main: [1, 2, 2, 3], epoch 2 trained again from epoch 1's checkpoint
-    assert reports[2]["pid"] != reports[1]["pid"] and reports[2]["iterations_since_restore"] == 1  # restored, then one epoch
+    # by worker process: the retried one restored after epoch 2 and trained epoch 3 only (main: [2, 3], epoch 2
+    # trained again from epoch 1's checkpoint). Not the whole list: Tune's driver copies result.json back from
+    # the storage when a trial restarts, and under load that copy may lag the lines it had written itself
+    epochs = {}
+    for report in reports:
+        epochs.setdefault(report["pid"], []).append((report["epoch"], report["iterations_since_restore"]))
+    first, retried = epochs.values()
+    assert retried == [(3, 1)] and set(first) <= {(1, 1), (2, 2)}, epochs
     (folder,) = experiment.glob(f"{child.info.run_name}_*/")
     kept = {p.name: json.loads((p / ".metadata.json").read_text())["epoch"] for p in folder.glob("checkpoint_*")}
     assert kept == {"checkpoint_000001": 2, "checkpoint_000002": 3}, kept  # each epoch in a folder of its own (2 kept)
