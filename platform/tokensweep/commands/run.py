@@ -287,7 +287,7 @@ def run(args: argparse.Namespace) -> int:
     if outcome.interrupted:
         print(interrupted_line(spec, outcome, options.command), file=sys.stderr, flush=True)
     else:
-        _print_outcome(spec, outcome, tracking_uri, reasons=args.quiet)
+        print_outcome(spec, outcome, tracking_uri, reasons=args.quiet)
     return outcome.exit_code
 
 
@@ -347,7 +347,7 @@ def _fmt(value, digits=2) -> str:
     return "-"
 
 
-def _print_outcome(spec, outcome, tracking_uri: str, reasons: bool) -> None:
+def print_outcome(spec, outcome, tracking_uri: str, reasons: bool) -> None:
     """The summary; `reasons`: a line per failed trial with its cause (-q: the progress view did not say it)."""
     rows = outcome.trials
     if not rows and outcome.exit_code:  # Tune's state could not be read (e.g. its storage is full)
