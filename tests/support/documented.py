@@ -13,7 +13,7 @@ of a command; a line ending in `\\` continues on the next.
   to one Ray head that this test starts the way docs/sweeps.md says (single-machine mode, every port
   on 127.0.0.1), so the sweeps share it instead of starting a local Ray each.
 - SERVE: a server command, run as written plus `--port` (its default port may be taken on a shared
-  machine) until it answers over HTTP, then stopped.
+  machine; SERVER_PORTS) until it answers over HTTP, then stopped.
 - VARIANT: what runs instead, and why (a GPU, ImageNet, a cluster's paths, or minutes of CPU); a
   smoke-sized command runs smaller (fewer steps or epochs) where what it is for survives.
 - NOT_HERE: why it cannot run here at all, and which test covers what it does.
@@ -199,7 +199,9 @@ HOW: dict[str, tuple[str, str]] = {
         NOT_HERE, "needs Docker; tests/unit/platform/test_platform_files.py checks the stack's structure"),
 }
 
-SERVER_PORTS = {"mlflow ui": "--port {port}", "optuna-dashboard": "--port {port}", "tokensweep dashboard": "--port {port}"}
+# added to a server command: a free port (the default may be taken on a shared machine); for MLflow one server
+# process, not its default 4 (each imports MLflow's server: ~30 s of CPU on 2 cores, and one answers the check)
+SERVER_PORTS = {"mlflow ui": "--port {port} --workers 1", "optuna-dashboard": "--port {port}", "tokensweep dashboard": "--port {port}"}
 SERVER_PAGES = {"mlflow ui": "/health", "optuna-dashboard": "/api/studies", "tokensweep dashboard": "/pareto.html"}
 
 
