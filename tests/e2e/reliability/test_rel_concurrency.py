@@ -56,7 +56,7 @@ GCS_CLIENT = r"""
 import sys
 from ray._raylet import GcsClient
 try:
-    GcsClient(address=sys.argv[1]).internal_kv_keys(b"", None, timeout=10)
+    GcsClient(address=sys.argv[1]).internal_kv_keys(b"", None, timeout=60)
 except Exception as err:
     print("REFUSED", type(err).__name__, str(err).splitlines()[0][:200])
 else:
@@ -89,9 +89,11 @@ def eight(tmp_path_factory, ray_token_env):
         seen["sockets"] = listening_sockets([p.pid for p, _, _ in procs])
         seen["auth_modes"] = {env.get("RAY_AUTH_MODE") for p, cmd, env in procs if "raylet" in " ".join(cmd[:1])}
         gcs = next(m[1] for _, cmd, _ in procs for arg in cmd if (m := re.match(r"--gcs-address=(\S+)", arg)))
-        wrong = {**ray_token_env, "RAY_AUTH_TOKEN": "0" * 64}
+        # a GCS busy with 8 trials on 2 cores can take longer than Ray's 5 s to answer a new client
+        patient = {**ray_token_env, "RAY_gcs_rpc_server_connect_timeout_s": "60", "RAY_py_gcs_connect_timeout_s": "60"}
+        wrong = {**patient, "RAY_AUTH_TOKEN": "0" * 64}
         wrong.pop("RAY_AUTH_TOKEN_PATH", None)
-        for label, env in (("wrong_token", wrong), ("right_token", ray_token_env)):
+        for label, env in (("wrong_token", wrong), ("right_token", patient)):
             seen[label] = subprocess.run(
                 [sys.executable, "-c", GCS_CLIENT, gcs], env=env, capture_output=True, text=True, timeout=120
             ).stdout.strip()
