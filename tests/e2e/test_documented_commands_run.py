@@ -8,7 +8,7 @@ import time
 import pytest
 from documented import HOW, NOT_HERE, REPO, SERVE, VARIANT, listening_ips, run_one, work_folder
 from helpers import BIN
-from sweep_helpers import RayHead
+from sweep_helpers import RayHead, check_child_schema, sweep_runs
 
 
 @pytest.mark.timeout(1800)  # ~35 commands, 5 of them one-epoch sweeps and 3 few-step trials: minutes, more under load
@@ -51,6 +51,12 @@ def test_documented_commands_run(tmp_path, ray_token_env):
     assert (work / "bench.csv").read_text().count("\n") == 4  # header + 3 models
     assert (work / "runs.parquet").is_file() and (work / "dashboard" / "smoke" / "pareto.html").is_file()
     assert (work / "epochs.jsonl").read_text().count("\n") >= 2 and (work / "data" / "tiny" / "train").is_dir()
-    assert (work / "job" / "mlflow.db").is_file() and (work / "optuna.db").is_file()
+    assert (work / "optuna.db").is_file()
+    # the sweep `ray job submit` ran on the head, recorded whole in the job's own store
+    parents, children = sweep_runs(work / "job" / "mlflow.db", "smoke")
+    assert [p.info.status for p in parents] == ["FINISHED"] and len(children) == 4
+    for child in children:
+        assert child.info.status == "FINISHED"
+        check_child_schema(child, work / "job" / "mlflow.db")
     assert (work / ".env").is_file()
     shutil.rmtree(work / "ray_results", ignore_errors=True)

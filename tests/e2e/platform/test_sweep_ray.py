@@ -1,4 +1,5 @@
-"""End to end on real Ray and real MLflow: smoke sweep, kill + resume, Optuna, `ray job submit`, two nodes.
+"""End to end on real Ray and real MLflow: smoke sweep, kill + resume, Optuna, two nodes (`ray job submit`:
+tests/e2e/test_documented_commands_run.py, as docs/sweeps.md shows it).
 
 Each test runs `tokensweep run` as a separate process (as a user would). The tests that need a
 running cluster share one Ray head (`ray_head`, session scope); the smoke test starts its own local
@@ -271,27 +272,6 @@ def _check_optuna_dashboard(db: Path, run_ids: set) -> None:
         log.close()
 
 
-def test_ray_job_submit_to_a_head_on_loopback(tmp_path, ray_head):
-    """`ray start --head --dashboard-host=127.0.0.1` (the ray_head fixture) + `ray job submit` of the smoke sweep."""
-    db = tmp_path / "mlflow.db"
-    entrypoint = (
-        f"tokensweep run {SMOKE} --set trial.epochs=1 {' '.join(SMALL)} --tracking-uri sqlite:///{db} "
-        f"--storage {tmp_path / 'ray_results'} -v"
-    )
-    proc = subprocess.run(
-        [str(BIN / "ray"), "job", "submit", "--address", ray_head.dashboard, "--", *entrypoint.split()],
-        cwd=tmp_path, env=ray_head.env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    assert re.search(r"Job 'raysubmit_\w+' succeeded", proc.stdout + proc.stderr)
-    assert "Trial status" in proc.stdout + proc.stderr  # -v: Tune's own tables
-    parents, children = sweep_runs(db, "smoke")
-    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    assert len(children) >= 4 and all(c.info.status == "FINISHED" for c in children)
-    for child in children:
-        check_child_schema(child, db)
-
-
 def test_trials_spread_over_two_nodes(tmp_path, ray_token_env):
     helper = SUPPORT / "two_node_cluster.py"
     cluster = subprocess.Popen(
@@ -302,9 +282,9 @@ def test_trials_spread_over_two_nodes(tmp_path, ray_token_env):
         line = cluster.stdout.readline()
         assert line.startswith("ADDRESS "), (line, (tmp_path / "cluster.log").read_text()[-3000:])
         address = line.split()[1]
-        args = ["run", SMOKE, "--address", address, "--set", "trial.epochs=2", "--set", "resources.cpus=1", *SMALL, "--quiet"]
+        args = ["run", SMOKE, "--address", address, "--set", "trial.epochs=2", "--set", "resources.cpus=1", *SMALL, "-v"]
         args += ["--set", "scheduler.type=asha", "--set", "scheduler.grace_period=1"]  # ASHA on a cluster
-        run_cli(args, cwd=tmp_path, env=ray_token_env, timeout=600, check_rc=0)
+        proc = run_cli(args, cwd=tmp_path, env=ray_token_env, timeout=600, check_rc=0)
     finally:
         cluster.stdin.close()  # the helper shuts its two nodes down
         try:
@@ -312,6 +292,7 @@ def test_trials_spread_over_two_nodes(tmp_path, ray_token_env):
         except subprocess.TimeoutExpired:
             cluster.terminate()
             cluster.wait(timeout=30)
+    assert "Trial status" in proc.stdout + proc.stderr  # -v: Tune's own tables
     _, children = sweep_runs(tmp_path / "mlflow.db", "smoke")
     assert len(children) >= 4 and all(c.info.status == "FINISHED" for c in children)
     nodes = {c.data.tags["ray_node_id"] for c in children}

@@ -94,15 +94,6 @@ def test_sigterm_stops_the_sweep_in_order_and_resume_finishes_it_clearing_an_old
         assert "tokensweep.interrupted_at_epoch" not in run.data.tags  # it is not interrupted any more
 
 
-def test_ctrl_c_on_a_local_ray_stops_the_sweep_in_order(tmp_path, ray_token_env):
-    args = ["run", _spec(tmp_path, "ctrlc"), "--num-cpus", "2", "--quiet"]  # its own process group
-    code, output, took = interrupted_sweep(args, tmp_path, ray_token_env, _send(signal.SIGINT, to_group=True), tmp_path / "mlflow.db")
-    assert code == 130, output[-4000:]
-    assert took < 30, took
-    _check_stopped(tmp_path / "mlflow.db", "ctrlc", output, signal.SIGINT)
-    assert not list(tmp_path.glob("ray_results/.ctrlc.lock"))  # the sweep's lock is released
-
-
 def _names(processes: list[psutil.Process]) -> list[str]:
     """`pid name` of those still running."""
     names = []
@@ -115,16 +106,17 @@ def _names(processes: list[psutil.Process]) -> list[str]:
     return names
 
 
-def _signal_local_sweep(tmp_path, env, name, send) -> tuple[int, str]:
-    """INTERRUPTIBLE_SPEC on a local Ray; mid-sweep, `send(proc)`; (exit code, output)."""
+def _signal_local_sweep(tmp_path, env, name, send) -> tuple[int, str, float]:
+    """INTERRUPTIBLE_SPEC on a local Ray, in a process group of its own; mid-sweep, `send(proc)`; (exit code,
+    output, seconds from the signal to the exit)."""
     args = ["run", _spec(tmp_path, name), "--num-cpus", "2", "--quiet"]
-    code, output, _ = interrupted_sweep(args, tmp_path, env, send, tmp_path / "mlflow.db")
-    return code, output
+    return interrupted_sweep(args, tmp_path, env, send, tmp_path / "mlflow.db")
 
 
-def test_ctrl_c_twice_stops_the_sweep_as_once(tmp_path, ray_token_env):
-    """The second Ctrl-C is answered, not acted on (resuming after it, and clearing an old failure: the SIGTERM
-    test)."""
+def test_ctrl_c_on_a_local_ray_stops_the_sweep_in_order_and_a_second_is_answered_not_acted_on(tmp_path, ray_token_env):
+    """Ctrl-C in a terminal (SIGINT to the whole process group), pressed twice while Tune stops: the first stops
+    the sweep in order ("already stopping" proves it was acted on), the second changes nothing (resuming after
+    it, and clearing an old failure: the SIGTERM test)."""
 
     def ctrl_c_twice(proc):
         os.killpg(proc.pid, signal.SIGINT)
@@ -132,10 +124,12 @@ def test_ctrl_c_twice_stops_the_sweep_as_once(tmp_path, ray_token_env):
         os.killpg(proc.pid, signal.SIGINT)
 
     env = {**ray_token_env, "XDG_STATE_HOME": str(tmp_path / "state")}
-    code, output = _signal_local_sweep(tmp_path, env, "twice", ctrl_c_twice)
+    code, output, took = _signal_local_sweep(tmp_path, env, "twice", ctrl_c_twice)
     assert code == 130, output[-4000:]
+    assert took < 30, took
     _check_stopped(tmp_path / "mlflow.db", "twice", output, signal.SIGINT)
     assert "SIGINT again: already stopping" in output and "SystemError" not in output, output[-4000:]
+    assert not list(tmp_path.glob("ray_results/.twice.lock"))  # the sweep's lock is released
 
 
 def test_sighup_stops_the_sweep_as_sigterm_and_leaves_no_ray_process(tmp_path, ray_token_env):
@@ -146,7 +140,7 @@ def test_sighup_stops_the_sweep_as_sigterm_and_leaves_no_ray_process(tmp_path, r
         assert any(" ray::" in name for name in _names(ray)), _names(ray)
         os.kill(proc.pid, signal.SIGHUP)  # the driver alone: its terminal closed, nohup not used
 
-    code, output = _signal_local_sweep(tmp_path, ray_token_env, "hup", hang_up)
+    code, output, _ = _signal_local_sweep(tmp_path, ray_token_env, "hup", hang_up)
     assert code == 129, output[-4000:]
     _check_stopped(tmp_path / "mlflow.db", "hup", output, signal.SIGHUP)
     assert _names(ray) == []  # ended before the driver exits, however Ray's own shutdown went
