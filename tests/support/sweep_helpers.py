@@ -38,7 +38,7 @@ class RayHead:
     `ray stop` would stop every Ray on the machine, including other people's.
     """
 
-    def __init__(self, env: dict, num_cpus: int = 2):
+    def __init__(self, env: dict, num_cpus: int = 2, num_gpus: int = 0):
         self.port, self.dashboard_port = free_port(), free_port()
         self.temp_dir = tempfile.mkdtemp(prefix="tsray", dir="/tmp")  # short: Ray's socket paths are length-limited
         self.env = env
@@ -48,7 +48,7 @@ class RayHead:
             f"--port={self.port}", "--node-ip-address=127.0.0.1",
             "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}", "--include-dashboard=true",
             f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
-            f"--num-cpus={num_cpus}", "--num-gpus=0", f"--temp-dir={self.temp_dir}", "--disable-usage-stats",
+            f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}", f"--temp-dir={self.temp_dir}", "--disable-usage-stats",
         ]  # fmt: skip
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self.address = f"127.0.0.1:{self.port}"

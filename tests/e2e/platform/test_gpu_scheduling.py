@@ -1,6 +1,7 @@
 """GPU trials scheduled by a real Ray, on a machine without a GPU.
 
-`tokensweep run --num-gpus 4` starts a local Ray that declares four logical GPUs: Ray schedules and
+A Ray head that declares four logical GPUs (`ray start --num-gpus 4`, one for the module's sweeps; the
+refusal's test starts `tokensweep run --num-gpus 4`'s local Ray, whose GPUs it names): Ray schedules and
 assigns them (CUDA_VISIBLE_DEVICES per worker) exactly as it would real ones, while the trials, finding
 no CUDA, train on the CPU. What is checked is scheduling and recording, not GPU speed: with
 `gpus = 1` every trial holds a GPU of its own, recorded on its run; with `gpus = 0.5` two trials share
@@ -10,8 +11,10 @@ anything is scheduled or written. The bench stage is off: it would measure on CU
 """
 
 
+import pytest
+
 from helpers import run_cli
-from sweep_helpers import sweep_runs
+from sweep_helpers import RayHead, sweep_runs
 
 
 SPEC = """
@@ -47,12 +50,12 @@ system_metrics = false
 """
 
 
-def sweep(tmp_path, env, name: str, gpus: str, variants: int, check_rc: int = 0, extra=()):
+def sweep(tmp_path, env, name: str, gpus: str, variants: int, check_rc: int = 0, extra=(), where=("--num-cpus", "4", "--num-gpus", "4")):
+    """The sweep on WHERE: a local Ray of 4 CPUs and 4 GPUs, or `--address` of the module's head."""
     text = SPEC.format(name=name, gpus=gpus) + "".join(f'\n[[variants]]\nname = "v{i}"\nseed = {i}\n' for i in range(variants))
     spec = tmp_path / f"{name}.toml"
     spec.write_text(text)
-    args = ["run", spec, "--num-cpus", "4", "--num-gpus", "4", *extra]
-    return run_cli(args, cwd=tmp_path, env=env, timeout=600, check_rc=check_rc)
+    return run_cli(["run", spec, *where, *extra], cwd=tmp_path, env=env, timeout=600, check_rc=check_rc)
 
 
 def devices(tmp_path, name: str) -> dict[str, str]:
@@ -84,28 +87,43 @@ def barrier(img_size, dim):
 """
 
 
-def test_one_gpu_per_trial_four_at_once_each_its_own(tmp_path, ray_token_env):
-    (tmp_path / "gpu_barrier.py").write_text(BARRIER_PLUGIN)
-    (tmp_path / "barrier").mkdir()
-    env = {**ray_token_env, "GPU_BARRIER_DIR": str(tmp_path / "barrier")}
-    sweep(tmp_path, env, "gpu1", "1", variants=4, extra=["--plugin", "gpu_barrier", "--set", 'trial.model="vit_tiny_barrier"'])
+@pytest.fixture(scope="module")
+def gpu_head(tmp_path_factory, ray_token_env):
+    """A head of 4 CPUs and 4 GPUs whose workers import the barrier plugin (a cluster's plugins are installed
+    on its nodes) and share one barrier folder."""
+    here = tmp_path_factory.mktemp("gpu-head")
+    (here / "gpu_barrier.py").write_text(BARRIER_PLUGIN)
+    (here / "barrier").mkdir()
+    env = {**ray_token_env, "PYTHONPATH": str(here), "GPU_BARRIER_DIR": str(here / "barrier")}
+    head = RayHead(env, num_cpus=4, num_gpus=4)
+    yield head
+    head.stop()
+
+
+def on(head: RayHead) -> tuple:
+    return ("--address", head.address)
+
+
+def test_one_gpu_per_trial_four_at_once_each_its_own(tmp_path, gpu_head):
+    sweep(tmp_path, gpu_head.env, "gpu1", "1", variants=4, extra=["--plugin", "gpu_barrier", "--set", 'trial.model="vit_tiny_barrier"'],
+          where=on(gpu_head))  # fmt: skip
     held = devices(tmp_path, "gpu1")
     assert sorted(held.values()) == ["0", "1", "2", "3"], held  # four at once, each its own GPU, each recorded
 
 
-def test_half_a_gpu_each_is_recorded_as_shared_and_the_dashboard_says_so(tmp_path, ray_token_env):
-    sweep(tmp_path, ray_token_env, "gpuhalf", "0.5", variants=2)
+def test_half_a_gpu_each_is_recorded_as_shared_and_the_dashboard_says_so(tmp_path, gpu_head):
+    sweep(tmp_path, gpu_head.env, "gpuhalf", "0.5", variants=2, where=on(gpu_head))
     held = devices(tmp_path, "gpuhalf")
     assert all(v in {"0", "1", "2", "3"} for v in held.values()), held  # one GPU's id each, shared with another trial
     _, children = sweep_runs(tmp_path / "mlflow.db", "gpuhalf")
     assert {c.data.tags.get("gpu_shared") for c in children} == {"true"}
-    run_cli(["dashboard", "gpuhalf"], cwd=tmp_path, env=ray_token_env, timeout=300, check_rc=0)
+    run_cli(["dashboard", "gpuhalf"], cwd=tmp_path, env=gpu_head.env, timeout=300, check_rc=0)
     page = (tmp_path / "dashboard" / "gpuhalf" / "pareto.html").read_text()
     assert "(some throughputs measured on a shared GPU)" in page  # under the chart, where the figure is named
 
 
-def test_auto_gives_each_trial_one_gpu(tmp_path, ray_token_env):
-    sweep(tmp_path, ray_token_env, "gpuauto", '"auto"', variants=2)
+def test_auto_gives_each_trial_one_gpu(tmp_path, gpu_head):
+    sweep(tmp_path, gpu_head.env, "gpuauto", '"auto"', variants=2, where=on(gpu_head))
     held = devices(tmp_path, "gpuauto")
     assert len(set(held.values())) == 2 and all(v in {"0", "1", "2", "3"} for v in held.values()), held
 
