@@ -23,6 +23,8 @@ Trivial trials (tiny backbone and data, 1 epoch of 1 step, no final measurement;
   - dashboard and export at 100 to 10,000 runs (benchmarks.scale_dashboard.measure, no browser).
 Every figure is printed beside its ratio per 10x of trials: 1x per 10x is constant, 10x linear.
 Nothing here is a timed test: the figures are printed, side by side.
+--quick (the tests' run) proves the code paths run, one size of each at the fewest Ray starts: a sweep of
+3 trials, a Ctrl-C at 2,000, a plain loop of 3, variant generation at 3,000, dashboard and export at 45 runs.
 """
 
 from __future__ import annotations
@@ -44,17 +46,19 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SWEEPS, QUICK_SWEEPS = (100, 1_000), (3, 8)  # quick: 8, the fewest with early and late paces (pace)
-VARIANTS, QUICK_VARIANTS = (10_000, 100_000), (300, 3_000)
-DASHBOARD, QUICK_DASHBOARD = (100, 1_000, 10_000), (15, 45)
-INTERRUPT, QUICK_INTERRUPT = 10_000, 100
+# quick: one size of each, the fewest Ray starts and trials that run every code path; the trends across
+# sizes are tests/unit/benchmarks/test_scale_benchmark.py's, on figures of the same shape
+SWEEPS, QUICK_SWEEPS = (100, 1_000), (3,)
+VARIANTS, QUICK_VARIANTS = (10_000, 100_000), (3_000,)
+DASHBOARD, QUICK_DASHBOARD = (100, 1_000, 10_000), (45,)
+INTERRUPT, QUICK_INTERRUPT = 10_000, 2_000  # quick: a grid that once started no trial in 4 minutes
 PER_TRIAL_GOAL_S = 0.5  # beyond the trial's own work, this 2-core machine
 CONSTANT_GOAL = 1.5  # the per-trial cost from the smallest sweep to the largest
 FIRST_TRIAL_GOAL_S = 30.0
 RSS_GOAL_MB = 1024.0
 INTERRUPT_GOAL_S = 10.0
 LINEAR = 10.0  # growth per 10x of trials
-LOOP_TRIALS = 21  # the plain loop: the first pays the imports, the median of the other 20 is a trial's own time
+LOOP_TRIALS, QUICK_LOOP_TRIALS = 21, 3  # the plain loop: the first pays the imports, the others a trial's own time
 RUN_TIMEOUT_S = 3600
 
 TRIAL = dict(
@@ -169,7 +173,7 @@ class Driver:
             pass
         if self.first_trial_rss is None and time.time() >= self._next_look:
             self._next_look = time.time() + 1.0
-            if child_statuses(self.db):
+            if run_statuses(self.db):
                 self.first_trial_rss, self.first_trial_tree_cpu = self.peak_rss, self.tree_cpu_s
 
     @property
@@ -209,14 +213,15 @@ def cpu_of(process) -> float:
     return times.user + times.system
 
 
-def child_statuses(db: Path) -> dict[str, int]:
-    """Trial runs by status, read straight from the sqlite file while the sweep writes it."""
+def run_statuses(db: Path, role: str = "trial") -> dict[str, int]:
+    """Runs of a role ("trial" or "sweep", the parent) by status, read straight from the sqlite file while the
+    sweep writes it."""
     if not db.exists():
         return {}
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
             rows = con.execute("select r.status, count(*) from runs r join tags t on t.run_uuid = r.run_uuid "
-                               "where t.key = 'tokensweep.role' and t.value = 'trial' group by r.status").fetchall()  # fmt: skip
+                               "where t.key = 'tokensweep.role' and t.value = ? group by r.status", (role,)).fetchall()  # fmt: skip
     except sqlite3.Error:
         return {}
     return dict(rows)
@@ -267,7 +272,7 @@ def run_sweep(n: int, work: Path, own: tuple[float, float]) -> dict:
     finally:
         driver.close()
     ended = time.time()
-    rec, statuses = sweep_record(driver.db), child_statuses(driver.db)
+    rec, statuses = sweep_record(driver.db), run_statuses(driver.db)
     if statuses.get("FINISHED") != n:
         raise RuntimeError(f"a sweep of {n:,} trials finished {statuses} trial runs")
     own_s, own_cpu_s = own
@@ -293,7 +298,7 @@ def interrupt_sweep(n: int, work: Path, after_s: float = 3.0) -> dict:
     work.mkdir()
     driver = Driver(write_spec(work / "scale.toml", n), work)
     try:
-        started = driver.wait(RUN_TIMEOUT_S, until=lambda: sum(child_statuses(driver.db).values()) > 0)
+        started = driver.wait(RUN_TIMEOUT_S, until=lambda: sum(run_statuses(driver.db).values()) > 0)
         if not started:
             raise RuntimeError(f"a sweep of {n:,} trials ended before its first trial: {driver.tail()}")
         first = time.time()
@@ -306,13 +311,14 @@ def interrupt_sweep(n: int, work: Path, after_s: float = 3.0) -> dict:
         code = driver.proc.returncode
     finally:
         driver.close()
-    rec, statuses = sweep_record(driver.db), child_statuses(driver.db)
+    rec, statuses = sweep_record(driver.db), run_statuses(driver.db)
     ray_started = rec["tune_started"] - rec.get("ray_start_s", 0) - rec.get("mlflow_setup_s", 0)
     return dict(
         trials=n, kind="start + Ctrl-C", load_avg_1m=load(), first_trial_s=rec["first_child_start"] - ray_started,
         first_trial_after_launch_s=rec["first_child_start"] - driver.launched, driver_peak_rss_mb=driver.peak_rss / 2**20,
         interrupt_to_exit_s=stop_s if ended else None, exit_code=code, parent_status=rec["parent_status"],
-        trial_runs=sum(statuses.values()), running_after=statuses.get("RUNNING", 0),
+        trial_runs=sum(statuses.values()), running_after=statuses.get("RUNNING", 0), trial_statuses=statuses,
+        sweep_statuses=run_statuses(driver.db, "sweep"),
         signal_to_tune_end_s=rec["tune_started"] + rec["tune_s"] - sent if "tune_s" in rec else None,
         ray_shutdown_s=rec.get("ray_shutdown_s"),
     )  # fmt: skip
@@ -338,11 +344,11 @@ def loop_main(spec_path: str, count: int) -> None:
     print(json.dumps(times))
 
 
-def trial_own_time(work: Path) -> tuple[float, float]:
-    """Wall and CPU seconds of one trial in a plain loop: the medians after the first (a busy machine's
-    spikes are not the trial's own work)."""
-    spec = write_spec(work / "loop.toml", LOOP_TRIALS)
-    done = subprocess.run([sys.executable, "-m", "benchmarks.scale", "--loop", str(spec), str(LOOP_TRIALS)],
+def trial_own_time(work: Path, count: int = LOOP_TRIALS) -> tuple[float, float]:
+    """Wall and CPU seconds of one trial in a plain loop of `count`: the medians after the first (a busy
+    machine's spikes are not the trial's own work)."""
+    spec = write_spec(work / "loop.toml", count)
+    done = subprocess.run([sys.executable, "-m", "benchmarks.scale", "--loop", str(spec), str(count)],
                           capture_output=True, text=True, timeout=RUN_TIMEOUT_S, cwd=REPO, env=child_env())  # fmt: skip
     if done.returncode != 0:
         raise RuntimeError(f"the plain loop failed: {done.stderr.strip()[-500:]}")
@@ -374,7 +380,8 @@ def trend(rows: list[dict], key: str, size: str = "trials") -> str:
     return f"  {key:<24} {figures}" + (f"   x{ratio:.2f} per 10x" if ratio else "")
 
 
-def measure(sweeps=SWEEPS, variants=VARIANTS, dashboard=DASHBOARD, interrupt: int | None = INTERRUPT, log=print) -> dict:
+def measure(sweeps=SWEEPS, variants=VARIANTS, dashboard=DASHBOARD, interrupt: int | None = INTERRUPT,
+            loop: int = LOOP_TRIALS, log=print) -> dict:
     """Every figure of the section: {"sweeps": rows, "interrupt": row | None, "variants": rows, "dashboard": rows}."""
     from benchmarks import scale_dashboard
 
@@ -385,7 +392,7 @@ def measure(sweeps=SWEEPS, variants=VARIANTS, dashboard=DASHBOARD, interrupt: in
             out["variants"].append(measure_variants(n, work))
             log(f"  variants {n:,}: " + ", ".join(f"{k} {v:.3g}" for k, v in out["variants"][-1].items() if k != "trials"))
         if sweeps:
-            own = trial_own_time(work)
+            own = trial_own_time(work, loop)
             log(f"  a trial's own time (plain loop): {own[0]:.3f} s, {own[1]:.3f} s of CPU")
             for n in sweeps:
                 row = run_sweep(n, work / f"sweep-{n}", own)
@@ -477,7 +484,8 @@ def run(settings):
 
     quick = settings.quick
     figures = measure(QUICK_SWEEPS if quick else SWEEPS, QUICK_VARIANTS if quick else VARIANTS,
-                      QUICK_DASHBOARD if quick else DASHBOARD, QUICK_INTERRUPT if quick else INTERRUPT)  # fmt: skip
+                      QUICK_DASHBOARD if quick else DASHBOARD, QUICK_INTERRUPT if quick else INTERRUPT,
+                      QUICK_LOOP_TRIALS if quick else LOOP_TRIALS)  # fmt: skip
     print_trends(figures)
     rows = [*figures["sweeps"], *([figures["interrupt"]] if figures["interrupt"] else [])]
     rows += [{"kind": "variant generation", **r} for r in figures["variants"]]

@@ -1,5 +1,5 @@
-"""The scale benchmark (`python -m benchmarks scale`): its bookkeeping (its --quick run end to end:
-tests/e2e/benchmarks/test_scale_benchmark_quick.py).
+"""The scale benchmark (`python -m benchmarks scale`): its bookkeeping, and its trends across sizes on figures
+shaped as its own (its --quick run end to end, with one sweep: tests/e2e/benchmarks/test_scale_benchmark_quick.py).
 Its figures are printed, never asserted: the quick sizes only prove the code paths run."""
 
 import math
@@ -33,10 +33,13 @@ def test_growth_is_per_10x_between_the_smallest_and_largest_size():
 
 
 def _figures(per_trial_small: float, per_trial_large: float) -> dict:
-    sweep = dict(trial_own_s=0.1, trial_own_cpu_s=0.2, platform_cpu_s_per_trial=0.1, first_trial_s=8.0, driver_peak_rss_mb=500.0, beyond_startup_s=1.0)
+    sweep = dict(trial_own_s=0.1, trial_own_cpu_s=0.2, platform_cpu_s_per_trial=0.1, first_trial_s=8.0, driver_peak_rss_mb=500.0,
+                 early_s_per_trial=0.5, late_s_per_trial=0.6)
     return {
-        "sweeps": [{**sweep, "trials": 100, "platform_s_per_trial": per_trial_small},
-                   {**sweep, "trials": 1_000, "platform_s_per_trial": per_trial_large}],
+        "sweeps": [{**sweep, "trials": 100, "platform_s_per_trial": per_trial_small, "beyond_startup_s": 40.0,
+                    "driver_cpu_s": 30.0, "tree_cpu_s": 60.0},
+                   {**sweep, "trials": 1_000, "platform_s_per_trial": per_trial_large, "beyond_startup_s": 400.0,
+                    "driver_cpu_s": 120.0, "tree_cpu_s": 420.0}],
         "interrupt": dict(trials=10_000, first_trial_s=9.0, driver_peak_rss_mb=700.0, interrupt_to_exit_s=4.0,
                           exit_code=130, parent_status="KILLED", running_after=0),
         "variants": [{"trials": 10_000, "variants_s": 1.0, "dry_run_s": 1.5},
@@ -52,6 +55,8 @@ def test_targets_hold_the_per_trial_cost_against_its_goals():
     assert constant.value == pytest.approx(1.25) and constant.met
     assert targets["Ctrl-C to exit, 10,000 trials"].met and "exit code 130" in targets["Ctrl-C to exit, 10,000 trials"].note
     assert targets["variant generation growth per 10x trials"].value == pytest.approx(10.0)
+    assert targets["late vs early trials within the 1,000-trial sweep"].value == pytest.approx(1.2)
+    assert targets["platform_s_per_trial growth per 10x trials"].value == pytest.approx(1.25)
     grown = {t.name: t for t in scale.targets_of(_figures(0.2, 0.6))}
     assert grown["per-trial cost 1,000 vs 100 trials"].met is False  # 3x: the cost grew with the sweep
     assert grown["platform s per trial, 1,000 trials"].met is False
@@ -65,3 +70,16 @@ def test_pace_compares_the_gaps_between_trial_starts_early_and_late():
     paced = scale.pace(slowing)
     assert paced["late_s_per_trial"] > 5 * paced["early_s_per_trial"]
     assert scale.pace([0.0, 1.0, 2.0]) == {}  # too few trials to tell
+
+
+def test_the_trends_print_each_figure_per_10x_and_the_cost_per_added_trial():
+    lines = []
+    scale.print_trends(_figures(0.2, 0.25), log=lines.append)
+    out = "\n".join(lines)
+    per_trial = next(line for line in lines if line.strip().startswith("platform_s_per_trial"))
+    assert "100: 0.2" in per_trial and "1,000: 0.25" in per_trial and "x1.25 per 10x" in per_trial
+    # (400 - 40) / 900 - 0.1 of wall; (120 - 30) / 900 of driver CPU; (420 - 60) / 900 - 0.2 of the whole tree's
+    assert "per added trial, 100 -> 1,000: 0.300 s of platform wall, 0.100 s of driver CPU, 0.200 s of platform CPU" in out
+    assert "x1.00 per 10x" in next(line for line in lines if line.strip().startswith("early_s_per_trial"))
+    assert "x10.00 per 10x" in next(line for line in lines if line.strip().startswith("variants_s"))
+    assert "dashboard_s" in out and "export_s" in out

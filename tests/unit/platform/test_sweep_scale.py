@@ -2,7 +2,7 @@
 
 Nothing here is timed (the figures are `python -m benchmarks scale`'s): the unit tests check that the
 per-trial work stays constant (no MLflow search per trial, no re-reading of Tune's results, a snapshot
-period that adapts); tests/e2e/platform/test_sweep_scale_ctrl_c.py that a big grid starts and ends
+period that adapts); tests/e2e/benchmarks/test_scale_benchmark_quick.py that a big grid starts and ends
 cleanly on Ctrl-C.
 """
 
