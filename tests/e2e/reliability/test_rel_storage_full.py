@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from helpers import run_cli
-from rel_helpers import LOST, TINY_TRIAL_TOML, fill_disk, logged_steps, paused, resize_disk, small_disk, start_cli, stop_process_group, wait_for
+from rel_helpers import (LOST, TINY_TRIAL_TOML, fill_disk, logged_steps, paused, resize_disk, small_disk, start_cli, stop_process_group,
+                         trial_process, wait_for)  # fmt: skip
 from sweep_helpers import metric_steps, poll_db, sweep_runs
 
 SPEC = f"""
@@ -155,8 +156,36 @@ def test_a_full_tune_storage_ends_in_one_line_and_resume_continues(tmp_path, ray
     assert metric_steps(db, child.info.run_id, "top1") == [1, 2]
 
 
+@pytest.fixture(scope="module")
+def killed_after_third_checkpoint(tmp_path_factory, ray_head) -> tuple[Path, Path, dict]:
+    """(project, kept, env): the sweep of the test below in `project`, its driver killed once its trial's third
+    checkpoint registered, and `kept`, a copy of the project as the kill left it: the spec, Tune's storage,
+    the MLflow store and the driver's record of Tune's state (XDG_STATE_HOME). One sweep killed for all the
+    cases; each restores `kept` to the same place, so every path in Tune's state and MLflow holds."""
+    root = tmp_path_factory.mktemp("lagging")
+    project, kept = root / "project", root / "kept"
+    project.mkdir()
+    _spec(project, "lagging", epochs=4, per_class=200, keep=2)  # after the kill, one checkpoint more at least
+    env = {**ray_head.env, "TUNE_GLOBAL_CHECKPOINT_S": "600", "XDG_STATE_HOME": str(project / "state")}  # snapshots only when checkpoints force them
+    proc, _ = start_cli(["run", "lagging.toml", "--address", ray_head.address, "--quiet"], project, env)
+    alive = lambda: proc.poll() is None  # noqa: E731
+    checkpoint_epoch = "select t.value from tags t where t.key = 'tokensweep.checkpoint_epoch'"
+    try:
+        trial_dir = wait_for(lambda: next((project / "ray_results" / "lagging").glob("only_*"), None), 300, "the trial's folder", alive=alive)
+        wait_for(lambda: trial_process(ray_head.proc.pid, trial_dir.name), 300, "the trial's worker", alive=alive)
+        wait_for(lambda: poll_db(project / "mlflow.db", checkpoint_epoch) == [("3",)], 300, "the third checkpoint", interval=0.1, alive=alive)
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver we started (its own process group)
+        proc.wait(timeout=30)
+    finally:
+        stop_process_group(proc)
+    # Ray ends the dead driver's trial; until it has, the trial could still write beside the copy being made
+    wait_for(lambda: trial_process(ray_head.proc.pid, trial_dir.name) is None, 120, "the killed driver's trial to end")
+    shutil.copytree(project, kept, symlinks=True)
+    return project, kept, env
+
+
 @pytest.mark.parametrize("damage", ["corrupted", "deleted", "none"])
-def test_resume_from_tunes_saved_checkpoints_when_storage_moved_on(damage, tmp_path, ray_head):
+def test_resume_from_tunes_saved_checkpoints_when_storage_moved_on(damage, killed_after_third_checkpoint, ray_head):
     """Tune's saved state lags its storage: it lists a checkpoint Tune has deleted since (keeping 2), and
     names one to restore from that may be damaged while an intact one lies beside it.
 
@@ -169,20 +198,11 @@ def test_resume_from_tunes_saved_checkpoints_when_storage_moved_on(damage, tmp_p
     restore failed the trial on every try). All: no `Error handling checkpoint ... FileNotFoundError`
     traceback when Tune registers the next checkpoint and deletes the long-gone first one again.
     """
-    spec = _spec(tmp_path, "lagging", epochs=4, per_class=200, keep=2)  # after the kill, one checkpoint more at least
-    db = tmp_path / "mlflow.db"
-    tune_path = tmp_path / "ray_results" / "lagging"
-    args = ["run", spec, "--address", ray_head.address, "--quiet"]
-    env = {**ray_head.env, "TUNE_GLOBAL_CHECKPOINT_S": "600"}  # snapshots only when checkpoints force them
-    proc, log = start_cli(args, tmp_path, env)
-    checkpoint_epoch = "select t.value from tags t where t.key = 'tokensweep.checkpoint_epoch'"
-    try:
-        wait_for(lambda: poll_db(db, checkpoint_epoch) == [("3",)], 300, "the third checkpoint", interval=0.1,
-                 alive=lambda: proc.poll() is None)  # fmt: skip
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver we started (its own process group)
-        proc.wait(timeout=30)
-    finally:
-        stop_process_group(proc)
+    project, kept, env = killed_after_third_checkpoint
+    shutil.rmtree(project)
+    shutil.copytree(kept, project, symlinks=True)  # as the kill left it, whatever the case before did
+    db = project / "mlflow.db"
+    tune_path = project / "ray_results" / "lagging"
     registered = _registered(tune_path)
     assert registered.name == "checkpoint_000001", registered  # epoch 2's, as the last forced snapshot saved it
     assert not (registered.parent / "checkpoint_000000").exists()  # deleted after the third registered
@@ -193,7 +213,8 @@ def test_resume_from_tunes_saved_checkpoints_when_storage_moved_on(damage, tmp_p
     if damage == "deleted":
         shutil.rmtree(registered)
 
-    resumed = run_cli(args + ["--resume"], cwd=tmp_path, env=env, timeout=600, check_rc=0)
+    args = ["run", "lagging.toml", "--address", ray_head.address, "--quiet", "--resume"]
+    resumed = run_cli(args, cwd=project, env=env, timeout=600, check_rc=0)
     output = resumed.stdout + resumed.stderr
     for words in ("Error handling checkpoint", "FileNotFoundError", "Traceback"):
         assert words not in output, (words, output[-4000:])

@@ -7,7 +7,7 @@ so, so the kill lands mid-write every time, not by luck of timing). Then the epo
 loads and a resumed trial continues from it. (Unpickling code from a checkpoint is refused: see
 test_rel_bad_input.py, case ckpt-pickled-code.)
 
-Then `tokensweep trial --resume DIR` (the real CLI, a process of its own) on checkpoints that load but
+Then `tokensweep trial --resume DIR` (the real CLI's entry point, in this process) on checkpoints that load but
 do not fit, or do not load: weights of a model trained on other classes or with weights cut out, an
 optimizer state of another parameter list, an epoch past --epochs, a mid-run epoch or a run without
 measurements taken as a finished trial, an empty folder, an empty file, random bytes, a file cut off
@@ -16,18 +16,20 @@ the checkpoint and what is wrong, no traceback, the checkpoint untouched.
 """
 
 import json
+import logging
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from helpers import run_cli
+from tokensweep.cli import main
 from trials import TrialConfig, run_trial
 from trials.train.checkpoint import FILENAME, load_checkpoint, save_checkpoint
 
@@ -103,9 +105,34 @@ FLAGS = ["--model", "vit_tiny_patch", "--tiny-train-per-class", "20", "--tiny-va
          "--warmup-epochs", "0", "--bench-steps", "1", "--bench-batch", "8", "--threads", "1", "--quiet"]  # fmt: skip
 
 
-def trial_cli(*args, timeout: float = 300) -> subprocess.CompletedProcess:
-    """`tokensweep trial --smoke` with CONFIG's settings (as flags) and ARGS, in a process of its own."""
-    return run_cli(["trial", "--smoke", *FLAGS, *args], timeout=timeout)
+# what Python shows of warnings outside __main__ by default (the CLI's own process): all but these, once per place
+HIDDEN_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
+
+
+def trial_cli(capfd, *args) -> subprocess.CompletedProcess:
+    """`tokensweep trial --smoke` with CONFIG's settings (as flags) and ARGS: the CLI's entry point in this process
+    (torch imported once, not per case), its output as its own process would print it: file descriptors 1 and 2,
+    with the warnings and log records a process of its own shows on stderr (here pytest would collect them)."""
+    argv = ["trial", "--smoke", *FLAGS, *map(str, args)]
+    capfd.readouterr()
+    last_resort = logging.StreamHandler(sys.stderr)  # logging's own for a process without handlers: WARNING and up
+    last_resort.setLevel(logging.WARNING)
+    logging.getLogger().addHandler(last_resort)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.resetwarnings()
+            warnings.simplefilter("default")
+            for category in HIDDEN_WARNINGS:
+                warnings.simplefilter("ignore", category)
+            try:
+                rc = main(argv)
+            except SystemExit as exit_:  # argparse
+                rc = exit_.code
+    finally:
+        logging.getLogger().removeHandler(last_resort)
+    out, err = capfd.readouterr()
+    err += "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in caught)
+    return subprocess.CompletedProcess(argv, rc, out, err)
 
 
 @pytest.fixture(scope="module")
@@ -170,11 +197,11 @@ def snapshot(directory: Path) -> dict:
 
 
 @pytest.mark.parametrize("name", list(RESUME_CASES))
-def test_resume_from_a_checkpoint_that_does_not_fit_is_one_line_exit_2(name, checkpoints):
+def test_resume_from_a_checkpoint_that_does_not_fit_is_one_line_exit_2(name, checkpoints, capfd):
     which, flags, fragment = RESUME_CASES[name]
     directory = checkpoints[which]
     before = snapshot(directory)
-    proc = trial_cli("--resume", directory, *flags)
+    proc = trial_cli(capfd, "--resume", directory, *flags)
     assert proc.returncode == 2, (proc.returncode, proc.stdout[-2000:], proc.stderr[-3000:])
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
@@ -184,14 +211,14 @@ def test_resume_from_a_checkpoint_that_does_not_fit_is_one_line_exit_2(name, che
     assert snapshot(directory) == before
 
 
-def test_resume_of_fitting_checkpoints_still_works(checkpoints):
+def test_resume_of_fitting_checkpoints_still_works(checkpoints, capfd):
     """The same checkpoints where they do fit: continued for another epoch, or returned as finished."""
     directory = checkpoints["epoch-2-of-2"]
     saved = load_checkpoint(directory)["metrics"]
-    finished = trial_cli("--resume", directory, "--epochs", "2", "--no-measure")
+    finished = trial_cli(capfd, "--resume", directory, "--epochs", "2", "--no-measure")
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert json.loads(finished.stdout)["top1"] == saved["top1"]  # its own result, nothing retrained
-    longer = trial_cli("--resume", directory, "--epochs", "3", "--no-measure")
+    longer = trial_cli(capfd, "--resume", directory, "--epochs", "3", "--no-measure")
     assert longer.returncode == 0, longer.stderr[-3000:]
     assert json.loads(longer.stdout)["epoch"] == 3
 
