@@ -1,7 +1,7 @@
 """GPU trials scheduled by a real Ray, on a machine without a GPU.
 
-A Ray head that declares four logical GPUs (`ray start --num-gpus 4`, one for the module's sweeps; the
-refusal's test starts `tokensweep run --num-gpus 4`'s local Ray, whose GPUs it names): Ray schedules and
+A Ray head that declares four logical GPUs (`ray start --num-gpus 4`, shared by the module's sweeps; the
+refusal's test starts the local Ray of `tokensweep run --num-gpus 4`, whose GPUs it names): Ray schedules and
 assigns them (CUDA_VISIBLE_DEVICES per worker) exactly as it would real ones, while the trials, finding
 no CUDA, train on the CPU. What is checked is scheduling and recording, not GPU speed: with
 `gpus = 1` every trial holds a GPU of its own, recorded on its run; with `gpus = 0.5` two trials share
@@ -50,8 +50,9 @@ system_metrics = false
 """
 
 
-def sweep(tmp_path, env, name: str, gpus: str, variants: int, check_rc: int = 0, extra=(), where=("--num-cpus", "4", "--num-gpus", "4")):
-    """The sweep on WHERE: a local Ray of 4 CPUs and 4 GPUs, or `--address` of the module's head."""
+def sweep(tmp_path, env, name: str, gpus: str, variants: int, check_rc: int = 0, extra=(), address: str | None = None):
+    """The sweep on the head at ADDRESS, else on a local Ray of 4 CPUs and 4 GPUs."""
+    where = ["--address", address] if address else ["--num-cpus", "4", "--num-gpus", "4"]
     text = SPEC.format(name=name, gpus=gpus) + "".join(f'\n[[variants]]\nname = "v{i}"\nseed = {i}\n' for i in range(variants))
     spec = tmp_path / f"{name}.toml"
     spec.write_text(text)
@@ -100,19 +101,15 @@ def gpu_head(tmp_path_factory, ray_token_env):
     head.stop()
 
 
-def on(head: RayHead) -> tuple:
-    return ("--address", head.address)
-
-
 def test_one_gpu_per_trial_four_at_once_each_its_own(tmp_path, gpu_head):
     sweep(tmp_path, gpu_head.env, "gpu1", "1", variants=4, extra=["--plugin", "gpu_barrier", "--set", 'trial.model="vit_tiny_barrier"'],
-          where=on(gpu_head))  # fmt: skip
+          address=gpu_head.address)  # fmt: skip
     held = devices(tmp_path, "gpu1")
     assert sorted(held.values()) == ["0", "1", "2", "3"], held  # four at once, each its own GPU, each recorded
 
 
 def test_half_a_gpu_each_is_recorded_as_shared_and_the_dashboard_says_so(tmp_path, gpu_head):
-    sweep(tmp_path, gpu_head.env, "gpuhalf", "0.5", variants=2, where=on(gpu_head))
+    sweep(tmp_path, gpu_head.env, "gpuhalf", "0.5", variants=2, address=gpu_head.address)
     held = devices(tmp_path, "gpuhalf")
     assert all(v in {"0", "1", "2", "3"} for v in held.values()), held  # one GPU's id each, shared with another trial
     _, children = sweep_runs(tmp_path / "mlflow.db", "gpuhalf")
@@ -123,7 +120,7 @@ def test_half_a_gpu_each_is_recorded_as_shared_and_the_dashboard_says_so(tmp_pat
 
 
 def test_auto_gives_each_trial_one_gpu(tmp_path, gpu_head):
-    sweep(tmp_path, gpu_head.env, "gpuauto", '"auto"', variants=2, where=on(gpu_head))
+    sweep(tmp_path, gpu_head.env, "gpuauto", '"auto"', variants=2, address=gpu_head.address)
     held = devices(tmp_path, "gpuauto")
     assert len(set(held.values())) == 2 and all(v in {"0", "1", "2", "3"} for v in held.values()), held
 
