@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from ray.tune.search import ConcurrencyLimiter, SearchGenerator, Searcher
 
-from tokensweep.sweep.tuner import GridSearcher
+from tokensweep.sweep.tuner import GridSearcher, search_alg_of, searchers_of
 
 HOUR_S = 3600.0
 
@@ -166,13 +166,10 @@ def searching(searcher: Searcher, max_concurrent: int | None) -> ResumableSearch
 
 def set_gate(tuner, gate: BudgetGate) -> bool:
     """A restored Tuner's searcher under this session's budget (the pickled one kept the old)."""
-    local = getattr(tuner, "_local_tuner", None)
-    searcher = getattr(getattr(local, "_tune_config", None), "search_alg", None)
-    while searcher is not None:
+    for searcher in searchers_of(search_alg_of(tuner)):
         if isinstance(searcher, (GridSearcher, SearchUnderBudget)):
             searcher.gate = gate  # its hours spent come back with the searcher's saved state, into this gate
             return True
-        searcher = getattr(searcher, "searcher", None)
     return False
 
 

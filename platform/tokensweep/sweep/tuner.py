@@ -80,7 +80,7 @@ from ray.train._internal.session import _TrainingResult
 from ray.train.constants import CHECKPOINT_DIR_NAME
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-from ray.tune.search import SearchGenerator, Searcher
+from ray.tune.search import ConcurrencyLimiter, SearchGenerator, Searcher
 
 from tokensweep.errors import SpecError
 from tokensweep.payload import Platform, SearchSettings, TrialPayload
@@ -236,10 +236,12 @@ class GridSearcher(Searcher):
 
     Tune's own `grid_search` puts every variant into the spec it deep-copies for every grid point,
     which is quadratic in the grid's size; a searcher hands out one config at a time. Its saved state
-    is where it got to (the configs themselves come back with the pickled Tuner on --resume).
+    is where it got to (the configs themselves come back with the pickled Tuner on --resume); a restored
+    experiment's trial list has the last word on that (`SearcherFollowsTrials`).
     """
 
     gate = None  # also for a grid pickled before budgets existed, restored by --resume
+    _have_trials = frozenset()  # variants the restored experiment already has a trial of: never handed out again
 
     def __init__(self, configs: list[dict], gate=None):
         super().__init__()
@@ -248,15 +250,24 @@ class GridSearcher(Searcher):
         self.gate = gate  # tokensweep.sweep.budget.BudgetGate: whether the next trial fits the budget
 
     def suggest(self, trial_id: str):
+        while self._next < len(self._configs) and self._configs[self._next]["variant"] in self._have_trials:
+            self._next += 1
         if self._next >= len(self._configs):
             return Searcher.FINISHED
         config = self._configs[self._next]
         if self.gate is not None:  # None: asked again as the running trials end, what they spent may leave room
-            admitted = self.gate.admit(trial_id, config["variant"], lambda: [c["variant"] for c in self._configs[self._next :]])
+            admitted = self.gate.admit(trial_id, config["variant"], self._left)
             if not admitted:
                 return None if admitted is None else Searcher.FINISHED
         self._next += 1
         return config
+
+    def _left(self) -> list[str]:
+        return [c["variant"] for c in self._configs[self._next :] if c["variant"] not in self._have_trials]
+
+    def resume_with(self, variants: set[str]) -> None:
+        """From the first config on, hand out each one whose variant has no trial in `variants`."""
+        self._have_trials, self._next = frozenset(variants), 0
 
     def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
         if self.gate is not None:  # a grid learns nothing from results, only what they cost
@@ -272,6 +283,49 @@ class GridSearcher(Searcher):
         self._next = int(state["next"])
         if self.gate is not None:
             self.gate.spent_h = float(state.get("spent_h", 0.0))
+
+
+def searchers_of(search_alg) -> list:
+    """Tune's search algorithm and the searchers it wraps, outermost first."""
+    chain = []
+    while search_alg is not None:
+        chain.append(search_alg)
+        search_alg = getattr(search_alg, "searcher", None)
+    return chain
+
+
+class SearcherFollowsTrials(tune.Callback):
+    """At a restored experiment's first step, before Tune asks its searcher for a trial, the searcher's restored
+    state is made to agree with the restored trial list.
+
+    The two are separate files of Tune's state, and Tune writes the next snapshot into its staging folder while
+    the upload of the last one may still be copying it (Ray 2.60's sync_up_experiment_state saves, then waits
+    for the upload before): the storage can hold a trial list from one snapshot and a searcher from the next.
+    A grid's saved position then skips the variant whose trial the list lacks (the sweep ends one trial short,
+    with exit 0), or hands out again one the list has (a duplicate); the concurrency limit counts a trial that
+    does not exist, which never ends and holds its slot. So: the grid hands out every variant without a trial,
+    and the limit counts only unfinished trials of the list.
+    """
+
+    def __init__(self, search_alg):
+        self.search_alg = search_alg
+
+    def __getstate__(self):  # pickled with the run config: the searcher is pickled with the Tuner already
+        return {"search_alg": None}
+
+    def on_step_begin(self, iteration, trials, **info):
+        if self.search_alg is None:
+            return
+        unfinished = {t.trial_id for t in trials if not t.is_finished()}
+        for searcher in searchers_of(self.search_alg):
+            if isinstance(searcher, GridSearcher):
+                searcher.resume_with({t.config.get("variant") for t in trials})
+            elif isinstance(searcher, ConcurrencyLimiter) and not searcher.live_trials <= unfinished:
+                gone = searcher.live_trials - unfinished
+                log.debug("the concurrency limit counted %d trial(s) the restored list lacks: %s", len(gone), sorted(gone))
+                searcher.live_trials -= gone
+                searcher.num_unfinished_live_trials = max(0, searcher.num_unfinished_live_trials - len(gone))
+        self.search_alg = None
 
 
 class OptunaSpace:
@@ -884,9 +938,15 @@ def platform_of(spec: SweepSpec, options: RunOptions, parent_run_id: str) -> Pla
     )
 
 
+def search_alg_of(job):
+    """A restored Tuner's search algorithm, as Tune will run it (Ray 2.60 keeps it in its local tuner's config)."""
+    return getattr(getattr(getattr(job, "_local_tuner", None), "_tune_config", None), "search_alg", None)
+
+
 def replace_callback(job, callbacks: list, verbose: int) -> bool:
     """After Tuner.restore the pickled RunConfig comes back; swap in this session's callbacks
-    (MLflow's, the terminal view, the guards of its storage) and verbosity.
+    (MLflow's, the terminal view, the guards of its storage, the restored searcher's agreement with the
+    restored trials) and verbosity.
 
     Ray 2.60 keeps it at tuner._local_tuner.get_run_config() (None with a Ray Client address,
     where the pickled callback - same parent run, same tracking URI - is used as is).
@@ -895,9 +955,10 @@ def replace_callback(job, callbacks: list, verbose: int) -> bool:
     if local is None:
         return False
     run_config = local.get_run_config()
+    follow = SearcherFollowsTrials(search_alg_of(job))
     replaced = {type(c) for c in callbacks}  # and any of tokensweep's own the first session had (-q has no view)
     others = [c for c in (run_config.callbacks or []) if type(c) not in replaced and not type(c).__module__.startswith("tokensweep.")]
-    run_config.callbacks = others + [ForgetDeletedCheckpoints(), ContinueFromLastResult(), *state_guards(experiment_path(run_config)), *callbacks]
+    run_config.callbacks = others + [ForgetDeletedCheckpoints(), ContinueFromLastResult(), follow, *state_guards(experiment_path(run_config)), *callbacks]
     run_config.verbose = verbose
     return True
 

@@ -202,7 +202,7 @@ def test_a_resumed_sweep_gets_this_sessions_callbacks_and_verbosity():
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from tokensweep.sweep.tuner import replace_callback
-    from tokensweep.sweep.tuner import ContinueFromLastResult, ErrorsAsText, ForgetDeletedCheckpoints, RecordSnapshots
+    from tokensweep.sweep.tuner import ContinueFromLastResult, ErrorsAsText, ForgetDeletedCheckpoints, RecordSnapshots, SearcherFollowsTrials
     from tokensweep.tracking.callback import MlflowTrialLogger
 
     class UsersCallback(tune.Callback):
@@ -218,8 +218,9 @@ def test_a_resumed_sweep_gets_this_sessions_callbacks_and_verbosity():
 
     now = [MlflowTrialLogger("sqlite:///a.db", "s", "1", "p", None), CSVLoggerCallback(), JsonLoggerCallback()]  # -q: no view
     assert replace_callback(StandInTuner(), now, verbose=2)
-    # and the resume's own: checkpoints Tune's state lists but lost, or holds but never registered; the guards of the storage
-    users_kept, forget, register, record, as_text, *ours = run_config.callbacks
+    # and the resume's own: checkpoints Tune's state lists but lost, or holds but never registered; the searcher
+    # agreeing with the restored trials; the guards of the storage
+    users_kept, forget, register, follow, record, as_text, *ours = run_config.callbacks
     assert users_kept is users and isinstance(forget, ForgetDeletedCheckpoints) and ours == now and run_config.verbose == 2
-    assert isinstance(register, ContinueFromLastResult)
+    assert isinstance(register, ContinueFromLastResult) and isinstance(follow, SearcherFollowsTrials)
     assert isinstance(record, RecordSnapshots) and record.experiment == "/storage/s" and isinstance(as_text, ErrorsAsText)
