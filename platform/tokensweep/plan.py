@@ -148,7 +148,14 @@ def device_kind(spec, resources: Resources) -> str:
     return ON_GPU if resources.count(ON_GPU)[0] > 0 else ON_CPU  # auto
 
 
+# Device files a GPU's driver creates (NVIDIA; AMD's ROCm; WSL's): none of them, no GPU torch could use.
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
+
+
 def _local_gpus() -> int:
+    """This machine's GPUs as torch counts them; without torch's import (~1 s) where no GPU driver is there."""
+    if not any(os.path.exists(f) for f in GPU_DEVICE_FILES):
+        return 0
     import torch
 
     return torch.cuda.device_count()
@@ -232,7 +239,7 @@ def _portable(key: dict) -> dict:
 def calibration_for(config, kind: str, entries: list[dict], history=None):
     """(Calibration, source) for one architecture: a file's entry, else the cache or measured here when this
     machine has the trials' device, else earlier runs in the MLflow store (`history`: a RunHistory)."""
-    from trials.measure.calibrate import Calibration
+    from trials.measure.calibration import Calibration
 
     key = arch_key(config)
     for entry in entries:
@@ -247,7 +254,7 @@ def calibration_for(config, kind: str, entries: list[dict], history=None):
                                 f"but the trials run on the {kind}: calibrate on the trials' device")  # fmt: skip
             return calibration, "file"
     if _here_kind() == kind:
-        return _cached_or_measured(config, key)
+        return _cached_or_measured(config, key, kind)
     found = history_calibration(config, kind, history) if history is not None else None
     if found is None:
         store = f", nor has the MLflow store {history.where()} finished runs of it on one" if history is not None else ""
@@ -278,7 +285,7 @@ def history_calibration(config, kind: str, history):
     model of `kind` (the model with the most runs), else None. A step is bounded by the runs' training rate
     and by the rate their epochs trained at (loading included); set-up and the final measurement are the
     runs' wall time beyond their epochs."""
-    from trials.measure.calibrate import Calibration
+    from trials.measure.calibration import Calibration
 
     params, tags = run_match(config, kind)
     runs = [r for r in history.speeds(params, tags)
@@ -307,21 +314,34 @@ def _here_kind() -> str:
     return ON_GPU if _local_gpus() > 0 else ON_CPU
 
 
-def _cached_or_measured(config, key: dict):
-    from trials.measure.calibrate import Calibration, calibrate
-    from trials.measure.env import device_name, resolve_device
+def _cached_or_measured(config, key: dict, kind: str):
+    """The cached calibration of `config` on this machine's device of `kind`, else one measured now (torch: a
+    cached one on the CPU needs none)."""
+    from trials.measure.calibration import Calibration
     from vocab.atomic import write_text_atomic
 
-    full = {**key, "device": device_name(resolve_device(config.device))}
+    full = {**key, "device": _device_here(config, kind)}
     path = cache_dir() / f"{hashlib.sha256(json.dumps(full, sort_keys=True).encode()).hexdigest()[:20]}.json"
     try:
         return Calibration.from_dict(json.loads(path.read_text())["calibration"]), "cache"
     except (OSError, ValueError, KeyError, TypeError):
         pass  # none yet, or unreadable: measured again
+    from trials.measure.calibrate import calibrate
+
     calibration = calibrate(config)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps({"key": full, "calibration": calibration.to_dict()}))
     return calibration, "measured"
+
+
+def _device_here(config, kind: str) -> str:
+    """The device model `config`'s trial runs on here (trials.measure.env.device_name). On the CPU of a machine
+    without GPUs (kind is this machine's) "auto" is the CPU as well."""
+    from trials.measure.env import cpu_device_name, device_name, resolve_device
+
+    if kind == ON_CPU and config.device in ("auto", "cpu"):
+        return cpu_device_name()
+    return device_name(resolve_device(config.device))
 
 
 # --- the estimate ------------------------------------------------------------------------------

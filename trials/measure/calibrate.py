@@ -11,7 +11,6 @@ and the final measurement. Torch only, so the GPU check uses it as the sweep's p
 import itertools
 import os
 import time
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +18,7 @@ from torch import nn
 
 from trials.config import TrialConfig
 from trials.data import build_loaders
+from trials.measure.calibration import Calibration
 from trials.measure.counts import model_counts
 from trials.measure.env import device_name, resolve_device, resolve_precision
 from trials.measure.throughput import autocast, measure_speed
@@ -28,39 +28,6 @@ from trials.models.factory import build_model
 WARMUP_STEPS = 2
 TIMED_STEPS = 5
 LOADER_BATCHES = 5  # timed after the first (whose workers' start is set-up)
-
-
-@dataclass(frozen=True)
-class Calibration:
-    device: str  # the device model (trials.measure.env.device_name)
-    batch: int
-    precision: str
-    threads: int
-    workers: int
-    train_images_per_sec: float  # compute only: forward, backward, optimizer
-    eval_images_per_sec: float
-    loader_images_per_sec: float
-    setup_s: float  # data and model built
-    measure_s: float  # the final measurement (0 when the trial measures nothing)
-    train_images: int  # this machine's train split (a plan may count another's)
-    val_images: int
-
-    def step_s(self, batch: int) -> float:
-        """Seconds per training step of `batch` images, loading included."""
-        compute, load = batch / self.train_images_per_sec, batch / self.loader_images_per_sec
-        return max(compute, load) if self.workers > 0 else compute + load
-
-    def epoch_s(self, batch: int, max_steps: int | None = None) -> float:
-        """One epoch of this machine's data set: its full training batches (or `max_steps`), then validation."""
-        steps = min(self.train_images // batch, max_steps or self.train_images)
-        return steps * self.step_s(batch) + self.val_images / self.eval_images_per_sec
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Calibration":
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
 
 
 def calibrate(config: TrialConfig) -> Calibration:

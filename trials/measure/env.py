@@ -1,17 +1,21 @@
-"""The environment a figure was measured in: it travels with every number we report."""
+"""The environment a figure was measured in: it travels with every number we report.
+
+Torch is imported where a device is resolved or named, not with the module: a sweep's plan names this
+machine's CPU without it (cpu_device_name), so its driver loads no torch.
+"""
+
+from __future__ import annotations
 
 import os
 import platform
 from functools import cache
 
-import torch
-
 from trials.errors import ConfigError
-
-PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_device(name: str = "auto") -> torch.device:
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -40,12 +44,20 @@ def cpu_name() -> str:
 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
+        import torch
+
         return torch.cuda.get_device_name(device)
+    return cpu_device_name()
+
+
+def cpu_device_name() -> str:
     return f"cpu: {cpu_name()}"
 
 
 def environment(device: torch.device, precision: str, batch_size: int) -> dict:
     """Flat, timm-style environment columns for a figure."""
+    import torch
+
     return {
         "device": device_name(device),
         "device_type": device.type,

@@ -15,10 +15,12 @@ import torch
 from torch import nn
 
 from trials.measure.energy import EnergyMeter
-from trials.measure.env import PRECISION_DTYPES, environment
+from trials.measure.env import environment
 from trials.measure.inference_ready import inference_ready
 from trials.measure.memory import cuda_peak
 from trials.measure.timing import Timing, cpu_threads, time_steps
+
+PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 RATES = {"infer": "images_per_sec", "train": "train_images_per_sec"}  # vocab's names of the two rates
 
