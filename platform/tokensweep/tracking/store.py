@@ -5,7 +5,7 @@ Where a sweep's records go: the MLflow tracking URI and the Optuna storage (no M
 A sqlite MLflow store: checked before Ray starts, and created once however many processes open it at once.
 
 MLflow builds a new sqlite store's tables (an alembic migration, 1-2.5 s) in whichever process touches
-the file first. Two processes doing that at the same moment fail, and can leave the file half-built for
+the file first (ours copy them from a store of MLflow's tables cached per MLflow version, `migrated_template`). Two processes doing that at the same moment fail, and can leave the file half-built for
 good ("Online migration expected to match one row", "table _alembic_tmp_metrics already exists"). So:
 - our processes create a store one at a time (a lock file beside the database, `filelock`);
 - the tables are built in a temporary file beside the database and linked into place only when
@@ -30,6 +30,7 @@ import logging
 import os
 import random
 import re
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -283,14 +284,20 @@ def ensure_sqlite_store(path: str) -> None:
 
 def _build_and_link(path: str) -> None:
     """MLflow's tables in a file beside `path`, then linked to `path` unless someone created it meanwhile."""
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
     directory = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.creating-", dir=directory)
     os.close(fd)
     try:
-        store = SqlAlchemyStore(f"sqlite:///{tmp}", Path(directory, "mlartifacts").as_uri())
-        store.engine.dispose()  # no connection left open on the file that is about to move
+        template = migrated_template()
+        if template is not None:
+            shutil.copyfile(template, tmp)
+        try:
+            _open_and_close(tmp, Path(directory, "mlartifacts").as_uri())
+        except Exception:  # noqa: BLE001 - a copy this MLflow will not open (its schema moved on): MLflow migrates
+            if template is None:
+                raise
+            open(tmp, "wb").close()
+            _open_and_close(tmp, Path(directory, "mlartifacts").as_uri())
         try:
             os.link(tmp, path)  # atomic, and never replaces a file another process created meanwhile
         except FileExistsError:
@@ -301,6 +308,42 @@ def _build_and_link(path: str) -> None:
                 os.unlink(leftover)
             except FileNotFoundError:
                 pass
+
+
+def _open_and_close(path: str, artifact_root: str) -> None:
+    """MLflow's store at `path` opened once: its tables built or checked, its Default experiment there."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    SqlAlchemyStore(f"sqlite:///{path}", artifact_root).engine.dispose()  # no connection left on the file
+
+
+def migrated_template() -> str | None:
+    """A store holding only MLflow's tables at this MLflow's schema, cached per MLflow version (None where the
+    cache cannot be written). MLflow builds a new store's tables by replaying every migration (~0.8 CPU-s);
+    a copy of this one is a file copy, and MLflow adds the Default experiment (with the new store's own
+    artifact root) when it opens the copy."""
+    import mlflow
+
+    try:
+        folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "tokensweep")
+        template = folder / f"mlflow-{mlflow.__version__}-tables.db"
+        if template.is_file():
+            return str(template)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{template.name}.", dir=folder)
+        os.close(fd)
+        try:
+            _open_and_close(tmp, folder.as_uri())
+            with contextlib.closing(sqlite3.connect(tmp)) as conn, conn:
+                conn.execute("delete from experiments where experiment_id = 0")
+            os.replace(tmp, template)  # whole, or not there: another process's copy is the same
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+    except Exception as err:  # noqa: BLE001 - no cache (no home folder, read-only, full): MLflow builds the tables
+        log.debug("no cached MLflow tables (%s): MLflow builds them", err)
+        return None
+    return str(template)
 
 
 def _wait_for_other_builder(path: str) -> None:

@@ -52,6 +52,42 @@ def test_a_store_behind_an_escaped_uri_is_one_file(tmp_path):
     assert is_complete(f"{tmp_path}/a b#c d.db")
 
 
+def _schema(db) -> tuple:
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(db)) as conn:
+        tables = sorted(conn.execute("select type, name, sql from sqlite_master where name not like 'sqlite_%'"))
+        version = conn.execute("select version_num from alembic_version").fetchall()
+        default = conn.execute("select name, artifact_location from experiments").fetchall()
+    return tables, version, default
+
+
+def test_a_new_store_copied_from_the_cached_tables_is_the_store_mlflow_builds(tmp_path, monkeypatch):
+    """The second new store is a copy of MLflow's tables cached by the first, not migrated again, and equal to
+    one MLflow builds itself: same tables and schema version, its own Default experiment and artifact root."""
+    import mlflow.store.db.utils
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    from tokensweep.tracking.store import ensure_sqlite_store, migrated_template
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir(), (tmp_path / "mlflow").mkdir()
+    ensure_sqlite_store(str(tmp_path / "a" / "mlflow.db"))
+    assert migrated_template() == str(next((tmp_path / "cache" / "tokensweep").glob("mlflow-*-tables.db")))
+
+    def no_migration(engine):
+        raise AssertionError("migrated again")
+
+    monkeypatch.setattr(mlflow.store.db.utils, "_initialize_tables", no_migration)
+    ensure_sqlite_store(str(tmp_path / "b" / "mlflow.db"))
+    monkeypatch.undo()
+    SqlAlchemyStore(f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}", (tmp_path / "mlflow" / "mlartifacts").as_uri()).engine.dispose()
+    tables, version, default = _schema(tmp_path / "b" / "mlflow.db")
+    assert (tables, version) == _schema(tmp_path / "mlflow" / "mlflow.db")[:2] == _schema(tmp_path / "a" / "mlflow.db")[:2]
+    assert default == [("Default", (tmp_path / "b" / "mlartifacts" / "0").as_uri())]
+
+
 def test_split_result_keeps_trial_values_and_drops_tune_bookkeeping():
     from tokensweep.tracking.tracker import split_result
     from tokensweep.tracking.callback import TUNE_KEYS
