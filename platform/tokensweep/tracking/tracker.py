@@ -123,6 +123,7 @@ class SweepTracker:
         self._children: dict[str, str] = {}  # tune trial id -> run id
         self._creating: set[str] = set()  # trial ids whose run creation failed: it may have reached the store
         self._last_step: dict[str, int] = {}  # run id -> the last epoch (step) logged to it
+        self._last_ms: dict[str, int] = {}  # run id -> that epoch's timestamp
         self._hours_before: dict[str, float] = {}  # run id -> its device_hours when this session (re)started it
         self._parent_datasets: set[str] = set()  # digests logged to the parent run by this tracker
 
@@ -304,6 +305,7 @@ class SweepTracker:
         if run_id not in self._last_step:
             history = self.client.get_metric_history(run_id, STEP_METRIC)
             self._last_step[run_id] = max((m.step for m in history), default=0)
+            self._last_ms[run_id] = max((m.timestamp for m in history), default=0)
         return self._last_step[run_id]
 
     def log_result(self, run_id: str, result: dict, step: int, timestamp_ms: int | None = None) -> None:
@@ -311,11 +313,17 @@ class SweepTracker:
 
         MLflow keeps a metric row once per (key, value, step, timestamp), and a store commits a batch's metrics
         apart from its tags: a batch that failed after its metrics and is sent again with the same timestamp
-        adds no second row."""
+        adds no second row.
+
+        An epoch is stamped after the run's last one: MLflow orders a metric's history by time, and an epoch
+        caught up from Tune's saved results carries Tune's whole-second time, which can fall before the
+        previous epoch's, logged live to the millisecond."""
         if isinstance(result.get("_dataset"), dict):  # the trial's first report describes its data
             self.log_dataset(run_id, result["_dataset"])
         metrics, tags = split_result(result)
         ts = timestamp_ms or now_ms()
+        if STEP_METRIC in metrics:
+            ts = max(ts, self._last_ms.get(run_id, 0) + 1)
         self.client.log_batch(
             run_id,
             metrics=[Metric(k, v, ts, step) for k, v in metrics.items()],
@@ -323,6 +331,7 @@ class SweepTracker:
         )
         if STEP_METRIC in metrics:
             self._last_step[run_id] = max(step, self._last_step.get(run_id, 0))
+            self._last_ms[run_id] = max(ts, self._last_ms.get(run_id, 0))
 
     def log_dataset(self, run_id: str, description: dict) -> None:
         """The trial's data as an MLflow dataset input (the UI's Dataset column, `datasets.digest` filters),

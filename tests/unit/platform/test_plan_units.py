@@ -2,9 +2,6 @@
 grid's searcher, bad budgets, and plans from a calibration file (a GPU cluster planned from this CPU machine)."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
@@ -175,14 +172,6 @@ def test_plan_json_is_alone_on_stdout_and_a_second_plan_reads_the_cache(tmp_path
     assert {a["source"] for a in second["architectures"]} == {"cache"}
     assert second["device_hours"] == pytest.approx(first["device_hours"])  # the same figures, not measured again
     assert len(list((tmp_path / "cache" / "tokensweep" / "calibrations").glob("*.json"))) == 4
-    # a plan from the cache on a CPU machine loads no torch (a sweep's driver plans before every run)
-    check = ("import sys; from tokensweep.cli import main; "
-             f"rc = main(['plan', {str(SWEEPS / 'smoke.toml')!r}, '--json', '--cpus', '2']); "
-             "print(rc, 'torch' in sys.modules, file=sys.stderr)")  # fmt: skip
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    proc = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, timeout=120)
-    assert json.loads(proc.stdout)["device_hours"] == pytest.approx(first["device_hours"])
-    assert proc.stderr.strip().splitlines()[-1] == "0 False", proc.stderr
 
 
 
