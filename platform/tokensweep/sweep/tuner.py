@@ -299,8 +299,9 @@ class SearcherFollowsTrials(tune.Callback):
     state is made to agree with the restored trial list.
 
     The two are separate files of Tune's state, and Tune writes the next snapshot into its staging folder while
-    the upload of the last one may still be copying it (Ray 2.60's sync_up_experiment_state saves, then waits
-    for the upload before): the storage can hold a trial list from one snapshot and a searcher from the next.
+    the upload of the last one may still be copying it (Ray 2.60's sync_up_experiment_state writes the snapshot,
+    then waits for the previous upload): the storage can hold a trial list from one snapshot and a searcher from
+    the next.
     A grid's saved position then skips the variant whose trial the list lacks (the sweep ends one trial short,
     with exit 0), or hands out again one the list has (a duplicate); the concurrency limit counts a trial that
     does not exist, which never ends and holds its slot. So: the grid hands out every variant without a trial,

@@ -5,8 +5,9 @@ Where a sweep's records go: the MLflow tracking URI and the Optuna storage (no M
 A sqlite MLflow store: checked before Ray starts, and created once however many processes open it at once.
 
 MLflow builds a new sqlite store's tables (an alembic migration, 1-2.5 s) in whichever process touches
-the file first (ours copy them from a store of MLflow's tables cached per MLflow version, `migrated_template`). Two processes doing that at the same moment fail, and can leave the file half-built for
-good ("Online migration expected to match one row", "table _alembic_tmp_metrics already exists"). So:
+the file first (ours copy them from a store of MLflow's tables cached per MLflow version, `migrated_template`).
+Two processes doing that at the same moment fail, and can leave the file half-built for good ("Online
+migration expected to match one row", "table _alembic_tmp_metrics already exists"). So:
 - our processes create a store one at a time (a lock file beside the database, `filelock`);
 - the tables are built in a temporary file beside the database and linked into place only when
   complete, so no other process (`mlflow ui`, a script) ever sees our half-built store;
