@@ -100,7 +100,7 @@ def test_a_trial_list_newer_than_the_searcher_runs_no_variant_twice(experiment):
 
 
 def test_a_grid_resumed_with_a_gap_in_its_list_fills_it_in_order(experiment):
-    # b's trial is in neither file's snapshot (never created): it runs, and the grid goes on after the others
+    # the list lacks b but has c after it: b runs first, then the grid goes on past the variants that have trials
     staging = _saved_after(experiment, ["+t1", "+t2", "-t1", "-t2", "+t3"])
     search_alg = _resumed(experiment, staging, [_trial("t1", "a", True), _trial("t3", "c", True)])
     assert _handed_out(search_alg) == (["b", "d"], tune.search.Searcher.FINISHED)
