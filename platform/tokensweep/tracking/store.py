@@ -297,6 +297,8 @@ def _build_and_link(path: str) -> None:
         except Exception:  # noqa: BLE001 - a copy this MLflow will not open (its schema moved on): MLflow migrates
             if template is None:
                 raise
+            with contextlib.suppress(OSError):
+                os.unlink(template)  # the next new store caches this MLflow's tables again
             open(tmp, "wb").close()
             _open_and_close(tmp, Path(directory, "mlartifacts").as_uri())
         try:

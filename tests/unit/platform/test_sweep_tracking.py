@@ -1,5 +1,8 @@
 """MLflow tracking of sweeps, without Ray: run identity, resume, filtering, failure, concurrency."""
 
+import sqlite3
+from contextlib import closing
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -53,9 +56,6 @@ def test_a_store_behind_an_escaped_uri_is_one_file(tmp_path):
 
 
 def _schema(db) -> tuple:
-    import sqlite3
-    from contextlib import closing
-
     with closing(sqlite3.connect(db)) as conn:
         # each statement's clauses as a set: MLflow's own migrations order a table's constraints differently
         # from one process to the next (Python's hash seed), two stores it builds alike included
@@ -75,7 +75,8 @@ def test_a_new_store_copied_from_the_cached_tables_is_the_store_mlflow_builds(tm
     from tokensweep.tracking.store import ensure_sqlite_store, migrated_template
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir(), (tmp_path / "mlflow").mkdir()
+    for folder in ("a", "b", "c", "mlflow"):
+        (tmp_path / folder).mkdir()
     ensure_sqlite_store(str(tmp_path / "a" / "mlflow.db"))
     assert migrated_template() == str(next((tmp_path / "cache" / "tokensweep").glob("mlflow-*-tables.db")))
 
@@ -89,6 +90,12 @@ def test_a_new_store_copied_from_the_cached_tables_is_the_store_mlflow_builds(tm
     tables, version, default = _schema(tmp_path / "b" / "mlflow.db")
     assert (tables, version) == _schema(tmp_path / "mlflow" / "mlflow.db")[:2] == _schema(tmp_path / "a" / "mlflow.db")[:2]
     assert default == [("Default", (tmp_path / "b" / "mlartifacts" / "0").as_uri())]
+    # cached tables this MLflow will not open (a schema it does not know): it builds the store, and the cache again
+    template = Path(migrated_template())
+    with closing(sqlite3.connect(template)) as conn, conn:
+        conn.execute("update alembic_version set version_num = 'not-a-revision'")
+    ensure_sqlite_store(str(tmp_path / "c" / "mlflow.db"))
+    assert _schema(tmp_path / "c" / "mlflow.db")[:2] == (tables, version) and not template.exists()
 
 
 def test_split_result_keeps_trial_values_and_drops_tune_bookkeeping():
