@@ -288,19 +288,20 @@ def _build_and_link(path: str) -> None:
     directory = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.creating-", dir=directory)
     os.close(fd)
+    artifacts = Path(directory, "mlartifacts").as_uri()
     try:
         template = migrated_template()
         if template is not None:
             shutil.copyfile(template, tmp)
         try:
-            _open_and_close(tmp, Path(directory, "mlartifacts").as_uri())
+            _open_and_close(tmp, artifacts)
         except Exception:  # noqa: BLE001 - a copy this MLflow will not open (its schema moved on): MLflow migrates
             if template is None:
                 raise
             with contextlib.suppress(OSError):
                 os.unlink(template)  # the next new store caches this MLflow's tables again
             open(tmp, "wb").close()
-            _open_and_close(tmp, Path(directory, "mlartifacts").as_uri())
+            _open_and_close(tmp, artifacts)
         try:
             os.link(tmp, path)  # atomic, and never replaces a file another process created meanwhile
         except FileExistsError:

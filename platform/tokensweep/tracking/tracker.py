@@ -122,8 +122,7 @@ class SweepTracker:
         self.new_parent = False  # the parent was created here: every child run of it is in _children
         self._children: dict[str, str] = {}  # tune trial id -> run id
         self._creating: set[str] = set()  # trial ids whose run creation failed: it may have reached the store
-        self._last_step: dict[str, int] = {}  # run id -> the last epoch (step) logged to it
-        self._last_ms: dict[str, int] = {}  # run id -> that epoch's timestamp
+        self._last_epoch: dict[str, tuple[int, int]] = {}  # run id -> (step, timestamp ms) of the last epoch logged
         self._hours_before: dict[str, float] = {}  # run id -> its device_hours when this session (re)started it
         self._parent_datasets: set[str] = set()  # digests logged to the parent run by this tracker
 
@@ -250,7 +249,7 @@ class SweepTracker:
         run_id = run.info.run_id
         self._children[trial_id] = run_id
         self._creating.discard(trial_id)
-        self._last_step[run_id] = 0
+        self._last_epoch[run_id] = (0, 0)
         if params:
             self.client.log_batch(run_id, params=[Param(k, as_text(v)) for k, v in params.items()])
         return run_id
@@ -302,11 +301,11 @@ class SweepTracker:
 
     def last_logged_step(self, run_id: str) -> int:
         """The last epoch logged to a trial's run (0: none); read from MLflow once for a reused run."""
-        if run_id not in self._last_step:
+        if run_id not in self._last_epoch:
             history = self.client.get_metric_history(run_id, STEP_METRIC)
-            self._last_step[run_id] = max((m.step for m in history), default=0)
-            self._last_ms[run_id] = max((m.timestamp for m in history), default=0)
-        return self._last_step[run_id]
+            steps, times = [m.step for m in history], [m.timestamp for m in history]
+            self._last_epoch[run_id] = (max(steps, default=0), max(times, default=0))
+        return self._last_epoch[run_id][0]
 
     def log_result(self, run_id: str, result: dict, step: int, timestamp_ms: int | None = None) -> None:
         """The result's metrics and tags in one request, its metrics stamped `timestamp_ms` (default: now).
@@ -321,17 +320,17 @@ class SweepTracker:
         if isinstance(result.get("_dataset"), dict):  # the trial's first report describes its data
             self.log_dataset(run_id, result["_dataset"])
         metrics, tags = split_result(result)
+        last_step, last_ms = self._last_epoch.get(run_id, (0, 0))
         ts = timestamp_ms or now_ms()
         if STEP_METRIC in metrics:
-            ts = max(ts, self._last_ms.get(run_id, 0) + 1)
+            ts = max(ts, last_ms + 1)
         self.client.log_batch(
             run_id,
             metrics=[Metric(k, v, ts, step) for k, v in metrics.items()],
             tags=[RunTag(k, v) for k, v in tags.items()],
         )
         if STEP_METRIC in metrics:
-            self._last_step[run_id] = max(step, self._last_step.get(run_id, 0))
-            self._last_ms[run_id] = max(ts, self._last_ms.get(run_id, 0))
+            self._last_epoch[run_id] = (max(step, last_step), ts)
 
     def log_dataset(self, run_id: str, description: dict) -> None:
         """The trial's data as an MLflow dataset input (the UI's Dataset column, `datasets.digest` filters),

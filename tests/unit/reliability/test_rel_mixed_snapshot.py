@@ -3,7 +3,7 @@
 
 Tune writes its next snapshot into the staging folder while the upload of the last may still be copying it,
 so the two files can come from different snapshots. The trial list decides: no variant is skipped (a sweep
-that ended one trial short with exit 0, seen once in CI on S3 storage) and none is run twice.
+that ended one trial short with exit 0, seen once beside CI on S3 storage) and none is run twice.
 """
 
 import pytest
