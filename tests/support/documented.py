@@ -52,6 +52,8 @@ SMOKE_DRY = " --smoke --dry-run"
 # resume, sweep, search, record, report): every epoch of a trial at a few steps, every sweep at one epoch
 SHORT_TRIAL = " --max-steps-per-epoch 4 --tiny-val-per-class 10"
 ONE_EPOCH = " --set trial.epochs=1"
+# the sweeps after the first leave out what the first shows (the bench stage, system metrics: ~9 CPU-s a sweep)
+LEAN = " --set bench.enabled=false --set tracking.system_metrics=false"
 EXAMPLE_SWEEP = ("tests/e2e/platform/test_sweep_shipped.py::test_a_users_embedding_sweeps_beside_the_built_ins runs the example's "
                  "sweep on the local Ray it starts (with --num-cpus 2 --quiet), then its dashboard, and checks both")  # fmt: skip
 PAPER = "ImageNet-100 and a GPU per trial for days: validated shrunk to smoke size (--smoke --dry-run, the spec checked whole); tests/e2e/platform/test_sweep_shipped.py runs every shipped spec with --smoke"
@@ -82,8 +84,8 @@ HOW: dict[str, tuple[str, str]] = {
     "tokensweep run platform/sweeps/smoke.toml": (VARIANT, "tokensweep run platform/sweeps/smoke.toml" + ONE_EPOCH),
     ".venv/bin/tokensweep run platform/sweeps/smoke.toml --resume": (RUN, ""),
     "tokensweep run platform/sweeps/smoke.toml --fresh --set 'sweep.seeds=[0,1,2]'": (
-        VARIANT, "tokensweep run platform/sweeps/smoke.toml --fresh --set 'sweep.seeds=[0,1,2]'" + ONE_EPOCH),
-    "tokensweep bench --sweep smoke": (RUN, ""),  # the sweep just run, benched again
+        VARIANT, "tokensweep run platform/sweeps/smoke.toml --fresh --set 'sweep.seeds=[0,1,2]'" + ONE_EPOCH + LEAN),
+    "tokensweep bench --sweep smoke": (RUN, ""),  # the sweep just run (LEAN: no bench stage), benched
     "tokensweep run platform/sweeps/smoke.toml --set 'sweep.seeds=[0,1,2]' --dry-run": (RUN, ""),
     # what a sweep costs (docs/sweeps.md): plans here; the budget's refusal and its resume on the smoke sweep just run
     "tokensweep plan platform/sweeps/smoke.toml": (RUN, ""),
@@ -108,16 +110,16 @@ HOW: dict[str, tuple[str, str]] = {
         VARIANT, "tokensweep report smoke --format latex --out report.tex --baseline vit_tiny_conv --adjust holm"),
     "tokensweep dashboard SWEEP --serve": (SERVE, "tokensweep dashboard smoke --serve"),
     ".venv/bin/mlflow ui --backend-store-uri sqlite:///$PWD/mlflow.db": (SERVE, ""),
-    "mlflow ui --backend-store-uri sqlite:///mlflow.db": (SERVE, ""),
     "tokensweep run platform/sweeps/channels-optuna.toml --smoke": (
-        VARIANT, "tokensweep run platform/sweeps/channels-optuna.toml --smoke" + ONE_EPOCH),
+        VARIANT, "tokensweep run platform/sweeps/channels-optuna.toml --smoke" + ONE_EPOCH
+        + " --set tracking.system_metrics=false --set bench.repeats=3 --set bench.steps=3"),  # its bench: the search's objective
     "optuna-dashboard sqlite:///optuna.db": (SERVE, ""),
     "tokensweep run examples/overlap_patch/sweep.toml": (NOT_HERE, EXAMPLE_SWEEP),
     "tokensweep dashboard overlap-patch": (NOT_HERE, EXAMPLE_SWEEP),
     "ray job submit --address http://127.0.0.1:8265 -- tokensweep run $PWD/platform/sweeps/smoke.toml "
     "--tracking-uri sqlite:///$PWD/mlflow.db --storage $PWD/ray_results": (
         VARIANT, "cd job && ray job submit --address $HEAD_DASHBOARD -- tokensweep run $PWD/platform/sweeps/smoke.toml "
-        "--tracking-uri sqlite:///$PWD/mlflow.db --storage $PWD/ray_results" + ONE_EPOCH,
+        "--tracking-uri sqlite:///$PWD/mlflow.db --storage $PWD/ray_results" + ONE_EPOCH + LEAN,
     ),  # the test's head answers on a free port, not 8265; in a folder of its own (its own smoke sweep)
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 ray start --head --node-ip-address=127.0.0.1 --dashboard-host=127.0.0.1": (
         NOT_HERE, "starts Ray daemons that only `ray stop` ends, which stops every Ray on the machine: this test's "

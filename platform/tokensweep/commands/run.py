@@ -246,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
         raise SpecError(f"--num-cpus must be >= 1, got {args.num_cpus}")
     if args.num_gpus is not None and args.num_gpus < 0:
         raise SpecError(f"--num-gpus must be >= 0, got {args.num_gpus}")
-    from tokensweep.sweep import RunOptions, check_cpus
+    from tokensweep.sweep import RunOptions, check_local_resources
 
     verbose = min(2, args.verbose)
     options = RunOptions(
@@ -263,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
         num_gpus=args.num_gpus,
     )
     if not args.dry_run:  # a dry run shows a spec written for a larger node; a run would wait forever
-        check_cpus(spec, options)
+        check_local_resources(spec, options)
     plan = cost_plan(spec, args, tracking_uri)
     if args.dry_run:
         print_plan(spec)

@@ -52,15 +52,21 @@ class RunOptions:
         return self.num_cpus or os.cpu_count() or 1
 
 
-def check_cpus(spec, options: RunOptions) -> None:
-    """Before Ray starts (and before a plan calibrates): a trial asking more CPUs than a new local Ray has
-    could never start (Tune would wait forever); refused in one line, as a GPU nobody has is."""
-    if options.starts_local_ray() and spec.cpus > options.local_cpus():
+def check_local_resources(spec, options: RunOptions) -> None:
+    """Before Ray starts (and before a plan calibrates): a trial asking more CPUs - or, with --num-gpus, more
+    GPUs - than a new local Ray will have could never start (Tune would wait forever); refused in one line.
+    (Without --num-gpus, Ray finds the GPUs itself: tokensweep.sweep.guards.resolve_gpus checks them after it starts.)"""
+    if not options.starts_local_ray():
+        return
+    if spec.cpus > options.local_cpus():
         source = "--num-cpus" if options.num_cpus else "this machine's count"
         raise SpecError(
             f"resources.cpus = {spec.cpus:g} per trial, but the local Ray has {options.local_cpus()} CPU(s) ({source}): "
             "no trial could ever start; lower resources.cpus" + ("" if options.num_cpus else " or pass a larger --num-cpus")
         )
+    if options.num_gpus and spec.gpus is not None and spec.gpus > options.num_gpus:
+        raise SpecError(f"resources.gpus = {spec.gpus:g} per trial, but the local Ray has {options.num_gpus} GPU(s) (--num-gpus): "
+                        "no trial could ever start; lower resources.gpus")  # fmt: skip
 
 
 @dataclasses.dataclass

@@ -58,7 +58,7 @@ from ray import tune
 from tokensweep.payload import TrialPayload, grid_config, search_base_config
 from tokensweep.plugins import export_plugin_roots
 from tokensweep.spec import SweepSpec
-from tokensweep.sweep import RunOptions, SweepOutcome, bench, check_cpus, budget, guards, progress, tuner
+from tokensweep.sweep import RunOptions, SweepOutcome, bench, check_local_resources, budget, guards, progress, tuner
 from tokensweep.sweep.bench import BenchOutcome, run_stage, skip_stage
 from tokensweep.sweep.confirm import confirm_path, run_confirmation
 from tokensweep.sweep.guards import (
@@ -421,7 +421,7 @@ class Sweep:
         spec, options = self.spec, self.options
         self.lock.check()  # another driver runs this sweep: one line, before anything else is checked or written
         self.tune_path = tuner.check_storage(spec, options)
-        check_cpus(spec, options)  # trials a local Ray could never start: refused before it starts
+        check_local_resources(spec, options)  # trials a local Ray could never start: refused before it starts
         if not options.starts_local_ray():
             guards.probe(options.ray_address())  # nothing listens there: one line, before the lock is written
         self.optuna_url = optuna_storage(spec, options)

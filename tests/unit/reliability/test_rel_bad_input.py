@@ -140,6 +140,7 @@ CASES = {
     "spec-code-is-data": Case("spec", ["run", "{spec:code_in_name}"], "sweep.name must be"),
     "spec-cpus-more-than-num-cpus": Case("spec", ["run", "{smoke}", "--set", "resources.cpus=3", "--num-cpus", "2"], "resources.cpus = 3 per trial, but the local Ray has 2 CPU(s) (--num-cpus): no trial could ever start"),
     "spec-cpus-more-than-this-machine": Case("spec", ["run", "{smoke}", "--set", "resources.cpus=1000"], "CPU(s) (this machine's count): no trial could ever start"),
+    "spec-gpus-more-than-num-gpus": Case("spec", ["run", "{smoke}", "--set", "resources.gpus=5", "--num-gpus", "4"], "resources.gpus = 5 per trial, but the local Ray has 4 GPU(s) (--num-gpus): no trial could ever start; lower resources.gpus"),
     "spec-imagefolder-without-data": Case("spec", ["run", "{spec:imagefolder_no_data}"], "no data path is set", also="tests/unit/platform/test_sweep_spec.py"),
     "spec-seed-beyond-numpy": Case("spec", ["run", "{smoke}", "--set", f"trial.seed={BEYOND_NUMPY_SEEDS}"], "trial.seed must be an integer from 0 to 4294967295"),
     "spec-seeds-beyond-numpy": Case("spec", ["run", "{smoke}", "--set", f"sweep.seeds=[0, {BEYOND_NUMPY_SEEDS}]"], "sweep.seeds must be a non-empty list of distinct integers from 0 to 4294967295"),
