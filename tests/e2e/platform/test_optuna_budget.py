@@ -10,9 +10,10 @@ from sweep_helpers import sweep_runs
 from test_plan_sweep import optimistic_calibration
 
 OPTUNA = ["run", SWEEPS / "channels-optuna.toml"]
-# 3 samples of 1 CPU each, 2 epochs of 2 steps, the front confirmed with seed 1, no bench stage, no system metrics
+# 3 samples of 1 CPU each, one at a time, 2 epochs of 2 steps, the front confirmed with seed 1, no bench stage, no
+# system metrics
 SHAPE = ["--smoke", "--set", "trial.epochs=2", "--set", "trial.max_steps_per_epoch=2", "--set", "search.confirm_seeds=[1]",
-         "--set", "bench.enabled=false", "--set", "tracking.system_metrics=false"]  # fmt: skip
+         "--set", "bench.enabled=false", "--set", "tracking.system_metrics=false", "--set", "resources.max_concurrent_trials=1"]  # fmt: skip
 
 
 def test_an_optuna_search_stops_at_its_budget_and_resume_with_more_runs_the_rest(tmp_path, ray_head):

@@ -56,9 +56,9 @@ def test_optuna_and_the_dashboard_agree_on_a_users_data_and_embedding(tmp_path, 
     data = write_imagefolder(tmp_path / "digits", classes=4, train_per_class=48, val_per_class=10, img_size=32, seed=3)
     (tmp_path / "my_embeddings.py").write_text(PLUGIN)
     (tmp_path / "mine.toml").write_text(SPEC)
-    # --smoke's 3 samples; 2 epochs: the objectives are only in the last of several reports
+    # --smoke's 3 samples, one at a time; 2 epochs: the objectives are only in the last of several reports
     run_cli(["run", "mine.toml", "--smoke", "--data-dir", data, "--num-cpus", "2", "--quiet",
-             "--set", "trial.epochs=2", "--set", "tracking.system_metrics=false"],
+             "--set", "trial.epochs=2", "--set", "tracking.system_metrics=false", "--set", "resources.max_concurrent_trials=1"],
             cwd=tmp_path, env=ray_token_env, timeout=600, check_rc=0)  # fmt: skip
     run_cli(["dashboard", "mine-optuna", "--out", tmp_path / "dash"], cwd=tmp_path, env=ray_token_env, timeout=300, check_rc=0)
 

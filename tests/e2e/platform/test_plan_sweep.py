@@ -15,8 +15,8 @@ from sweep_helpers import sweep_runs
 pytestmark = pytest.mark.slow
 
 SMOKE = str(SWEEPS / "smoke.toml")
-# No bench stage and no system metrics: neither is what these tests check
-QUIET_SWEEP = ["--set", "bench.enabled=false", "--set", "tracking.system_metrics=false"]
+# No bench stage, no system metrics, one trial at a time (one worker imports torch, not two): not what these tests check
+QUIET_SWEEP = ["--set", "bench.enabled=false", "--set", "tracking.system_metrics=false", "--set", "resources.max_concurrent_trials=1"]
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ embedding = ["patch", "conv"]
 [resources]
 cpus = 1
 gpus = 0
+max_concurrent_trials = 1
 [bench]
 enabled = false
 [tracking]

@@ -23,7 +23,8 @@ name = "only"
 """
 
 
-ONE_CPU = ["resources.cpus=1", "resources.gpus=0", "tracking.system_metrics=false", "trial.workers=0", "bench.enabled=false"]
+ONE_CPU = ["resources.cpus=1", "resources.gpus=0", "resources.max_concurrent_trials=1", "tracking.system_metrics=false",
+           "trial.workers=0", "bench.enabled=false"]  # fmt: skip
 
 
 def _tampered_files(folder: Path, marker: Path) -> dict[str, bytes]:
