@@ -82,8 +82,8 @@ class RayHead:
     def stop(self):
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)  # the session we started: ray start and its children
-            try:
-                self.proc.wait(timeout=5)
+            try:  # a moment for its children; `ray start --block` itself ignores SIGTERM (still up 30 s later)
+                self.proc.wait(timeout=1)
             except subprocess.TimeoutExpired:
                 pass
         try:  # whatever of that session is still shutting down gracefully: a test head holds nothing to save
