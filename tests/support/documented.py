@@ -33,7 +33,7 @@ import urllib.request
 from pathlib import Path
 
 
-from helpers import free_port, REPO
+from helpers import ONE_AT_A_TIME, free_port, REPO
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 HEADERS = [*sorted((REPO / "platform" / "sweeps").glob("*.toml")), *sorted(REPO.glob("examples/*/sweep.toml")),
@@ -53,8 +53,8 @@ SMOKE_DRY = " --smoke --dry-run"
 SHORT_TRIAL = " --max-steps-per-epoch 4 --tiny-val-per-class 10"
 ONE_EPOCH = " --set trial.epochs=1"
 # the sweeps after the first leave out what the first shows (the bench stage, system metrics, trials side by side:
-# ~12 CPU-s of a 1-epoch smoke sweep's ~25)
-LEAN = " --set bench.enabled=false --set tracking.system_metrics=false --set resources.max_concurrent_trials=1"
+# ~12 CPU-s of a 1-epoch smoke sweep's ~21 on a shared head)
+LEAN = f" --set bench.enabled=false --set tracking.system_metrics=false --set {ONE_AT_A_TIME}"
 EXAMPLE_SWEEP = ("tests/e2e/platform/test_sweep_shipped.py::test_a_users_embedding_sweeps_beside_the_built_ins runs the example's "
                  "sweep on the local Ray it starts (with --num-cpus 2 --quiet), then its dashboard, and checks both")  # fmt: skip
 PAPER = "ImageNet-100 and a GPU per trial for days: validated shrunk to smoke size (--smoke --dry-run, the spec checked whole); tests/e2e/platform/test_sweep_shipped.py runs every shipped spec with --smoke"

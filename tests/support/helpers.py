@@ -15,6 +15,10 @@ REPO = SUPPORT.parents[1]
 SWEEPS = REPO / "platform" / "sweeps"
 BIN = Path(sys.executable).parent
 CLI = [sys.executable, "-m", "tokensweep.cli"]
+# A sweep whose test is not about trials side by side runs them one at a time: on 2 cores a second trial worker
+# mostly adds its imports (torch, Ray Tune): a 1-epoch smoke sweep on a shared head took 14.4 CPU-s with two
+# workers and 10.7 with one, at about the same wall time (10.1 vs 10.5 s).
+ONE_AT_A_TIME = "resources.max_concurrent_trials=1"
 
 
 def free_port() -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import BIN, free_port, run_cli, SWEEPS
+from helpers import BIN, ONE_AT_A_TIME, free_port, run_cli, SWEEPS
 from sweep_helpers import sweep_runs
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -25,11 +25,10 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]  # fmt: skip
 
-# the page shows what was recorded, not what the trials learned: the smoke sweep's four trials, one short epoch,
-# one at a time (one worker imports torch, not two)
+# the page shows what was recorded, not what the trials learned: the smoke sweep's four trials, one short epoch each
 RECORDED_ONLY = [f"--set={key}" for key in ("trial.epochs=1", "trial.max_steps_per_epoch=2", "trial.tiny_train_per_class=8",
                                             "trial.tiny_val_per_class=4", "bench.enabled=false", "tracking.system_metrics=false",
-                                            "resources.max_concurrent_trials=1")]  # fmt: skip
+                                            ONE_AT_A_TIME)]  # fmt: skip
 
 pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not at /usr/bin/chromium (.ci/run installs it)"),

@@ -5,7 +5,7 @@ then confirms the front."""
 
 import json
 
-from helpers import SWEEPS, run_cli
+from helpers import ONE_AT_A_TIME, SWEEPS, run_cli
 from sweep_helpers import sweep_runs
 from test_plan_sweep import optimistic_calibration
 
@@ -13,7 +13,7 @@ OPTUNA = ["run", SWEEPS / "channels-optuna.toml"]
 # 3 samples of 1 CPU each, one at a time, 2 epochs of 2 steps, the front confirmed with seed 1, no bench stage, no
 # system metrics
 SHAPE = ["--smoke", "--set", "trial.epochs=2", "--set", "trial.max_steps_per_epoch=2", "--set", "search.confirm_seeds=[1]",
-         "--set", "bench.enabled=false", "--set", "tracking.system_metrics=false", "--set", "resources.max_concurrent_trials=1"]  # fmt: skip
+         "--set", "bench.enabled=false", "--set", "tracking.system_metrics=false", "--set", ONE_AT_A_TIME]  # fmt: skip
 
 
 def test_an_optuna_search_stops_at_its_budget_and_resume_with_more_runs_the_rest(tmp_path, ray_head):

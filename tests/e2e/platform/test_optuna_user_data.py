@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from helpers import run_cli
+from helpers import ONE_AT_A_TIME, run_cli
 from sweep_helpers import sweep_runs
 
 pytestmark = pytest.mark.slow  # local Ray, MLflow, Optuna, three trials and their benches
@@ -58,7 +58,7 @@ def test_optuna_and_the_dashboard_agree_on_a_users_data_and_embedding(tmp_path, 
     (tmp_path / "mine.toml").write_text(SPEC)
     # --smoke's 3 samples, one at a time; 2 epochs: the objectives are only in the last of several reports
     run_cli(["run", "mine.toml", "--smoke", "--data-dir", data, "--num-cpus", "2", "--quiet",
-             "--set", "trial.epochs=2", "--set", "tracking.system_metrics=false", "--set", "resources.max_concurrent_trials=1"],
+             "--set", "trial.epochs=2", "--set", "tracking.system_metrics=false", "--set", ONE_AT_A_TIME],
             cwd=tmp_path, env=ray_token_env, timeout=600, check_rc=0)  # fmt: skip
     run_cli(["dashboard", "mine-optuna", "--out", tmp_path / "dash"], cwd=tmp_path, env=ray_token_env, timeout=300, check_rc=0)
 

@@ -9,14 +9,14 @@ import json
 
 import pytest
 
-from helpers import SWEEPS, run_cli
+from helpers import ONE_AT_A_TIME, SWEEPS, run_cli
 from sweep_helpers import sweep_runs
 
 pytestmark = pytest.mark.slow
 
 SMOKE = str(SWEEPS / "smoke.toml")
-# No bench stage, no system metrics, one trial at a time (one worker imports torch, not two): not what these tests check
-QUIET_SWEEP = ["--set", "bench.enabled=false", "--set", "tracking.system_metrics=false", "--set", "resources.max_concurrent_trials=1"]
+# No bench stage, no system metrics, one trial at a time: not what these tests check
+QUIET_SWEEP = ["--set", "bench.enabled=false", "--set", "tracking.system_metrics=false", "--set", ONE_AT_A_TIME]
 
 
 @pytest.fixture(scope="module")

@@ -3,18 +3,18 @@ bring-your-own-embedding example runs end to end: Ray, MLflow, the dashboard."""
 
 import pytest
 
-from helpers import REPO, run_cli, SWEEPS
+from helpers import ONE_AT_A_TIME, REPO, run_cli, SWEEPS
 from sweep_helpers import check_child_schema, sweep_runs
 from tokensweep.spec import load_spec
 
 EXAMPLE = REPO / "examples" / "overlap_patch"
 # What is checked is that every configuration builds, trains, measures and is recorded, not what it learns:
 # two epochs (a per-epoch curve) of two small steps, no bench stage (tests/e2e/platform/test_bench_stage.py),
-# one trial at a time (one worker imports torch, not two).
+# one trial at a time.
 SMALLER = [f"--set={key}" for key in (
     "trial.epochs=2", "trial.max_steps_per_epoch=2", "trial.tiny_train_per_class=8", "trial.tiny_val_per_class=4",
     "trial.bench_batch=8", "trial.bench_steps=2", "bench.enabled=false", "tracking.system_metrics=false",
-    "resources.max_concurrent_trials=1")]  # fmt: skip
+    ONE_AT_A_TIME)]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", ["paper-table6", "paper-table7", "paper-table8"])

@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from helpers import run_cli
+from helpers import ONE_AT_A_TIME, run_cli
 from rel_helpers import TINY_TRIAL, RunsCode, sets
 from sweep_helpers import sweep_runs
 
@@ -23,7 +23,7 @@ name = "only"
 """
 
 
-ONE_CPU = ["resources.cpus=1", "resources.gpus=0", "resources.max_concurrent_trials=1", "tracking.system_metrics=false",
+ONE_CPU = ["resources.cpus=1", "resources.gpus=0", ONE_AT_A_TIME, "tracking.system_metrics=false",
            "trial.workers=0", "bench.enabled=false"]  # fmt: skip
 
 
