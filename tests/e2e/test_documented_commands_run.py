@@ -18,7 +18,7 @@ def test_documented_commands_run(tmp_path, ray_token_env):
     work = work_folder(tmp_path / "checkout")
     work_folder(work / "job")
     env = {**ray_token_env, "PATH": f"{BIN}{os.pathsep}{ray_token_env['PATH']}", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-    head = RayHead(env, dashboard=True)  # docs/sweeps.md's head: the venv on PATH, token auth, single-machine mode
+    head = RayHead(env, documented=True)  # docs/sweeps.md's head: the venv on PATH, token auth, single-machine mode
     failures, timings = [], []
 
     def timed(i: int, command: str, kind: str) -> None:

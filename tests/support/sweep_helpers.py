@@ -35,11 +35,15 @@ def ray_token_env(tmp_path_factory) -> dict:
 class RayHead:
     """`ray start --head --block` in the foreground: stopping it (SIGTERM) stops this head only.
 
-    `ray stop` would stop every Ray on the machine, including other people's. The Ray dashboard (the Jobs API
-    of `ray job submit`) only where a test asks for it: idle, it costs a head ~40% more CPU.
+    `ray stop` would stop every Ray on the machine, including other people's. Only the processes sweeps use,
+    unless a test asks for the head as documented (`documented`: the dashboard, for the Jobs API of `ray job
+    submit`, the log monitor and the autoscaler's monitor). Without them a head costs less CPU: idle, the
+    dashboard ~40% more; the log monitor reads every worker's log files (tokensweep's drivers do not print
+    them, RAY_LOG_TO_DRIVER=0), which cost one long-lived head 65 CPU-s in a CI run of 2,000 CPU-s; a
+    fixed-size test cluster has nothing to autoscale.
     """
 
-    def __init__(self, env: dict, num_cpus: int = 2, num_gpus: int = 0, dashboard: bool = False):
+    def __init__(self, env: dict, num_cpus: int = 2, num_gpus: int = 0, documented: bool = False):
         self.port, self.dashboard_port = free_port(), free_port()
         self.temp_dir = tempfile.mkdtemp(prefix="tsray", dir="/tmp")  # short: Ray's socket paths are length-limited
         self.env = env
@@ -47,13 +51,15 @@ class RayHead:
         cmd = [
             str(BIN / "ray"), "start", "--head", "--block",
             f"--port={self.port}", "--node-ip-address=127.0.0.1",
-            "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}", f"--include-dashboard={str(dashboard).lower()}",
+            "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}", f"--include-dashboard={str(documented).lower()}",
             f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
             f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}", f"--temp-dir={self.temp_dir}", "--disable-usage-stats",
         ]  # fmt: skip
+        if not documented:
+            cmd += ["--include-log-monitor=false", "--no-monitor"]
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self.address = f"127.0.0.1:{self.port}"
-        self.dashboard = f"http://127.0.0.1:{self.dashboard_port}" if dashboard else None
+        self.dashboard = f"http://127.0.0.1:{self.dashboard_port}" if documented else None
         self._wait_ready()
 
     def _wait_ready(self, timeout=120):

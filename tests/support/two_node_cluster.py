@@ -24,7 +24,8 @@ def main() -> int:
     os.makedirs(os.path.join(temp_dir, "ray"))
     cluster = Cluster(
         initialize_head=True,
-        head_node_args={"num_cpus": 1, "num_gpus": 0, "temp_dir": temp_dir, "include_dashboard": False},
+        head_node_args={"num_cpus": 1, "num_gpus": 0, "temp_dir": temp_dir, "include_dashboard": False,
+                        "include_log_monitor": False},  # as sweep_helpers.RayHead: drivers do not print workers' logs
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
