@@ -39,8 +39,8 @@ class RayHead:
     unless a test asks for the head as documented (`documented`: the dashboard, for the Jobs API of `ray job
     submit`, the log monitor and the autoscaler's monitor). Without them a head costs less CPU: idle, the
     dashboard ~40% more; the log monitor reads every worker's log files (tokensweep's drivers do not print
-    them, RAY_LOG_TO_DRIVER=0), which cost one long-lived head 65 CPU-s in a CI run of 2,000 CPU-s; a
-    fixed-size test cluster has nothing to autoscale.
+    them, RAY_LOG_TO_DRIVER=0), which cost one long-lived head 65 CPU-s of a CI run's ~4,100; a fixed-size
+    test cluster has nothing to autoscale.
     """
 
     def __init__(self, env: dict, num_cpus: int = 2, num_gpus: int = 0, documented: bool = False):

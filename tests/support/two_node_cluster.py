@@ -25,7 +25,7 @@ def main() -> int:
     cluster = Cluster(
         initialize_head=True,
         head_node_args={"num_cpus": 1, "num_gpus": 0, "temp_dir": temp_dir, "include_dashboard": False,
-                        "include_log_monitor": False},  # as sweep_helpers.RayHead: drivers do not print workers' logs
+                        "include_log_monitor": False},  # as sweep_helpers.RayHead: no test reads workers' output through a driver
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
